@@ -1,0 +1,573 @@
+//! Typed configuration: command-line flags > environment > `motherstream.toml` > defaults.
+//!
+//! Flags and environment variables are merged by clap (`ServeArgs`, every field optional);
+//! the TOML file is parsed into [`FileConfig`] (every field optional, unknown keys refused);
+//! [`Config::resolve`] layers them over the defaults and validates the result. Any problem
+//! becomes a [`ConfigError`] whose message names the setting, so `main` can print one line
+//! and exit with status 2.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+/// The sample configuration shipped with the project. A test loads it, so the documented
+/// defaults cannot drift from the real ones.
+pub const SAMPLE_CONFIG: &str = include_str!("../motherstream.example.toml");
+
+/// Default file looked up in the working directory when `--config` is not given.
+const DEFAULT_CONFIG_FILE: &str = "motherstream.toml";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// The setting at fault, as the user would spell it (flag, env var or TOML key).
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Options shared by every subcommand that touches the data directory or database.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Directory for the database, the generated JWT secret and other state.
+    #[arg(long, env = "MOTHERSTREAM_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL (`sqlite://…` or `postgres://…`); default: SQLite in the data dir.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// TOML configuration file (default: ./motherstream.toml if it exists).
+    #[arg(long, env = "MOTHERSTREAM_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Flags of `motherstream serve` (each also readable from the environment).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// RTMP listen address.
+    #[arg(long, env = "MOTHERSTREAM_RTMP_LISTEN")]
+    pub rtmp_listen: Option<String>,
+
+    /// HTTP listen address.
+    #[arg(long, env = "MOTHERSTREAM_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+
+    /// Length of a DJ's set in seconds.
+    #[arg(long, env = "MOTHERSTREAM_SWAP_INTERVAL")]
+    pub swap_interval: Option<u64>,
+
+    /// Seconds a dropped lead keeps their slot while they reconnect.
+    #[arg(long, env = "MOTHERSTREAM_GRACE_PERIOD")]
+    pub grace_period: Option<u64>,
+
+    /// Seconds without media after which a publisher counts as stalled.
+    #[arg(long, env = "MOTHERSTREAM_STALL_TIMEOUT")]
+    pub stall_timeout: Option<u64>,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "MOTHERSTREAM_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// `motherstream.toml`, every key optional. See `motherstream.example.toml`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub rtmp_listen: Option<String>,
+    pub http_listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub swap_interval: Option<u64>,
+    pub grace_period: Option<u64>,
+    pub stall_timeout: Option<u64>,
+    pub block_toggle: Option<bool>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimits {
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+    pub handshake_timeout: Option<u64>,
+    pub idle_timeout: Option<u64>,
+    pub max_message_size: Option<usize>,
+    pub publish_attempts_per_minute: Option<u32>,
+    pub login_attempts_per_minute: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Bounds that protect the server from misbehaving or hostile peers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Simultaneous RTMP connections, all peers together.
+    pub max_connections: usize,
+    /// Simultaneous RTMP connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Time allowed from TCP accept until the RTMP `connect` command.
+    pub handshake_timeout: Duration,
+    /// A connection that sends nothing for this long (and is not publishing) is closed.
+    pub idle_timeout: Duration,
+    /// Largest RTMP message accepted (a keyframe of a high-bitrate stream fits easily).
+    pub max_message_size: usize,
+    /// Publish attempts with a bad key tolerated per IP and minute before refusing outright.
+    pub publish_attempts_per_minute: u32,
+    /// Login attempts per IP and minute on the HTTP API.
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_ip: 16,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            max_message_size: 8 * 1024 * 1024,
+            publish_attempts_per_minute: 10,
+            login_attempts_per_minute: 10,
+        }
+    }
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseLocation {
+    pub url: String,
+}
+
+/// Settings needed by every subcommand that opens the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub database: DatabaseLocation,
+}
+
+/// The fully resolved configuration of `motherstream serve`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub rtmp_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub swap_interval: Duration,
+    pub grace_period: Duration,
+    pub stall_timeout: Duration,
+    pub block_toggle: bool,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// Layers flags/env over the config file over the defaults, and validates.
+    pub fn resolve(store: &StoreArgs, serve: &ServeArgs) -> Result<Self, ConfigError> {
+        let file = load_file(store.config.as_deref())?;
+        Self::from_layers(store, serve, file, &EnvDb::from_process())
+    }
+
+    fn from_layers(
+        store: &StoreArgs,
+        serve: &ServeArgs,
+        file: FileConfig,
+        env_db: &EnvDb,
+    ) -> Result<Self, ConfigError> {
+        let store_config = StoreConfig::from_layers(store, &file, env_db)?;
+        let defaults = Limits::default();
+        let fl = &file.limits;
+        let limits = Limits {
+            max_connections: positive(
+                "limits.max_connections",
+                fl.max_connections.unwrap_or(defaults.max_connections),
+            )?,
+            max_connections_per_ip: positive(
+                "limits.max_connections_per_ip",
+                fl.max_connections_per_ip
+                    .unwrap_or(defaults.max_connections_per_ip),
+            )?,
+            handshake_timeout: seconds(
+                "limits.handshake_timeout",
+                fl.handshake_timeout,
+                defaults.handshake_timeout,
+            )?,
+            idle_timeout: seconds(
+                "limits.idle_timeout",
+                fl.idle_timeout,
+                defaults.idle_timeout,
+            )?,
+            max_message_size: positive(
+                "limits.max_message_size",
+                fl.max_message_size.unwrap_or(defaults.max_message_size),
+            )?,
+            publish_attempts_per_minute: positive(
+                "limits.publish_attempts_per_minute",
+                fl.publish_attempts_per_minute
+                    .unwrap_or(defaults.publish_attempts_per_minute),
+            )?,
+            login_attempts_per_minute: positive(
+                "limits.login_attempts_per_minute",
+                fl.login_attempts_per_minute
+                    .unwrap_or(defaults.login_attempts_per_minute),
+            )?,
+        };
+
+        Ok(Self {
+            store: store_config,
+            rtmp_listen: socket_addr(
+                "--rtmp-listen",
+                serve.rtmp_listen.as_ref().or(file.rtmp_listen.as_ref()),
+                "0.0.0.0:1935",
+            )?,
+            http_listen: socket_addr(
+                "--http-listen",
+                serve.http_listen.as_ref().or(file.http_listen.as_ref()),
+                "0.0.0.0:8080",
+            )?,
+            swap_interval: seconds(
+                "--swap-interval",
+                serve.swap_interval.or(file.swap_interval),
+                Duration::from_secs(3600),
+            )?,
+            grace_period: seconds(
+                "--grace-period",
+                serve.grace_period.or(file.grace_period),
+                Duration::from_secs(10),
+            )?,
+            stall_timeout: seconds(
+                "--stall-timeout",
+                serve.stall_timeout.or(file.stall_timeout),
+                Duration::from_secs(10),
+            )?,
+            block_toggle: file.block_toggle.unwrap_or(false),
+            log_format: match serve.log_format.as_deref().or(file.log_format.as_deref()) {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "--log-format",
+                        format!("`{other}` is not a log format (use `text` or `json`)"),
+                    ));
+                }
+            },
+            limits,
+        })
+    }
+}
+
+impl StoreConfig {
+    /// Resolves only what the user-management subcommands need.
+    pub fn resolve(store: &StoreArgs) -> Result<Self, ConfigError> {
+        let file = load_file(store.config.as_deref())?;
+        Self::from_layers(store, &file, &EnvDb::from_process())
+    }
+
+    fn from_layers(
+        store: &StoreArgs,
+        file: &FileConfig,
+        env_db: &EnvDb,
+    ) -> Result<Self, ConfigError> {
+        let data_dir = store
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        if data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::new("--data-dir", "must not be empty"));
+        }
+        let url = match store
+            .database_url
+            .clone()
+            .or_else(|| env_db.url())
+            .or_else(|| file.database_url.clone())
+        {
+            Some(url) => url,
+            None => format!("sqlite://{}", data_dir.join("motherstream.db").display()),
+        };
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                format!(
+                    "unsupported database URL `{}` (use sqlite://PATH or postgres://…)",
+                    redact_url(&url)
+                ),
+            ));
+        }
+        Ok(Self {
+            data_dir,
+            database: DatabaseLocation { url },
+        })
+    }
+}
+
+/// The seed's `DB_HOST`/`DB_PORT`/`DB_USER`/`DB_PASSWORD`/`DB_NAME` variables, which select
+/// Postgres when `DB_HOST` is set and `DATABASE_URL` is not.
+#[derive(Debug, Default, Clone)]
+struct EnvDb {
+    host: Option<String>,
+    port: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    name: Option<String>,
+}
+
+impl EnvDb {
+    fn from_process() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self {
+            host: var("DB_HOST"),
+            port: var("DB_PORT"),
+            user: var("DB_USER"),
+            password: var("DB_PASSWORD"),
+            name: var("DB_NAME"),
+        }
+    }
+
+    fn url(&self) -> Option<String> {
+        let host = self.host.as_ref()?;
+        let port = self.port.as_deref().unwrap_or("5432");
+        let name = self.name.as_deref().unwrap_or("motherstream");
+        let auth = match (&self.user, &self.password) {
+            (Some(u), Some(p)) => format!("{}:{}@", percent_encode(u), percent_encode(p)),
+            (Some(u), None) => format!("{}@", percent_encode(u)),
+            _ => String::new(),
+        };
+        Some(format!("postgres://{auth}{host}:{port}/{name}"))
+    }
+}
+
+/// Encodes the characters that would break a URL's userinfo part.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Hides a password in a database URL before it is shown in an error or a log line.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(FileConfig::default());
+        }
+        Err(e) => {
+            return Err(ConfigError::new(
+                "--config",
+                format!("cannot read {}: {e}", path.display()),
+            ));
+        }
+    };
+    parse_file(&text).map_err(|e| ConfigError::new("--config", format!("{}: {e}", path.display())))
+}
+
+fn parse_file(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| e.message().to_owned())
+}
+
+fn socket_addr(
+    setting: &str,
+    value: Option<&String>,
+    default: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let raw = value.map(String::as_str).unwrap_or(default);
+    raw.parse().map_err(|_| {
+        ConfigError::new(
+            setting,
+            format!("`{raw}` is not an IP:port address (e.g. 0.0.0.0:1935)"),
+        )
+    })
+}
+
+fn seconds(setting: &str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::new(setting, "must be at least 1 second")),
+        Some(s) if s > 7 * 24 * 3600 => Err(ConfigError::new(setting, "must be at most one week")),
+        Some(s) => Ok(Duration::from_secs(s)),
+    }
+}
+
+fn positive<T: PartialEq + Default>(setting: &str, value: T) -> Result<T, ConfigError> {
+    if value == T::default() {
+        Err(ConfigError::new(setting, "must be greater than 0"))
+    } else {
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(
+        store: StoreArgs,
+        serve: ServeArgs,
+        file: &str,
+        env: EnvDb,
+    ) -> Result<Config, ConfigError> {
+        let file = parse_file(file).map_err(|e| ConfigError::new("--config", e))?;
+        Config::from_layers(&store, &serve, file, &env)
+    }
+
+    #[test]
+    fn defaults_without_any_configuration() {
+        let c = resolve(
+            StoreArgs::default(),
+            ServeArgs::default(),
+            "",
+            EnvDb::default(),
+        )
+        .unwrap();
+        assert_eq!(c.rtmp_listen, "0.0.0.0:1935".parse().unwrap());
+        assert_eq!(c.http_listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.store.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.store.database.url, "sqlite://./data/motherstream.db");
+        assert_eq!(c.swap_interval, Duration::from_secs(3600));
+        assert_eq!(c.grace_period, Duration::from_secs(10));
+        assert_eq!(c.stall_timeout, Duration::from_secs(10));
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn sample_config_documents_the_defaults() {
+        let sample = resolve(
+            StoreArgs::default(),
+            ServeArgs::default(),
+            SAMPLE_CONFIG,
+            EnvDb::default(),
+        )
+        .unwrap();
+        let defaults = resolve(
+            StoreArgs::default(),
+            ServeArgs::default(),
+            "",
+            EnvDb::default(),
+        )
+        .unwrap();
+        assert_eq!(sample, defaults);
+    }
+
+    #[test]
+    fn flags_override_file_and_file_overrides_defaults() {
+        let serve = ServeArgs {
+            swap_interval: Some(60),
+            ..Default::default()
+        };
+        let c = resolve(
+            StoreArgs::default(),
+            serve,
+            "swap_interval = 120\ngrace_period = 3\n",
+            EnvDb::default(),
+        )
+        .unwrap();
+        assert_eq!(c.swap_interval, Duration::from_secs(60));
+        assert_eq!(c.grace_period, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn seed_db_variables_select_postgres_unless_database_url_is_set() {
+        let env = EnvDb {
+            host: Some("db".into()),
+            user: Some("ms".into()),
+            password: Some("p@ss:word".into()),
+            name: Some("streams".into()),
+            port: None,
+        };
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", env.clone()).unwrap();
+        assert_eq!(
+            c.store.database.url,
+            "postgres://ms:p%40ss%3Aword@db:5432/streams"
+        );
+        let store = StoreArgs {
+            database_url: Some("sqlite://x.db".into()),
+            ..Default::default()
+        };
+        let c = resolve(store, ServeArgs::default(), "", env).unwrap();
+        assert_eq!(c.store.database.url, "sqlite://x.db");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let serve = ServeArgs {
+            rtmp_listen: Some("nope".into()),
+            ..Default::default()
+        };
+        let e = resolve(StoreArgs::default(), serve, "", EnvDb::default()).unwrap_err();
+        assert_eq!(e.setting, "--rtmp-listen");
+
+        let e = resolve(
+            StoreArgs::default(),
+            ServeArgs::default(),
+            "swap_interval = 0",
+            EnvDb::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "--swap-interval");
+
+        let e = resolve(
+            StoreArgs::default(),
+            ServeArgs::default(),
+            "colour = 1",
+            EnvDb::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.setting, "--config");
+        assert!(e.message.contains("colour"), "{e}");
+
+        let store = StoreArgs {
+            database_url: Some("mysql://u:secret@h/db".into()),
+            ..Default::default()
+        };
+        let e = resolve(store, ServeArgs::default(), "", EnvDb::default()).unwrap_err();
+        assert_eq!(e.setting, "DATABASE_URL");
+        assert!(!e.message.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+}

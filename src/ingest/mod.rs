@@ -1,0 +1,143 @@
+//! RTMP ingest: the accept loop, connection limits, and per-connection tasks.
+//!
+//! Each accepted socket gets one task ([`connection::Connection`]) that drives a sans-IO
+//! [`crate::rtmp::server::ServerSession`]. The accept loop bounds the number of connections
+//! in total (a semaphore, as in mini-redis) and per IP address; each connection bounds its
+//! own handshake time, idle time and message sizes.
+
+mod connection;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Limits;
+use crate::queue::actor::QueueHandle;
+use crate::ratelimit::RateLimiter;
+use crate::rtmp::SessionLimits;
+use crate::store::Store;
+pub use registry::{Publisher, Publishers};
+
+/// Everything a connection task needs, shared by all of them.
+pub struct IngestContext {
+    pub store: Store,
+    pub queue: QueueHandle,
+    pub publishers: Publishers,
+    pub limits: Limits,
+    pub stall_timeout: Duration,
+    pub session_limits: SessionLimits,
+    pub publish_attempts: RateLimiter,
+    next_conn: AtomicU64,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl IngestContext {
+    pub fn new(
+        store: Store,
+        queue: QueueHandle,
+        publishers: Publishers,
+        limits: Limits,
+        stall_timeout: Duration,
+    ) -> Self {
+        let session_limits = SessionLimits {
+            max_message_size: limits.max_message_size,
+            ..SessionLimits::default()
+        };
+        let publish_attempts = RateLimiter::per_minute(limits.publish_attempts_per_minute);
+        Self {
+            store,
+            queue,
+            publishers,
+            stall_timeout,
+            session_limits,
+            publish_attempts,
+            limits,
+            next_conn: AtomicU64::new(1),
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reserves a connection slot for `ip`, or `None` if it already has too many.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= self.limits.max_connections_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            ctx: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Releases a per-IP connection slot when the connection ends.
+struct IpSlot {
+    ctx: Arc<IngestContext>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut per_ip = self.ctx.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts RTMP connections until the listener fails or the task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>) {
+    let permits = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Running out of file descriptors is transient: back off instead of spinning.
+                tracing::warn!("rtmp accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "rtmp {peer}: refused, {} connections already open",
+                ctx.limits.max_connections
+            );
+            continue;
+        };
+        let Some(slot) = ctx.admit(peer.ip()) else {
+            tracing::warn!(
+                "rtmp {peer}: refused, {} connections already open from this address",
+                ctx.limits.max_connections_per_ip
+            );
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(handle(conn, peer, socket, ctx.clone(), permit, slot));
+    }
+}
+
+async fn handle(
+    conn: u64,
+    peer: SocketAddr,
+    socket: tokio::net::TcpStream,
+    ctx: Arc<IngestContext>,
+    _permit: OwnedSemaphorePermit,
+    _slot: IpSlot,
+) {
+    connection::Connection::new(conn, peer, socket, ctx)
+        .run()
+        .await;
+}

@@ -1,0 +1,289 @@
+//! The queue actor: the single owner of "who is on air".
+//!
+//! It owns the pure [`Engine`], feeds it events from the ingest connections, the HTTP API and
+//! its own ticker (with the real clock), and turns the engine's outputs into effects: answers
+//! to waiting publishers, disconnects, the program source, notices, persistence. Nothing else
+//! mutates queue state, so there are no locks around it and no ordering races.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::engine::{
+    AdminCommand, AdminError, ConnId, DisconnectReason, Dj, Engine, Input, Notice, Output,
+    RejectReason, Snapshot, Status,
+};
+use crate::store::Store;
+
+/// How often the actor ticks the engine (slot expiry, grace periods, warnings).
+const TICK: Duration = Duration::from_millis(200);
+/// Commands waiting for the actor; senders wait when it is full (backpressure, not loss).
+const MAILBOX: usize = 1024;
+/// Notices kept for slow SSE subscribers before they start missing some.
+const NOTICE_BACKLOG: usize = 256;
+
+/// The engine's answer to a publish request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishDecision {
+    Accepted { on_air: bool, position: usize },
+    Rejected(RejectReason),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the queue service has stopped")]
+pub struct QueueGone;
+
+enum Command {
+    Publish {
+        conn: ConnId,
+        dj: Dj,
+        kick: oneshot::Sender<DisconnectReason>,
+        reply: oneshot::Sender<PublishDecision>,
+    },
+    Event(Input),
+    Admin {
+        command: AdminCommand,
+        reply: oneshot::Sender<Result<(), AdminError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+}
+
+/// Cheap, cloneable handle to the queue actor.
+#[derive(Clone)]
+pub struct QueueHandle {
+    commands: mpsc::Sender<Command>,
+    notices: broadcast::Sender<Notice>,
+    program: watch::Receiver<Option<ConnId>>,
+}
+
+impl QueueHandle {
+    /// Asks for a place in the queue. `kick` fires if the engine later disconnects this
+    /// connection (slot elapsed, skipped, removed…).
+    pub async fn publish(
+        &self,
+        conn: ConnId,
+        dj: Dj,
+        kick: oneshot::Sender<DisconnectReason>,
+    ) -> Result<PublishDecision, QueueGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Publish {
+            conn,
+            dj,
+            kick,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| QueueGone)
+    }
+
+    /// Reports a connection event (clean stop, lost connection, stall).
+    pub async fn report(&self, input: Input) -> Result<(), QueueGone> {
+        self.send(Command::Event(input)).await
+    }
+
+    pub async fn admin(&self, command: AdminCommand) -> Result<Result<(), AdminError>, QueueGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Admin { command, reply }).await?;
+        answer.await.map_err(|_| QueueGone)
+    }
+
+    pub async fn status(&self) -> Result<Status, QueueGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Status { reply }).await?;
+        answer.await.map_err(|_| QueueGone)
+    }
+
+    /// Live notices (on air, set ended, warnings…), for SSE and integrations.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// The connection whose media is the program right now (`None`: the slate).
+    pub fn program_source(&self) -> watch::Receiver<Option<ConnId>> {
+        self.program.clone()
+    }
+
+    async fn send(&self, command: Command) -> Result<(), QueueGone> {
+        self.commands.send(command).await.map_err(|_| QueueGone)
+    }
+}
+
+/// Starts the actor (and its persistence task) on the current runtime.
+///
+/// The engine is restored from the store's last snapshot if there is one, so DJs who
+/// reconnect within the grace period get their place back after a restart.
+pub async fn spawn(store: Store, settings: super::engine::Settings) -> QueueHandle {
+    let now = Instant::now();
+    let engine = match store.load_queue_snapshot().await {
+        Ok(Some(json)) => match serde_json::from_str::<Snapshot>(&json) {
+            Ok(snapshot) => {
+                tracing::info!("restoring the queue saved before the last shutdown");
+                Engine::restore(settings, snapshot, now.into_std())
+            }
+            Err(e) => {
+                tracing::warn!("ignoring an unreadable saved queue: {e}");
+                Engine::new(settings)
+            }
+        },
+        Ok(None) => Engine::new(settings),
+        Err(e) => {
+            tracing::warn!("could not load the saved queue, starting empty: {e}");
+            Engine::new(settings)
+        }
+    };
+    let (commands, mailbox) = mpsc::channel(MAILBOX);
+    let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
+    let (program_tx, program) = watch::channel(None);
+    let (persist_tx, persist_rx) = watch::channel(None);
+    tokio::spawn(persist_loop(store, persist_rx));
+    let actor = Actor {
+        engine,
+        mailbox,
+        notices: notices.clone(),
+        program: program_tx,
+        persist: persist_tx,
+        pending: HashMap::new(),
+        kicks: HashMap::new(),
+    };
+    tokio::spawn(actor.run());
+    QueueHandle {
+        commands,
+        notices,
+        program,
+    }
+}
+
+struct Actor {
+    engine: Engine,
+    mailbox: mpsc::Receiver<Command>,
+    notices: broadcast::Sender<Notice>,
+    program: watch::Sender<Option<ConnId>>,
+    persist: watch::Sender<Option<Snapshot>>,
+    pending: HashMap<ConnId, oneshot::Sender<PublishDecision>>,
+    kicks: HashMap<ConnId, oneshot::Sender<DisconnectReason>>,
+}
+
+impl Actor {
+    async fn run(mut self) {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = self.mailbox.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                _ = ticker.tick() => self.feed(Input::Tick),
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Publish {
+                conn,
+                dj,
+                kick,
+                reply,
+            } => {
+                self.pending.insert(conn, reply);
+                self.kicks.insert(conn, kick);
+                self.feed(Input::PublishRequested { conn, dj });
+                // The engine answers every request; a missing answer would be a bug, and
+                // dropping the sender makes the connection refuse rather than hang.
+                self.pending.remove(&conn);
+            }
+            Command::Event(input) => {
+                if let Input::PublishStopped { conn } | Input::ConnectionLost { conn } = &input {
+                    self.kicks.remove(conn);
+                }
+                self.feed(input);
+            }
+            Command::Admin { command, reply } => {
+                let result = self
+                    .engine
+                    .handle(Instant::now().into_std(), Input::Admin(command));
+                let outcome = result.map(|outputs| self.apply(outputs));
+                let _ = reply.send(outcome);
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.engine.status(Instant::now().into_std()));
+            }
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        match self.engine.handle(Instant::now().into_std(), input) {
+            Ok(outputs) => self.apply(outputs),
+            Err(e) => tracing::warn!("queue engine refused an event: {e}"),
+        }
+    }
+
+    fn apply(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::PublishAccepted {
+                    conn,
+                    on_air,
+                    position,
+                } => {
+                    if let Some(reply) = self.pending.remove(&conn) {
+                        let _ = reply.send(PublishDecision::Accepted { on_air, position });
+                    }
+                }
+                Output::PublishRejected { conn, reason } => {
+                    self.kicks.remove(&conn);
+                    if let Some(reply) = self.pending.remove(&conn) {
+                        let _ = reply.send(PublishDecision::Rejected(reason));
+                    }
+                }
+                Output::ProgramSource(source) => {
+                    self.program.send_replace(source);
+                }
+                Output::Disconnect { conn, reason } => {
+                    if let Some(kick) = self.kicks.remove(&conn) {
+                        let _ = kick.send(reason);
+                    }
+                }
+                Output::Notice(notice) => {
+                    tracing::info!(target: "motherstream::queue", "{notice}");
+                    // No subscribers is fine: notices are fire-and-forget.
+                    let _ = self.notices.send(notice);
+                }
+                Output::Persist(snapshot) => {
+                    self.persist.send_replace(Some(snapshot));
+                }
+            }
+        }
+    }
+}
+
+/// Writes the latest snapshot whenever it changes. A burst of changes collapses into one
+/// write of the newest state, and a slow or failing database never blocks the actor.
+async fn persist_loop(store: Store, mut latest: watch::Receiver<Option<Snapshot>>) {
+    while latest.changed().await.is_ok() {
+        let Some(snapshot) = latest.borrow_and_update().clone() else {
+            continue;
+        };
+        let json = match serde_json::to_string(&snapshot) {
+            Ok(json) => json,
+            Err(e) => {
+                tracing::error!("cannot serialise the queue snapshot: {e}");
+                continue;
+            }
+        };
+        let mut delay = Duration::from_millis(250);
+        while let Err(e) = store.save_queue_snapshot(&json).await {
+            tracing::warn!("saving the queue failed (retrying in {delay:?}): {e}");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+            if latest.has_changed().unwrap_or(false) {
+                break; // a newer snapshot supersedes this one
+            }
+        }
+    }
+}

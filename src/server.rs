@@ -1,0 +1,108 @@
+//! `motherstream serve`: opens the store, binds the listeners and starts every service.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::auth::TokenKeys;
+use crate::config::Config;
+use crate::ingest::{self, IngestContext, Publishers};
+use crate::queue::{actor, engine};
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use crate::web;
+
+/// A start-up failure, as one line naming the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+/// Runs the server until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> Result<(), StartupError> {
+    let store = Store::open(&config.store).await.map_err(StartupError)?;
+    let jwt_secret = std::env::var("JWT_SECRET").ok().filter(|s| !s.is_empty());
+    let tokens = TokenKeys::load_or_create(jwt_secret.as_deref(), &config.store.data_dir)
+        .map_err(StartupError)?;
+
+    let rtmp = TcpListener::bind(config.rtmp_listen)
+        .await
+        .map_err(|e| StartupError(format!("--rtmp-listen {}: {e}", config.rtmp_listen)))?;
+    let http = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| StartupError(format!("--http-listen {}: {e}", config.http_listen)))?;
+    let rtmp_addr = rtmp
+        .local_addr()
+        .map_err(|e| StartupError(format!("--rtmp-listen: {e}")))?;
+    let http_addr = http
+        .local_addr()
+        .map_err(|e| StartupError(format!("--http-listen: {e}")))?;
+
+    let settings = engine::Settings {
+        swap_interval: config.swap_interval,
+        grace_period: config.grace_period,
+        block_enabled: config.block_toggle,
+    };
+    let queue = actor::spawn(store.clone(), settings).await;
+    let publishers = Publishers::default();
+
+    let ingest_ctx = Arc::new(IngestContext::new(
+        store.clone(),
+        queue.clone(),
+        publishers.clone(),
+        config.limits.clone(),
+        config.stall_timeout,
+    ));
+    let app = web::router(web::AppState {
+        store: store.clone(),
+        queue,
+        publishers,
+        tokens,
+        login_attempts: Arc::new(RateLimiter::per_minute(
+            config.limits.login_attempts_per_minute,
+        )),
+    });
+
+    tracing::info!(
+        "rtmp ingest listening on {rtmp_addr} (publish to rtmp://HOST:{}/live/<stream key>)",
+        rtmp_addr.port()
+    );
+    tracing::info!("http listening on {http_addr}");
+
+    let ingest = tokio::spawn(ingest::serve(rtmp, ingest_ctx));
+    let http_server = axum::serve(
+        http,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal());
+    if let Err(e) = http_server.await {
+        tracing::error!("http server failed: {e}");
+    }
+    ingest.abort();
+    tracing::info!("shutting down");
+    store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

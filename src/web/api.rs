@@ -1,0 +1,357 @@
+//! The JSON API under `/api/v1`.
+
+use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::{AdminUser, CurrentUser};
+use super::error::{ApiError, rejection};
+use crate::auth::{generate_stream_key, hash_password, verify_password};
+use crate::media::stats::StatsSnapshot;
+use crate::queue::engine::{AdminCommand, AdminError, ConnId, Status};
+use crate::store::User;
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+}
+
+/// `POST /api/v1/login/access-token` (form `username`, `password`; username is the email
+/// or the DJ name) → `{"access_token": …, "token_type": "bearer"}`.
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.login_attempts.allow(peer.ip()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many login attempts; try again in a minute",
+        ));
+    }
+    let Form(form) = form.map_err(rejection)?;
+    let user = state
+        .store
+        .user_by_login(&form.username)
+        .await
+        .map_err(|e| ApiError::internal("login lookup", e))?;
+    // Verify even for unknown users so response time does not reveal which emails exist.
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let password = form.password;
+    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| ApiError::internal("password check", e))?;
+    let user = match user {
+        Some(user) if valid => user,
+        _ => return Err(ApiError::bad_request("Incorrect email or password")),
+    };
+    if !user.is_active {
+        return Err(ApiError::bad_request("Inactive user"));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let token = state
+        .tokens
+        .issue(user.id, now)
+        .map_err(|e| ApiError::internal("signing a token", e))?;
+    Ok(Json(
+        json!({ "access_token": token, "token_type": "bearer" }),
+    ))
+}
+
+/// A real argon2id hash (of a random password), checked when the login name is unknown so
+/// that both cases cost the same.
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password(&generate_stream_key()).unwrap_or_default());
+
+/// A user as shown to themselves (their own stream key included) or to admins.
+#[derive(Serialize)]
+pub struct UserView {
+    id: i64,
+    dj_name: String,
+    email: String,
+    timezone: String,
+    stream_key: String,
+    is_active: bool,
+    is_superuser: bool,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        Self {
+            id: u.id,
+            dj_name: u.dj_name,
+            email: u.email,
+            timezone: u.timezone,
+            stream_key: u.stream_key,
+            is_active: u.is_active,
+            is_superuser: u.is_admin,
+        }
+    }
+}
+
+/// `GET /api/v1/users/me`.
+pub async fn me(CurrentUser(user): CurrentUser) -> Json<UserView> {
+    Json(user.into())
+}
+
+/// `POST /api/v1/users/{dj_name}/disable`: the key stops working and the DJ is kicked.
+pub async fn disable_user(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path(dj_name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = find_user(&state, &dj_name).await?;
+    tracing::info!("admin {}: disabling {}", admin.dj_name, user.dj_name);
+    state
+        .store
+        .set_active(user.id, false)
+        .await
+        .map_err(|e| ApiError::internal("disabling a user", e))?;
+    // Not being in the queue is fine here: the account is disabled either way.
+    match state
+        .queue
+        .admin(AdminCommand::DisableUser { user_id: user.id })
+        .await?
+    {
+        Ok(()) | Err(AdminError::NotInQueue) => {}
+        Err(e) => return Err(admin_error(e)),
+    }
+    Ok(Json(
+        json!({ "status": "success", "dj_name": user.dj_name, "is_active": false }),
+    ))
+}
+
+/// A publisher's live statistics, as reported in the status.
+#[derive(Serialize)]
+pub struct PlaceView {
+    position: usize,
+    dj_name: String,
+    /// `live` (connected), `grace` (lead whose connection dropped) or `reserved` (restored
+    /// after a restart, waiting for the DJ to reconnect).
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<StatsSnapshot>,
+}
+
+/// `GET /api/v1/status`: on air, the queue with positions, time left, publishers' health.
+pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let status = state.queue.status().await?;
+    let now = Instant::now();
+    let stats = |conn: Option<ConnId>| {
+        conn.and_then(|c| state.publishers.get(c))
+            .map(|p| p.stats(now))
+    };
+    let on_air = status.lead.as_ref().map(|lead| {
+        json!({
+            "dj_name": lead.dj.dj_name,
+            "state": lead_state(lead),
+            "remaining_time": ceil_secs(lead.remaining),
+            "timer_paused": lead.paused,
+            "stats": stats(lead.conn),
+        })
+    });
+    let queue: Vec<PlaceView> = status
+        .waiting
+        .iter()
+        .map(|w| PlaceView {
+            position: w.position,
+            dj_name: w.dj.dj_name.clone(),
+            state: if w.conn.is_some() { "live" } else { "reserved" },
+            stats: stats(w.conn),
+        })
+        .collect();
+    Ok(Json(json!({
+        "on_air": on_air,
+        "queue": queue,
+        "remaining_time": remaining(&status),
+        "swap_interval": status.swap_interval.as_secs(),
+        "block_toggle": status.block_enabled,
+    })))
+}
+
+fn lead_state(lead: &crate::queue::engine::LeadStatus) -> &'static str {
+    match (lead.conn, lead.reserved) {
+        (Some(_), _) => "live",
+        (None, true) => "reserved",
+        (None, false) => "grace",
+    }
+}
+
+pub(super) fn ceil_secs(d: std::time::Duration) -> u64 {
+    d.as_millis().div_ceil(1000) as u64
+}
+
+/// Seconds left in the current set (the full interval when nobody is on air, as the
+/// original reported).
+pub(super) fn remaining(status: &Status) -> u64 {
+    match &status.lead {
+        Some(lead) => ceil_secs(lead.remaining),
+        None => status.swap_interval.as_secs(),
+    }
+}
+
+pub async fn skip(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    admin_ok(&state, &admin, AdminCommand::Skip).await
+}
+
+pub async fn pause_timer(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    admin_ok(&state, &admin, AdminCommand::PauseTimer).await
+}
+
+pub async fn resume_timer(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    admin_ok(&state, &admin, AdminCommand::ResumeTimer).await
+}
+
+pub async fn reset_timer(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<Value>, ApiError> {
+    admin_ok(&state, &admin, AdminCommand::ResetTimer).await
+}
+
+#[derive(Deserialize)]
+pub struct SecondsBody {
+    seconds: u64,
+    #[serde(default)]
+    reset_current: bool,
+}
+
+/// `POST /api/v1/queue/remaining {"seconds": n}`: time left in the current set.
+pub async fn set_remaining(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    body: Result<Json<SecondsBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(rejection)?;
+    admin_ok(
+        &state,
+        &admin,
+        AdminCommand::SetRemaining { secs: body.seconds },
+    )
+    .await
+}
+
+/// `POST /api/v1/queue/swap-interval {"seconds": n, "reset_current": bool}`.
+pub async fn set_swap_interval(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    body: Result<Json<SecondsBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(rejection)?;
+    if body.seconds == 0 {
+        return Err(ApiError::bad_request("seconds must be a positive integer"));
+    }
+    admin_ok(
+        &state,
+        &admin,
+        AdminCommand::SetSwapInterval {
+            secs: body.seconds,
+            reset_current: body.reset_current,
+        },
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct BlockBody {
+    enabled: bool,
+}
+
+/// `POST /api/v1/queue/block {"enabled": bool}`.
+pub async fn set_block(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    body: Result<Json<BlockBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(rejection)?;
+    admin_ok(&state, &admin, AdminCommand::SetBlock(body.enabled)).await
+}
+
+pub async fn remove(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path(dj_name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = find_user(&state, &dj_name).await?;
+    admin_ok(&state, &admin, AdminCommand::Remove { user_id: user.id }).await
+}
+
+pub async fn move_up(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path(dj_name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = find_user(&state, &dj_name).await?;
+    admin_ok(&state, &admin, AdminCommand::MoveUp { user_id: user.id }).await
+}
+
+pub async fn move_down(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path(dj_name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = find_user(&state, &dj_name).await?;
+    admin_ok(&state, &admin, AdminCommand::MoveDown { user_id: user.id }).await
+}
+
+async fn find_user(state: &AppState, dj_name: &str) -> Result<User, ApiError> {
+    state
+        .store
+        .user_by_dj_name(dj_name)
+        .await
+        .map_err(|e| ApiError::internal("user lookup", e))?
+        .ok_or_else(|| ApiError::not_found(format!("No DJ named {dj_name}")))
+}
+
+/// Runs an admin command, mapping the engine's refusal to a 4xx.
+pub(super) async fn run_admin(
+    state: &AppState,
+    admin: &User,
+    command: AdminCommand,
+) -> Result<(), ApiError> {
+    tracing::info!("admin {}: {command:?}", admin.dj_name);
+    state.queue.admin(command).await?.map_err(admin_error)
+}
+
+async fn admin_ok(
+    state: &AppState,
+    admin: &User,
+    command: AdminCommand,
+) -> Result<Json<Value>, ApiError> {
+    run_admin(state, admin, command).await?;
+    let status = state.queue.status().await?;
+    Ok(Json(
+        json!({ "status": "success", "remaining_time": remaining(&status) }),
+    ))
+}
+
+fn admin_error(e: AdminError) -> ApiError {
+    match e {
+        AdminError::NotInQueue => ApiError::not_found(e.to_string()),
+        other => ApiError::new(StatusCode::CONFLICT, other.to_string()),
+    }
+}

@@ -1,0 +1,81 @@
+//! Request authentication: bearer JWTs resolved to live accounts.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::User;
+
+/// The authenticated, active user making the request (401 otherwise).
+pub struct CurrentUser(pub User);
+
+/// An authenticated admin (401 without a valid token, 403 for other users).
+pub struct AdminUser(pub User);
+
+/// The user if a valid token was sent, for endpoints that show more to admins.
+pub struct MaybeUser(pub Option<User>);
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
+        let user_id = state.tokens.verify(token).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "Could not validate credentials",
+            )
+        })?;
+        let user = state
+            .store
+            .user_by_id(user_id)
+            .await
+            .map_err(|e| ApiError::internal("loading the token's user", e))?
+            .ok_or_else(ApiError::unauthorized)?;
+        if !user.is_active {
+            return Err(ApiError::forbidden("Inactive user"));
+        }
+        Ok(Self(user))
+    }
+}
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if !user.is_admin {
+            return Err(ApiError::forbidden(
+                "The user doesn't have enough privileges",
+            ));
+        }
+        Ok(Self(user))
+    }
+}
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if bearer_token(parts).is_none() {
+            return Ok(Self(None));
+        }
+        Ok(Self(
+            CurrentUser::from_request_parts(parts, state)
+                .await
+                .ok()
+                .map(|u| u.0),
+        ))
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
+}

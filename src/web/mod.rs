@@ -1,0 +1,72 @@
+//! HTTP: the seed-compatible endpoints, the JSON API under `/api/v1`, health.
+//!
+//! Handlers are thin: they authenticate, validate, then ask the queue actor or the store.
+
+mod api;
+mod auth;
+mod error;
+mod seed;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+
+use crate::auth::TokenKeys;
+use crate::ingest::Publishers;
+use crate::queue::actor::QueueHandle;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+pub use error::ApiError;
+
+/// Largest request body accepted (JSON and forms are tiny).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub queue: QueueHandle,
+    pub publishers: Publishers,
+    pub tokens: TokenKeys,
+    pub login_attempts: Arc<RateLimiter>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // Seed-compatible paths and shapes.
+        .route("/queue-json", get(seed::queue_json))
+        .route("/queue-list", get(seed::queue_list))
+        .route("/timer-data", get(seed::timer_data))
+        .route("/time-settings", get(seed::time_settings))
+        .route("/update-timer/{seconds}", post(seed::update_timer))
+        .route(
+            "/block-toggle",
+            get(seed::get_block_toggle).post(seed::toggle_block),
+        )
+        .route("/update-block-toggle/", post(seed::update_block_toggle))
+        // JSON API.
+        .route("/api/v1/login/access-token", post(api::login))
+        .route("/api/v1/users/me", get(api::me))
+        .route("/api/v1/users/{dj_name}/disable", post(api::disable_user))
+        .route("/api/v1/status", get(api::status))
+        .route("/api/v1/queue/skip", post(api::skip))
+        .route("/api/v1/queue/pause", post(api::pause_timer))
+        .route("/api/v1/queue/resume", post(api::resume_timer))
+        .route("/api/v1/queue/reset-timer", post(api::reset_timer))
+        .route("/api/v1/queue/remaining", post(api::set_remaining))
+        .route("/api/v1/queue/swap-interval", post(api::set_swap_interval))
+        .route("/api/v1/queue/block", post(api::set_block))
+        .route("/api/v1/queue/{dj_name}/remove", post(api::remove))
+        .route("/api/v1/queue/{dj_name}/move-up", post(api::move_up))
+        .route("/api/v1/queue/{dj_name}/move-down", post(api::move_down))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::not_found("Not Found") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}

@@ -1,0 +1,296 @@
+//! Runs the real `motherstream` binary on ephemeral ports with a temporary data dir, creates
+//! accounts with its real CLI, and talks to it over real RTMP and HTTP.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_motherstream");
+pub const PASSWORD: &str = "correct horse battery";
+
+/// How long tests wait for the server to reach an expected state before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Server options for one test.
+#[derive(Clone)]
+pub struct Options {
+    pub swap_interval: u64,
+    pub grace_period: u64,
+    pub stall_timeout: u64,
+    pub extra_args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            swap_interval: 3600,
+            grace_period: 2,
+            stall_timeout: 2,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A running server process; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    pub data_dir: PathBuf,
+    logs: Arc<Mutex<Vec<String>>>,
+    options: Options,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    pub fn start(options: Options) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().to_path_buf();
+        let mut server = Self::start_in(&dir, options);
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// Starts a server on an existing data dir (to test restarts).
+    pub fn start_in(data_dir: &Path, options: Options) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args([
+                "--rtmp-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--swap-interval", &options.swap_interval.to_string()])
+            .args(["--grace-period", &options.grace_period.to_string()])
+            .args(["--stall-timeout", &options.stall_timeout.to_string()])
+            .args(&options.extra_args)
+            .env("MOTHERSTREAM_LOG", "info")
+            .env_remove("DATABASE_URL")
+            .env_remove("DB_HOST")
+            .env_remove("JWT_SECRET")
+            .current_dir(data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn motherstream");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    for (marker, kind) in [
+                        ("rtmp ingest listening on ", "rtmp"),
+                        ("http listening on ", "http"),
+                    ] {
+                        if let Some(rest) = line.split(marker).nth(1) {
+                            let addr = rest
+                                .split_whitespace()
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned();
+                            let _ = addr_tx.send((kind, addr));
+                        }
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let (mut rtmp, mut http) = (None, None);
+        while rtmp.is_none() || http.is_none() {
+            match addr_rx.recv_timeout(PATIENCE) {
+                Ok(("rtmp", a)) => rtmp = Some(a.parse().expect("rtmp addr")),
+                Ok((_, a)) => http = Some(a.parse().expect("http addr")),
+                Err(_) => panic!(
+                    "server did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                ),
+            }
+        }
+        Self {
+            child,
+            rtmp: rtmp.unwrap(),
+            http: http.unwrap(),
+            data_dir: data_dir.to_path_buf(),
+            logs,
+            options,
+            _tmp: None,
+        }
+    }
+
+    /// Kills the process (SIGKILL: nothing gets a chance to clean up) and starts a new one
+    /// on the same data dir.
+    pub fn restart(mut self) -> Self {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+        let tmp = self._tmp.take();
+        let mut next = Self::start_in(&self.data_dir.clone(), self.options.clone());
+        next._tmp = tmp;
+        next
+    }
+
+    pub fn rtmp_url(&self, key: &str) -> String {
+        format!("rtmp://{}/live/{key}", self.rtmp)
+    }
+
+    /// Creates an account with the real CLI and returns its stream key.
+    pub fn add_user(&self, dj_name: &str, admin: bool) -> String {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["user", "add", "--dj-name", dj_name, "--email"])
+            .arg(format!("{}@example.org", dj_name.to_lowercase()))
+            .arg("--password-stdin")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("DB_HOST")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if admin {
+            cmd.arg("--admin");
+        }
+        let mut child = cmd.spawn().expect("spawn user add");
+        writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+        let out = child.wait_with_output().expect("user add");
+        assert!(
+            out.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout.lines().last().expect("key line").trim().to_owned()
+    }
+
+    /// Runs a CLI command against this server's data dir.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("DB_HOST")
+            .output()
+            .expect("run cli")
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits until a log line contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no log line containing {needle:?}; logs:\n{}", self.logs());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = reqwest::get(self.url(path)).await.expect("GET");
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    /// `GET /queue-json` as a list of names.
+    pub async fn queue(&self) -> Vec<String> {
+        let v = self.get_json("/queue-json").await;
+        v["stream_queue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Waits until `/queue-json` equals `expected`; returns how long it took.
+    pub async fn wait_for_queue(&self, expected: &[&str]) -> Duration {
+        let start = Instant::now();
+        loop {
+            let q = self.queue().await;
+            if q == expected {
+                return start.elapsed();
+            }
+            if start.elapsed() > PATIENCE {
+                panic!(
+                    "queue is {q:?}, expected {expected:?}; logs:\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Logs in through the API and returns the bearer token.
+    pub async fn token(&self, login: &str) -> String {
+        let resp = reqwest::Client::new()
+            .post(self.url("/api/v1/login/access-token"))
+            .form(&[("username", login), ("password", PASSWORD)])
+            .send()
+            .await
+            .expect("login");
+        assert!(
+            resp.status().is_success(),
+            "login {login}: {}",
+            resp.status()
+        );
+        let v: Value = resp.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// POSTs with an optional bearer token and optional JSON body; returns status and body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().post(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("POST");
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        (status, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fails under CI when a tool an interop test needs is missing; elsewhere returns false so
+/// the test can be skipped with a note.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("{tool} is required under CI (install it: .ci/run does)");
+        }
+        eprintln!("skipping: {tool} not installed (CI installs it)");
+    }
+    found
+}

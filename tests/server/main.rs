@@ -1,0 +1,9 @@
+//! Integration tests: the real `motherstream` binary over real RTMP and HTTP.
+//! One test binary (modules below) keeps link time down.
+
+mod harness;
+mod http_api;
+mod interop;
+mod publisher;
+mod queue_rules;
+mod robustness;
