@@ -71,7 +71,7 @@ impl Connection {
         socket: TcpStream,
         ctx: Arc<IngestContext>,
     ) -> Self {
-        let session = ServerSession::new(ctx.session_limits.clone());
+        let session = ServerSession::new(ctx.session_limits);
         Self {
             conn,
             peer,
