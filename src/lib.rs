@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod ingest;
 pub mod media;
+pub mod program;
 pub mod queue;
 pub mod ratelimit;
 pub mod rtmp;

@@ -1,0 +1,276 @@
+//! Fan-out of the program to its consumers (destinations, players, the recorder).
+//!
+//! Each consumer has a bounded channel. Tags are `FlvTag`s whose payloads are shared
+//! `Bytes`, so N consumers cost N reference-count bumps, never N copies. A consumer that
+//! cannot keep up is never waited for: its channel fills, it starts *lagging* and misses
+//! tags until the next video keyframe, where it resumes with the current sequence headers
+//! (so it can decode again). A consumer that lags for longer than `max_lag` is dropped;
+//! its receiver then sees the end of the stream and can reconnect.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::media::codec::VideoTagInfo;
+use crate::media::flv::{FlvTag, TagKind};
+use crate::media::gop::GopCache;
+
+/// Tags buffered per consumer: several seconds of a typical stream (~50 tags/s).
+pub const CONSUMER_BUFFER: usize = 512;
+
+enum Flow {
+    Live,
+    /// Missing tags since `since` until the next keyframe.
+    Lagging {
+        since: Instant,
+        dropped: u64,
+    },
+}
+
+struct Consumer {
+    id: u64,
+    name: String,
+    tx: mpsc::Sender<FlvTag>,
+    flow: Flow,
+}
+
+/// Consumers of the program and the program's own GOP cache (for late joiners).
+pub struct Fanout {
+    consumers: Vec<Consumer>,
+    gop: GopCache,
+    max_lag: Duration,
+    next_id: u64,
+}
+
+impl Fanout {
+    pub fn new(max_lag: Duration) -> Self {
+        Self {
+            consumers: Vec::new(),
+            gop: GopCache::default(),
+            max_lag,
+            next_id: 1,
+        }
+    }
+
+    /// Adds a consumer, which first receives what it needs to start decoding at once:
+    /// metadata, sequence headers and the current GOP.
+    pub fn add(&mut self, name: String, tx: mpsc::Sender<FlvTag>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut consumer = Consumer {
+            id,
+            name,
+            tx,
+            flow: Flow::Live,
+        };
+        for tag in self.gop.startup_tags() {
+            if consumer.tx.try_send(tag).is_err() {
+                tracing::warn!(
+                    "program consumer {} could not take the start-up tags",
+                    consumer.name
+                );
+                return;
+            }
+        }
+        tracing::debug!(
+            "program consumer {} (#{}) joined",
+            consumer.name,
+            consumer.id
+        );
+        self.consumers.push(consumer);
+    }
+
+    /// Sends one program tag to every consumer, without ever waiting for one.
+    pub fn publish(&mut self, now: Instant, tag: FlvTag) {
+        self.gop.push(tag.clone());
+        let keyframe = tag.kind == TagKind::Video
+            && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe());
+        let max_lag = self.max_lag;
+        let headers: Vec<FlvTag> = if keyframe
+            && self
+                .consumers
+                .iter()
+                .any(|c| matches!(c.flow, Flow::Lagging { .. }))
+        {
+            [
+                self.gop.metadata(),
+                self.gop.video_sequence_header(),
+                self.gop.audio_sequence_header(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|h| FlvTag {
+                timestamp: tag.timestamp,
+                ..h.clone()
+            })
+            .collect()
+        } else {
+            Vec::new()
+        };
+        self.consumers.retain_mut(|c| match &mut c.flow {
+            Flow::Live => match c.tx.try_send(tag.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::info!(
+                        "program consumer {} is too slow; skipping to the next keyframe",
+                        c.name
+                    );
+                    c.flow = Flow::Lagging {
+                        since: now,
+                        dropped: 1,
+                    };
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+            Flow::Lagging { since, dropped } => {
+                if now.duration_since(*since) > max_lag {
+                    tracing::warn!(
+                        "dropping program consumer {}: behind for {:?} ({dropped} tags skipped)",
+                        c.name,
+                        now.duration_since(*since)
+                    );
+                    return false;
+                }
+                if !keyframe || c.tx.capacity() < headers.len() + 1 {
+                    *dropped += 1;
+                    return !c.tx.is_closed();
+                }
+                for h in &headers {
+                    let _ = c.tx.try_send(h.clone());
+                }
+                let _ = c.tx.try_send(tag.clone());
+                tracing::info!(
+                    "program consumer {} caught up after skipping {dropped} tags",
+                    c.name
+                );
+                c.flow = Flow::Live;
+                true
+            }
+        });
+    }
+
+    /// Drops every consumer (their receivers see the end of the program).
+    pub fn close_all(&mut self) {
+        self.consumers.clear();
+        self.gop = GopCache::default();
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn video(ts: u32, key: bool) -> FlvTag {
+        let first = if key { 0x17 } else { 0x27 };
+        FlvTag {
+            kind: TagKind::Video,
+            timestamp: ts,
+            payload: Bytes::from(vec![first, 1, 0, 0, 0, 0xAB]),
+        }
+    }
+
+    fn seq_header() -> FlvTag {
+        FlvTag {
+            kind: TagKind::Video,
+            timestamp: 0,
+            payload: Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe0]),
+        }
+    }
+
+    #[test]
+    fn late_joiner_gets_headers_and_current_gop_first() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let now = Instant::now();
+        fanout.publish(now, seq_header());
+        fanout.publish(now, video(0, true));
+        fanout.publish(now, video(33, false));
+        let (tx, mut rx) = mpsc::channel(16);
+        fanout.add("viewer".into(), tx);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.payload[1], 0, "sequence header first");
+        assert!(
+            VideoTagInfo::parse(&rx.try_recv().unwrap().payload)
+                .unwrap()
+                .is_keyframe()
+        );
+        assert_eq!(rx.try_recv().unwrap().timestamp, 33);
+    }
+
+    #[test]
+    fn payloads_are_shared_not_copied() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let (tx1, mut rx1) = mpsc::channel(16);
+        let (tx2, mut rx2) = mpsc::channel(16);
+        fanout.add("a".into(), tx1);
+        fanout.add("b".into(), tx2);
+        let tag = video(0, true);
+        fanout.publish(Instant::now(), tag.clone());
+        assert_eq!(
+            rx1.try_recv().unwrap().payload.as_ptr(),
+            tag.payload.as_ptr()
+        );
+        assert_eq!(
+            rx2.try_recv().unwrap().payload.as_ptr(),
+            tag.payload.as_ptr()
+        );
+    }
+
+    #[test]
+    fn slow_consumer_skips_to_the_next_keyframe_and_never_slows_others() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let now = Instant::now();
+        fanout.publish(now, seq_header());
+        let (slow_tx, mut slow) = mpsc::channel(4);
+        let (fast_tx, mut fast) = mpsc::channel(1024);
+        fanout.add("slow".into(), slow_tx);
+        fanout.add("fast".into(), fast_tx);
+        let _ = slow.try_recv(); // the sequence header
+        for i in 0..30 {
+            fanout.publish(now, video(i * 33, i % 10 == 0));
+        }
+        // The fast consumer got every frame.
+        let mut fast_count = 0;
+        while fast.try_recv().is_ok() {
+            fast_count += 1;
+        }
+        assert_eq!(fast_count, 1 + 30);
+        // The slow one got what fitted, then resumed at a keyframe with headers first.
+        let got: Vec<FlvTag> = std::iter::from_fn(|| slow.try_recv().ok()).collect();
+        assert_eq!(got.len(), 4);
+        // Draining made room: the next keyframe resumes it with the sequence header first.
+        fanout.publish(now, video(990, false));
+        assert!(slow.try_recv().is_err(), "no inter frame while lagging");
+        fanout.publish(now, video(1023, true));
+        let resumed: Vec<FlvTag> = std::iter::from_fn(|| slow.try_recv().ok()).collect();
+        assert_eq!(resumed.len(), 2);
+        assert_eq!(
+            resumed[0].payload[1], 0,
+            "sequence header before the keyframe"
+        );
+        assert_eq!(resumed[0].timestamp, 1023);
+        assert!(
+            VideoTagInfo::parse(&resumed[1].payload)
+                .unwrap()
+                .is_keyframe()
+        );
+    }
+
+    #[test]
+    fn consumer_lagging_too_long_is_dropped() {
+        let mut fanout = Fanout::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        let (tx, _rx) = mpsc::channel(1);
+        fanout.add("stuck".into(), tx);
+        fanout.publish(t0, video(0, true));
+        fanout.publish(t0, video(33, false)); // full: lagging from t0
+        assert_eq!(fanout.consumer_count(), 1);
+        fanout.publish(t0 + Duration::from_secs(3), video(66, true));
+        assert_eq!(fanout.consumer_count(), 0);
+    }
+}
