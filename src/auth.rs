@@ -23,20 +23,13 @@ pub fn hash_password(password: &str) -> Result<String, String> {
     let mut salt_bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut salt_bytes);
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
 /// Checks a password against a stored PHC hash; a malformed hash never verifies.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
+        .map(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
         .unwrap_or(false)
 }
 
@@ -44,14 +37,10 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 pub fn validate_password(password: &str) -> Result<(), String> {
     let len = password.chars().count();
     if len < MIN_PASSWORD_LEN {
-        return Err(format!(
-            "password must be at least {MIN_PASSWORD_LEN} characters"
-        ));
+        return Err(format!("password must be at least {MIN_PASSWORD_LEN} characters"));
     }
     if len > MAX_PASSWORD_LEN {
-        return Err(format!(
-            "password must be at most {MAX_PASSWORD_LEN} characters"
-        ));
+        return Err(format!("password must be at most {MAX_PASSWORD_LEN} characters"));
     }
     Ok(())
 }
@@ -65,10 +54,7 @@ pub fn generate_stream_key() -> String {
 
 /// The spec's key syntax: `^[A-Za-z0-9_-]{1,128}$`.
 pub fn is_well_formed_key(key: &str) -> bool {
-    (1..=128).contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Validates a DJ name: shown on overlays, so printable, trimmed and short.
@@ -80,10 +66,7 @@ pub fn validate_dj_name(name: &str) -> Result<(), String> {
     if name.trim() != name {
         return Err("dj_name must not start or end with spaces".into());
     }
-    if name
-        .chars()
-        .any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '/' | '\\'))
-    {
+    if name.chars().any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '/' | '\\')) {
         return Err("dj_name must not contain control characters or < > \" / \\".into());
     }
     Ok(())
@@ -94,16 +77,9 @@ pub fn validate_email(email: &str) -> Result<(), String> {
     let ok = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !domain.starts_with('.')
-                && !domain.ends_with('.')
+            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
         });
-    if ok {
-        Ok(())
-    } else {
-        Err("email is not a valid address".into())
-    }
+    if ok { Ok(()) } else { Err("email is not a valid address".into()) }
 }
 
 /// Claims of an API access token.
@@ -130,10 +106,7 @@ impl std::fmt::Debug for TokenKeys {
 
 impl TokenKeys {
     pub fn from_secret(secret: &[u8]) -> Self {
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-        }
+        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
     }
 
     /// Uses `JWT_SECRET` if given, else the secret stored in the data dir, creating it
@@ -149,10 +122,7 @@ impl TokenKeys {
         match std::fs::read_to_string(&path) {
             Ok(s) if s.trim().len() >= 32 => return Ok(Self::from_secret(s.trim().as_bytes())),
             Ok(_) => {
-                return Err(format!(
-                    "JWT_SECRET: {} is too short; delete it to regenerate",
-                    path.display()
-                ));
+                return Err(format!("JWT_SECRET: {} is too short; delete it to regenerate", path.display()));
             }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(format!("JWT_SECRET: cannot read {}: {e}", path.display()));
@@ -169,13 +139,8 @@ impl TokenKeys {
 
     /// Issues a token for a user, valid for [`TOKEN_LIFETIME`].
     pub fn issue(&self, user_id: i64, now_unix: u64) -> Result<String, String> {
-        let claims = Claims {
-            sub: user_id.to_string(),
-            iat: now_unix,
-            exp: now_unix + TOKEN_LIFETIME.as_secs(),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| e.to_string())
+        let claims = Claims { sub: user_id.to_string(), iat: now_unix, exp: now_unix + TOKEN_LIFETIME.as_secs() };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| e.to_string())
     }
 
     /// Returns the user id of a valid, unexpired HS256 token.
@@ -236,17 +201,12 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_tampering_and_expiry() {
         let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let token = keys.issue(42, now).unwrap();
         assert_eq!(keys.verify(&token), Some(42));
         let other = TokenKeys::from_secret(b"another secret, another signer!!");
         assert_eq!(other.verify(&token), None);
-        let expired = keys
-            .issue(42, now - TOKEN_LIFETIME.as_secs() - 3600)
-            .unwrap();
+        let expired = keys.issue(42, now - TOKEN_LIFETIME.as_secs() - 3600).unwrap();
         assert_eq!(keys.verify(&expired), None);
         assert_eq!(keys.verify("garbage"), None);
     }
@@ -255,10 +215,7 @@ mod tests {
     fn secret_is_generated_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         let a = TokenKeys::load_or_create(None, dir.path()).unwrap();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let token = a.issue(1, now).unwrap();
         let b = TokenKeys::load_or_create(None, dir.path()).unwrap();
         assert_eq!(b.verify(&token), Some(1));

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::auth::{
-    generate_stream_key, hash_password, validate_dj_name, validate_email, validate_password,
-};
+use crate::auth::{generate_stream_key, hash_password, validate_dj_name, validate_email, validate_password};
 use crate::config::{Config, LogFormat, ServeArgs, StoreArgs, StoreConfig};
 use crate::store::{NewUser, Store, StoreError, User};
 
@@ -16,12 +14,7 @@ use crate::store::{NewUser, Store, StoreError, User};
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "motherstream",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "motherstream", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(flatten)]
     store: StoreArgs,
@@ -73,10 +66,7 @@ enum UserCommand {
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
     };
@@ -121,43 +111,24 @@ async fn user_command(config: &StoreConfig, command: UserCommand) -> ExitCode {
 
 async fn run_user_command(store: &Store, command: UserCommand) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
-    let print = |out: &mut std::io::StdoutLock, line: &str| {
-        writeln!(out, "{line}").map_err(|e| e.to_string())
-    };
+    let print = |out: &mut std::io::StdoutLock, line: &str| writeln!(out, "{line}").map_err(|e| e.to_string());
     match command {
-        UserCommand::Add {
-            dj_name,
-            email,
-            admin,
-            password_stdin,
-        } => {
+        UserCommand::Add { dj_name, email, admin, password_stdin } => {
             validate_dj_name(&dj_name)?;
             validate_email(&email)?;
             let (password, generated) = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .map_err(|e| format!("reading stdin: {e}"))?;
+                std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("reading stdin: {e}"))?;
                 (line.trim_end_matches(['\r', '\n']).to_owned(), false)
             } else {
                 (generate_stream_key()[..20].to_owned(), true)
             };
             validate_password(&password)?;
             let password_hash = hash_password(&password)?;
-            let new = NewUser {
-                dj_name,
-                email,
-                password_hash,
-                stream_key: generate_stream_key(),
-                is_admin: admin,
-            };
+            let new = NewUser { dj_name, email, password_hash, stream_key: generate_stream_key(), is_admin: admin };
             let user = store.create_user(&new).await.map_err(describe)?;
             let role = if user.is_admin { "admin" } else { "user" };
-            print(
-                &mut out,
-                &format!("created {role} {} <{}>", user.dj_name, user.email),
-            )?;
+            print(&mut out, &format!("created {role} {} <{}>", user.dj_name, user.email))?;
             if generated {
                 print(&mut out, &format!("password: {password}"))?;
             }
@@ -172,20 +143,14 @@ async fn run_user_command(store: &Store, command: UserCommand) -> Result<(), Str
             } else {
                 print(
                     &mut out,
-                    &format!(
-                        "{:<6} {:<24} {:<32} {:<6} {:<8}",
-                        "ID", "DJ NAME", "EMAIL", "ROLE", "STATUS"
-                    ),
+                    &format!("{:<6} {:<24} {:<32} {:<6} {:<8}", "ID", "DJ NAME", "EMAIL", "ROLE", "STATUS"),
                 )?;
                 for u in &users {
                     let role = if u.is_admin { "admin" } else { "user" };
                     let status = if u.is_active { "active" } else { "disabled" };
                     print(
                         &mut out,
-                        &format!(
-                            "{:<6} {:<24} {:<32} {:<6} {:<8}",
-                            u.id, u.dj_name, u.email, role, status
-                        ),
+                        &format!("{:<6} {:<24} {:<32} {:<6} {:<8}", u.id, u.dj_name, u.email, role, status),
                     )?;
                 }
                 Ok(())
@@ -194,10 +159,7 @@ async fn run_user_command(store: &Store, command: UserCommand) -> Result<(), Str
         UserCommand::ResetKey { dj_name } => {
             let user = find(store, &dj_name).await?;
             let key = generate_stream_key();
-            store
-                .set_stream_key(user.id, &key)
-                .await
-                .map_err(describe)?;
+            store.set_stream_key(user.id, &key).await.map_err(describe)?;
             print(&mut out, &key)
         }
         UserCommand::Disable { dj_name } => set_active(store, &dj_name, false, &mut out).await,
@@ -205,12 +167,7 @@ async fn run_user_command(store: &Store, command: UserCommand) -> Result<(), Str
     }
 }
 
-async fn set_active(
-    store: &Store,
-    dj_name: &str,
-    active: bool,
-    out: &mut impl Write,
-) -> Result<(), String> {
+async fn set_active(store: &Store, dj_name: &str, active: bool, out: &mut impl Write) -> Result<(), String> {
     let user = find(store, dj_name).await?;
     store.set_active(user.id, active).await.map_err(describe)?;
     let state = if active { "enabled" } else { "disabled" };
@@ -218,11 +175,7 @@ async fn set_active(
 }
 
 async fn find(store: &Store, dj_name: &str) -> Result<User, String> {
-    store
-        .user_by_dj_name(dj_name)
-        .await
-        .map_err(describe)?
-        .ok_or_else(|| format!("no user named {dj_name}"))
+    store.user_by_dj_name(dj_name).await.map_err(describe)?.ok_or_else(|| format!("no user named {dj_name}"))
 }
 
 fn describe(e: StoreError) -> String {
@@ -262,9 +215,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_env("MOTHERSTREAM_LOG")
         .or_else(|_| EnvFilter::try_new(format!("{default_level},sqlx=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -13,6 +13,9 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::media::recorder::RecorderConfig;
+use crate::rtmp::RtmpUrl;
+
 /// The sample configuration shipped with the project. A test loads it, so the documented
 /// defaults cannot drift from the real ones.
 pub const SAMPLE_CONFIG: &str = include_str!("../motherstream.example.toml");
@@ -30,10 +33,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            message: message.into(),
-        }
+        Self { setting: setting.into(), message: message.into() }
     }
 }
 
@@ -79,6 +79,36 @@ pub struct ServeArgs {
     /// Log format: `text` or `json`.
     #[arg(long, env = "MOTHERSTREAM_LOG_FORMAT")]
     pub log_format: Option<String>,
+
+    /// Platform to relay the program to (`rtmp://…` or `rtmps://…`, with the stream key);
+    /// repeat for several.
+    #[arg(long = "destination", env = "MOTHERSTREAM_DESTINATIONS", value_delimiter = ',')]
+    pub destinations: Vec<String>,
+
+    /// Directory for recordings (setting it turns set recording on).
+    #[arg(long, env = "RECORD_DIR")]
+    pub record_dir: Option<PathBuf>,
+
+    /// Record each set (the seed's RECORD_STREAM; any of 1/true/yes/on).
+    #[arg(long = "record", env = "RECORD_STREAM", value_parser = parse_truthy, num_args = 0..=1, default_missing_value = "true")]
+    pub record_sets: Option<bool>,
+
+    /// What the program shows when nobody is on air: `slate` or `disconnect`.
+    #[arg(long, env = "MOTHERSTREAM_IDLE")]
+    pub idle: Option<String>,
+
+    /// An FLV file to loop as the idle slate instead of the built-in one.
+    #[arg(long, env = "MOTHERSTREAM_SLATE")]
+    pub slate: Option<PathBuf>,
+}
+
+/// The seed's truthy values for RECORD_STREAM and friends.
+fn parse_truthy(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("`{other}` is not a boolean (use true or false)")),
+    }
 }
 
 /// `motherstream.toml`, every key optional. See `motherstream.example.toml`.
@@ -94,8 +124,32 @@ pub struct FileConfig {
     pub stall_timeout: Option<u64>,
     pub block_toggle: Option<bool>,
     pub log_format: Option<String>,
+    pub destinations: Option<Vec<String>>,
+    pub destination_ca_file: Option<PathBuf>,
+    pub record_dir: Option<PathBuf>,
+    pub record_sets: Option<bool>,
+    pub record_program: Option<bool>,
+    pub idle: Option<String>,
+    pub slate: Option<PathBuf>,
+    #[serde(default)]
+    pub expected_profile: Option<ExpectedProfile>,
     #[serde(default)]
     pub limits: FileLimits,
+}
+
+/// What the channel expects of every DJ's stream; differences are flagged before a DJ goes
+/// on air (warm standby). Every field is optional.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedProfile {
+    /// `h264`, `hevc`, `av1`…
+    pub video_codec: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+    /// `aac`, `opus`…
+    pub audio_codec: Option<String>,
+    pub sample_rate: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -174,6 +228,21 @@ pub struct Config {
     pub block_toggle: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
+    /// Platforms the program is relayed to (validated URLs).
+    pub destinations: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for `rtmps://` destinations.
+    pub destination_ca_file: Option<PathBuf>,
+    pub idle: IdleSetting,
+    pub recording: RecorderConfig,
+    pub expected_profile: ExpectedProfile,
+}
+
+/// What the program shows when nobody is on air.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdleSetting {
+    /// The built-in slate, or a user FLV.
+    Slate(Option<PathBuf>),
+    Disconnect,
 }
 
 impl Config {
@@ -199,35 +268,25 @@ impl Config {
             )?,
             max_connections_per_ip: positive(
                 "limits.max_connections_per_ip",
-                fl.max_connections_per_ip
-                    .unwrap_or(defaults.max_connections_per_ip),
+                fl.max_connections_per_ip.unwrap_or(defaults.max_connections_per_ip),
             )?,
-            handshake_timeout: seconds(
-                "limits.handshake_timeout",
-                fl.handshake_timeout,
-                defaults.handshake_timeout,
-            )?,
-            idle_timeout: seconds(
-                "limits.idle_timeout",
-                fl.idle_timeout,
-                defaults.idle_timeout,
-            )?,
+            handshake_timeout: seconds("limits.handshake_timeout", fl.handshake_timeout, defaults.handshake_timeout)?,
+            idle_timeout: seconds("limits.idle_timeout", fl.idle_timeout, defaults.idle_timeout)?,
             max_message_size: positive(
                 "limits.max_message_size",
                 fl.max_message_size.unwrap_or(defaults.max_message_size),
             )?,
             publish_attempts_per_minute: positive(
                 "limits.publish_attempts_per_minute",
-                fl.publish_attempts_per_minute
-                    .unwrap_or(defaults.publish_attempts_per_minute),
+                fl.publish_attempts_per_minute.unwrap_or(defaults.publish_attempts_per_minute),
             )?,
             login_attempts_per_minute: positive(
                 "limits.login_attempts_per_minute",
-                fl.login_attempts_per_minute
-                    .unwrap_or(defaults.login_attempts_per_minute),
+                fl.login_attempts_per_minute.unwrap_or(defaults.login_attempts_per_minute),
             )?,
         };
 
+        let data_dir = store_config.data_dir.clone();
         Ok(Self {
             store: store_config,
             rtmp_listen: socket_addr(
@@ -245,11 +304,7 @@ impl Config {
                 serve.swap_interval.or(file.swap_interval),
                 Duration::from_secs(3600),
             )?,
-            grace_period: seconds(
-                "--grace-period",
-                serve.grace_period.or(file.grace_period),
-                Duration::from_secs(10),
-            )?,
+            grace_period: seconds("--grace-period", serve.grace_period.or(file.grace_period), Duration::from_secs(10))?,
             stall_timeout: seconds(
                 "--stall-timeout",
                 serve.stall_timeout.or(file.stall_timeout),
@@ -267,7 +322,49 @@ impl Config {
                 }
             },
             limits,
+            destinations: {
+                let urls = if serve.destinations.is_empty() {
+                    file.destinations.clone().unwrap_or_default()
+                } else {
+                    serve.destinations.clone()
+                };
+                for url in &urls {
+                    RtmpUrl::parse(url)
+                        .map_err(|e| ConfigError::new("--destination", format!("{}: {e}", redact_rtmp_url(url))))?;
+                }
+                urls
+            },
+            destination_ca_file: file.destination_ca_file.clone(),
+            idle: match serve.idle.as_deref().or(file.idle.as_deref()) {
+                None | Some("slate") => IdleSetting::Slate(serve.slate.clone().or_else(|| file.slate.clone())),
+                Some("disconnect") => IdleSetting::Disconnect,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "--idle",
+                        format!("`{other}` is not an idle mode (use `slate` or `disconnect`)"),
+                    ));
+                }
+            },
+            recording: {
+                let explicit_dir = serve.record_dir.clone().or_else(|| file.record_dir.clone());
+                RecorderConfig {
+                    sets: serve.record_sets.or(file.record_sets).unwrap_or(explicit_dir.is_some()),
+                    program: file.record_program.unwrap_or(false),
+                    dir: explicit_dir.unwrap_or_else(|| data_dir.join("recordings")),
+                }
+            },
+            expected_profile: file.expected_profile.clone().unwrap_or_default(),
         })
+    }
+}
+
+/// An RTMP URL with its stream key hidden, for logs and errors.
+pub fn redact_rtmp_url(url: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, key)) if !key.is_empty() && base.contains("://") && base.matches('/').count() > 2 => {
+            format!("{base}/****")
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -278,44 +375,23 @@ impl StoreConfig {
         Self::from_layers(store, &file, &EnvDb::from_process())
     }
 
-    fn from_layers(
-        store: &StoreArgs,
-        file: &FileConfig,
-        env_db: &EnvDb,
-    ) -> Result<Self, ConfigError> {
-        let data_dir = store
-            .data_dir
-            .clone()
-            .or_else(|| file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("./data"));
+    fn from_layers(store: &StoreArgs, file: &FileConfig, env_db: &EnvDb) -> Result<Self, ConfigError> {
+        let data_dir =
+            store.data_dir.clone().or_else(|| file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./data"));
         if data_dir.as_os_str().is_empty() {
             return Err(ConfigError::new("--data-dir", "must not be empty"));
         }
-        let url = match store
-            .database_url
-            .clone()
-            .or_else(|| env_db.url())
-            .or_else(|| file.database_url.clone())
-        {
+        let url = match store.database_url.clone().or_else(|| env_db.url()).or_else(|| file.database_url.clone()) {
             Some(url) => url,
             None => format!("sqlite://{}", data_dir.join("motherstream.db").display()),
         };
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ConfigError::new(
                 "DATABASE_URL",
-                format!(
-                    "unsupported database URL `{}` (use sqlite://PATH or postgres://…)",
-                    redact_url(&url)
-                ),
+                format!("unsupported database URL `{}` (use sqlite://PATH or postgres://…)", redact_url(&url)),
             ));
         }
-        Ok(Self {
-            data_dir,
-            database: DatabaseLocation { url },
-        })
+        Ok(Self { data_dir, database: DatabaseLocation { url } })
     }
 }
 
@@ -393,10 +469,7 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
             return Ok(FileConfig::default());
         }
         Err(e) => {
-            return Err(ConfigError::new(
-                "--config",
-                format!("cannot read {}: {e}", path.display()),
-            ));
+            return Err(ConfigError::new("--config", format!("cannot read {}: {e}", path.display())));
         }
     };
     parse_file(&text).map_err(|e| ConfigError::new("--config", format!("{}: {e}", path.display())))
@@ -406,18 +479,9 @@ fn parse_file(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.message().to_owned())
 }
 
-fn socket_addr(
-    setting: &str,
-    value: Option<&String>,
-    default: &str,
-) -> Result<SocketAddr, ConfigError> {
+fn socket_addr(setting: &str, value: Option<&String>, default: &str) -> Result<SocketAddr, ConfigError> {
     let raw = value.map(String::as_str).unwrap_or(default);
-    raw.parse().map_err(|_| {
-        ConfigError::new(
-            setting,
-            format!("`{raw}` is not an IP:port address (e.g. 0.0.0.0:1935)"),
-        )
-    })
+    raw.parse().map_err(|_| ConfigError::new(setting, format!("`{raw}` is not an IP:port address (e.g. 0.0.0.0:1935)")))
 }
 
 fn seconds(setting: &str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
@@ -430,36 +494,21 @@ fn seconds(setting: &str, value: Option<u64>, default: Duration) -> Result<Durat
 }
 
 fn positive<T: PartialEq + Default>(setting: &str, value: T) -> Result<T, ConfigError> {
-    if value == T::default() {
-        Err(ConfigError::new(setting, "must be greater than 0"))
-    } else {
-        Ok(value)
-    }
+    if value == T::default() { Err(ConfigError::new(setting, "must be greater than 0")) } else { Ok(value) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn resolve(
-        store: StoreArgs,
-        serve: ServeArgs,
-        file: &str,
-        env: EnvDb,
-    ) -> Result<Config, ConfigError> {
+    fn resolve(store: StoreArgs, serve: ServeArgs, file: &str, env: EnvDb) -> Result<Config, ConfigError> {
         let file = parse_file(file).map_err(|e| ConfigError::new("--config", e))?;
         Config::from_layers(&store, &serve, file, &env)
     }
 
     #[test]
     fn defaults_without_any_configuration() {
-        let c = resolve(
-            StoreArgs::default(),
-            ServeArgs::default(),
-            "",
-            EnvDb::default(),
-        )
-        .unwrap();
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
         assert_eq!(c.rtmp_listen, "0.0.0.0:1935".parse().unwrap());
         assert_eq!(c.http_listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.store.data_dir, PathBuf::from("./data"));
@@ -472,36 +521,16 @@ mod tests {
 
     #[test]
     fn sample_config_documents_the_defaults() {
-        let sample = resolve(
-            StoreArgs::default(),
-            ServeArgs::default(),
-            SAMPLE_CONFIG,
-            EnvDb::default(),
-        )
-        .unwrap();
-        let defaults = resolve(
-            StoreArgs::default(),
-            ServeArgs::default(),
-            "",
-            EnvDb::default(),
-        )
-        .unwrap();
+        let sample = resolve(StoreArgs::default(), ServeArgs::default(), SAMPLE_CONFIG, EnvDb::default()).unwrap();
+        let defaults = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
         assert_eq!(sample, defaults);
     }
 
     #[test]
     fn flags_override_file_and_file_overrides_defaults() {
-        let serve = ServeArgs {
-            swap_interval: Some(60),
-            ..Default::default()
-        };
-        let c = resolve(
-            StoreArgs::default(),
-            serve,
-            "swap_interval = 120\ngrace_period = 3\n",
-            EnvDb::default(),
-        )
-        .unwrap();
+        let serve = ServeArgs { swap_interval: Some(60), ..Default::default() };
+        let c =
+            resolve(StoreArgs::default(), serve, "swap_interval = 120\ngrace_period = 3\n", EnvDb::default()).unwrap();
         assert_eq!(c.swap_interval, Duration::from_secs(60));
         assert_eq!(c.grace_period, Duration::from_secs(3));
     }
@@ -516,53 +545,54 @@ mod tests {
             port: None,
         };
         let c = resolve(StoreArgs::default(), ServeArgs::default(), "", env.clone()).unwrap();
-        assert_eq!(
-            c.store.database.url,
-            "postgres://ms:p%40ss%3Aword@db:5432/streams"
-        );
-        let store = StoreArgs {
-            database_url: Some("sqlite://x.db".into()),
-            ..Default::default()
-        };
+        assert_eq!(c.store.database.url, "postgres://ms:p%40ss%3Aword@db:5432/streams");
+        let store = StoreArgs { database_url: Some("sqlite://x.db".into()), ..Default::default() };
         let c = resolve(store, ServeArgs::default(), "", env).unwrap();
         assert_eq!(c.store.database.url, "sqlite://x.db");
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let serve = ServeArgs {
-            rtmp_listen: Some("nope".into()),
-            ..Default::default()
-        };
+        let serve = ServeArgs { rtmp_listen: Some("nope".into()), ..Default::default() };
         let e = resolve(StoreArgs::default(), serve, "", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--rtmp-listen");
 
-        let e = resolve(
-            StoreArgs::default(),
-            ServeArgs::default(),
-            "swap_interval = 0",
-            EnvDb::default(),
-        )
-        .unwrap_err();
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), "swap_interval = 0", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--swap-interval");
 
-        let e = resolve(
-            StoreArgs::default(),
-            ServeArgs::default(),
-            "colour = 1",
-            EnvDb::default(),
-        )
-        .unwrap_err();
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), "colour = 1", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--config");
         assert!(e.message.contains("colour"), "{e}");
 
-        let store = StoreArgs {
-            database_url: Some("mysql://u:secret@h/db".into()),
-            ..Default::default()
-        };
+        let store = StoreArgs { database_url: Some("mysql://u:secret@h/db".into()), ..Default::default() };
         let e = resolve(store, ServeArgs::default(), "", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "DATABASE_URL");
         assert!(!e.message.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn destinations_recording_and_idle() {
+        let serve = ServeArgs {
+            destinations: vec!["rtmp://a.rtmp.youtube.com/live2/secret-key".into()],
+            record_dir: Some("/rec".into()),
+            idle: Some("disconnect".into()),
+            ..Default::default()
+        };
+        let c = resolve(StoreArgs::default(), serve, "", EnvDb::default()).unwrap();
+        assert_eq!(c.destinations.len(), 1);
+        assert_eq!(c.idle, IdleSetting::Disconnect);
+        assert_eq!(c.recording, RecorderConfig { dir: "/rec".into(), sets: true, program: false });
+
+        let bad = ServeArgs { destinations: vec!["http://x/app/secret-key".into()], ..Default::default() };
+        let e = resolve(StoreArgs::default(), bad, "", EnvDb::default()).unwrap_err();
+        assert_eq!(e.setting, "--destination");
+        assert!(!e.message.contains("secret-key"), "{e}");
+
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "record_program = true", EnvDb::default()).unwrap();
+        assert_eq!(c.recording, RecorderConfig { dir: "./data/recordings".into(), sets: false, program: true });
+        assert_eq!(redact_rtmp_url("rtmps://h:443/app/key"), "rtmps://h:443/app/****");
+        assert_eq!(parse_truthy("Yes"), Ok(true));
+        assert!(parse_truthy("maybe").is_err());
     }
 
     #[test]

@@ -19,9 +19,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn per_minute(n: u32) -> Self {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        Self {
-            inner: Governor::keyed(Quota::per_minute(n)),
-        }
+        Self { inner: Governor::keyed(Quota::per_minute(n)) }
     }
 
     /// Counts one attempt from `ip`; false if it is over its quota.

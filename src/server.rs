@@ -3,14 +3,21 @@
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::auth::TokenKeys;
-use crate::config::Config;
+use crate::config::{Config, IdleSetting};
 use crate::ingest::{self, IngestContext, Publishers};
+use crate::media::recorder;
+use crate::program::slate::Slate;
+use crate::program::{self, IdleMode, ProgramConfig};
 use crate::queue::{actor, engine};
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use crate::web;
+
+/// The slate covers for an on-air DJ whose media stops for this long.
+const PROGRAM_FILL_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A start-up failure, as one line naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +28,7 @@ pub struct StartupError(pub String);
 pub async fn run(config: Config) -> Result<(), StartupError> {
     let store = Store::open(&config.store).await.map_err(StartupError)?;
     let jwt_secret = std::env::var("JWT_SECRET").ok().filter(|s| !s.is_empty());
-    let tokens = TokenKeys::load_or_create(jwt_secret.as_deref(), &config.store.data_dir)
-        .map_err(StartupError)?;
+    let tokens = TokenKeys::load_or_create(jwt_secret.as_deref(), &config.store.data_dir).map_err(StartupError)?;
 
     let rtmp = TcpListener::bind(config.rtmp_listen)
         .await
@@ -30,24 +36,38 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let http = TcpListener::bind(config.http_listen)
         .await
         .map_err(|e| StartupError(format!("--http-listen {}: {e}", config.http_listen)))?;
-    let rtmp_addr = rtmp
-        .local_addr()
-        .map_err(|e| StartupError(format!("--rtmp-listen: {e}")))?;
-    let http_addr = http
-        .local_addr()
-        .map_err(|e| StartupError(format!("--http-listen: {e}")))?;
+    let rtmp_addr = rtmp.local_addr().map_err(|e| StartupError(format!("--rtmp-listen: {e}")))?;
+    let http_addr = http.local_addr().map_err(|e| StartupError(format!("--http-listen: {e}")))?;
 
     let settings = engine::Settings {
         swap_interval: config.swap_interval,
         grace_period: config.grace_period,
         block_enabled: config.block_toggle,
     };
+    let idle = match &config.idle {
+        IdleSetting::Slate(None) => IdleMode::Slate(Arc::new(Slate::embedded().map_err(StartupError)?)),
+        IdleSetting::Slate(Some(path)) => IdleMode::Slate(Arc::new(
+            Slate::from_file(path).map_err(|e| StartupError(format!("--slate: {e}")))?,
+        )),
+        IdleSetting::Disconnect => IdleMode::Disconnect,
+    };
+    let (shutdown_tx, shutdown) = watch::channel(false);
+
     let queue = actor::spawn(store.clone(), settings).await;
     let publishers = Publishers::default();
+    let program = program::spawn(
+        queue.program_source(),
+        publishers.clone(),
+        ProgramConfig { idle, fill_after: PROGRAM_FILL_AFTER },
+        shutdown.clone(),
+    );
+    let recorder =
+        recorder::spawn(config.recording.clone(), queue.program_source(), publishers.clone(), program.clone());
 
     let ingest_ctx = Arc::new(IngestContext::new(
         store.clone(),
         queue.clone(),
+        program.clone(),
         publishers.clone(),
         config.limits.clone(),
         config.stall_timeout,
@@ -56,10 +76,11 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         store: store.clone(),
         queue,
         publishers,
+        program,
+        recorder,
+        expected_profile: Arc::new(config.expected_profile.clone()),
         tokens,
-        login_attempts: Arc::new(RateLimiter::per_minute(
-            config.limits.login_attempts_per_minute,
-        )),
+        login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
     });
 
     tracing::info!(
@@ -69,16 +90,14 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     tracing::info!("http listening on {http_addr}");
 
     let ingest = tokio::spawn(ingest::serve(rtmp, ingest_ctx));
-    let http_server = axum::serve(
-        http,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal());
+    let http_server = axum::serve(http, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal());
     if let Err(e) = http_server.await {
         tracing::error!("http server failed: {e}");
     }
-    ingest.abort();
     tracing::info!("shutting down");
+    ingest.abort();
+    let _ = shutdown_tx.send(true);
     store.close().await;
     Ok(())
 }

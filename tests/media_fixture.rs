@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use motherstream::media::codec::{
-    AudioCodec, AudioConfig, AudioSpecificConfig, FrameKind, VideoCodec, VideoConfig, VideoPacket,
-    parse_audio_tag, parse_video_tag,
+    AudioCodec, AudioConfig, AudioSpecificConfig, FrameKind, VideoCodec, VideoConfig, VideoPacket, parse_audio_tag,
+    parse_video_tag,
 };
 use motherstream::media::flv::{FlvHeader, FlvReader, FlvStreamReader, FlvTag, TagKind};
 use motherstream::media::gop::GopCache;
@@ -15,43 +15,25 @@ use motherstream::media::stats::PublisherStats;
 
 fn fixture() -> Bytes {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dj.flv");
-    std::fs::read(path)
-        .expect("tests/fixtures/dj.flv present")
-        .into()
+    std::fs::read(path).expect("tests/fixtures/dj.flv present").into()
 }
 
 fn tags() -> Vec<FlvTag> {
-    FlvReader::new(fixture())
-        .expect("valid FLV header")
-        .collect::<Result<_, _>>()
-        .expect("valid FLV tags")
+    FlvReader::new(fixture()).expect("valid FLV header").collect::<Result<_, _>>().expect("valid FLV tags")
 }
 
 #[test]
 fn reader_sees_header_and_all_tags() {
     let reader = FlvReader::new(fixture()).unwrap();
-    assert_eq!(
-        reader.header(),
-        FlvHeader {
-            has_audio: true,
-            has_video: true
-        }
-    );
+    assert_eq!(reader.header(), FlvHeader { has_audio: true, has_video: true });
     let tags = tags();
     assert!(tags[0].is_metadata());
     let count = |kind| tags.iter().filter(|t| t.kind == kind).count();
     // 300 video frames and 432 AAC frames (as counted by ffprobe), plus one sequence
     // header each and, for video, the end-of-sequence ffmpeg writes on closing.
     assert_eq!(count(TagKind::Video), 302);
-    let last_video = tags
-        .iter()
-        .rev()
-        .find(|t| t.kind == TagKind::Video)
-        .unwrap();
-    assert_eq!(
-        parse_video_tag(&last_video.payload).unwrap().info.packet,
-        VideoPacket::EndOfSequence
-    );
+    let last_video = tags.iter().rev().find(|t| t.kind == TagKind::Video).unwrap();
+    assert_eq!(parse_video_tag(&last_video.payload).unwrap().info.packet, VideoPacket::EndOfSequence);
     assert_eq!(count(TagKind::Audio), 433);
     assert_eq!(count(TagKind::Script), 1);
 }
@@ -59,13 +41,7 @@ fn reader_sees_header_and_all_tags() {
 #[test]
 fn writer_reproduces_the_file_byte_for_byte() {
     let mut out = BytesMut::new();
-    out.extend_from_slice(
-        &FlvHeader {
-            has_audio: true,
-            has_video: true,
-        }
-        .encode(),
-    );
+    out.extend_from_slice(&FlvHeader { has_audio: true, has_video: true }.encode());
     for tag in tags() {
         out.put(tag.encode().unwrap());
     }
@@ -90,34 +66,20 @@ fn stream_reader_agrees_with_file_reader() {
 #[test]
 fn codec_headers_describe_the_stream() {
     let tags = tags();
-    let video_header = tags
-        .iter()
-        .find(|t| t.kind == TagKind::Video)
-        .and_then(|t| parse_video_tag(&t.payload).ok())
-        .unwrap();
+    let video_header =
+        tags.iter().find(|t| t.kind == TagKind::Video).and_then(|t| parse_video_tag(&t.payload).ok()).unwrap();
     assert!(video_header.info.is_sequence_header());
     let config = VideoConfig::parse(video_header.info.codec, video_header.body).unwrap();
     assert_eq!(config.codec, VideoCodec::Avc);
     assert_eq!(config.profile_name(), Some("High"));
     assert_eq!((config.width, config.height), (Some(320), Some(180)));
 
-    let audio_header = tags
-        .iter()
-        .find(|t| t.kind == TagKind::Audio)
-        .and_then(|t| parse_audio_tag(&t.payload).ok())
-        .unwrap();
+    let audio_header =
+        tags.iter().find(|t| t.kind == TagKind::Audio).and_then(|t| parse_audio_tag(&t.payload).ok()).unwrap();
     assert!(audio_header.info.is_sequence_header());
     let asc = AudioSpecificConfig::parse(audio_header.body).unwrap();
-    assert_eq!(
-        (asc.object_type, asc.sample_rate, asc.channels),
-        (2, 44100, Some(2))
-    );
-    assert_eq!(
-        AudioConfig::parse(AudioCodec::Aac, audio_header.body)
-            .unwrap()
-            .sample_rate,
-        44100
-    );
+    assert_eq!((asc.object_type, asc.sample_rate, asc.channels), (2, 44100, Some(2)));
+    assert_eq!(AudioConfig::parse(AudioCodec::Aac, audio_header.body).unwrap().sample_rate, 44100);
 }
 
 #[test]
@@ -139,10 +101,7 @@ fn keyframes_every_thirty_frames() {
     }
     assert_eq!(frame, 300);
     assert_eq!(keyframe_indices, (0..300).step_by(30).collect::<Vec<_>>());
-    let intervals: Vec<u32> = keyframe_timestamps
-        .windows(2)
-        .map(|w| w[1] - w[0])
-        .collect();
+    let intervals: Vec<u32> = keyframe_timestamps.windows(2).map(|w| w[1] - w[0]).collect();
     assert_eq!(intervals, [1000; 9]);
 }
 
@@ -166,10 +125,7 @@ fn gop_cache_startup_begins_with_headers_then_a_keyframe() {
     // The rest is exactly the tail of the file from the last keyframe.
     let from = tags
         .iter()
-        .rposition(|t| {
-            t.kind == TagKind::Video
-                && parse_video_tag(&t.payload).is_ok_and(|v| v.info.is_keyframe())
-        })
+        .rposition(|t| t.kind == TagKind::Video && parse_video_tag(&t.payload).is_ok_and(|v| v.info.is_keyframe()))
         .unwrap();
     assert_eq!(&startup[3..], &tags[from..]);
     // One GOP: 30 coded frames (then the end-of-sequence marker).
@@ -199,20 +155,10 @@ fn stats_over_the_fixture() {
     let fps = snap.video_fps.unwrap();
     assert!((fps - 30.0).abs() < 0.5, "fps {fps}");
     let video = snap.video.unwrap();
-    assert_eq!(
-        (video.profile.as_deref(), video.width, video.height),
-        (Some("High"), Some(320), Some(180))
-    );
+    assert_eq!((video.profile.as_deref(), video.width, video.height), (Some("High"), Some(320), Some(180)));
     let audio = snap.audio.unwrap();
-    assert_eq!(
-        (audio.codec, audio.sample_rate, audio.channels),
-        (AudioCodec::Aac, Some(44100), Some(2))
-    );
+    assert_eq!((audio.codec, audio.sample_rate, audio.channels), (AudioCodec::Aac, Some(44100), Some(2)));
     // The fixture is encoded at about 150 kbit/s video + 64 kbit/s audio.
-    assert!(
-        (150_000..300_000).contains(&snap.bitrate_bps),
-        "bitrate {}",
-        snap.bitrate_bps
-    );
+    assert!((150_000..300_000).contains(&snap.bitrate_bps), "bitrate {}", snap.bitrate_bps);
     assert_eq!(snap.timestamp_regressions, 0);
 }

@@ -13,6 +13,7 @@ use super::IngestContext;
 use super::registry::Publisher;
 use crate::auth::is_well_formed_key;
 use crate::media::flv::{FlvTag, TagKind};
+use crate::program::Subscription;
 use crate::queue::actor::PublishDecision;
 use crate::queue::engine::{ConnId, DisconnectReason, Dj, Input, RejectReason};
 use crate::rtmp::MediaKind;
@@ -23,6 +24,8 @@ use crate::rtmp::server::{ServerEvent, ServerSession};
 const READ_BUFFER: usize = 64 * 1024;
 /// How often a publishing connection checks itself for a stall.
 const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+/// A write to a peer that makes no progress for this long ends the connection.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a connection ended, for the log line.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,24 @@ enum Closed {
     Stalled(std::time::Duration),
     #[error("the queue service has stopped")]
     QueueGone,
+    #[error("the program ended")]
+    ProgramEnded,
+    #[error("a write did not complete within {0:?}: the peer stopped reading")]
+    WriteTimeout(std::time::Duration),
+}
+
+/// The RTMP application a connection asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum App {
+    /// `live`: DJs publish here with their stream key.
+    Live,
+    /// `program`: the program feed is played here (`rtmp://HOST/program/live`).
+    Program,
+}
+
+struct Playing {
+    stream_id: u32,
+    program: Subscription,
 }
 
 struct Publishing {
@@ -60,27 +81,15 @@ pub(super) struct Connection {
     socket: TcpStream,
     session: ServerSession,
     ctx: Arc<IngestContext>,
-    connected: bool,
+    app: Option<App>,
     publishing: Option<Publishing>,
+    playing: Option<Playing>,
 }
 
 impl Connection {
-    pub(super) fn new(
-        conn: ConnId,
-        peer: SocketAddr,
-        socket: TcpStream,
-        ctx: Arc<IngestContext>,
-    ) -> Self {
+    pub(super) fn new(conn: ConnId, peer: SocketAddr, socket: TcpStream, ctx: Arc<IngestContext>) -> Self {
         let session = ServerSession::new(ctx.session_limits);
-        Self {
-            conn,
-            peer,
-            socket,
-            session,
-            ctx,
-            connected: false,
-            publishing: None,
-        }
+        Self { conn, peer, socket, session, ctx, app: None, publishing: None, playing: None }
     }
 
     /// Runs the connection to its end and reports the end to the queue.
@@ -98,11 +107,7 @@ impl Connection {
             if let Some(input) = input {
                 let _ = self.ctx.queue.report(input).await;
             }
-            tracing::info!(
-                "rtmp {}: {} stopped publishing: {ended}",
-                self.peer,
-                publishing.publisher.dj.dj_name
-            );
+            tracing::info!("rtmp {}: {} stopped publishing: {ended}", self.peer, publishing.publisher.dj.dj_name);
         } else {
             match ended {
                 Closed::Refused(_) | Closed::Protocol(_) => {
@@ -121,12 +126,13 @@ impl Connection {
         let handshake_deadline = tokio::time::Instant::now() + self.ctx.limits.handshake_timeout;
         let mut stall_check = tokio::time::interval(STALL_CHECK);
         loop {
-            let read_deadline = if self.connected {
+            let read_deadline = if self.app.is_some() {
                 tokio::time::Instant::now() + self.ctx.limits.idle_timeout
             } else {
                 handshake_deadline
             };
             let publishing = self.publishing.is_some();
+            let playing = self.playing.is_some();
             tokio::select! {
                 reason = kicked(&mut self.publishing), if publishing => {
                     return Closed::Kicked(reason);
@@ -139,12 +145,18 @@ impl Connection {
                         }
                     }
                 }
-                read = tokio::time::timeout_at(read_deadline, self.socket.read(&mut buf)), if true => {
+                tag = program_tag(&mut self.playing), if playing => {
+                    let Some(tag) = tag else { return Closed::ProgramEnded };
+                    if let Err(closed) = self.play(tag).await {
+                        return closed;
+                    }
+                }
+                read = tokio::time::timeout_at(read_deadline, self.socket.read(&mut buf)) => {
                     let n = match read {
-                        // A publisher may legitimately pause reading-side traffic; its
-                        // liveness is judged by the stall check instead.
-                        Err(_) if publishing => continue,
-                        Err(_) if self.connected => return Closed::Idle(self.ctx.limits.idle_timeout),
+                        // Publishers and players may send nothing for a long time (players
+                        // only acknowledge); their liveness is judged by media and writes.
+                        Err(_) if publishing || playing => continue,
+                        Err(_) if self.app.is_some() => return Closed::Idle(self.ctx.limits.idle_timeout),
                         Err(_) => return Closed::HandshakeTimeout(self.ctx.limits.handshake_timeout),
                         Ok(Err(e)) => return Closed::Io(e),
                         Ok(Ok(0)) => return Closed::Eof,
@@ -155,8 +167,8 @@ impl Connection {
                         let _ = self.flush().await;
                         return closed;
                     }
-                    if let Err(e) = self.flush().await {
-                        return Closed::Io(e);
+                    if let Err(closed) = self.flush().await {
+                        return closed;
                     }
                 }
             }
@@ -173,31 +185,31 @@ impl Connection {
 
     async fn on_event(&mut self, event: ServerEvent) -> Result<(), Closed> {
         match event {
-            ServerEvent::ConnectRequested { app, .. } => {
-                if app.trim_end_matches('/') == "live" {
+            ServerEvent::ConnectRequested { app, .. } => match app.trim_end_matches('/') {
+                "live" => {
                     self.session.accept_connect()?;
-                    self.connected = true;
-                } else {
-                    self.session.reject_connect(
-                        "unknown application; publish to rtmp://HOST:1935/live/<stream key>",
-                    )?;
-                    return Err(Closed::Refused(format!(
-                        "connect to unknown application `{app}`"
-                    )));
+                    self.app = Some(App::Live);
                 }
-            }
-            ServerEvent::PublishRequested {
-                stream_id,
-                stream_key,
-            } => {
+                "program" => {
+                    self.session.accept_connect()?;
+                    self.app = Some(App::Program);
+                }
+                _ => {
+                    self.session.reject_connect(
+                        "unknown application; publish to rtmp://HOST:1935/live/<stream key> \
+                         or play rtmp://HOST:1935/program/live",
+                    )?;
+                    return Err(Closed::Refused(format!("connect to unknown application `{app}`")));
+                }
+            },
+            ServerEvent::PublishRequested { stream_id, stream_key } => {
+                if self.app != Some(App::Live) {
+                    self.session.reject_publish(stream_id, "NetStream.Publish.Denied", "publish to the live application")?;
+                    return Err(Closed::Refused("publish on the program application".into()));
+                }
                 self.on_publish(stream_id, &stream_key).await?;
             }
-            ServerEvent::Media {
-                kind,
-                timestamp,
-                payload,
-                ..
-            } => {
+            ServerEvent::Media { kind, timestamp, payload, .. } => {
                 if let Some(p) = &mut self.publishing {
                     let now = Instant::now();
                     p.last_media = now;
@@ -205,43 +217,19 @@ impl Connection {
                         MediaKind::Audio => TagKind::Audio,
                         MediaKind::Video => TagKind::Video,
                     };
-                    p.publisher.on_tag(
-                        now,
-                        FlvTag {
-                            kind,
-                            timestamp,
-                            payload,
-                        },
-                    );
+                    p.publisher.on_tag(now, FlvTag { kind, timestamp, payload });
                 }
             }
-            ServerEvent::Metadata {
-                timestamp, payload, ..
-            } => {
+            ServerEvent::Metadata { timestamp, payload, .. } => {
                 if let Some(p) = &self.publishing {
-                    p.publisher.on_tag(
-                        Instant::now(),
-                        FlvTag {
-                            kind: TagKind::Script,
-                            timestamp,
-                            payload,
-                        },
-                    );
+                    p.publisher.on_tag(Instant::now(), FlvTag { kind: TagKind::Script, timestamp, payload });
                 }
             }
             ServerEvent::PublishStopped { stream_id, .. } => {
-                if self
-                    .publishing
-                    .as_ref()
-                    .is_some_and(|p| p.stream_id == stream_id)
-                {
+                if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
                     if let Some(p) = self.publishing.take() {
                         self.ctx.publishers.remove(self.conn);
-                        tracing::info!(
-                            "rtmp {}: {} stopped publishing cleanly",
-                            self.peer,
-                            p.publisher.dj.dj_name
-                        );
+                        tracing::info!("rtmp {}: {} stopped publishing cleanly", self.peer, p.publisher.dj.dj_name);
                         self.ctx
                             .queue
                             .report(Input::PublishStopped { conn: self.conn })
@@ -250,14 +238,25 @@ impl Connection {
                     }
                 }
             }
-            ServerEvent::PlayRequested { stream_id, .. } => {
-                self.session
-                    .reject_play(stream_id, "playback is served on the program application")?;
-                return Err(Closed::Refused(
-                    "play requested on the ingest application".into(),
-                ));
+            ServerEvent::PlayRequested { stream_id, stream_name } => {
+                let name = stream_name.split('?').next().unwrap_or_default();
+                if self.app != Some(App::Program) || name != "live" || self.playing.is_some() {
+                    self.session.reject_play(stream_id, "the program plays at rtmp://HOST:1935/program/live")?;
+                    return Err(Closed::Refused(format!("play of unknown stream `{name}`")));
+                }
+                let Some(program) = self.ctx.program.subscribe(format!("rtmp player {}", self.peer)).await else {
+                    self.session.reject_play(stream_id, "the program is not running")?;
+                    return Err(Closed::ProgramEnded);
+                };
+                self.session.accept_play(stream_id)?;
+                tracing::info!("rtmp {}: playing the program", self.peer);
+                self.playing = Some(Playing { stream_id, program });
             }
-            ServerEvent::PlayStopped { .. } => {}
+            ServerEvent::PlayStopped { stream_id } => {
+                if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                    self.playing = None;
+                }
+            }
         }
         Ok(())
     }
@@ -286,11 +285,7 @@ impl Connection {
             );
         }
         if !is_well_formed_key(key) {
-            return refuse(
-                &mut self.session,
-                "NetStream.Publish.BadName",
-                "malformed stream key".into(),
-            );
+            return refuse(&mut self.session, "NetStream.Publish.BadName", "malformed stream key".into());
         }
         let user = match self.ctx.store.user_by_stream_key(key).await {
             Ok(Some(user)) => user,
@@ -303,11 +298,7 @@ impl Connection {
             }
             Err(e) => {
                 tracing::error!("rtmp {}: stream key lookup failed: {e}", self.peer);
-                return refuse(
-                    &mut self.session,
-                    "NetStream.Publish.Denied",
-                    "database unavailable".into(),
-                );
+                return refuse(&mut self.session, "NetStream.Publish.Denied", "database unavailable".into());
             }
         };
         if !user.is_active {
@@ -318,10 +309,7 @@ impl Connection {
             );
         }
 
-        let dj = Dj {
-            user_id: user.id,
-            dj_name: user.dj_name,
-        };
+        let dj = Dj { user_id: user.id, dj_name: user.dj_name };
         let publisher = Arc::new(Publisher::new(self.conn, dj.clone(), Instant::now()));
         // Registered before the queue answers so an immediate on-air switch finds it.
         self.ctx.publishers.insert(publisher.clone());
@@ -330,24 +318,11 @@ impl Connection {
         match decision {
             Ok(PublishDecision::Accepted { on_air, position }) => {
                 self.session.accept_publish(stream_id)?;
-                self.publishing = Some(Publishing {
-                    stream_id,
-                    publisher,
-                    kicked,
-                    last_media: Instant::now(),
-                });
+                self.publishing = Some(Publishing { stream_id, publisher, kicked, last_media: Instant::now() });
                 if on_air {
-                    tracing::info!(
-                        "rtmp {}: {} is publishing and on air",
-                        self.peer,
-                        dj.dj_name
-                    );
+                    tracing::info!("rtmp {}: {} is publishing and on air", self.peer, dj.dj_name);
                 } else {
-                    tracing::info!(
-                        "rtmp {}: {} is publishing, queued at position {position}",
-                        self.peer,
-                        dj.dj_name
-                    );
+                    tracing::info!("rtmp {}: {} is publishing, queued at position {position}", self.peer, dj.dj_name);
                 }
                 Ok(())
             }
@@ -358,30 +333,51 @@ impl Connection {
                         format!("{} is already publishing", dj.dj_name)
                     }
                     RejectReason::Blocked => {
-                        format!(
-                            "{}'s set just ended; wait for another DJ before going on air again",
-                            dj.dj_name
-                        )
+                        format!("{}'s set just ended; wait for another DJ before going on air again", dj.dj_name)
                     }
                 };
                 refuse(&mut self.session, "NetStream.Publish.Denied", why)
             }
             Err(_) => {
                 self.ctx.publishers.remove(self.conn);
-                refuse(
-                    &mut self.session,
-                    "NetStream.Publish.Denied",
-                    "server is shutting down".into(),
-                )
+                refuse(&mut self.session, "NetStream.Publish.Denied", "server is shutting down".into())
             }
         }
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
+    /// Sends one program tag to a player.
+    async fn play(&mut self, tag: FlvTag) -> Result<(), Closed> {
+        let Some(playing) = &self.playing else { return Ok(()) };
+        match tag.kind {
+            TagKind::Audio => {
+                self.session.send_media(playing.stream_id, MediaKind::Audio, tag.timestamp, tag.payload)?
+            }
+            TagKind::Video => {
+                self.session.send_media(playing.stream_id, MediaKind::Video, tag.timestamp, tag.payload)?
+            }
+            TagKind::Script => self.session.send_metadata(playing.stream_id, tag.timestamp, tag.payload)?,
+        }
+        self.flush().await
+    }
+
+    /// Writes out everything the session has queued. A peer that stops reading is cut off
+    /// rather than allowed to hold this task (and its program subscription) forever.
+    async fn flush(&mut self) -> Result<(), Closed> {
         for chunk in self.session.take_output() {
-            self.socket.write_all(&chunk).await?;
+            match tokio::time::timeout(WRITE_TIMEOUT, self.socket.write_all(&chunk)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(Closed::WriteTimeout(WRITE_TIMEOUT)),
+            }
         }
         Ok(())
+    }
+}
+
+/// The next program tag for a player.
+async fn program_tag(playing: &mut Option<Playing>) -> Option<FlvTag> {
+    match playing {
+        Some(p) => p.program.recv().await,
+        None => std::future::pending().await,
     }
 }
 

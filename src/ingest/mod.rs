@@ -18,16 +18,18 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
+use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
 use crate::rtmp::SessionLimits;
 use crate::store::Store;
-pub use registry::{Publisher, Publishers};
+pub use registry::{Publisher, PublisherFeed, Publishers, StreamHeaders};
 
 /// Everything a connection task needs, shared by all of them.
 pub struct IngestContext {
     pub store: Store,
     pub queue: QueueHandle,
+    pub program: ProgramBus,
     pub publishers: Publishers,
     pub limits: Limits,
     pub stall_timeout: Duration,
@@ -41,18 +43,17 @@ impl IngestContext {
     pub fn new(
         store: Store,
         queue: QueueHandle,
+        program: ProgramBus,
         publishers: Publishers,
         limits: Limits,
         stall_timeout: Duration,
     ) -> Self {
-        let session_limits = SessionLimits {
-            max_message_size: limits.max_message_size,
-            ..SessionLimits::default()
-        };
+        let session_limits = SessionLimits { max_message_size: limits.max_message_size, ..SessionLimits::default() };
         let publish_attempts = RateLimiter::per_minute(limits.publish_attempts_per_minute);
         Self {
             store,
             queue,
+            program,
             publishers,
             stall_timeout,
             session_limits,
@@ -71,10 +72,7 @@ impl IngestContext {
             return None;
         }
         *count += 1;
-        Some(IpSlot {
-            ctx: self.clone(),
-            ip,
-        })
+        Some(IpSlot { ctx: self.clone(), ip })
     }
 }
 
@@ -110,10 +108,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>) {
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                "rtmp {peer}: refused, {} connections already open",
-                ctx.limits.max_connections
-            );
+            tracing::warn!("rtmp {peer}: refused, {} connections already open", ctx.limits.max_connections);
             continue;
         };
         let Some(slot) = ctx.admit(peer.ip()) else {
@@ -137,7 +132,5 @@ async fn handle(
     _permit: OwnedSemaphorePermit,
     _slot: IpSlot,
 ) {
-    connection::Connection::new(conn, peer, socket, ctx)
-        .run()
-        .await;
+    connection::Connection::new(conn, peer, socket, ctx).run().await;
 }

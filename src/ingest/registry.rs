@@ -4,17 +4,40 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use tokio::sync::broadcast;
+
 use crate::media::flv::FlvTag;
 use crate::media::gop::GopCache;
 use crate::media::stats::{PublisherStats, StatsSnapshot};
 use crate::queue::engine::{ConnId, Dj};
 
+/// Tags a live subscriber (the program, the recorder) may fall behind by before it misses
+/// some. Only kept while someone subscribes: a queued DJ's stream costs just its GOP cache.
+const LIVE_TAGS: usize = 256;
+
 /// One publishing connection's buffered media: the GOP cache (so it can go on air at a
-/// keyframe at once) and its statistics.
+/// keyframe at once), its statistics, and a broadcast of its tags as they arrive.
 pub struct Publisher {
     pub conn: ConnId,
     pub dj: Dj,
     media: Mutex<PublisherMedia>,
+    live: broadcast::Sender<FlvTag>,
+}
+
+/// What a subscriber needs to start from a publisher: its stream headers (latest video and
+/// audio sequence headers and metadata), its cached GOP, and the live tags from then on.
+pub struct PublisherFeed {
+    pub headers: StreamHeaders,
+    pub startup: Vec<FlvTag>,
+    pub live: broadcast::Receiver<FlvTag>,
+}
+
+/// A stream's latest headers.
+#[derive(Debug, Clone, Default)]
+pub struct StreamHeaders {
+    pub video: Option<FlvTag>,
+    pub audio: Option<FlvTag>,
+    pub metadata: Option<FlvTag>,
 }
 
 struct PublisherMedia {
@@ -27,10 +50,8 @@ impl Publisher {
         Self {
             conn,
             dj,
-            media: Mutex::new(PublisherMedia {
-                gop: GopCache::default(),
-                stats: PublisherStats::new(now),
-            }),
+            media: Mutex::new(PublisherMedia { gop: GopCache::default(), stats: PublisherStats::new(now) }),
+            live: broadcast::channel(LIVE_TAGS).0,
         }
     }
 
@@ -38,24 +59,34 @@ impl Publisher {
     pub fn on_tag(&self, now: Instant, tag: FlvTag) {
         let mut media = self.lock();
         media.stats.on_tag(now, &tag);
-        media.gop.push(tag);
+        media.gop.push(tag.clone());
+        // Sent under the lock so that `subscribe` sees each tag either in the cache or live,
+        // never both. No subscribers is the normal case for a queued DJ.
+        let _ = self.live.send(tag);
+    }
+
+    /// Starts following this publisher.
+    pub fn subscribe(&self) -> PublisherFeed {
+        let media = self.lock();
+        PublisherFeed {
+            headers: StreamHeaders {
+                video: media.gop.video_sequence_header().cloned(),
+                audio: media.gop.audio_sequence_header().cloned(),
+                metadata: media.gop.metadata().cloned(),
+            },
+            startup: media.gop.startup_tags(),
+            live: self.live.subscribe(),
+        }
     }
 
     pub fn stats(&self, now: Instant) -> StatsSnapshot {
         self.lock().stats.snapshot(now)
     }
 
-    /// What a consumer starting now needs: sequence headers, metadata, the current GOP.
-    pub fn startup_tags(&self) -> Vec<FlvTag> {
-        self.lock().gop.startup_tags()
-    }
-
     fn lock(&self) -> MutexGuard<'_, PublisherMedia> {
         // A panic while holding this lock cannot leave the media state half-updated in a
         // way that matters more than losing the stream, so recover the guard.
-        self.media
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.media.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -83,8 +114,6 @@ impl Publishers {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, Arc<Publisher>>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

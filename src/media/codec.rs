@@ -35,9 +35,7 @@ pub struct FourCc(pub [u8; 4]);
 impl fmt::Display for FourCc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-            self.0
-                .iter()
-                .try_for_each(|&b| write!(f, "{}", char::from(b)))
+            self.0.iter().try_for_each(|&b| write!(f, "{}", char::from(b)))
         } else {
             write!(f, "0x{:08x}", u32::from_be_bytes(self.0))
         }
@@ -261,8 +259,7 @@ impl VideoTagInfo {
     /// A coded picture that starts a GOP. Sequence headers are flagged as keyframes
     /// on the wire too, but they are not pictures, so they do not count here.
     pub fn is_keyframe(&self) -> bool {
-        matches!(self.frame, FrameKind::Key | FrameKind::GeneratedKey)
-            && self.packet == VideoPacket::Coded
+        matches!(self.frame, FrameKind::Key | FrameKind::GeneratedKey) && self.packet == VideoPacket::Coded
     }
 
     pub fn is_sequence_header(&self) -> bool {
@@ -283,13 +280,7 @@ pub fn parse_video_tag(payload: &[u8]) -> Result<VideoTag<'_>, CodecError> {
         LEGACY_HEVC => VideoCodec::Hevc,
         other => VideoCodec::Legacy(other),
     };
-    let mut info = VideoTagInfo {
-        codec,
-        frame,
-        packet: VideoPacket::Coded,
-        composition_time: 0,
-        track_id: 0,
-    };
+    let mut info = VideoTagInfo { codec, frame, packet: VideoPacket::Coded, composition_time: 0, track_id: 0 };
     if frame == FrameKind::Command {
         // The body is a one-byte command instead of a picture.
         info.packet = VideoPacket::Other;
@@ -302,10 +293,7 @@ pub fn parse_video_tag(payload: &[u8]) -> Result<VideoTag<'_>, CodecError> {
         };
         info.composition_time = r.i24("composition time")?;
     }
-    Ok(VideoTag {
-        info,
-        body: r.rest(),
-    })
+    Ok(VideoTag { info, body: r.rest() })
 }
 
 fn parse_ex_video<'a>(first: u8, mut r: ByteReader<'a>) -> Result<VideoTag<'a>, CodecError> {
@@ -322,10 +310,7 @@ fn parse_ex_video<'a>(first: u8, mut r: ByteReader<'a>) -> Result<VideoTag<'a>, 
             composition_time: 0,
             track_id: 0,
         };
-        return Ok(VideoTag {
-            info,
-            body: r.rest(),
-        });
+        return Ok(VideoTag { info, body: r.rest() });
     }
 
     let (fourcc, track_id) = if packet_type == EX_VIDEO_MULTITRACK {
@@ -351,17 +336,8 @@ fn parse_ex_video<'a>(first: u8, mut r: ByteReader<'a>) -> Result<VideoTag<'a>, 
         EX_VIDEO_METADATA => VideoPacket::Metadata,
         _ => VideoPacket::Other,
     };
-    let info = VideoTagInfo {
-        codec,
-        frame,
-        packet,
-        composition_time,
-        track_id,
-    };
-    Ok(VideoTag {
-        info,
-        body: r.rest(),
-    })
+    let info = VideoTagInfo { codec, frame, packet, composition_time, track_id };
+    Ok(VideoTag { info, body: r.rest() })
 }
 
 /// Skips any ModEx prefixes (Enhanced RTMP v2) and returns the real packet type.
@@ -403,11 +379,7 @@ fn first_track(r: &mut ByteReader<'_>) -> Result<Track, CodecError> {
     if multitrack_type != ONE_TRACK {
         r.u24("track size")?;
     }
-    Ok(Track {
-        packet_type,
-        fourcc,
-        id,
-    })
+    Ok(Track { packet_type, fourcc, id })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,10 +456,7 @@ pub fn parse_audio_tag(payload: &[u8]) -> Result<AudioTag<'_>, CodecError> {
         legacy_format: Some(legacy_format),
         track_id: 0,
     };
-    Ok(AudioTag {
-        info,
-        body: r.rest(),
-    })
+    Ok(AudioTag { info, body: r.rest() })
 }
 
 fn parse_ex_audio(packet_type: u8, mut r: ByteReader<'_>) -> Result<AudioTag<'_>, CodecError> {
@@ -504,16 +473,8 @@ fn parse_ex_audio(packet_type: u8, mut r: ByteReader<'_>) -> Result<AudioTag<'_>
         EX_CODED_FRAMES => AudioPacket::Raw,
         _ => AudioPacket::Other,
     };
-    let info = AudioTagInfo {
-        codec: AudioCodec::from_fourcc(fourcc),
-        packet,
-        legacy_format: None,
-        track_id,
-    };
-    Ok(AudioTag {
-        info,
-        body: r.rest(),
-    })
+    let info = AudioTagInfo { codec: AudioCodec::from_fourcc(fourcc), packet, legacy_format: None, track_id };
+    Ok(AudioTag { info, body: r.rest() })
 }
 
 #[cfg(test)]
@@ -567,22 +528,10 @@ mod tests {
 
     #[test]
     fn empty_and_truncated_video_tags_are_errors() {
-        assert_eq!(
-            VideoTagInfo::parse(&[]),
-            Err(CodecError::Truncated("video tag header"))
-        );
-        assert_eq!(
-            VideoTagInfo::parse(&[0x17]),
-            Err(CodecError::Truncated("AVC packet type"))
-        );
-        assert_eq!(
-            VideoTagInfo::parse(&[0x17, 0x01, 0x00]),
-            Err(CodecError::Truncated("composition time"))
-        );
-        assert_eq!(
-            VideoTagInfo::parse(&[0x90, b'h', b'v']),
-            Err(CodecError::Truncated("video FourCC"))
-        );
+        assert_eq!(VideoTagInfo::parse(&[]), Err(CodecError::Truncated("video tag header")));
+        assert_eq!(VideoTagInfo::parse(&[0x17]), Err(CodecError::Truncated("AVC packet type")));
+        assert_eq!(VideoTagInfo::parse(&[0x17, 0x01, 0x00]), Err(CodecError::Truncated("composition time")));
+        assert_eq!(VideoTagInfo::parse(&[0x90, b'h', b'v']), Err(CodecError::Truncated("video FourCC")));
     }
 
     #[test]
@@ -648,10 +597,7 @@ mod tests {
         long.extend_from_slice(b"\x00hvc1");
         assert!(VideoTagInfo::parse(&long).unwrap().is_sequence_header());
 
-        assert_eq!(
-            VideoTagInfo::parse(b"\x97\x05\x00"),
-            Err(CodecError::Truncated("ModEx data"))
-        );
+        assert_eq!(VideoTagInfo::parse(b"\x97\x05\x00"), Err(CodecError::Truncated("ModEx data")));
     }
 
     #[test]
@@ -669,10 +615,7 @@ mod tests {
         assert!(many.info.is_sequence_header());
         assert_eq!(many.info.track_id, 0);
 
-        assert_eq!(
-            VideoTagInfo::parse(b"\x96\x31avc1"),
-            Err(CodecError::Unsupported("multitrack type"))
-        );
+        assert_eq!(VideoTagInfo::parse(b"\x96\x31avc1"), Err(CodecError::Unsupported("multitrack type")));
     }
 
     #[test]
@@ -683,11 +626,7 @@ mod tests {
         assert_eq!(seq.body, &[0x12, 0x08]);
         assert_eq!(
             seq.info.legacy_format,
-            Some(LegacyAudioFormat {
-                sample_rate: 44100,
-                sample_bits: 16,
-                stereo: true
-            })
+            Some(LegacyAudioFormat { sample_rate: 44100, sample_bits: 16, stereo: true })
         );
         let raw = AudioTagInfo::parse(&[0xaf, 0x01, 0x21]).unwrap();
         assert_eq!(raw.packet, AudioPacket::Raw);
@@ -696,31 +635,12 @@ mod tests {
         let mp3 = AudioTagInfo::parse(&[0x2a, 0xff, 0xfb]).unwrap();
         assert_eq!(mp3.codec, AudioCodec::Mp3);
         assert_eq!(mp3.packet, AudioPacket::Raw);
-        assert_eq!(
-            mp3.legacy_format,
-            Some(LegacyAudioFormat {
-                sample_rate: 22050,
-                sample_bits: 16,
-                stereo: false
-            })
-        );
-        assert_eq!(
-            AudioTagInfo::parse(&[0x72]).unwrap().codec,
-            AudioCodec::G711ALaw
-        );
-        assert_eq!(
-            AudioTagInfo::parse(&[0xd0]).unwrap().codec,
-            AudioCodec::Legacy(13)
-        );
+        assert_eq!(mp3.legacy_format, Some(LegacyAudioFormat { sample_rate: 22050, sample_bits: 16, stereo: false }));
+        assert_eq!(AudioTagInfo::parse(&[0x72]).unwrap().codec, AudioCodec::G711ALaw);
+        assert_eq!(AudioTagInfo::parse(&[0xd0]).unwrap().codec, AudioCodec::Legacy(13));
 
-        assert_eq!(
-            AudioTagInfo::parse(&[]),
-            Err(CodecError::Truncated("audio tag header"))
-        );
-        assert_eq!(
-            AudioTagInfo::parse(&[0xaf]),
-            Err(CodecError::Truncated("AAC packet type"))
-        );
+        assert_eq!(AudioTagInfo::parse(&[]), Err(CodecError::Truncated("audio tag header")));
+        assert_eq!(AudioTagInfo::parse(&[0xaf]), Err(CodecError::Truncated("AAC packet type")));
     }
 
     #[test]
@@ -751,10 +671,7 @@ mod tests {
         assert_eq!(mt.info.track_id, 1);
         assert_eq!(mt.body, &[0xee]);
 
-        assert_eq!(
-            AudioTagInfo::parse(b"\x90Op"),
-            Err(CodecError::Truncated("audio FourCC"))
-        );
+        assert_eq!(AudioTagInfo::parse(b"\x90Op"), Err(CodecError::Truncated("audio FourCC")));
     }
 
     #[test]
@@ -762,10 +679,7 @@ mod tests {
         assert_eq!(VideoCodec::Avc.to_string(), "h264");
         assert_eq!(VideoCodec::Legacy(4).to_string(), "flv-codec-4");
         assert_eq!(AudioCodec::Aac.to_string(), "aac");
-        assert_eq!(
-            AudioCodec::Unknown(FourCc([0, 1, 2, 3])).to_string(),
-            "0x00010203"
-        );
+        assert_eq!(AudioCodec::Unknown(FourCc([0, 1, 2, 3])).to_string(), "0x00010203");
     }
 
     proptest! {

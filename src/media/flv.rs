@@ -100,11 +100,7 @@ pub struct FlvTag {
 
 impl FlvTag {
     pub fn new(kind: TagKind, timestamp: u32, payload: impl Into<Bytes>) -> Self {
-        FlvTag {
-            kind,
-            timestamp,
-            payload: payload.into(),
-        }
+        FlvTag { kind, timestamp, payload: payload.into() }
     }
 
     /// Whether this is an `onMetaData` script tag, either as stored in files or in the
@@ -152,10 +148,7 @@ impl FlvHeader {
             flags |= FLAG_VIDEO;
         }
         let offset = (FILE_HEADER_LEN as u32).to_be_bytes();
-        [
-            b'F', b'L', b'V', VERSION, flags, offset[0], offset[1], offset[2], offset[3], 0, 0, 0,
-            0,
-        ]
+        [b'F', b'L', b'V', VERSION, flags, offset[0], offset[1], offset[2], offset[3], 0, 0, 0, 0]
     }
 
     /// Parses the file preamble at the front of `buf`. `Ok(None)` means more bytes are
@@ -178,9 +171,7 @@ impl FlvHeader {
         if !(FILE_HEADER_LEN..=MAX_DATA_OFFSET).contains(&data_offset) {
             return Err(FlvError::BadDataOffset(offset));
         }
-        let Some(&first_prev) = buf
-            .get(data_offset..)
-            .and_then(|rest| rest.first_chunk::<PREVIOUS_TAG_SIZE_LEN>())
+        let Some(&first_prev) = buf.get(data_offset..).and_then(|rest| rest.first_chunk::<PREVIOUS_TAG_SIZE_LEN>())
         else {
             return Ok(None);
         };
@@ -188,24 +179,15 @@ impl FlvHeader {
         if first_prev != 0 {
             return Err(FlvError::BadFirstPreviousTagSize(first_prev));
         }
-        let header = FlvHeader {
-            has_audio: flags & FLAG_AUDIO != 0,
-            has_video: flags & FLAG_VIDEO != 0,
-        };
+        let header = FlvHeader { has_audio: flags & FLAG_AUDIO != 0, has_video: flags & FLAG_VIDEO != 0 };
         Ok(Some((header, data_offset + PREVIOUS_TAG_SIZE_LEN)))
     }
 }
 
 /// What the front of a buffer holds, tag-wise.
 enum Frame {
-    Incomplete {
-        needed: usize,
-    },
-    Tag {
-        kind: TagKind,
-        timestamp: u32,
-        payload_len: usize,
-    },
+    Incomplete { needed: usize },
+    Tag { kind: TagKind, timestamp: u32, payload_len: usize },
 }
 
 impl Frame {
@@ -213,9 +195,7 @@ impl Frame {
     /// header is readable if the tag is unacceptable, so oversized tags are never buffered.
     fn check(buf: &[u8], max_tag_size: usize) -> Result<Frame, FlvError> {
         let Some(header) = buf.first_chunk::<TAG_HEADER_LEN>() else {
-            return Ok(Frame::Incomplete {
-                needed: TAG_HEADER_LEN - buf.len(),
-            });
+            return Ok(Frame::Incomplete { needed: TAG_HEADER_LEN - buf.len() });
         };
         let [type_byte, s0, s1, s2, t0, t1, t2, t_ext, i0, i1, i2] = *header;
         if type_byte & TAG_FILTER_BIT != 0 {
@@ -225,10 +205,7 @@ impl Frame {
         let kind = TagKind::try_from(type_byte & TAG_TYPE_MASK)?;
         let payload_len = u32::from_be_bytes([0, s0, s1, s2]) as usize;
         if payload_len > max_tag_size {
-            return Err(FlvError::TagTooLarge {
-                size: payload_len,
-                max: max_tag_size,
-            });
+            return Err(FlvError::TagTooLarge { size: payload_len, max: max_tag_size });
         }
         let stream_id = u32::from_be_bytes([0, i0, i1, i2]);
         if stream_id != 0 {
@@ -238,24 +215,17 @@ impl Frame {
         let timestamp = u32::from_be_bytes([t_ext, t0, t1, t2]);
 
         let total = TAG_HEADER_LEN + payload_len + PREVIOUS_TAG_SIZE_LEN;
-        let Some(&prev) = buf
-            .get(total - PREVIOUS_TAG_SIZE_LEN..total)
-            .and_then(|s| s.first_chunk::<PREVIOUS_TAG_SIZE_LEN>())
+        let Some(&prev) =
+            buf.get(total - PREVIOUS_TAG_SIZE_LEN..total).and_then(|s| s.first_chunk::<PREVIOUS_TAG_SIZE_LEN>())
         else {
-            return Ok(Frame::Incomplete {
-                needed: total - buf.len(),
-            });
+            return Ok(Frame::Incomplete { needed: total - buf.len() });
         };
         let found = u32::from_be_bytes(prev);
         let expected = (TAG_HEADER_LEN + payload_len) as u32;
         if found != expected {
             return Err(FlvError::PreviousTagSizeMismatch { expected, found });
         }
-        Ok(Frame::Tag {
-            kind,
-            timestamp,
-            payload_len,
-        })
+        Ok(Frame::Tag { kind, timestamp, payload_len })
     }
 }
 
@@ -263,11 +233,7 @@ impl Frame {
 /// slice of the same allocation.
 fn take_tag(buf: &mut Bytes, kind: TagKind, timestamp: u32, payload_len: usize) -> FlvTag {
     let unit = buf.split_to(TAG_HEADER_LEN + payload_len + PREVIOUS_TAG_SIZE_LEN);
-    FlvTag {
-        kind,
-        timestamp,
-        payload: unit.slice(TAG_HEADER_LEN..TAG_HEADER_LEN + payload_len),
-    }
+    FlvTag { kind, timestamp, payload: unit.slice(TAG_HEADER_LEN..TAG_HEADER_LEN + payload_len) }
 }
 
 /// Reads the tags of a complete in-memory FLV file.
@@ -290,17 +256,10 @@ impl FlvReader {
 
     pub fn with_max_tag_size(mut data: Bytes, max_tag_size: usize) -> Result<Self, FlvError> {
         let Some((header, len)) = FlvHeader::parse(&data)? else {
-            return Err(FlvError::Truncated {
-                needed: FILE_PREAMBLE_LEN.saturating_sub(data.len()).max(1),
-            });
+            return Err(FlvError::Truncated { needed: FILE_PREAMBLE_LEN.saturating_sub(data.len()).max(1) });
         };
         data.advance(len);
-        Ok(FlvReader {
-            rest: data,
-            header,
-            max_tag_size,
-            failed: false,
-        })
+        Ok(FlvReader { rest: data, header, max_tag_size, failed: false })
     }
 
     pub fn header(&self) -> FlvHeader {
@@ -316,11 +275,9 @@ impl Iterator for FlvReader {
             return None;
         }
         let result = match Frame::check(&self.rest, self.max_tag_size) {
-            Ok(Frame::Tag {
-                kind,
-                timestamp,
-                payload_len,
-            }) => Ok(take_tag(&mut self.rest, kind, timestamp, payload_len)),
+            Ok(Frame::Tag { kind, timestamp, payload_len }) => {
+                Ok(take_tag(&mut self.rest, kind, timestamp, payload_len))
+            }
             Ok(Frame::Incomplete { needed }) => Err(FlvError::Truncated { needed }),
             Err(e) => Err(e),
         };
@@ -356,11 +313,7 @@ impl FlvStreamReader {
     }
 
     pub fn with_max_tag_size(max_tag_size: usize) -> Self {
-        FlvStreamReader {
-            buf: BytesMut::new(),
-            header: None,
-            max_tag_size,
-        }
+        FlvStreamReader { buf: BytesMut::new(), header: None, max_tag_size }
     }
 
     /// The file header, once it has been read.
@@ -376,12 +329,10 @@ impl FlvStreamReader {
     /// Appends received bytes. These are copied once into the reader's buffer, from
     /// which tag payloads are then sliced without further copies.
     pub fn feed(&mut self, data: &[u8]) -> Result<(), FlvError> {
-        let max_pending = (self.max_tag_size + TAG_HEADER_LEN + PREVIOUS_TAG_SIZE_LEN)
-            .max(MAX_DATA_OFFSET + PREVIOUS_TAG_SIZE_LEN);
+        let max_pending =
+            (self.max_tag_size + TAG_HEADER_LEN + PREVIOUS_TAG_SIZE_LEN).max(MAX_DATA_OFFSET + PREVIOUS_TAG_SIZE_LEN);
         if self.buf.len() > max_pending {
-            return Err(FlvError::BufferFull {
-                buffered: self.buf.len(),
-            });
+            return Err(FlvError::BufferFull { buffered: self.buf.len() });
         }
         self.buf.extend_from_slice(data);
         Ok(())
@@ -399,11 +350,7 @@ impl FlvStreamReader {
         }
         match Frame::check(&self.buf, self.max_tag_size)? {
             Frame::Incomplete { .. } => Ok(None),
-            Frame::Tag {
-                kind,
-                timestamp,
-                payload_len,
-            } => {
+            Frame::Tag { kind, timestamp, payload_len } => {
                 let len = TAG_HEADER_LEN + payload_len + PREVIOUS_TAG_SIZE_LEN;
                 let mut unit = self.buf.split_to(len).freeze();
                 Ok(Some(take_tag(&mut unit, kind, timestamp, payload_len)))
@@ -430,10 +377,7 @@ impl EncodedTag {
     fn new(tag: &FlvTag) -> Result<Self, FlvError> {
         let len = tag.payload.len();
         if len > MAX_ENCODABLE_TAG_SIZE {
-            return Err(FlvError::TagTooLarge {
-                size: len,
-                max: MAX_ENCODABLE_TAG_SIZE,
-            });
+            return Err(FlvError::TagTooLarge { size: len, max: MAX_ENCODABLE_TAG_SIZE });
         }
         let [_, s0, s1, s2] = (len as u32).to_be_bytes();
         let [t_ext, t0, t1, t2] = tag.timestamp.to_be_bytes();
@@ -443,6 +387,14 @@ impl EncodedTag {
             trailer: ((TAG_HEADER_LEN + len) as u32).to_be_bytes(),
             pos: 0,
         })
+    }
+
+    /// The tag as three owned buffers — header, shared payload, previous-tag size — for
+    /// writers that take `Bytes` (an HTTP body, say). The payload is not copied.
+    pub fn into_chunks(self) -> [Bytes; 3] {
+        let header = Bytes::copy_from_slice(&self.header);
+        let trailer = Bytes::copy_from_slice(&self.trailer);
+        [header, self.payload, trailer]
     }
 
     fn parts(&self) -> [&[u8]; 3] {
@@ -471,10 +423,7 @@ impl Buf for EncodedTag {
     }
 
     fn advance(&mut self, cnt: usize) {
-        assert!(
-            cnt <= self.remaining(),
-            "advance past the end of an EncodedTag"
-        );
+        assert!(cnt <= self.remaining(), "advance past the end of an EncodedTag");
         self.pos += cnt;
     }
 
@@ -529,18 +478,9 @@ mod tests {
 
     #[test]
     fn header_encoding_sets_flags() {
-        let both = FlvHeader {
-            has_audio: true,
-            has_video: true,
-        };
-        assert_eq!(
-            both.encode(),
-            *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00"
-        );
-        let audio = FlvHeader {
-            has_audio: true,
-            has_video: false,
-        };
+        let both = FlvHeader { has_audio: true, has_video: true };
+        assert_eq!(both.encode(), *b"FLV\x01\x05\x00\x00\x00\x09\x00\x00\x00\x00");
+        let audio = FlvHeader { has_audio: true, has_video: false };
         assert_eq!(audio.encode()[4], 0x04);
     }
 
@@ -549,10 +489,7 @@ mod tests {
         let tag = FlvTag::new(TagKind::Video, 0x0102_0304, &b"abc"[..]);
         let mut out = BytesMut::new();
         out.put(tag.encode().unwrap());
-        assert_eq!(
-            &out[..],
-            b"\x09\x00\x00\x03\x02\x03\x04\x01\x00\x00\x00abc\x00\x00\x00\x0e"
-        );
+        assert_eq!(&out[..], b"\x09\x00\x00\x03\x02\x03\x04\x01\x00\x00\x00abc\x00\x00\x00\x0e");
     }
 
     #[test]
@@ -590,10 +527,7 @@ mod tests {
 
     #[test]
     fn file_round_trip_is_zero_copy() {
-        let header = FlvHeader {
-            has_audio: true,
-            has_video: true,
-        };
+        let header = FlvHeader { has_audio: true, has_video: true };
         let data = file(header, &sample_tags());
         let reader = FlvReader::new(data.clone()).unwrap();
         assert_eq!(reader.header(), header);
@@ -606,10 +540,7 @@ mod tests {
 
     #[test]
     fn empty_file_has_no_tags() {
-        let header = FlvHeader {
-            has_audio: false,
-            has_video: true,
-        };
+        let header = FlvHeader { has_audio: false, has_video: true };
         let reader = FlvReader::new(file(header, &[])).unwrap();
         assert_eq!(reader.count(), 0);
     }
@@ -631,21 +562,14 @@ mod tests {
     #[test]
     fn header_data_offset_past_nine_is_skipped() {
         let mut data = b"FLV\x01\x01\x00\x00\x00\x0c\xaa\xbb\xcc\0\0\0\0".to_vec();
-        data.put(
-            FlvTag::new(TagKind::Video, 5, &b"\x17"[..])
-                .encode()
-                .unwrap(),
-        );
+        data.put(FlvTag::new(TagKind::Video, 5, &b"\x17"[..]).encode().unwrap());
         let tags = all_tags(FlvReader::new(data.into()).unwrap()).unwrap();
         assert_eq!(tags, vec![FlvTag::new(TagKind::Video, 5, &b"\x17"[..])]);
     }
 
     #[test]
     fn truncated_tag_is_an_error_after_the_complete_ones() {
-        let header = FlvHeader {
-            has_audio: true,
-            has_video: true,
-        };
+        let header = FlvHeader { has_audio: true, has_video: true };
         let data = file(header, &sample_tags());
         let cut = data.slice(..data.len() - 2);
         let mut reader = FlvReader::new(cut).unwrap();
@@ -657,12 +581,7 @@ mod tests {
     }
 
     fn raw_tag(type_byte: u8, size: [u8; 3], stream_id: [u8; 3]) -> Bytes {
-        let mut data = FlvHeader {
-            has_audio: true,
-            has_video: true,
-        }
-        .encode()
-        .to_vec();
+        let mut data = FlvHeader { has_audio: true, has_video: true }.encode().to_vec();
         data.extend_from_slice(&[type_byte, size[0], size[1], size[2], 0, 0, 0, 0]);
         data.extend_from_slice(&stream_id);
         data.into()
@@ -674,74 +593,33 @@ mod tests {
         // Within the default limit a huge size field just means the file is cut short...
         assert_eq!(
             first(raw_tag(9, [0xff, 0xff, 0xff], [0; 3])),
-            Err(FlvError::Truncated {
-                needed: 0xff_ffff + PREVIOUS_TAG_SIZE_LEN
-            })
+            Err(FlvError::Truncated { needed: 0xff_ffff + PREVIOUS_TAG_SIZE_LEN })
         );
         // ...and with a tighter one it is refused from the header alone.
-        let limited = FlvReader::with_max_tag_size(raw_tag(9, [0xff, 0xff, 0xff], [0; 3]), 1 << 20)
-            .unwrap()
-            .next();
-        assert_eq!(
-            limited,
-            Some(Err(FlvError::TagTooLarge {
-                size: 0xff_ffff,
-                max: 1 << 20
-            }))
-        );
-        assert_eq!(
-            first(raw_tag(7, [0, 0, 1], [0; 3])),
-            Err(FlvError::UnknownTagType(7))
-        );
-        assert_eq!(
-            first(raw_tag(0x29, [0, 0, 1], [0; 3])),
-            Err(FlvError::Encrypted)
-        );
-        assert_eq!(
-            first(raw_tag(9, [0, 0, 1], [0, 0, 1])),
-            Err(FlvError::NonZeroStreamId(1))
-        );
-        let small = FlvReader::with_max_tag_size(raw_tag(9, [0, 1, 0], [0; 3]), 255)
-            .unwrap()
-            .next()
-            .unwrap();
-        assert_eq!(
-            small,
-            Err(FlvError::TagTooLarge {
-                size: 256,
-                max: 255
-            })
-        );
+        let limited = FlvReader::with_max_tag_size(raw_tag(9, [0xff, 0xff, 0xff], [0; 3]), 1 << 20).unwrap().next();
+        assert_eq!(limited, Some(Err(FlvError::TagTooLarge { size: 0xff_ffff, max: 1 << 20 })));
+        assert_eq!(first(raw_tag(7, [0, 0, 1], [0; 3])), Err(FlvError::UnknownTagType(7)));
+        assert_eq!(first(raw_tag(0x29, [0, 0, 1], [0; 3])), Err(FlvError::Encrypted));
+        assert_eq!(first(raw_tag(9, [0, 0, 1], [0, 0, 1])), Err(FlvError::NonZeroStreamId(1)));
+        let small = FlvReader::with_max_tag_size(raw_tag(9, [0, 1, 0], [0; 3]), 255).unwrap().next().unwrap();
+        assert_eq!(small, Err(FlvError::TagTooLarge { size: 256, max: 255 }));
     }
 
     #[test]
     fn previous_tag_size_mismatch_is_rejected() {
-        let mut data = file(
-            FlvHeader {
-                has_audio: true,
-                has_video: false,
-            },
-            &[FlvTag::new(TagKind::Audio, 0, &b"xy"[..])],
-        )
-        .to_vec();
+        let mut data =
+            file(FlvHeader { has_audio: true, has_video: false }, &[FlvTag::new(TagKind::Audio, 0, &b"xy"[..])])
+                .to_vec();
         let last = data.len() - 1;
         data[last] = 99;
         let got = FlvReader::new(data.into()).unwrap().next().unwrap();
-        assert_eq!(
-            got,
-            Err(FlvError::PreviousTagSizeMismatch {
-                expected: 13,
-                found: 99
-            })
-        );
+        assert_eq!(got, Err(FlvError::PreviousTagSizeMismatch { expected: 13, found: 99 }));
     }
 
     #[test]
     fn metadata_tags_are_recognised() {
         assert!(FlvTag::new(TagKind::Script, 0, &b"\x02\x00\x0aonMetaData\x08"[..]).is_metadata());
-        assert!(
-            FlvTag::new(TagKind::Script, 0, &b"\x02\x00\x0d@setDataFrame\x02"[..]).is_metadata()
-        );
+        assert!(FlvTag::new(TagKind::Script, 0, &b"\x02\x00\x0d@setDataFrame\x02"[..]).is_metadata());
         assert!(!FlvTag::new(TagKind::Script, 0, &b"\x02\x00\x0aonCuePoint"[..]).is_metadata());
         assert!(!FlvTag::new(TagKind::Script, 0, &b"\x02\x00\x0aonMeta"[..]).is_metadata());
         assert!(!FlvTag::new(TagKind::Video, 0, &b"\x02\x00\x0aonMetaData"[..]).is_metadata());
@@ -757,13 +635,7 @@ mod tests {
 
     #[test]
     fn stream_reader_handles_byte_by_byte_input() {
-        let data = file(
-            FlvHeader {
-                has_audio: true,
-                has_video: true,
-            },
-            &sample_tags(),
-        );
+        let data = file(FlvHeader { has_audio: true, has_video: true }, &sample_tags());
         let mut reader = FlvStreamReader::new();
         let mut tags = Vec::new();
         for byte in data.iter() {
@@ -783,13 +655,7 @@ mod tests {
 
         let mut reader = FlvStreamReader::with_max_tag_size(1000);
         reader.feed(&raw_tag(9, [0, 0x10, 0], [0; 3])).unwrap();
-        assert_eq!(
-            reader.next_tag(),
-            Err(FlvError::TagTooLarge {
-                size: 4096,
-                max: 1000
-            })
-        );
+        assert_eq!(reader.next_tag(), Err(FlvError::TagTooLarge { size: 4096, max: 1000 }));
     }
 
     #[test]
@@ -798,10 +664,7 @@ mod tests {
         let chunk = [0u8; 600];
         reader.feed(&chunk).unwrap();
         reader.feed(&chunk).unwrap();
-        assert_eq!(
-            reader.feed(&chunk),
-            Err(FlvError::BufferFull { buffered: 1200 })
-        );
+        assert_eq!(reader.feed(&chunk), Err(FlvError::BufferFull { buffered: 1200 }));
     }
 
     fn arb_tag() -> impl Strategy<Value = FlvTag> {

@@ -29,11 +29,7 @@ pub struct GopCacheConfig {
 impl Default for GopCacheConfig {
     /// Room for a 10 s GOP at about 12 Mbit/s, beyond what DJ sets are streamed at.
     fn default() -> Self {
-        GopCacheConfig {
-            max_bytes: 16 * 1024 * 1024,
-            max_tags: 4096,
-            audio_only_window_ms: 1000,
-        }
+        GopCacheConfig { max_bytes: 16 * 1024 * 1024, max_tags: 4096, audio_only_window_ms: 1000 }
     }
 }
 
@@ -100,18 +96,12 @@ impl GopCache {
         // publisher sent is the consumer's decoder's business. Only the default track
         // of an Enhanced RTMP multitrack stream delimits GOPs and provides headers;
         // other tracks ride along as data.
-        let info = VideoTagInfo::parse(&tag.payload)
-            .ok()
-            .filter(|i| i.track_id == 0);
+        let info = VideoTagInfo::parse(&tag.payload).ok().filter(|i| i.track_id == 0);
         if info.is_some_and(|i| i.is_sequence_header()) {
             // Frames coded against the old configuration would not decode with the
             // new one, so a changed header invalidates the GOP. Encoders that repeat
             // an identical header before every keyframe keep it.
-            if self
-                .video_sequence_header
-                .as_ref()
-                .is_some_and(|old| old.payload != tag.payload)
-            {
+            if self.video_sequence_header.as_ref().is_some_and(|old| old.payload != tag.payload) {
                 self.clear_tags(Mode::AwaitingKeyframe);
             }
             self.video_sequence_header = Some(tag);
@@ -125,8 +115,7 @@ impl GopCache {
     }
 
     fn push_audio(&mut self, tag: FlvTag) {
-        let is_header = AudioTagInfo::parse(&tag.payload)
-            .is_ok_and(|i| i.is_sequence_header() && i.track_id == 0);
+        let is_header = AudioTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header() && i.track_id == 0);
         if !is_header {
             self.append(tag);
             return;
@@ -135,10 +124,7 @@ impl GopCache {
         // With video, a mid-GOP audio change only costs a joining consumer a few
         // undecodable audio frames, not worth dropping the video GOP for.
         if self.mode == Mode::AudioOnly
-            && self
-                .audio_sequence_header
-                .as_ref()
-                .is_some_and(|old| old.payload != tag.payload)
+            && self.audio_sequence_header.as_ref().is_some_and(|old| old.payload != tag.payload)
         {
             self.clear_tags(Mode::AudioOnly);
         }
@@ -149,9 +135,7 @@ impl GopCache {
         match self.mode {
             Mode::AwaitingKeyframe => {}
             Mode::Caching => {
-                if self.tags.len() >= self.config.max_tags
-                    || self.bytes + tag.payload.len() > self.config.max_bytes
-                {
+                if self.tags.len() >= self.config.max_tags || self.bytes + tag.payload.len() > self.config.max_bytes {
                     self.clear_tags(Mode::AwaitingKeyframe);
                 } else {
                     self.push_back(tag);
@@ -196,11 +180,7 @@ impl GopCache {
     /// the first cached tag so the burst a consumer receives never goes backwards.
     pub fn startup_tags(&self) -> Vec<FlvTag> {
         let start = self.tags.front().map(|t| t.timestamp);
-        let headers = [
-            &self.metadata,
-            &self.video_sequence_header,
-            &self.audio_sequence_header,
-        ];
+        let headers = [&self.metadata, &self.video_sequence_header, &self.audio_sequence_header];
         let mut out = Vec::with_capacity(headers.len() + self.tags.len());
         for header in headers.into_iter().flatten() {
             let mut header = header.clone();
@@ -252,11 +232,7 @@ mod tests {
         FlvTag::new(TagKind::Video, timestamp, payload)
     }
     fn video_header(timestamp: u32, variant: u8) -> FlvTag {
-        FlvTag::new(
-            TagKind::Video,
-            timestamp,
-            vec![0x17, 0, 0, 0, 0, 1, variant],
-        )
+        FlvTag::new(TagKind::Video, timestamp, vec![0x17, 0, 0, 0, 0, 1, variant])
     }
     fn key(timestamp: u32) -> FlvTag {
         video(timestamp, 0x17, 1, 100)
@@ -271,11 +247,7 @@ mod tests {
         FlvTag::new(TagKind::Audio, timestamp, vec![0xaf, 1, 0x21, 0x10])
     }
     fn metadata() -> FlvTag {
-        FlvTag::new(
-            TagKind::Script,
-            0,
-            &b"\x02\x00\x0aonMetaData\x08\0\0\0\0"[..],
-        )
+        FlvTag::new(TagKind::Script, 0, &b"\x02\x00\x0aonMetaData\x08\0\0\0\0"[..])
     }
     fn timestamps(tags: &[FlvTag]) -> Vec<(TagKind, u32)> {
         tags.iter().map(|t| (t.kind, t.timestamp)).collect()
@@ -295,13 +267,7 @@ mod tests {
         cache.push(inter(1033));
 
         let startup = cache.startup_tags();
-        assert_eq!(
-            startup[0],
-            FlvTag {
-                timestamp: 1000,
-                ..metadata()
-            }
-        );
+        assert_eq!(startup[0], FlvTag { timestamp: 1000, ..metadata() });
         assert_eq!(startup[1].payload, video_header(0, 1).payload);
         assert_eq!(startup[2].payload, audio_header(8).payload);
         assert_eq!(
@@ -315,11 +281,7 @@ mod tests {
                 (TagKind::Video, 1033),
             ]
         );
-        assert!(
-            VideoTagInfo::parse(&startup[3].payload)
-                .unwrap()
-                .is_keyframe()
-        );
+        assert!(VideoTagInfo::parse(&startup[3].payload).unwrap().is_keyframe());
         assert_eq!(cache.last_keyframe_timestamp(), Some(1000));
         assert_eq!(cache.cached_tags(), 3);
         assert_eq!(cache.cached_bytes(), 100 + 4 + 20);
@@ -372,11 +334,7 @@ mod tests {
 
     #[test]
     fn overflowing_gop_is_dropped_until_the_next_keyframe() {
-        let mut cache = GopCache::new(GopCacheConfig {
-            max_bytes: 200,
-            max_tags: 100,
-            audio_only_window_ms: 1000,
-        });
+        let mut cache = GopCache::new(GopCacheConfig { max_bytes: 200, max_tags: 100, audio_only_window_ms: 1000 });
         cache.push(video_header(0, 1));
         cache.push(key(0)); // 100 bytes
         for i in 1..=5 {
@@ -393,11 +351,8 @@ mod tests {
         cache.push(key(1000));
         assert_eq!(cache.cached_tags(), 1);
 
-        let mut by_count = GopCache::new(GopCacheConfig {
-            max_bytes: usize::MAX,
-            max_tags: 3,
-            audio_only_window_ms: 1000,
-        });
+        let mut by_count =
+            GopCache::new(GopCacheConfig { max_bytes: usize::MAX, max_tags: 3, audio_only_window_ms: 1000 });
         for tag in [key(0), inter(1), inter(2), inter(3)] {
             by_count.push(tag);
         }
@@ -407,10 +362,7 @@ mod tests {
 
     #[test]
     fn keyframe_larger_than_the_bound_is_not_cached() {
-        let mut cache = GopCache::new(GopCacheConfig {
-            max_bytes: 50,
-            ..GopCacheConfig::default()
-        });
+        let mut cache = GopCache::new(GopCacheConfig { max_bytes: 50, ..GopCacheConfig::default() });
         cache.push(key(0));
         assert_eq!(cache.cached_tags(), 0);
         cache.push(inter(33));
@@ -443,11 +395,8 @@ mod tests {
 
     #[test]
     fn audio_only_window_respects_tag_bound() {
-        let mut cache = GopCache::new(GopCacheConfig {
-            max_bytes: usize::MAX,
-            max_tags: 10,
-            audio_only_window_ms: 60_000,
-        });
+        let mut cache =
+            GopCache::new(GopCacheConfig { max_bytes: usize::MAX, max_tags: 10, audio_only_window_ms: 60_000 });
         for i in 0..50 {
             cache.push(audio(i));
         }
@@ -476,24 +425,12 @@ mod tests {
         cache.push(key(0));
         cache.push(inter(33));
         // Enhanced RTMP OneTrack keyframe and sequence start of track 1.
-        cache.push(FlvTag::new(
-            TagKind::Video,
-            40,
-            &b"\x96\x01avc1\x01\0\0\0\xee"[..],
-        ));
-        cache.push(FlvTag::new(
-            TagKind::Video,
-            41,
-            &b"\x96\x00avc1\x01\x01"[..],
-        ));
+        cache.push(FlvTag::new(TagKind::Video, 40, &b"\x96\x01avc1\x01\0\0\0\xee"[..]));
+        cache.push(FlvTag::new(TagKind::Video, 41, &b"\x96\x00avc1\x01\x01"[..]));
         assert_eq!(cache.cached_tags(), 4);
         assert_eq!(cache.last_keyframe_timestamp(), Some(0));
         assert_eq!(cache.video_sequence_header(), None);
-        cache.push(FlvTag::new(
-            TagKind::Video,
-            50,
-            &b"\x96\x01avc1\x00\0\0\0\xee"[..],
-        ));
+        cache.push(FlvTag::new(TagKind::Video, 50, &b"\x96\x01avc1\x00\0\0\0\xee"[..]));
         assert_eq!(cache.cached_tags(), 1);
     }
 
@@ -501,11 +438,7 @@ mod tests {
     fn other_script_tags_and_garbage_video_stay_in_the_timeline() {
         let mut cache = GopCache::default();
         cache.push(key(0));
-        cache.push(FlvTag::new(
-            TagKind::Script,
-            5,
-            &b"\x02\x00\x0aonCuePoint"[..],
-        ));
+        cache.push(FlvTag::new(TagKind::Script, 5, &b"\x02\x00\x0aonCuePoint"[..]));
         cache.push(FlvTag::new(TagKind::Video, 6, Bytes::new()));
         assert_eq!(cache.cached_tags(), 3);
         assert_eq!(cache.metadata(), None);

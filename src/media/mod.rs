@@ -5,6 +5,9 @@
 pub mod codec;
 pub mod flv;
 pub mod gop;
+pub mod health;
+pub mod recorder;
 pub mod stats;
+pub mod switcher;
 
 pub use flv::{FlvTag, TagKind};

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::codec::{
-    AudioCodec, AudioConfig, LegacyAudioFormat, VideoCodec, VideoConfig, VideoPacket,
-    parse_audio_tag, parse_video_tag,
+    AudioCodec, AudioConfig, LegacyAudioFormat, VideoCodec, VideoConfig, VideoPacket, parse_audio_tag, parse_video_tag,
 };
 use super::flv::{FlvTag, TagKind};
 
@@ -150,11 +149,7 @@ impl PublisherStats {
     }
 
     fn on_video(&mut self, now: Instant, tag: &FlvTag) {
-        Self::check_order(
-            &mut self.last_video_timestamp,
-            &mut self.timestamp_regressions,
-            tag.timestamp,
-        );
+        Self::check_order(&mut self.last_video_timestamp, &mut self.timestamp_regressions, tag.timestamp);
         let Ok(parsed) = parse_video_tag(&tag.payload) else {
             return;
         };
@@ -178,9 +173,8 @@ impl PublisherStats {
                 bucket.last_video_timestamp = tag.timestamp;
                 if info.is_keyframe() {
                     self.keyframes += 1;
-                    self.keyframe_interval_ms = self
-                        .last_keyframe_timestamp
-                        .and_then(|previous| tag.timestamp.checked_sub(previous));
+                    self.keyframe_interval_ms =
+                        self.last_keyframe_timestamp.and_then(|previous| tag.timestamp.checked_sub(previous));
                     self.last_keyframe_timestamp = Some(tag.timestamp);
                 }
             }
@@ -189,11 +183,7 @@ impl PublisherStats {
     }
 
     fn on_audio(&mut self, tag: &FlvTag) {
-        Self::check_order(
-            &mut self.last_audio_timestamp,
-            &mut self.timestamp_regressions,
-            tag.timestamp,
-        );
+        Self::check_order(&mut self.last_audio_timestamp, &mut self.timestamp_regressions, tag.timestamp);
         let Ok(parsed) = parse_audio_tag(&tag.payload) else {
             return;
         };
@@ -234,10 +224,7 @@ impl PublisherStats {
         self.newest_bucket = index;
         let slot = &mut self.buckets[(index % BUCKETS as u64) as usize];
         if slot.index != index {
-            *slot = Bucket {
-                index,
-                ..Bucket::default()
-            };
+            *slot = Bucket { index, ..Bucket::default() };
         }
         slot
     }
@@ -249,9 +236,7 @@ impl PublisherStats {
         let first = (current + 1).saturating_sub(BUCKETS as u64);
         let elapsed = now.saturating_duration_since(self.started).as_nanos();
         let window_start = self.bucket_width.as_nanos() * u128::from(first);
-        let covered = Duration::from_nanos(
-            u64::try_from(elapsed.saturating_sub(window_start)).unwrap_or(u64::MAX),
-        );
+        let covered = Duration::from_nanos(u64::try_from(elapsed.saturating_sub(window_start)).unwrap_or(u64::MAX));
         let buckets = (first..=current).filter_map(move |index| {
             let bucket = &self.buckets[(index % BUCKETS as u64) as usize];
             (bucket.index == index).then_some(bucket)
@@ -273,11 +258,8 @@ impl PublisherStats {
                 last_ts = Some(bucket.last_video_timestamp);
             }
         }
-        let bitrate_bps = if covered.is_zero() {
-            0
-        } else {
-            (window_bytes as f64 * 8.0 / covered.as_secs_f64()).round() as u64
-        };
+        let bitrate_bps =
+            if covered.is_zero() { 0 } else { (window_bytes as f64 * 8.0 / covered.as_secs_f64()).round() as u64 };
         // N frames span N-1 frame intervals of timestamp time.
         let video_fps = match (first_ts, last_ts) {
             (Some(first), Some(last)) if frames >= 2 && last > first => {
@@ -297,9 +279,7 @@ impl PublisherStats {
             keyframe_interval_ms: self.keyframe_interval_ms,
             video: self.video_stats(),
             audio: self.audio_stats(),
-            idle_ms: self
-                .last_media_at
-                .map(|at| duration_ms(now.saturating_duration_since(at))),
+            idle_ms: self.last_media_at.map(|at| duration_ms(now.saturating_duration_since(at))),
             last_timestamp_ms: self.last_timestamp,
             timestamp_regressions: self.timestamp_regressions,
         }
@@ -326,17 +306,12 @@ impl PublisherStats {
         // parsed configuration and for codecs that have none.
         let (sample_rate, channels) = match (self.audio_config, self.legacy_audio_format) {
             (Some(config), _) => (Some(config.sample_rate), config.channels),
-            (None, Some(legacy)) if codec != AudioCodec::Aac => (
-                Some(legacy.sample_rate),
-                Some(if legacy.stereo { 2 } else { 1 }),
-            ),
+            (None, Some(legacy)) if codec != AudioCodec::Aac => {
+                (Some(legacy.sample_rate), Some(if legacy.stereo { 2 } else { 1 }))
+            }
             _ => (None, None),
         };
-        Some(AudioStats {
-            codec,
-            sample_rate,
-            channels,
-        })
+        Some(AudioStats { codec, sample_rate, channels })
     }
 }
 
@@ -351,8 +326,8 @@ mod tests {
     const AVC_RECORD_1080P: &[u8] = &[
         0x17, 0, 0, 0, 0, // legacy AVC sequence header
         1, 0x42, 0xc0, 0x28, 0xff, 0xe1, 0, 26, // record header, one 26-byte SPS
-        0x67, 0x42, 0xc0, 0x28, 0xd9, 0x00, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03,
-        0x00, 0x04, 0x00, 0x00, 0x03, 0x00, 0xc8, 0x3c, 0x60, 0xc9, 0x20, //
+        0x67, 0x42, 0xc0, 0x28, 0xd9, 0x00, 0x78, 0x02, 0x27, 0xe5, 0xc0, 0x44, 0x00, 0x00, 0x03, 0x00, 0x04, 0x00,
+        0x00, 0x03, 0x00, 0xc8, 0x3c, 0x60, 0xc9, 0x20, //
         0,    // no PPS
     ];
 
@@ -374,10 +349,7 @@ mod tests {
         let frames = secs * 30;
         for i in 0..frames {
             let ts = i * 1000 / 30;
-            stats.on_tag(
-                t0 + Duration::from_millis(u64::from(ts)),
-                &video(ts, i % 60 == 0, 1000),
-            );
+            stats.on_tag(t0 + Duration::from_millis(u64::from(ts)), &video(ts, i % 60 == 0, 1000));
         }
         t0 + Duration::from_secs(u64::from(secs))
     }
@@ -443,10 +415,7 @@ mod tests {
         let t0 = Instant::now();
         let mut stats = PublisherStats::new(t0);
         stats.on_tag(t0, &FlvTag::new(TagKind::Video, 0, AVC_RECORD_1080P));
-        stats.on_tag(
-            t0,
-            &FlvTag::new(TagKind::Audio, 0, &[0xaf, 0, 0x11, 0x90][..]),
-        );
+        stats.on_tag(t0, &FlvTag::new(TagKind::Audio, 0, &[0xaf, 0, 0x11, 0x90][..]));
         let snap = stats.snapshot(t0);
         assert_eq!(
             snap.video,
@@ -460,11 +429,7 @@ mod tests {
         );
         assert_eq!(
             snap.audio,
-            Some(AudioStats {
-                codec: AudioCodec::Aac,
-                sample_rate: Some(48000),
-                channels: Some(2),
-            })
+            Some(AudioStats { codec: AudioCodec::Aac, sample_rate: Some(48000), channels: Some(2) })
         );
         // Sequence headers are not frames.
         assert_eq!((snap.video_frames, snap.audio_frames), (0, 0));
@@ -477,10 +442,7 @@ mod tests {
         // MP3, 22 kHz, 16-bit, mono.
         stats.on_tag(t0, &FlvTag::new(TagKind::Audio, 0, &[0x2a, 0xff][..]));
         let audio = stats.snapshot(t0).audio.unwrap();
-        assert_eq!(
-            (audio.codec, audio.sample_rate, audio.channels),
-            (AudioCodec::Mp3, Some(22050), Some(1))
-        );
+        assert_eq!((audio.codec, audio.sample_rate, audio.channels), (AudioCodec::Mp3, Some(22050), Some(1)));
         // AAC frames without a header: the fixed legacy bits would lie, so say nothing.
         stats.on_tag(t0, &FlvTag::new(TagKind::Audio, 0, &[0xaf, 0x01][..]));
         let audio = stats.snapshot(t0).audio.unwrap();

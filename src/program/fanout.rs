@@ -44,12 +44,7 @@ pub struct Fanout {
 
 impl Fanout {
     pub fn new(max_lag: Duration) -> Self {
-        Self {
-            consumers: Vec::new(),
-            gop: GopCache::default(),
-            max_lag,
-            next_id: 1,
-        }
+        Self { consumers: Vec::new(), gop: GopCache::default(), max_lag, next_id: 1 }
     }
 
     /// Adds a consumer, which first receives what it needs to start decoding at once:
@@ -57,53 +52,29 @@ impl Fanout {
     pub fn add(&mut self, name: String, tx: mpsc::Sender<FlvTag>) {
         let id = self.next_id;
         self.next_id += 1;
-        let mut consumer = Consumer {
-            id,
-            name,
-            tx,
-            flow: Flow::Live,
-        };
+        let consumer = Consumer { id, name, tx, flow: Flow::Live };
         for tag in self.gop.startup_tags() {
             if consumer.tx.try_send(tag).is_err() {
-                tracing::warn!(
-                    "program consumer {} could not take the start-up tags",
-                    consumer.name
-                );
+                tracing::warn!("program consumer {} could not take the start-up tags", consumer.name);
                 return;
             }
         }
-        tracing::debug!(
-            "program consumer {} (#{}) joined",
-            consumer.name,
-            consumer.id
-        );
+        tracing::debug!("program consumer {} (#{}) joined", consumer.name, consumer.id);
         self.consumers.push(consumer);
     }
 
     /// Sends one program tag to every consumer, without ever waiting for one.
     pub fn publish(&mut self, now: Instant, tag: FlvTag) {
         self.gop.push(tag.clone());
-        let keyframe = tag.kind == TagKind::Video
-            && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe());
+        let keyframe = tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe());
         let max_lag = self.max_lag;
-        let headers: Vec<FlvTag> = if keyframe
-            && self
-                .consumers
-                .iter()
-                .any(|c| matches!(c.flow, Flow::Lagging { .. }))
+        let headers: Vec<FlvTag> = if keyframe && self.consumers.iter().any(|c| matches!(c.flow, Flow::Lagging { .. }))
         {
-            [
-                self.gop.metadata(),
-                self.gop.video_sequence_header(),
-                self.gop.audio_sequence_header(),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|h| FlvTag {
-                timestamp: tag.timestamp,
-                ..h.clone()
-            })
-            .collect()
+            [self.gop.metadata(), self.gop.video_sequence_header(), self.gop.audio_sequence_header()]
+                .into_iter()
+                .flatten()
+                .map(|h| FlvTag { timestamp: tag.timestamp, ..h.clone() })
+                .collect()
         } else {
             Vec::new()
         };
@@ -111,14 +82,8 @@ impl Fanout {
             Flow::Live => match c.tx.try_send(tag.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
-                    tracing::info!(
-                        "program consumer {} is too slow; skipping to the next keyframe",
-                        c.name
-                    );
-                    c.flow = Flow::Lagging {
-                        since: now,
-                        dropped: 1,
-                    };
+                    tracing::info!("program consumer {} is too slow; skipping to the next keyframe", c.name);
+                    c.flow = Flow::Lagging { since: now, dropped: 1 };
                     true
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -140,10 +105,7 @@ impl Fanout {
                     let _ = c.tx.try_send(h.clone());
                 }
                 let _ = c.tx.try_send(tag.clone());
-                tracing::info!(
-                    "program consumer {} caught up after skipping {dropped} tags",
-                    c.name
-                );
+                tracing::info!("program consumer {} caught up after skipping {dropped} tags", c.name);
                 c.flow = Flow::Live;
                 true
             }
@@ -168,11 +130,7 @@ mod tests {
 
     fn video(ts: u32, key: bool) -> FlvTag {
         let first = if key { 0x17 } else { 0x27 };
-        FlvTag {
-            kind: TagKind::Video,
-            timestamp: ts,
-            payload: Bytes::from(vec![first, 1, 0, 0, 0, 0xAB]),
-        }
+        FlvTag { kind: TagKind::Video, timestamp: ts, payload: Bytes::from(vec![first, 1, 0, 0, 0, 0xAB]) }
     }
 
     fn seq_header() -> FlvTag {
@@ -194,11 +152,7 @@ mod tests {
         fanout.add("viewer".into(), tx);
         let first = rx.try_recv().unwrap();
         assert_eq!(first.payload[1], 0, "sequence header first");
-        assert!(
-            VideoTagInfo::parse(&rx.try_recv().unwrap().payload)
-                .unwrap()
-                .is_keyframe()
-        );
+        assert!(VideoTagInfo::parse(&rx.try_recv().unwrap().payload).unwrap().is_keyframe());
         assert_eq!(rx.try_recv().unwrap().timestamp, 33);
     }
 
@@ -211,14 +165,8 @@ mod tests {
         fanout.add("b".into(), tx2);
         let tag = video(0, true);
         fanout.publish(Instant::now(), tag.clone());
-        assert_eq!(
-            rx1.try_recv().unwrap().payload.as_ptr(),
-            tag.payload.as_ptr()
-        );
-        assert_eq!(
-            rx2.try_recv().unwrap().payload.as_ptr(),
-            tag.payload.as_ptr()
-        );
+        assert_eq!(rx1.try_recv().unwrap().payload.as_ptr(), tag.payload.as_ptr());
+        assert_eq!(rx2.try_recv().unwrap().payload.as_ptr(), tag.payload.as_ptr());
     }
 
     #[test]
@@ -249,16 +197,9 @@ mod tests {
         fanout.publish(now, video(1023, true));
         let resumed: Vec<FlvTag> = std::iter::from_fn(|| slow.try_recv().ok()).collect();
         assert_eq!(resumed.len(), 2);
-        assert_eq!(
-            resumed[0].payload[1], 0,
-            "sequence header before the keyframe"
-        );
+        assert_eq!(resumed[0].payload[1], 0, "sequence header before the keyframe");
         assert_eq!(resumed[0].timestamp, 1023);
-        assert!(
-            VideoTagInfo::parse(&resumed[1].payload)
-                .unwrap()
-                .is_keyframe()
-        );
+        assert!(VideoTagInfo::parse(&resumed[1].payload).unwrap().is_keyframe());
     }
 
     #[test]

@@ -1,24 +1,63 @@
 //! The program: one continuous FLV timeline fed by the on-air DJ (or the idle slate), fanned
 //! out to destinations, players and the recorder.
+//!
+//! The program task follows the queue's `ProgramSource` (who should be on air), pulls tags
+//! from that publisher (and, while a switch is pending, from the outgoing source too), runs
+//! them through the pure [`Switcher`] (keyframe-aligned splice, headers re-sent, timestamps
+//! rebased) and hands the result to the [`fanout::Fanout`]. When nobody is on air, or the
+//! on-air DJ sends nothing for a moment, the slate fills in so the output never stops.
 
 pub mod fanout;
+pub mod slate;
 
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, watch};
+
+use crate::ingest::{Publishers, StreamHeaders};
 use crate::media::flv::FlvTag;
+use crate::media::switcher::{Source, Switcher, SwitcherConfig};
+use crate::queue::engine::ConnId;
+use fanout::Fanout;
+use slate::{Slate, SlatePlayer};
+
+/// A consumer more than this far behind is dropped (it can resubscribe).
+const MAX_CONSUMER_LAG: Duration = Duration::from_secs(10);
+/// How often the program checks that the on-air DJ is still sending.
+const WATCHDOG: Duration = Duration::from_millis(250);
+/// Requests waiting for the program task.
+const MAILBOX: usize = 64;
+
+/// What the program shows when nobody is on air.
+#[derive(Clone)]
+pub enum IdleMode {
+    /// Loop this slate; destinations stay connected.
+    Slate(Arc<Slate>),
+    /// Stop the program; destinations end their streams cleanly until a DJ is on air again.
+    Disconnect,
+}
+
+#[derive(Clone)]
+pub struct ProgramConfig {
+    pub idle: IdleMode,
+    /// The slate covers for an on-air DJ whose media stopped for this long (until they
+    /// resume at a keyframe, or the queue moves on).
+    pub fill_after: Duration,
+}
 
 /// Requests to the program task.
 pub(crate) enum BusCommand {
-    Subscribe {
-        name: String,
-        tx: mpsc::Sender<FlvTag>,
-    },
+    Subscribe { name: String, tx: mpsc::Sender<FlvTag> },
 }
 
 /// Handle to the program task; cheap to clone.
 #[derive(Clone)]
 pub struct ProgramBus {
     commands: mpsc::Sender<BusCommand>,
+    status: Arc<Mutex<ProgramStatus>>,
 }
 
 /// A consumer's view of the program: start-up tags (metadata, sequence headers, current
@@ -32,14 +71,12 @@ impl ProgramBus {
     /// `None` if the program task has stopped.
     pub async fn subscribe(&self, name: impl Into<String>) -> Option<Subscription> {
         let (tx, rx) = mpsc::channel(fanout::CONSUMER_BUFFER);
-        self.commands
-            .send(BusCommand::Subscribe {
-                name: name.into(),
-                tx,
-            })
-            .await
-            .ok()?;
+        self.commands.send(BusCommand::Subscribe { name: name.into(), tx }).await.ok()?;
         Some(Subscription { rx })
+    }
+
+    pub fn status(&self) -> ProgramStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -48,5 +85,346 @@ impl Subscription {
     /// shutdown) or this consumer fell too far behind and was dropped: subscribe again.
     pub async fn recv(&mut self) -> Option<FlvTag> {
         self.rx.recv().await
+    }
+}
+
+/// The program's state, for the API and metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProgramStatus {
+    /// `slate`, `off`, or `dj`.
+    pub source: &'static str,
+    /// The connection on air when `source` is `dj`.
+    #[serde(skip)]
+    pub conn: Option<ConnId>,
+    /// Completed splices since start.
+    pub switches: u64,
+    pub consumers: usize,
+    /// Timestamp of the program's last video frame (ms).
+    pub timestamp_ms: u32,
+}
+
+/// Starts the program task. It follows `source` (the queue's choice) until `shutdown`.
+pub fn spawn(
+    source: watch::Receiver<Option<ConnId>>,
+    publishers: Publishers,
+    config: ProgramConfig,
+    shutdown: watch::Receiver<bool>,
+) -> ProgramBus {
+    let (commands, mailbox) = mpsc::channel(MAILBOX);
+    let status = Arc::new(Mutex::new(ProgramStatus { source: "off", ..Default::default() }));
+    let program = Program {
+        switcher: Switcher::new(SwitcherConfig::default()),
+        fanout: Fanout::new(MAX_CONSUMER_LAG),
+        publishers,
+        config,
+        wanted: None,
+        slots: [None, None],
+        slate: None,
+        status: status.clone(),
+    };
+    tokio::spawn(program.run(source, mailbox, shutdown));
+    ProgramBus { commands, status }
+}
+
+/// A publisher the program is reading from.
+struct Feed {
+    conn: ConnId,
+    headers: StreamHeaders,
+    live: tokio::sync::broadcast::Receiver<FlvTag>,
+    last_tag: Instant,
+}
+
+struct Program {
+    switcher: Switcher,
+    fanout: Fanout,
+    publishers: Publishers,
+    config: ProgramConfig,
+    /// What should be on air: a publisher, the slate, or nothing (`idle = "disconnect"`).
+    wanted: Option<Source>,
+    /// At most two publishers are read at once: the one on air and the one about to be.
+    slots: [Option<Feed>; 2],
+    slate: Option<SlatePlayer>,
+    status: Arc<Mutex<ProgramStatus>>,
+}
+
+impl Program {
+    async fn run(
+        mut self,
+        mut source: watch::Receiver<Option<ConnId>>,
+        mut mailbox: mpsc::Receiver<BusCommand>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let initial = *source.borrow_and_update();
+        self.want(initial, Instant::now());
+        let mut watchdog = tokio::time::interval(WATCHDOG);
+        loop {
+            let slate_at = self.slate_due_at();
+            tokio::select! {
+                changed = source.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let conn = *source.borrow_and_update();
+                    self.want(conn, Instant::now());
+                }
+                (slot, received) = recv_any(&mut self.slots) => self.on_feed(slot, received),
+                _ = sleep_until(slate_at) => self.play_slate(Instant::now()),
+                _ = watchdog.tick() => self.check_stall(Instant::now()),
+                command = mailbox.recv() => match command {
+                    Some(BusCommand::Subscribe { name, tx }) => self.fanout.add(name, tx),
+                    None => break,
+                },
+                _ = shutdown.changed() => break,
+            }
+            self.publish_status();
+        }
+        // Consumers see the end of the program: destinations end their streams cleanly.
+        self.fanout.close_all();
+        self.publish_status();
+    }
+
+    /// The queue changed who should be on air.
+    fn want(&mut self, conn: Option<ConnId>, now: Instant) {
+        self.wanted = match (conn, &self.config.idle) {
+            (Some(conn), _) => Some(Source::Publisher(conn)),
+            (None, IdleMode::Slate(_)) => Some(Source::Slate),
+            (None, IdleMode::Disconnect) => None,
+        };
+        if let Some(Source::Publisher(conn)) = self.wanted
+            && !self.slots.iter().flatten().any(|f| f.conn == conn)
+        {
+            match self.publishers.get(conn) {
+                Some(publisher) => {
+                    let feed = publisher.subscribe();
+                    let slot = Feed { conn, headers: feed.headers, live: feed.live, last_tag: now };
+                    self.put_feed(slot);
+                }
+                None => tracing::warn!("program: publisher {conn} is already gone"),
+            }
+        }
+        self.reconcile(now);
+    }
+
+    /// Points the switcher at what should be on air, with the slate covering any hole.
+    fn reconcile(&mut self, now: Instant) {
+        match self.wanted {
+            None => {
+                if let Some(current) = self.switcher.current() {
+                    self.switcher.source_ended(current);
+                    tracing::info!("program: nobody on air, ending the program (idle = disconnect)");
+                }
+                self.fanout.close_all();
+            }
+            Some(wanted) => {
+                let current = self.switcher.current();
+                let slate_available = matches!(self.config.idle, IdleMode::Slate(_));
+                let next = match current {
+                    // Nothing on air (start, or the on-air source vanished): the slate fills
+                    // in at once, and the wanted DJ follows at their next keyframe.
+                    None if slate_available && wanted != Source::Slate => Source::Slate,
+                    _ => wanted,
+                };
+                if current == Some(next) {
+                    if self.switcher.pending().is_some() {
+                        self.switcher.select(next); // cancels the pending switch
+                    }
+                } else if self.switcher.pending() != Some(next) {
+                    self.select(next, now);
+                }
+            }
+        }
+        // Drop feeds that are neither on air nor wanted.
+        let keep = |conn: ConnId| {
+            self.wanted == Some(Source::Publisher(conn)) || self.switcher.current() == Some(Source::Publisher(conn))
+        };
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|f| !keep(f.conn)) {
+                *slot = None;
+            }
+        }
+        self.sync_slate(now);
+    }
+
+    /// Makes `source` the pending source and hands the switcher its stream headers, which
+    /// it re-sends at the splice. (The slate player starts with its headers by itself.)
+    fn select(&mut self, source: Source, now: Instant) {
+        self.switcher.select(source);
+        if let Source::Publisher(conn) = source {
+            let headers = self.slots.iter().flatten().find(|f| f.conn == conn).map(|f| f.headers.clone());
+            for tag in headers.iter().flat_map(|h| [&h.metadata, &h.video, &h.audio]).flatten() {
+                for out in self.switcher.push(source, tag) {
+                    self.fanout.publish(now, out);
+                }
+            }
+        }
+    }
+
+    fn put_feed(&mut self, feed: Feed) {
+        let current = self.switcher.current();
+        // Reuse an empty slot, else the one not on air.
+        let index = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .or_else(|| self.slots.iter().position(|s| s.as_ref().map(|f| Source::Publisher(f.conn)) != current))
+            .unwrap_or(0);
+        self.slots[index] = Some(feed);
+    }
+
+    fn on_feed(&mut self, index: usize, received: Result<FlvTag, RecvError>) {
+        let now = Instant::now();
+        let Some(feed) = &mut self.slots[index] else { return };
+        let source = Source::Publisher(feed.conn);
+        match received {
+            Ok(tag) => {
+                feed.last_tag = now;
+                track_headers(&mut feed.headers, &tag);
+                self.push(source, &tag, now);
+            }
+            Err(RecvError::Lagged(n)) => {
+                tracing::warn!("program fell {n} tags behind publisher {}", feed.conn);
+            }
+            Err(RecvError::Closed) => {
+                self.slots[index] = None;
+                if self.switcher.current() == Some(source) || self.switcher.pending() == Some(source) {
+                    self.switcher.source_ended(source);
+                }
+                self.reconcile(now);
+            }
+        }
+    }
+
+    /// Runs one source tag through the switcher and sends the result out.
+    fn push(&mut self, source: Source, tag: &FlvTag, now: Instant) {
+        let before = self.switcher.current();
+        let out = self.switcher.push(source, tag);
+        for tag in out {
+            self.fanout.publish(now, tag);
+        }
+        let after = self.switcher.current();
+        if after != before && after.is_some() {
+            self.on_switched(after, now);
+        }
+    }
+
+    fn on_switched(&mut self, now_on_air: Option<Source>, now: Instant) {
+        {
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.switches += 1;
+        }
+        match now_on_air {
+            Some(Source::Publisher(conn)) => tracing::info!("program: spliced in publisher {conn}"),
+            Some(Source::Slate) => tracing::info!("program: spliced in the slate"),
+            None => {}
+        }
+        // The outgoing publisher is no longer needed unless it is still wanted.
+        let (wanted, current) = (self.wanted, self.switcher.current());
+        for slot in &mut self.slots {
+            if let Some(f) = slot {
+                let s = Some(Source::Publisher(f.conn));
+                if s != wanted && s != current {
+                    *slot = None;
+                }
+            }
+        }
+        // A filler slate is on: now queue the wanted DJ behind it.
+        self.reconcile(now);
+    }
+
+    fn play_slate(&mut self, now: Instant) {
+        let IdleMode::Slate(slate) = &self.config.idle else { return };
+        let slate = slate.clone();
+        let Some(player) = &mut self.slate else { return };
+        let tags = player.due(&slate, now);
+        for tag in tags {
+            self.push(Source::Slate, &tag, now);
+        }
+    }
+
+    /// The slate plays while it is on air or about to be.
+    fn sync_slate(&mut self, now: Instant) {
+        let needed = self.switcher.current() == Some(Source::Slate) || self.switcher.pending() == Some(Source::Slate);
+        match (needed, self.slate.is_some()) {
+            (true, false) => self.slate = Some(SlatePlayer::start(now)),
+            (false, true) => self.slate = None,
+            _ => {}
+        }
+    }
+
+    fn slate_due_at(&self) -> Option<Instant> {
+        let IdleMode::Slate(slate) = &self.config.idle else { return None };
+        self.slate.as_ref().and_then(|p| p.next_at(slate))
+    }
+
+    /// The on-air DJ stopped sending media without disconnecting: cover with the slate
+    /// until they resume (the queue's own stall rule decides whether they keep the slot).
+    fn check_stall(&mut self, now: Instant) {
+        let Some(Source::Publisher(conn)) = self.switcher.current() else { return };
+        let stalled = self
+            .slots
+            .iter()
+            .flatten()
+            .find(|f| f.conn == conn)
+            .is_some_and(|f| now.duration_since(f.last_tag) >= self.config.fill_after);
+        if stalled && matches!(self.config.idle, IdleMode::Slate(_)) {
+            tracing::info!(
+                "program: publisher {conn} sent nothing for {:?}; covering with the slate",
+                self.config.fill_after
+            );
+            self.switcher.source_ended(Source::Publisher(conn));
+            self.reconcile(now);
+        }
+    }
+
+    fn publish_status(&self) {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let (source, conn) = match self.switcher.current() {
+            Some(Source::Publisher(conn)) => ("dj", Some(conn)),
+            Some(Source::Slate) => ("slate", None),
+            None => ("off", None),
+        };
+        status.source = source;
+        status.conn = conn;
+        status.consumers = self.fanout.consumer_count();
+        status.timestamp_ms = self.switcher.next_timestamp();
+    }
+}
+
+/// Keeps a feed's idea of its stream headers current when the DJ sends new ones mid-stream.
+fn track_headers(headers: &mut StreamHeaders, tag: &FlvTag) {
+    use crate::media::codec::{AudioTagInfo, VideoTagInfo};
+    use crate::media::flv::TagKind;
+    match tag.kind {
+        TagKind::Video if VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()) => {
+            headers.video = Some(tag.clone());
+        }
+        TagKind::Audio if AudioTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()) => {
+            headers.audio = Some(tag.clone());
+        }
+        TagKind::Script => headers.metadata = Some(tag.clone()),
+        _ => {}
+    }
+}
+
+/// The next tag from whichever feed has one.
+async fn recv_any(slots: &mut [Option<Feed>; 2]) -> (usize, Result<FlvTag, RecvError>) {
+    let [a, b] = slots;
+    tokio::select! {
+        received = recv(a) => (0, received),
+        received = recv(b) => (1, received),
+    }
+}
+
+async fn recv(slot: &mut Option<Feed>) -> Result<FlvTag, RecvError> {
+    match slot {
+        Some(feed) => feed.live.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }

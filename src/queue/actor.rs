@@ -12,8 +12,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::engine::{
-    AdminCommand, AdminError, ConnId, DisconnectReason, Dj, Engine, Input, Notice, Output,
-    RejectReason, Snapshot, Status,
+    AdminCommand, AdminError, ConnId, DisconnectReason, Dj, Engine, Input, Notice, Output, RejectReason, Snapshot,
+    Status,
 };
 use crate::store::Store;
 
@@ -36,20 +36,10 @@ pub enum PublishDecision {
 pub struct QueueGone;
 
 enum Command {
-    Publish {
-        conn: ConnId,
-        dj: Dj,
-        kick: oneshot::Sender<DisconnectReason>,
-        reply: oneshot::Sender<PublishDecision>,
-    },
+    Publish { conn: ConnId, dj: Dj, kick: oneshot::Sender<DisconnectReason>, reply: oneshot::Sender<PublishDecision> },
     Event(Input),
-    Admin {
-        command: AdminCommand,
-        reply: oneshot::Sender<Result<(), AdminError>>,
-    },
-    Status {
-        reply: oneshot::Sender<Status>,
-    },
+    Admin { command: AdminCommand, reply: oneshot::Sender<Result<(), AdminError>> },
+    Status { reply: oneshot::Sender<Status> },
 }
 
 /// Cheap, cloneable handle to the queue actor.
@@ -70,13 +60,7 @@ impl QueueHandle {
         kick: oneshot::Sender<DisconnectReason>,
     ) -> Result<PublishDecision, QueueGone> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Publish {
-            conn,
-            dj,
-            kick,
-            reply,
-        })
-        .await?;
+        self.send(Command::Publish { conn, dj, kick, reply }).await?;
         answer.await.map_err(|_| QueueGone)
     }
 
@@ -150,11 +134,7 @@ pub async fn spawn(store: Store, settings: super::engine::Settings) -> QueueHand
         kicks: HashMap::new(),
     };
     tokio::spawn(actor.run());
-    QueueHandle {
-        commands,
-        notices,
-        program,
-    }
+    QueueHandle { commands, notices, program }
 }
 
 struct Actor {
@@ -184,12 +164,7 @@ impl Actor {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Publish {
-                conn,
-                dj,
-                kick,
-                reply,
-            } => {
+            Command::Publish { conn, dj, kick, reply } => {
                 self.pending.insert(conn, reply);
                 self.kicks.insert(conn, kick);
                 self.feed(Input::PublishRequested { conn, dj });
@@ -204,9 +179,7 @@ impl Actor {
                 self.feed(input);
             }
             Command::Admin { command, reply } => {
-                let result = self
-                    .engine
-                    .handle(Instant::now().into_std(), Input::Admin(command));
+                let result = self.engine.handle(Instant::now().into_std(), Input::Admin(command));
                 let outcome = result.map(|outputs| self.apply(outputs));
                 let _ = reply.send(outcome);
             }
@@ -226,11 +199,7 @@ impl Actor {
     fn apply(&mut self, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::PublishAccepted {
-                    conn,
-                    on_air,
-                    position,
-                } => {
+                Output::PublishAccepted { conn, on_air, position } => {
                     if let Some(reply) = self.pending.remove(&conn) {
                         let _ = reply.send(PublishDecision::Accepted { on_air, position });
                     }

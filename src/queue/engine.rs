@@ -158,21 +158,14 @@ impl std::error::Error for AdminError {}
 pub enum Output {
     /// The publish request of `conn` is accepted. `position` is 0 for the lead and 1, 2, …
     /// along the waiting list (1 is next up).
-    PublishAccepted {
-        conn: ConnId,
-        on_air: bool,
-        position: usize,
-    },
+    PublishAccepted { conn: ConnId, on_air: bool, position: usize },
     /// The publish request of `conn` is refused; the adapter should close it.
     PublishRejected { conn: ConnId, reason: RejectReason },
     /// The connection whose media is the program changed (`None`: show the slate).
     ProgramSource(Option<ConnId>),
     /// Close this publisher. The engine has already forgotten the connection, so no
     /// further event about it is needed.
-    Disconnect {
-        conn: ConnId,
-        reason: DisconnectReason,
-    },
+    Disconnect { conn: ConnId, reason: DisconnectReason },
     /// A human-facing event, for logs, SSE and chat integrations.
     Notice(Notice),
     /// The persistent state changed; save this snapshot. Emitted at most once per call,
@@ -278,16 +271,9 @@ pub enum Notice {
     /// An operator moved a waiting DJ to `position`.
     Moved { dj: Dj, position: usize },
     /// An operator changed the current set's timer.
-    TimerChanged {
-        dj: Dj,
-        remaining: Duration,
-        paused: bool,
-    },
+    TimerChanged { dj: Dj, remaining: Duration, paused: bool },
     /// An operator changed the channel settings.
-    SettingsChanged {
-        swap_interval: Duration,
-        block_enabled: bool,
-    },
+    SettingsChanged { swap_interval: Duration, block_enabled: bool },
 }
 
 impl fmt::Display for Notice {
@@ -303,12 +289,7 @@ impl fmt::Display for Notice {
             }
             Notice::SetEnded { dj, reason } => write!(f, "{}'s set ended: {reason}", dj.dj_name),
             Notice::GraceStarted { dj, grace } => {
-                write!(
-                    f,
-                    "holding the slot for {} for {}s",
-                    dj.dj_name,
-                    grace.as_secs()
-                )
+                write!(f, "holding the slot for {} for {}s", dj.dj_name, grace.as_secs())
             }
             Notice::TimeWarning { dj, remaining } => {
                 write!(f, "{} has {}s left", dj.dj_name, remaining.as_secs())
@@ -317,21 +298,14 @@ impl fmt::Display for Notice {
             Notice::Moved { dj, position } => {
                 write!(f, "{} was moved to position {position}", dj.dj_name)
             }
-            Notice::TimerChanged {
-                dj,
-                remaining,
-                paused,
-            } => write!(
+            Notice::TimerChanged { dj, remaining, paused } => write!(
                 f,
                 "{}'s timer: {}s left{}",
                 dj.dj_name,
                 remaining.as_secs(),
                 if *paused { " (paused)" } else { "" }
             ),
-            Notice::SettingsChanged {
-                swap_interval,
-                block_enabled,
-            } => write!(
+            Notice::SettingsChanged { swap_interval, block_enabled } => write!(
                 f,
                 "swap interval {}s, block {}",
                 swap_interval.as_secs(),
@@ -479,8 +453,7 @@ impl Hold {
     }
 
     fn time_left(&self, now: Instant) -> Duration {
-        self.length
-            .saturating_sub(now.saturating_duration_since(self.since))
+        self.length.saturating_sub(now.saturating_duration_since(self.since))
     }
 }
 
@@ -538,18 +511,11 @@ struct SetClock {
 
 impl SetClock {
     fn new(budget: Duration) -> Self {
-        SetClock {
-            budget,
-            banked: Duration::ZERO,
-            running_since: None,
-            paused: false,
-        }
+        SetClock { budget, banked: Duration::ZERO, running_since: None, paused: false }
     }
 
     fn elapsed(&self, now: Instant) -> Duration {
-        let running = self
-            .running_since
-            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let running = self.running_since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
         self.banked.saturating_add(running)
     }
 
@@ -590,12 +556,7 @@ impl SetClock {
 
 impl Lead {
     fn new(place: Place, budget: Duration, now: Instant) -> Self {
-        let mut lead = Lead {
-            place,
-            clock: SetClock::new(budget),
-            aired: false,
-            warnings: [Warning::Disarmed; 2],
-        };
+        let mut lead = Lead { place, clock: SetClock::new(budget), aired: false, warnings: [Warning::Disarmed; 2] };
         lead.rearm_warnings(now);
         lead
     }
@@ -613,11 +574,7 @@ impl Lead {
         let remaining = self.clock.remaining(now);
         for (warning, threshold) in self.warnings.iter_mut().zip(WARNING_THRESHOLDS) {
             if *warning != Warning::Fired {
-                *warning = if remaining > threshold {
-                    Warning::Armed
-                } else {
-                    Warning::Disarmed
-                };
+                *warning = if remaining > threshold { Warning::Armed } else { Warning::Disarmed };
             }
         }
     }
@@ -704,21 +661,10 @@ impl Engine {
     /// last ended). The program starts on the slate. A user listed twice keeps only their
     /// first place.
     pub fn restore(settings: Settings, snapshot: Snapshot, now: Instant) -> Self {
-        let hold = Link::Held(Hold {
-            since: now,
-            length: settings.grace_period,
-            kind: HoldKind::Reserved,
-        });
-        let swap_interval = if snapshot.swap_interval.is_zero() {
-            settings.swap_interval
-        } else {
-            snapshot.swap_interval
-        };
-        let mut engine = Engine::new(Settings {
-            swap_interval,
-            block_enabled: snapshot.block_enabled,
-            ..settings
-        });
+        let hold = Link::Held(Hold { since: now, length: settings.grace_period, kind: HoldKind::Reserved });
+        let swap_interval =
+            if snapshot.swap_interval.is_zero() { settings.swap_interval } else { snapshot.swap_interval };
+        let mut engine = Engine::new(Settings { swap_interval, block_enabled: snapshot.block_enabled, ..settings });
         engine.last_ended = snapshot.last_ended;
 
         let mut seen = HashSet::new();
@@ -728,10 +674,7 @@ impl Engine {
             Some(saved) => {
                 seen.insert(saved.dj.user_id);
                 let mut lead = Lead {
-                    place: Place {
-                        dj: saved.dj,
-                        link: hold,
-                    },
+                    place: Place { dj: saved.dj, link: hold },
                     clock: SetClock {
                         budget: saved.budget,
                         banked: saved.elapsed,
@@ -798,10 +741,7 @@ impl Engine {
             lead: self.lead.as_ref().map(|lead| LeadStatus {
                 dj: lead.place.dj.clone(),
                 conn: lead.place.conn(),
-                reserved: lead
-                    .place
-                    .hold()
-                    .is_some_and(|hold| hold.kind == HoldKind::Reserved),
+                reserved: lead.place.hold().is_some_and(|hold| hold.kind == HoldKind::Reserved),
                 reclaim_within: lead.place.reclaim_within(now),
                 budget: lead.clock.budget,
                 elapsed: lead.clock.elapsed(now),
@@ -844,20 +784,16 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<Instant> {
         let lead_deadlines = self.lead.iter().flat_map(|lead| {
             let timer = std::iter::once(Duration::ZERO)
-                .chain(lead.warnings.iter().zip(WARNING_THRESHOLDS).filter_map(
-                    |(warning, threshold)| (*warning == Warning::Armed).then_some(threshold),
-                ))
+                .chain(
+                    lead.warnings
+                        .iter()
+                        .zip(WARNING_THRESHOLDS)
+                        .filter_map(|(warning, threshold)| (*warning == Warning::Armed).then_some(threshold)),
+                )
                 .filter_map(|left| lead.clock.instant_when_remaining(left));
-            lead.place
-                .hold()
-                .and_then(|hold| hold.deadline())
-                .into_iter()
-                .chain(timer)
+            lead.place.hold().and_then(|hold| hold.deadline()).into_iter().chain(timer)
         });
-        let reservations = self
-            .waiting
-            .iter()
-            .filter_map(|place| place.hold().and_then(|hold| hold.deadline()));
+        let reservations = self.waiting.iter().filter_map(|place| place.hold().and_then(|hold| hold.deadline()));
         lead_deadlines.chain(reservations).min()
     }
 
@@ -887,10 +823,7 @@ impl Engine {
         self.waiting.retain(|place| {
             let expired = place.hold().is_some_and(|hold| hold.has_expired(now));
             if expired {
-                fx.notice(Notice::LeftQueue {
-                    dj: place.dj.clone(),
-                    reason: EndReason::NotReclaimed,
-                });
+                fx.notice(Notice::LeftQueue { dj: place.dj.clone(), reason: EndReason::NotReclaimed });
                 fx.changed = true;
             }
             !expired
@@ -900,12 +833,7 @@ impl Engine {
         // due (a zero budget, an expired hold), hence the loop; it ends with the queue.
         while let Some(lead) = &mut self.lead {
             if lead.clock.remaining(now).is_zero() {
-                self.end_set(
-                    now,
-                    EndReason::SlotElapsed,
-                    Some(DisconnectReason::SlotElapsed),
-                    fx,
-                );
+                self.end_set(now, EndReason::SlotElapsed, Some(DisconnectReason::SlotElapsed), fx);
             } else if let Some(hold) = lead.place.hold().filter(|hold| hold.has_expired(now)) {
                 let reason = match hold.kind {
                     HoldKind::Grace => EndReason::GraceExpired,
@@ -914,10 +842,7 @@ impl Engine {
                 self.end_set(now, reason, None, fx);
             } else {
                 if let Some(remaining) = lead.fire_due_warnings(now) {
-                    fx.notice(Notice::TimeWarning {
-                        dj: lead.place.dj.clone(),
-                        remaining,
-                    });
+                    fx.notice(Notice::TimeWarning { dj: lead.place.dj.clone(), remaining });
                 }
                 break;
             }
@@ -937,68 +862,34 @@ impl Engine {
             Some(Spot::Lead) => {
                 if let Some(lead) = &mut self.lead {
                     // The database is authoritative for the name, which may have changed.
-                    lead.place = Place {
-                        dj,
-                        link: Link::Live(conn),
-                    };
-                    fx.emit(Output::PublishAccepted {
-                        conn,
-                        on_air: true,
-                        position: 0,
-                    });
+                    lead.place = Place { dj, link: Link::Live(conn) };
+                    fx.emit(Output::PublishAccepted { conn, on_air: true, position: 0 });
                     self.went_on_air(now, fx);
                 }
             }
             Some(Spot::Waiting(index)) => {
                 if let Some(place) = self.waiting.get_mut(index) {
-                    *place = Place {
-                        dj: dj.clone(),
-                        link: Link::Live(conn),
-                    };
-                    fx.emit(Output::PublishAccepted {
-                        conn,
-                        on_air: false,
-                        position: index + 1,
-                    });
-                    fx.notice(Notice::Queued {
-                        dj,
-                        position: index + 1,
-                    });
+                    *place = Place { dj: dj.clone(), link: Link::Live(conn) };
+                    fx.emit(Output::PublishAccepted { conn, on_air: false, position: index + 1 });
+                    fx.notice(Notice::Queued { dj, position: index + 1 });
                     fx.changed = true;
                 }
             }
             None if self.lead.is_none() => {
-                let blocked = self.block_enabled
-                    && self
-                        .last_ended
-                        .as_ref()
-                        .is_some_and(|last| last.user_id == dj.user_id);
+                let blocked =
+                    self.block_enabled && self.last_ended.as_ref().is_some_and(|last| last.user_id == dj.user_id);
                 if blocked {
                     return Self::reject(conn, RejectReason::Blocked, fx);
                 }
-                let place = Place {
-                    dj,
-                    link: Link::Live(conn),
-                };
+                let place = Place { dj, link: Link::Live(conn) };
                 self.lead = Some(Lead::new(place, self.swap_interval, now));
-                fx.emit(Output::PublishAccepted {
-                    conn,
-                    on_air: true,
-                    position: 0,
-                });
+                fx.emit(Output::PublishAccepted { conn, on_air: true, position: 0 });
                 self.went_on_air(now, fx);
             }
             None => {
-                self.waiting.push_back(Place {
-                    dj: dj.clone(),
-                    link: Link::Live(conn),
-                });
+                self.waiting.push_back(Place { dj: dj.clone(), link: Link::Live(conn) });
                 let position = self.waiting.len();
-                fx.emit(Output::PublishAccepted {
-                    conn,
-                    on_air: false,
-                    position,
-                });
+                fx.emit(Output::PublishAccepted { conn, on_air: false, position });
                 fx.notice(Notice::Queued { dj, position });
                 fx.changed = true;
             }
@@ -1016,14 +907,9 @@ impl Engine {
             return;
         };
         if departure == Departure::Stalled {
-            fx.emit(Output::Disconnect {
-                conn,
-                reason: DisconnectReason::Stalled,
-            });
+            fx.emit(Output::Disconnect { conn, reason: DisconnectReason::Stalled });
             if let Some(place) = self.place(spot) {
-                fx.notice(Notice::Stalled {
-                    dj: place.dj.clone(),
-                });
+                fx.notice(Notice::Stalled { dj: place.dj.clone() });
             }
         }
         match (spot, departure) {
@@ -1040,12 +926,7 @@ impl Engine {
         }
     }
 
-    fn on_admin(
-        &mut self,
-        now: Instant,
-        command: AdminCommand,
-        fx: &mut Effects,
-    ) -> Result<(), AdminError> {
+    fn on_admin(&mut self, now: Instant, command: AdminCommand, fx: &mut Effects) -> Result<(), AdminError> {
         match command {
             AdminCommand::Skip => {
                 if self.lead.is_none() {
@@ -1053,20 +934,12 @@ impl Engine {
                 }
                 self.end_set(now, EndReason::Skipped, Some(DisconnectReason::Skipped), fx);
             }
-            AdminCommand::Remove { user_id } => self.remove(
-                now,
-                user_id,
-                EndReason::Removed,
-                DisconnectReason::Removed,
-                fx,
-            )?,
-            AdminCommand::DisableUser { user_id } => self.remove(
-                now,
-                user_id,
-                EndReason::Disabled,
-                DisconnectReason::Disabled,
-                fx,
-            )?,
+            AdminCommand::Remove { user_id } => {
+                self.remove(now, user_id, EndReason::Removed, DisconnectReason::Removed, fx)?
+            }
+            AdminCommand::DisableUser { user_id } => {
+                self.remove(now, user_id, EndReason::Disabled, DisconnectReason::Disabled, fx)?
+            }
             AdminCommand::MoveUp { user_id } => {
                 let index = self.waiting_index(user_id)?;
                 if index > 0 {
@@ -1079,23 +952,14 @@ impl Engine {
                     self.swap_waiting(index, fx);
                 }
             }
-            AdminCommand::PauseTimer => {
-                self.change_timer(now, fx, |lead| lead.clock.paused = true)?
-            }
-            AdminCommand::ResumeTimer => {
-                self.change_timer(now, fx, |lead| lead.clock.paused = false)?
-            }
-            AdminCommand::ResetTimer => {
-                self.change_timer(now, fx, |lead| lead.clock.reset_elapsed(now))?
-            }
+            AdminCommand::PauseTimer => self.change_timer(now, fx, |lead| lead.clock.paused = true)?,
+            AdminCommand::ResumeTimer => self.change_timer(now, fx, |lead| lead.clock.paused = false)?,
+            AdminCommand::ResetTimer => self.change_timer(now, fx, |lead| lead.clock.reset_elapsed(now))?,
             AdminCommand::SetRemaining { secs } => self.change_timer(now, fx, |lead| {
                 let remaining = Duration::from_secs(secs);
                 lead.clock.budget = lead.clock.elapsed(now).saturating_add(remaining);
             })?,
-            AdminCommand::SetSwapInterval {
-                secs,
-                reset_current,
-            } => {
+            AdminCommand::SetSwapInterval { secs, reset_current } => {
                 let interval = Duration::from_secs(secs);
                 if interval.is_zero() {
                     return Err(AdminError::ZeroSwapInterval);
@@ -1154,10 +1018,7 @@ impl Engine {
         self.waiting.swap(upper, upper + 1);
         for index in [upper, upper + 1] {
             if let Some(place) = self.waiting.get(index) {
-                fx.notice(Notice::Moved {
-                    dj: place.dj.clone(),
-                    position: index + 1,
-                });
+                fx.notice(Notice::Moved { dj: place.dj.clone(), position: index + 1 });
             }
         }
         fx.changed = true;
@@ -1196,21 +1057,14 @@ impl Engine {
     }
 
     fn notice_settings(&self, fx: &mut Effects) {
-        fx.notice(Notice::SettingsChanged {
-            swap_interval: self.swap_interval,
-            block_enabled: self.block_enabled,
-        });
+        fx.notice(Notice::SettingsChanged { swap_interval: self.swap_interval, block_enabled: self.block_enabled });
     }
 
     /// The lead's place just became live: a new set goes on air or a held one resumes.
     fn went_on_air(&mut self, now: Instant, fx: &mut Effects) {
         let Some(lead) = &mut self.lead else { return };
         let dj = lead.place.dj.clone();
-        fx.notice(if lead.aired {
-            Notice::Resumed { dj }
-        } else {
-            Notice::OnAir { dj }
-        });
+        fx.notice(if lead.aired { Notice::Resumed { dj } } else { Notice::OnAir { dj } });
         lead.aired = true;
         lead.sync_clock(now);
         // Whoever ended last is no longer "just ended" once somebody is on air again.
@@ -1222,29 +1076,16 @@ impl Engine {
     /// The lead's connection is gone without a clean stop: hold the slot for the grace period.
     fn start_grace(&mut self, now: Instant, fx: &mut Effects) {
         let Some(lead) = &mut self.lead else { return };
-        lead.place.link = Link::Held(Hold {
-            since: now,
-            length: self.grace_period,
-            kind: HoldKind::Grace,
-        });
+        lead.place.link = Link::Held(Hold { since: now, length: self.grace_period, kind: HoldKind::Grace });
         lead.sync_clock(now);
-        fx.notice(Notice::GraceStarted {
-            dj: lead.place.dj.clone(),
-            grace: self.grace_period,
-        });
+        fx.notice(Notice::GraceStarted { dj: lead.place.dj.clone(), grace: self.grace_period });
         fx.changed = true;
         self.sync_program(fx);
     }
 
     /// Ends the lead's set, disconnecting a live lead when `disconnect` says why, and
     /// promotes the next waiting place.
-    fn end_set(
-        &mut self,
-        now: Instant,
-        reason: EndReason,
-        disconnect: Option<DisconnectReason>,
-        fx: &mut Effects,
-    ) {
+    fn end_set(&mut self, now: Instant, reason: EndReason, disconnect: Option<DisconnectReason>, fx: &mut Effects) {
         let Some(lead) = self.lead.take() else { return };
         if let (Some(conn), Some(why)) = (lead.place.conn(), disconnect) {
             fx.emit(Output::Disconnect { conn, reason: why });
@@ -1252,10 +1093,7 @@ impl Engine {
         if lead.aired {
             self.last_ended = Some(lead.place.dj.clone());
         }
-        fx.notice(Notice::SetEnded {
-            dj: lead.place.dj,
-            reason,
-        });
+        fx.notice(Notice::SetEnded { dj: lead.place.dj, reason });
         fx.changed = true;
         self.promote_next(now, fx);
         self.sync_program(fx);
@@ -1279,10 +1117,7 @@ impl Engine {
 
     fn leave_waiting(&mut self, index: usize, reason: EndReason, fx: &mut Effects) {
         if let Some(place) = self.waiting.remove(index) {
-            fx.notice(Notice::LeftQueue {
-                dj: place.dj,
-                reason,
-            });
+            fx.notice(Notice::LeftQueue { dj: place.dj, reason });
             fx.changed = true;
         }
     }

@@ -105,23 +105,15 @@ pub enum Amf0Error {
 impl Amf0Value {
     /// Builds an [`Amf0Value::Object`] from `(key, value)` pairs.
     pub fn object<'a>(properties: impl IntoIterator<Item = (&'a str, Amf0Value)>) -> Self {
-        Self::Object(
-            properties
-                .into_iter()
-                .map(|(key, value)| (key.to_owned(), value))
-                .collect(),
-        )
+        Self::Object(properties.into_iter().map(|(key, value)| (key.to_owned(), value)).collect())
     }
 
     /// Looks up a property of an object, ECMA array or typed object.
     pub fn get(&self, key: &str) -> Option<&Amf0Value> {
         match self {
-            Self::Object(properties)
-            | Self::EcmaArray(properties)
-            | Self::TypedObject { properties, .. } => properties
-                .iter()
-                .find(|(name, _)| name == key)
-                .map(|(_, value)| value),
+            Self::Object(properties) | Self::EcmaArray(properties) | Self::TypedObject { properties, .. } => {
+                properties.iter().find(|(name, _)| name == key).map(|(_, value)| value)
+            }
             _ => None,
         }
     }
@@ -236,10 +228,7 @@ pub fn encode(value: &Amf0Value, out: &mut BytesMut) {
             out.put_u8(marker::XML_DOCUMENT);
             put_long_utf8(s, out);
         }
-        Amf0Value::TypedObject {
-            class_name,
-            properties,
-        } => {
+        Amf0Value::TypedObject { class_name, properties } => {
             out.put_u8(marker::TYPED_OBJECT);
             put_short_utf8(class_name, out);
             encode_properties(properties, out);
@@ -288,11 +277,7 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn new(input: &'a [u8]) -> Self {
-        Self {
-            input,
-            pos: 0,
-            values: 0,
-        }
+        Self { input, pos: 0, values: 0 }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], Amf0Error> {
@@ -331,9 +316,7 @@ impl<'a> Decoder<'a> {
     /// before anything is allocated.
     fn utf8(&mut self, len: usize) -> Result<String, Amf0Error> {
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| Amf0Error::InvalidUtf8)
+        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| Amf0Error::InvalidUtf8)
     }
 
     fn short_utf8(&mut self) -> Result<String, Amf0Error> {
@@ -353,10 +336,8 @@ impl<'a> Decoder<'a> {
             return Err(Amf0Error::TooManyValues);
         }
         let marker = self.u8()?;
-        let is_container = matches!(
-            marker,
-            marker::OBJECT | marker::ECMA_ARRAY | marker::STRICT_ARRAY | marker::TYPED_OBJECT
-        );
+        let is_container =
+            matches!(marker, marker::OBJECT | marker::ECMA_ARRAY | marker::STRICT_ARRAY | marker::TYPED_OBJECT);
         if is_container && depth >= MAX_DEPTH {
             return Err(Amf0Error::TooDeep);
         }
@@ -383,17 +364,13 @@ impl<'a> Decoder<'a> {
                 }
                 Amf0Value::StrictArray(items)
             }
-            marker::DATE => Amf0Value::Date {
-                millis: self.f64()?,
-                time_zone: i16::from_be_bytes(self.array()?),
-            },
+            marker::DATE => Amf0Value::Date { millis: self.f64()?, time_zone: i16::from_be_bytes(self.array()?) },
             marker::LONG_STRING => Amf0Value::String(self.long_utf8()?),
             marker::UNSUPPORTED => Amf0Value::Unsupported,
             marker::XML_DOCUMENT => Amf0Value::XmlDocument(self.long_utf8()?),
-            marker::TYPED_OBJECT => Amf0Value::TypedObject {
-                class_name: self.short_utf8()?,
-                properties: self.properties(depth + 1)?,
-            },
+            marker::TYPED_OBJECT => {
+                Amf0Value::TypedObject { class_name: self.short_utf8()?, properties: self.properties(depth + 1)? }
+            }
             other => return Err(Amf0Error::UnsupportedMarker(other)),
         };
         Ok(value)
@@ -438,15 +415,9 @@ mod tests {
             Amf0Value::Undefined,
             Amf0Value::EcmaArray(vec![("duration".into(), 0.0.into())]),
             Amf0Value::StrictArray(vec![Amf0Value::Null, "s".into()]),
-            Amf0Value::Date {
-                millis: 1e12,
-                time_zone: 0,
-            },
+            Amf0Value::Date { millis: 1e12, time_zone: 0 },
             Amf0Value::XmlDocument("<a/>".into()),
-            Amf0Value::TypedObject {
-                class_name: "C".into(),
-                properties: vec![("k".into(), true.into())],
-            },
+            Amf0Value::TypedObject { class_name: "C".into(), properties: vec![("k".into(), true.into())] },
             Amf0Value::Unsupported,
         ];
         for value in &values {
@@ -465,20 +436,13 @@ mod tests {
     #[test]
     fn decode_all_reads_a_command() {
         let mut buf = BytesMut::new();
-        for v in [
-            Amf0Value::from("connect"),
-            1.0.into(),
-            Amf0Value::object([("app", "live".into())]),
-        ] {
+        for v in [Amf0Value::from("connect"), 1.0.into(), Amf0Value::object([("app", "live".into())])] {
             encode(&v, &mut buf);
         }
         let values = decode_all(&buf).unwrap();
         assert_eq!(values[0].as_str(), Some("connect"));
         assert_eq!(values[1].as_f64(), Some(1.0));
-        assert_eq!(
-            values[2].get("app").and_then(Amf0Value::as_str),
-            Some("live")
-        );
+        assert_eq!(values[2].get("app").and_then(Amf0Value::as_str), Some("live"));
         assert_eq!(values[2].get("missing"), None);
     }
 
@@ -491,9 +455,7 @@ mod tests {
         }
         assert_eq!(decode_all(&buf), Err(Amf0Error::TooDeep));
 
-        let arrays: Vec<u8> = (0..100_000)
-            .flat_map(|_| [marker::STRICT_ARRAY, 0, 0, 0, 1])
-            .collect();
+        let arrays: Vec<u8> = (0..100_000).flat_map(|_| [marker::STRICT_ARRAY, 0, 0, 0, 1]).collect();
         assert_eq!(decode_all(&arrays), Err(Amf0Error::TooDeep));
     }
 
@@ -513,33 +475,15 @@ mod tests {
     #[test]
     fn truncated_and_oversized_lengths_are_errors() {
         // String declaring 10 bytes with 3 present.
-        assert_eq!(
-            decode_all(&[marker::STRING, 0, 10, b'a', b'b', b'c']),
-            Err(Amf0Error::Truncated)
-        );
+        assert_eq!(decode_all(&[marker::STRING, 0, 10, b'a', b'b', b'c']), Err(Amf0Error::Truncated));
         // Long string and XML declaring 4 GiB.
-        assert_eq!(
-            decode_all(&[marker::LONG_STRING, 0xff, 0xff, 0xff, 0xff, b'a']),
-            Err(Amf0Error::Truncated)
-        );
-        assert_eq!(
-            decode_all(&[marker::XML_DOCUMENT, 0xff, 0xff, 0xff, 0xff]),
-            Err(Amf0Error::Truncated)
-        );
+        assert_eq!(decode_all(&[marker::LONG_STRING, 0xff, 0xff, 0xff, 0xff, b'a']), Err(Amf0Error::Truncated));
+        assert_eq!(decode_all(&[marker::XML_DOCUMENT, 0xff, 0xff, 0xff, 0xff]), Err(Amf0Error::Truncated));
         // Strict array declaring 4 billion elements with none present.
-        assert_eq!(
-            decode_all(&[marker::STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff]),
-            Err(Amf0Error::Truncated)
-        );
+        assert_eq!(decode_all(&[marker::STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff]), Err(Amf0Error::Truncated));
         // Object without its end marker; truncated number.
-        assert_eq!(
-            decode_all(&[marker::OBJECT, 0, 1, b'a', marker::NULL]),
-            Err(Amf0Error::Truncated)
-        );
-        assert_eq!(
-            decode_all(&[marker::NUMBER, 0, 0]),
-            Err(Amf0Error::Truncated)
-        );
+        assert_eq!(decode_all(&[marker::OBJECT, 0, 1, b'a', marker::NULL]), Err(Amf0Error::Truncated));
+        assert_eq!(decode_all(&[marker::NUMBER, 0, 0]), Err(Amf0Error::Truncated));
     }
 
     #[test]
@@ -552,25 +496,14 @@ mod tests {
 
     #[test]
     fn references_and_amf3_are_unsupported() {
-        assert_eq!(
-            decode_all(&[0x07, 0, 0]),
-            Err(Amf0Error::UnsupportedMarker(0x07))
-        );
-        assert_eq!(
-            decode_all(&[0x11, 0x01]),
-            Err(Amf0Error::UnsupportedMarker(0x11))
-        );
-        assert_eq!(
-            decode_all(&[marker::STRING, 0, 2, 0xff, 0xfe]),
-            Err(Amf0Error::InvalidUtf8)
-        );
+        assert_eq!(decode_all(&[0x07, 0, 0]), Err(Amf0Error::UnsupportedMarker(0x07)));
+        assert_eq!(decode_all(&[0x11, 0x01]), Err(Amf0Error::UnsupportedMarker(0x11)));
+        assert_eq!(decode_all(&[marker::STRING, 0, 2, 0xff, 0xfe]), Err(Amf0Error::InvalidUtf8));
     }
 
     fn arb_value() -> impl Strategy<Value = Amf0Value> {
         let leaf = prop_oneof![
-            any::<f64>()
-                .prop_filter("NaN never compares equal", |n| !n.is_nan())
-                .prop_map(Amf0Value::Number),
+            any::<f64>().prop_filter("NaN never compares equal", |n| !n.is_nan()).prop_map(Amf0Value::Number),
             any::<bool>().prop_map(Amf0Value::Boolean),
             ".{0,20}".prop_map(Amf0Value::String),
             Just(Amf0Value::Null),

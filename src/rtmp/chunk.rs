@@ -154,10 +154,8 @@ impl ChunkDecoder {
                 self.current = Some(current);
                 return Ok(None);
             }
-            self.current = (current.remaining > n).then_some(CurrentChunk {
-                remaining: current.remaining - n,
-                ..current
-            });
+            self.current =
+                (current.remaining > n).then_some(CurrentChunk { remaining: current.remaining - n, ..current });
 
             let Some(stream) = self.streams.get_mut(&current.csid) else {
                 self.input.advance(n);
@@ -203,28 +201,16 @@ impl ChunkDecoder {
         let csid = parsed.csid;
 
         if parsed.fmt <= 1 && parsed.length as usize > self.limits.max_message_size {
-            return Err(RtmpError::MessageTooLarge {
-                size: parsed.length,
-                limit: self.limits.max_message_size,
-            });
+            return Err(RtmpError::MessageTooLarge { size: parsed.length, limit: self.limits.max_message_size });
         }
 
         let stream = match parsed.fmt {
             0 => self.streams.entry(csid).or_insert(InboundStream {
-                header: InboundHeader {
-                    timestamp: 0,
-                    delta: 0,
-                    length: 0,
-                    type_id: 0,
-                    stream_id: 0,
-                },
+                header: InboundHeader { timestamp: 0, delta: 0, length: 0, type_id: 0, stream_id: 0 },
                 extended: false,
                 partial: None,
             }),
-            fmt => self
-                .streams
-                .get_mut(&csid)
-                .ok_or(RtmpError::MissingPreviousHeader { csid, fmt })?,
+            fmt => self.streams.get_mut(&csid).ok_or(RtmpError::MissingPreviousHeader { csid, fmt })?,
         };
 
         if let Some(partial) = &stream.partial {
@@ -233,10 +219,7 @@ impl ChunkDecoder {
             }
             // Continuation of the message being assembled.
             let left = stream.header.length as usize - partial.len();
-            return Ok(Some(CurrentChunk {
-                csid,
-                remaining: left.min(self.chunk_size as usize),
-            }));
+            return Ok(Some(CurrentChunk { csid, remaining: left.min(self.chunk_size as usize) }));
         }
 
         let ts = parsed.timestamp_field;
@@ -268,16 +251,11 @@ impl ChunkDecoder {
         }
 
         if self.partial_count >= self.limits.max_chunk_streams {
-            return Err(RtmpError::TooManyChunkStreams {
-                limit: self.limits.max_chunk_streams,
-            });
+            return Err(RtmpError::TooManyChunkStreams { limit: self.limits.max_chunk_streams });
         }
         self.partial_count += 1;
         stream.partial = Some(BytesMut::new());
-        Ok(Some(CurrentChunk {
-            csid,
-            remaining: (stream.header.length as usize).min(self.chunk_size as usize),
-        }))
+        Ok(Some(CurrentChunk { csid, remaining: (stream.header.length as usize).min(self.chunk_size as usize) }))
     }
 
     /// Reads a chunk header without consuming it; `None` if incomplete.
@@ -316,41 +294,20 @@ impl ChunkDecoder {
         let Some(ext) = buf.get(basic_len + message_len..header_len) else {
             return Ok(None);
         };
-        let timestamp_field = if extended {
-            u32::from_be_bytes([ext[0], ext[1], ext[2], ext[3]])
-        } else {
-            timestamp_field
-        };
+        let timestamp_field =
+            if extended { u32::from_be_bytes([ext[0], ext[1], ext[2], ext[3]]) } else { timestamp_field };
         let (length, type_id, stream_id) = match fmt {
-            0 => (
-                be24(&h[3..]),
-                h[6],
-                u32::from_le_bytes([h[7], h[8], h[9], h[10]]),
-            ),
+            0 => (be24(&h[3..]), h[6], u32::from_le_bytes([h[7], h[8], h[9], h[10]])),
             1 => (be24(&h[3..]), h[6], 0),
             _ => (0, 0, 0),
         };
-        Ok(Some(ParsedHeader {
-            fmt,
-            csid,
-            header_len,
-            timestamp_field,
-            extended,
-            length,
-            type_id,
-            stream_id,
-        }))
+        Ok(Some(ParsedHeader { fmt, csid, header_len, timestamp_field, extended, length, type_id, stream_id }))
     }
 
     /// Bytes currently held: unparsed input plus partial messages.
     #[cfg(test)]
     pub(crate) fn buffered_len(&self) -> usize {
-        self.input.len()
-            + self
-                .streams
-                .values()
-                .filter_map(|s| s.partial.as_ref().map(BytesMut::len))
-                .sum::<usize>()
+        self.input.len() + self.streams.values().filter_map(|s| s.partial.as_ref().map(BytesMut::len)).sum::<usize>()
     }
 }
 
@@ -398,10 +355,7 @@ struct HeaderBytes {
 
 impl HeaderBytes {
     fn basic(fmt: u8, csid: u32) -> Self {
-        let mut h = Self {
-            buf: [0; MAX_HEADER_LEN],
-            len: 0,
-        };
+        let mut h = Self { buf: [0; MAX_HEADER_LEN], len: 0 };
         let fmt = fmt << 6;
         match csid {
             0..64 => h.push(&[fmt | csid as u8]),
@@ -442,11 +396,7 @@ impl OutgoingChunks {
     /// Writes the next chunk of at most `chunk_size` payload bytes; returns
     /// true once the whole message has been written.
     pub(crate) fn write_chunk(&mut self, chunk_size: u32, out: &mut impl ChunkSink) -> bool {
-        let header = if self.started {
-            &self.continuation
-        } else {
-            &self.first
-        };
+        let header = if self.started { &self.continuation } else { &self.first };
         self.started = true;
         out.put_header(header.as_slice());
         let end = (self.offset + chunk_size.max(1) as usize).min(self.payload.len());
@@ -475,10 +425,7 @@ impl Default for ChunkEncoder {
 impl ChunkEncoder {
     /// An encoder using the default 128-byte chunk size.
     pub fn new() -> Self {
-        Self {
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
-        }
+        Self { chunk_size: DEFAULT_CHUNK_SIZE, streams: HashMap::new() }
     }
 
     /// The chunk size in use.
@@ -501,12 +448,7 @@ impl ChunkEncoder {
     }
 
     /// Serialises `msg` as chunks on `csid` into `out`.
-    pub fn encode(
-        &mut self,
-        csid: u32,
-        msg: &RtmpMessage,
-        out: &mut impl ChunkSink,
-    ) -> Result<(), RtmpError> {
+    pub fn encode(&mut self, csid: u32, msg: &RtmpMessage, out: &mut impl ChunkSink) -> Result<(), RtmpError> {
         let mut chunks = self.start(csid, msg)?;
         while !chunks.write_chunk(self.chunk_size, out) {}
         Ok(())
@@ -515,11 +457,7 @@ impl ChunkEncoder {
     /// Chooses the header for `msg` and records it as the csid's previous
     /// header; the caller then writes the chunks, possibly interleaved with
     /// other csids.
-    pub(crate) fn start(
-        &mut self,
-        csid: u32,
-        msg: &RtmpMessage,
-    ) -> Result<OutgoingChunks, RtmpError> {
+    pub(crate) fn start(&mut self, csid: u32, msg: &RtmpMessage) -> Result<OutgoingChunks, RtmpError> {
         if !(MIN_CSID..=MAX_CSID).contains(&csid) {
             return Err(RtmpError::InvalidState("chunk stream id outside 2..=65599"));
         }
@@ -579,13 +517,7 @@ impl ChunkEncoder {
                 stream_id: msg.stream_id,
             },
         );
-        Ok(OutgoingChunks {
-            first,
-            continuation,
-            payload: msg.payload.clone(),
-            offset: 0,
-            started: false,
-        })
+        Ok(OutgoingChunks { first, continuation, payload: msg.payload.clone(), offset: 0, started: false })
     }
 }
 
@@ -620,21 +552,13 @@ impl EncodedMessage {
 /// (clamped to the valid range), independent of any session state. The
 /// server uses this to encode a media message once and fan the same bytes
 /// out to every player.
-pub fn encode_standalone(
-    csid: u32,
-    msg: &RtmpMessage,
-    chunk_size: u32,
-) -> Result<EncodedMessage, RtmpError> {
+pub fn encode_standalone(csid: u32, msg: &RtmpMessage, chunk_size: u32) -> Result<EncodedMessage, RtmpError> {
     let mut encoder = ChunkEncoder::new();
     encoder.set_chunk_size(chunk_size);
     let chunks = msg.payload.len() / encoder.chunk_size as usize + 1;
     let mut out = BytesMut::with_capacity(msg.payload.len() + chunks * 8 + MAX_HEADER_LEN);
     encoder.encode(csid, msg, &mut out)?;
-    Ok(EncodedMessage {
-        csid,
-        chunk_size: encoder.chunk_size,
-        bytes: out.freeze(),
-    })
+    Ok(EncodedMessage { csid, chunk_size: encoder.chunk_size, bytes: out.freeze() })
 }
 
 #[cfg(test)]
@@ -652,9 +576,7 @@ mod tests {
             type_id,
             stream_id,
             timestamp,
-            payload: (0..len)
-                .map(|i| (i * 7 + timestamp as usize) as u8)
-                .collect(),
+            payload: (0..len).map(|i| (i * 7 + timestamp as usize) as u8).collect(),
         }
     }
 
@@ -701,11 +623,7 @@ mod tests {
         }
         let mut encoder = ChunkEncoder::new();
         for csid in [0, 1, 65_600] {
-            assert!(
-                encoder
-                    .encode(csid, &msg(8, 0, 0, 1), &mut BytesMut::new())
-                    .is_err()
-            );
+            assert!(encoder.encode(csid, &msg(8, 0, 0, 1), &mut BytesMut::new()).is_err());
         }
     }
 
@@ -739,11 +657,7 @@ mod tests {
 
     #[test]
     fn timestamps_wrap() {
-        let messages = [
-            msg(8, 1, u32::MAX - 10, 5),
-            msg(8, 1, 20, 5),
-            msg(8, 1, 51, 5),
-        ];
+        let messages = [msg(8, 1, u32::MAX - 10, 5), msg(8, 1, 20, 5), msg(8, 1, 51, 5)];
         let mut encoder = ChunkEncoder::new();
         let mut wire = BytesMut::new();
         for m in &messages {
@@ -757,40 +671,22 @@ mod tests {
 
     #[test]
     fn oversized_messages_are_rejected_before_buffering() {
-        let mut decoder = ChunkDecoder::new(SessionLimits {
-            max_message_size: 1000,
-            ..limits()
-        });
+        let mut decoder = ChunkDecoder::new(SessionLimits { max_message_size: 1000, ..limits() });
         // fmt 0, csid 3, length 1001.
         decoder.push(&[0x03, 0, 0, 0, 0, 0x03, 0xe9, 9, 1, 0, 0, 0]);
         let err = decoder.next_message().unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "chunk stream message of 1001 bytes exceeds the 1000-byte limit"
-        );
+        assert_eq!(err.to_string(), "chunk stream message of 1001 bytes exceeds the 1000-byte limit");
         // A fmt-1 header raising the length is checked too.
-        let mut decoder = ChunkDecoder::new(SessionLimits {
-            max_message_size: 1000,
-            ..limits()
-        });
+        let mut decoder = ChunkDecoder::new(SessionLimits { max_message_size: 1000, ..limits() });
         decoder.push(&[0x03, 0, 0, 0, 0, 0, 1, 9, 1, 0, 0, 0, 0x55]);
         assert!(decoder.next_message().unwrap().is_some());
         decoder.push(&[0x43, 0, 0, 0, 0xff, 0xff, 0xff, 9]);
-        assert!(matches!(
-            decoder.next_message(),
-            Err(RtmpError::MessageTooLarge {
-                size: 0xff_ffff,
-                ..
-            })
-        ));
+        assert!(matches!(decoder.next_message(), Err(RtmpError::MessageTooLarge { size: 0xff_ffff, .. })));
     }
 
     #[test]
     fn too_many_partial_chunk_streams_are_rejected() {
-        let mut decoder = ChunkDecoder::new(SessionLimits {
-            max_chunk_streams: 4,
-            ..limits()
-        });
+        let mut decoder = ChunkDecoder::new(SessionLimits { max_chunk_streams: 4, ..limits() });
         // Start a 500-byte message on csids 3..=6 with one 128-byte chunk each.
         for csid in 3..=6u8 {
             decoder.push(&[csid, 0, 0, 0, 0, 0x01, 0xf4, 9, 1, 0, 0, 0]);
@@ -798,18 +694,12 @@ mod tests {
             assert!(decoder.next_message().unwrap().is_none());
         }
         decoder.push(&[7, 0, 0, 0, 0, 0x01, 0xf4, 9, 1, 0, 0, 0]);
-        assert!(matches!(
-            decoder.next_message(),
-            Err(RtmpError::TooManyChunkStreams { limit: 4 })
-        ));
+        assert!(matches!(decoder.next_message(), Err(RtmpError::TooManyChunkStreams { limit: 4 })));
     }
 
     #[test]
     fn abort_frees_a_partial_message() {
-        let mut decoder = ChunkDecoder::new(SessionLimits {
-            max_chunk_streams: 1,
-            ..limits()
-        });
+        let mut decoder = ChunkDecoder::new(SessionLimits { max_chunk_streams: 1, ..limits() });
         decoder.push(&[3, 0, 0, 0, 0, 0x01, 0xf4, 9, 1, 0, 0, 0]);
         decoder.push(&[0; 100]);
         assert!(decoder.next_message().unwrap().is_none());
@@ -826,24 +716,15 @@ mod tests {
     fn protocol_violations_are_errors() {
         let mut decoder = ChunkDecoder::new(limits());
         decoder.push(&[0x43, 0, 0, 0]);
-        assert!(matches!(
-            decoder.next_message(),
-            Err(RtmpError::MissingPreviousHeader { csid: 3, fmt: 1 })
-        ));
+        assert!(matches!(decoder.next_message(), Err(RtmpError::MissingPreviousHeader { csid: 3, fmt: 1 })));
 
         let mut decoder = ChunkDecoder::new(limits());
         decoder.push(&[3, 0, 0, 0, 0, 1, 0, 9, 1, 0, 0, 0]);
         decoder.push(&[0; 128]);
         decoder.push(&[0x83, 0, 0, 0]);
-        assert!(matches!(
-            decoder.next_message(),
-            Err(RtmpError::InterruptedMessage { csid: 3 })
-        ));
+        assert!(matches!(decoder.next_message(), Err(RtmpError::InterruptedMessage { csid: 3 })));
 
-        let mut decoder = ChunkDecoder::new(SessionLimits {
-            max_input_chunk_size: 65_536,
-            ..limits()
-        });
+        let mut decoder = ChunkDecoder::new(SessionLimits { max_input_chunk_size: 65_536, ..limits() });
         assert!(decoder.set_chunk_size(0).is_err());
         assert!(decoder.set_chunk_size(65_537).is_err());
         assert!(decoder.set_chunk_size(65_536).is_ok());
@@ -900,13 +781,7 @@ mod tests {
             ts_step(),
             prop_oneof![4 => 0usize..600, 1 => 0usize..40_000],
         )
-            .prop_map(|(track, type_id, stream_id, ts, len)| Spec {
-                track,
-                type_id,
-                stream_id,
-                ts,
-                len,
-            })
+            .prop_map(|(track, type_id, stream_id, ts, len)| Spec { track, type_id, stream_id, ts, len })
     }
 
     proptest! {

@@ -207,21 +207,13 @@ impl ClientSession {
 
     /// Sends audio or video; only after [`ClientEvent::PublishStarted`]. The
     /// payload is queued without copying.
-    pub fn send_media(
-        &mut self,
-        kind: MediaKind,
-        timestamp: u32,
-        payload: Bytes,
-    ) -> Result<(), RtmpError> {
+    pub fn send_media(&mut self, kind: MediaKind, timestamp: u32, payload: Bytes) -> Result<(), RtmpError> {
         let stream_id = self.publishing_stream()?;
         let csid = match kind {
             MediaKind::Audio => AUDIO_CSID,
             MediaKind::Video => VIDEO_CSID,
         };
-        self.conn.send(
-            csid,
-            &RtmpMessage::media(kind, stream_id, timestamp, payload),
-        )
+        self.conn.send(csid, &RtmpMessage::media(kind, stream_id, timestamp, payload))
     }
 
     /// Sends metadata given as `"onMetaData", <object>` (an FLV script tag
@@ -232,8 +224,7 @@ impl ClientSession {
         let mut body = BytesMut::with_capacity(payload.len() + 16);
         amf0::encode(&"@setDataFrame".into(), &mut body);
         body.extend_from_slice(&payload);
-        self.conn
-            .send(DATA_CSID, &RtmpMessage::data(stream_id, 0, body.freeze()))
+        self.conn.send(DATA_CSID, &RtmpMessage::data(stream_id, 0, body.freeze()))
     }
 
     /// Ends the publish cleanly with `FCUnpublish` + `deleteStream`, like OBS.
@@ -254,10 +245,7 @@ impl ClientSession {
     /// Ends playback with `deleteStream`.
     pub fn stop_playing(&mut self) -> Result<(), RtmpError> {
         match (self.state, &self.config.mode) {
-            (
-                State::Starting { stream_id } | State::Active { stream_id },
-                ClientMode::Play { .. },
-            ) => {
+            (State::Starting { stream_id } | State::Active { stream_id }, ClientMode::Play { .. }) => {
                 self.delete_stream(stream_id);
                 Ok(())
             }
@@ -266,12 +254,7 @@ impl ClientSession {
     }
 
     fn delete_stream(&mut self, stream_id: u32) {
-        let delete = Command::new(
-            "deleteStream",
-            self.next_tx(),
-            Amf0Value::Null,
-            vec![f64::from(stream_id).into()],
-        );
+        let delete = Command::new("deleteStream", self.next_tx(), Amf0Value::Null, vec![f64::from(stream_id).into()]);
         self.conn.send_command(0, &delete);
         self.state = State::Stopped;
     }
@@ -313,27 +296,18 @@ impl ClientSession {
         self.state = State::Connecting;
     }
 
-    fn handle_message(
-        &mut self,
-        received: Received,
-        events: &mut Vec<ClientEvent>,
-    ) -> Result<(), RtmpError> {
+    fn handle_message(&mut self, received: Received, events: &mut Vec<ClientEvent>) -> Result<(), RtmpError> {
         let playing = matches!(
             (self.state, &self.config.mode),
             (State::Active { stream_id }, ClientMode::Play { .. }) if stream_id == received.stream_id
         );
         match received.message {
             Message::Command(command) => return self.handle_command(command, events),
-            Message::Media(kind, payload) if playing => events.push(ClientEvent::Media {
-                kind,
-                timestamp: received.timestamp,
-                payload,
-            }),
+            Message::Media(kind, payload) if playing => {
+                events.push(ClientEvent::Media { kind, timestamp: received.timestamp, payload })
+            }
             Message::Data(data) if playing => match extract_metadata(&data) {
-                Ok(Some(payload)) => events.push(ClientEvent::Metadata {
-                    timestamp: received.timestamp,
-                    payload,
-                }),
+                Ok(Some(payload)) => events.push(ClientEvent::Metadata { timestamp: received.timestamp, payload }),
                 Ok(None) => trace!("ignoring data message that is not metadata"),
                 Err(err) => warn!(%err, "ignoring malformed metadata"),
             },
@@ -346,11 +320,7 @@ impl ClientSession {
         Ok(())
     }
 
-    fn handle_command(
-        &mut self,
-        command: Command,
-        events: &mut Vec<ClientEvent>,
-    ) -> Result<(), RtmpError> {
+    fn handle_command(&mut self, command: Command, events: &mut Vec<ClientEvent>) -> Result<(), RtmpError> {
         let tx = command.transaction_id;
         match (command.name.as_str(), self.state) {
             ("_result", State::Connecting) if tx == CONNECT_TX => {
@@ -358,9 +328,8 @@ impl ClientSession {
                 self.after_connect();
             }
             ("_result", State::CreatingStream) if tx == self.create_stream_tx => {
-                let stream_id = as_stream_id(command.info()).ok_or(RtmpError::Protocol(
-                    "createStream result without a stream id",
-                ))?;
+                let stream_id = as_stream_id(command.info())
+                    .ok_or(RtmpError::Protocol("createStream result without a stream id"))?;
                 self.start_stream(stream_id);
             }
             ("_error", State::Connecting) if tx == CONNECT_TX => self.reject(&command, events),
@@ -379,18 +348,12 @@ impl ClientSession {
             // some ingests (Twitch, older Wowza) expect them.
             let key: Amf0Value = stream_key.as_str().into();
             for name in ["releaseStream", "FCPublish"] {
-                let command =
-                    Command::new(name, self.next_tx(), Amf0Value::Null, vec![key.clone()]);
+                let command = Command::new(name, self.next_tx(), Amf0Value::Null, vec![key.clone()]);
                 self.conn.send_command(0, &command);
             }
         }
         self.create_stream_tx = self.next_tx();
-        let create = Command::new(
-            "createStream",
-            self.create_stream_tx,
-            Amf0Value::Null,
-            vec![],
-        );
+        let create = Command::new("createStream", self.create_stream_tx, Amf0Value::Null, vec![]);
         self.conn.send_command(0, &create);
         self.state = State::CreatingStream;
     }
@@ -398,27 +361,20 @@ impl ClientSession {
     fn start_stream(&mut self, stream_id: u32) {
         let tx = self.next_tx();
         let command = match &self.config.mode {
-            ClientMode::Publish { stream_key } => Command::new(
-                "publish",
-                tx,
-                Amf0Value::Null,
-                vec![stream_key.as_str().into(), "live".into()],
-            ),
+            ClientMode::Publish { stream_key } => {
+                Command::new("publish", tx, Amf0Value::Null, vec![stream_key.as_str().into(), "live".into()])
+            }
             // -1000: live streams only, as ffmpeg's `-rtmp_live live`.
-            ClientMode::Play { stream_name } => Command::new(
-                "play",
-                tx,
-                Amf0Value::Null,
-                vec![stream_name.as_str().into(), (-1000.0).into()],
-            ),
+            ClientMode::Play { stream_name } => {
+                Command::new("play", tx, Amf0Value::Null, vec![stream_name.as_str().into(), (-1000.0).into()])
+            }
         };
         self.conn.send_command(stream_id, &command);
         if let ClientMode::Play { .. } = self.config.mode {
-            self.conn
-                .send_control(RtmpMessage::user_control(UserControl::SetBufferLength {
-                    stream_id,
-                    buffer_ms: PLAY_BUFFER_MS,
-                }));
+            self.conn.send_control(RtmpMessage::user_control(UserControl::SetBufferLength {
+                stream_id,
+                buffer_ms: PLAY_BUFFER_MS,
+            }));
         }
         self.state = State::Starting { stream_id };
     }
@@ -445,11 +401,7 @@ impl ClientSession {
                 self.state = State::Rejected;
                 events.push(ClientEvent::Rejected { code, description });
             }
-            _ => events.push(ClientEvent::Status {
-                level,
-                code,
-                description,
-            }),
+            _ => events.push(ClientEvent::Status { level, code, description }),
         }
     }
 }
@@ -458,12 +410,7 @@ impl ClientSession {
 /// fields are empty.
 fn status_fields(command: &Command) -> (String, String, String) {
     let field = |name| {
-        command
-            .info()
-            .and_then(|info| info.get(name))
-            .and_then(Amf0Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
+        command.info().and_then(|info| info.get(name)).and_then(Amf0Value::as_str).unwrap_or_default().to_owned()
     };
     (field("level"), field("code"), field("description"))
 }

@@ -44,32 +44,20 @@ pub struct RtmpClient<S> {
 
 impl RtmpClient<TcpStream> {
     /// Connects over TCP and publishes `stream_key` on `app`.
-    pub async fn publish(
-        addr: impl ToSocketAddrs,
-        app: &str,
-        stream_key: &str,
-    ) -> Result<Self, ClientError> {
+    pub async fn publish(addr: impl ToSocketAddrs, app: &str, stream_key: &str) -> Result<Self, ClientError> {
         let socket = TcpStream::connect(addr).await?;
         let _ = socket.set_nodelay(true);
         let tc_url = format!("rtmp://{}/{app}", socket.peer_addr()?);
-        let mode = ClientMode::Publish {
-            stream_key: stream_key.to_owned(),
-        };
+        let mode = ClientMode::Publish { stream_key: stream_key.to_owned() };
         Self::start(socket, ClientConfig::new(app, tc_url, mode)).await
     }
 
     /// Connects over TCP and plays `stream_name` on `app`.
-    pub async fn play(
-        addr: impl ToSocketAddrs,
-        app: &str,
-        stream_name: &str,
-    ) -> Result<Self, ClientError> {
+    pub async fn play(addr: impl ToSocketAddrs, app: &str, stream_name: &str) -> Result<Self, ClientError> {
         let socket = TcpStream::connect(addr).await?;
         let _ = socket.set_nodelay(true);
         let tc_url = format!("rtmp://{}/{app}", socket.peer_addr()?);
-        let mode = ClientMode::Play {
-            stream_name: stream_name.to_owned(),
-        };
+        let mode = ClientMode::Play { stream_name: stream_name.to_owned() };
         Self::start(socket, ClientConfig::new(app, tc_url, mode)).await
     }
 }
@@ -109,14 +97,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtmpClient<S> {
     /// Sends one FLV tag (audio, video or `onMetaData`) on the published stream.
     pub async fn send(&mut self, tag: &FlvTag) -> Result<(), ClientError> {
         match tag.kind {
-            TagKind::Audio => {
-                self.session
-                    .send_media(MediaKind::Audio, tag.timestamp, tag.payload.clone())?
-            }
-            TagKind::Video => {
-                self.session
-                    .send_media(MediaKind::Video, tag.timestamp, tag.payload.clone())?
-            }
+            TagKind::Audio => self.session.send_media(MediaKind::Audio, tag.timestamp, tag.payload.clone())?,
+            TagKind::Video => self.session.send_media(MediaKind::Video, tag.timestamp, tag.payload.clone())?,
             TagKind::Script => self.session.send_metadata(tag.payload.clone())?,
         }
         self.flush().await

@@ -85,11 +85,7 @@ impl Connection {
                     trace!(?message, "ignoring flow control message");
                 }
                 message => {
-                    return Ok(Some(Received {
-                        stream_id: msg.stream_id,
-                        timestamp: msg.timestamp,
-                        message,
-                    }));
+                    return Ok(Some(Received { stream_id: msg.stream_id, timestamp: msg.timestamp, message }));
                 }
             }
         }
@@ -130,9 +126,7 @@ impl Connection {
     /// Queues bytes from [`super::chunk::encode_standalone`].
     pub(crate) fn send_encoded(&mut self, encoded: &EncodedMessage) -> Result<(), RtmpError> {
         if encoded.chunk_size() != self.encoder.chunk_size() {
-            return Err(RtmpError::InvalidState(
-                "encoded message uses a different chunk size than the session",
-            ));
+            return Err(RtmpError::InvalidState("encoded message uses a different chunk size than the session"));
         }
         // The standalone bytes start with a full header; the next message we
         // encode on that csid must not be compressed against stale state.

@@ -65,11 +65,7 @@ impl Default for ServerHandshake {
 impl ServerHandshake {
     /// A server handshake waiting for C0+C1.
     pub fn new() -> Self {
-        Self {
-            state: ServerState::AwaitC0C1,
-            buf: BytesMut::with_capacity(1 + PACKET_SIZE),
-            output: None,
-        }
+        Self { state: ServerState::AwaitC0C1, buf: BytesMut::with_capacity(1 + PACKET_SIZE), output: None }
     }
 
     /// Consumes handshake bytes from the client.
@@ -98,9 +94,7 @@ impl ServerHandshake {
                     self.state = ServerState::Done;
                 }
                 ServerState::Done => {
-                    return Ok(HandshakeStatus::Done {
-                        leftover: Bytes::copy_from_slice(input),
-                    });
+                    return Ok(HandshakeStatus::Done { leftover: Bytes::copy_from_slice(input) });
                 }
             }
         }
@@ -132,11 +126,7 @@ impl ClientHandshake {
         let mut out = BytesMut::with_capacity(1 + PACKET_SIZE);
         out.put_u8(RTMP_VERSION);
         put_random_packet(&mut out);
-        Self {
-            done: false,
-            buf: BytesMut::with_capacity(1 + 2 * PACKET_SIZE),
-            output: Some(out.freeze()),
-        }
+        Self { done: false, buf: BytesMut::with_capacity(1 + 2 * PACKET_SIZE), output: Some(out.freeze()) }
     }
 
     /// Consumes handshake bytes from the server.
@@ -153,9 +143,7 @@ impl ClientHandshake {
             self.buf = BytesMut::new();
             self.done = true;
         }
-        Ok(HandshakeStatus::Done {
-            leftover: Bytes::copy_from_slice(input),
-        })
+        Ok(HandshakeStatus::Done { leftover: Bytes::copy_from_slice(input) })
     }
 
     /// Bytes to send to the server, if any.
@@ -202,10 +190,7 @@ mod tests {
 
         let c0c1 = client.take_output().unwrap();
         assert_eq!(c0c1.len(), 1 + PACKET_SIZE);
-        assert_eq!(
-            server.handle_input(&c0c1).unwrap(),
-            HandshakeStatus::InProgress
-        );
+        assert_eq!(server.handle_input(&c0c1).unwrap(), HandshakeStatus::InProgress);
 
         let s0s1s2 = server.take_output().unwrap();
         assert_eq!(s0s1s2.len(), 1 + 2 * PACKET_SIZE);
@@ -214,18 +199,10 @@ mod tests {
 
         // Feed the client one byte at a time, then a connect command right behind.
         for byte in &s0s1s2[..s0s1s2.len() - 1] {
-            assert_eq!(
-                client.handle_input(&[*byte]).unwrap(),
-                HandshakeStatus::InProgress
-            );
+            assert_eq!(client.handle_input(&[*byte]).unwrap(), HandshakeStatus::InProgress);
         }
         let status = client.handle_input(&s0s1s2[s0s1s2.len() - 1..]).unwrap();
-        assert_eq!(
-            status,
-            HandshakeStatus::Done {
-                leftover: Bytes::new()
-            }
-        );
+        assert_eq!(status, HandshakeStatus::Done { leftover: Bytes::new() });
         let c2 = client.take_output().unwrap();
         assert_eq!(&c2[..], &s0s1s2[1..1 + PACKET_SIZE], "C2 echoes S1");
 
@@ -233,9 +210,7 @@ mod tests {
         tail.extend_from_slice(b"chunk data");
         assert_eq!(
             server.handle_input(&tail).unwrap(),
-            HandshakeStatus::Done {
-                leftover: Bytes::from_static(b"chunk data")
-            }
+            HandshakeStatus::Done { leftover: Bytes::from_static(b"chunk data") }
         );
     }
 
@@ -244,20 +219,14 @@ mod tests {
         let mut server = ServerHandshake::new();
         let mut c0c1 = vec![RTMP_VERSION, 0, 0, 0, 0, 9, 0, 124, 2];
         c0c1.resize(1 + PACKET_SIZE, 7);
-        assert_eq!(
-            server.handle_input(&c0c1).unwrap(),
-            HandshakeStatus::InProgress
-        );
+        assert_eq!(server.handle_input(&c0c1).unwrap(), HandshakeStatus::InProgress);
         assert!(server.take_output().is_some());
     }
 
     #[test]
     fn wrong_versions_fail_on_the_first_byte() {
         let mut server = ServerHandshake::new();
-        assert!(matches!(
-            server.handle_input(&[6]),
-            Err(RtmpError::UnsupportedVersion(6))
-        ));
+        assert!(matches!(server.handle_input(&[6]), Err(RtmpError::UnsupportedVersion(6))));
         let mut client = ClientHandshake::new();
         let err = client.handle_input(&[0x16, 3, 1]).unwrap_err();
         assert_eq!(err.to_string(), "handshake: unsupported version 0x16");

@@ -129,10 +129,10 @@ impl Message {
             type_id::WINDOW_ACK_SIZE => Self::WindowAckSize(be_u32(p, "Window Ack Size")?),
             type_id::SET_PEER_BANDWIDTH => Self::SetPeerBandwidth {
                 window: be_u32(p, "Set Peer Bandwidth")?,
-                limit_type: p.get(4).copied().ok_or(RtmpError::MalformedMessage {
-                    kind: "Set Peer Bandwidth",
-                    reason: "missing limit type",
-                })?,
+                limit_type: p
+                    .get(4)
+                    .copied()
+                    .ok_or(RtmpError::MalformedMessage { kind: "Set Peer Bandwidth", reason: "missing limit type" })?,
             },
             type_id::AUDIO => Self::Media(MediaKind::Audio, p.clone()),
             type_id::VIDEO => Self::Media(MediaKind::Video, p.clone()),
@@ -155,10 +155,7 @@ fn strip_amf3_envelope(payload: &[u8]) -> &[u8] {
 }
 
 fn be_u32(p: &[u8], kind: &'static str) -> Result<u32, RtmpError> {
-    be_u32_at(p, 0).ok_or(RtmpError::MalformedMessage {
-        kind,
-        reason: "shorter than 4 bytes",
-    })
+    be_u32_at(p, 0).ok_or(RtmpError::MalformedMessage { kind, reason: "shorter than 4 bytes" })
 }
 
 fn be_u32_at(p: &[u8], at: usize) -> Option<u32> {
@@ -167,10 +164,7 @@ fn be_u32_at(p: &[u8], at: usize) -> Option<u32> {
 }
 
 fn decode_user_control(p: &[u8]) -> Result<UserControl, RtmpError> {
-    let malformed = |reason| RtmpError::MalformedMessage {
-        kind: "User Control",
-        reason,
-    };
+    let malformed = |reason| RtmpError::MalformedMessage { kind: "User Control", reason };
     let event = match p.get(..2) {
         Some(&[hi, lo]) => u16::from_be_bytes([hi, lo]),
         _ => return Err(malformed("missing event type")),
@@ -192,10 +186,7 @@ fn decode_user_control(p: &[u8]) -> Result<UserControl, RtmpError> {
 }
 
 fn decode_command(p: &[u8]) -> Result<Command, RtmpError> {
-    let amf_error = |source| RtmpError::Amf0 {
-        context: "command message",
-        source,
-    };
+    let amf_error = |source| RtmpError::Amf0 { context: "command message", source };
     let mut values = amf0::decode_all(p).map_err(amf_error)?.into_iter();
     let name = match values.next() {
         Some(Amf0Value::String(name)) => name,
@@ -204,12 +195,7 @@ fn decode_command(p: &[u8]) -> Result<Command, RtmpError> {
     // Some clients omit the transaction id/object on notifications.
     let transaction_id = values.next().and_then(|v| v.as_f64()).unwrap_or(0.0);
     let object = values.next().unwrap_or(Amf0Value::Null);
-    Ok(Command {
-        name,
-        transaction_id,
-        object,
-        args: values.collect(),
-    })
+    Ok(Command { name, transaction_id, object, args: values.collect() })
 }
 
 /// If `data` (an AMF0 data message body) carries stream metadata, returns it
@@ -221,10 +207,7 @@ fn decode_command(p: &[u8]) -> Result<Command, RtmpError> {
 /// after `@setDataFrame` are sliced, not re-encoded, so the payload is exactly
 /// what the encoder wrote.
 pub fn extract_metadata(data: &Bytes) -> Result<Option<Bytes>, RtmpError> {
-    let amf_error = |source| RtmpError::Amf0 {
-        context: "data message",
-        source,
-    };
+    let amf_error = |source| RtmpError::Amf0 { context: "data message", source };
     let (first, used) = amf0::decode_one(data).map_err(amf_error)?;
     let body = match first.as_str() {
         Some("@setDataFrame") => data.slice(used..),
@@ -241,11 +224,7 @@ pub fn extract_metadata(data: &Bytes) -> Result<Option<Bytes>, RtmpError> {
 
 /// The `{level, code, description}` object of `onStatus`/`_result`/`_error`.
 pub fn status_info(level: &str, code: &str, description: &str) -> Amf0Value {
-    Amf0Value::object([
-        ("level", level.into()),
-        ("code", code.into()),
-        ("description", description.into()),
-    ])
+    Amf0Value::object([("level", level.into()), ("code", code.into()), ("description", description.into())])
 }
 
 /// Reads a message stream id sent as an AMF0 number; `None` unless it is a
@@ -267,12 +246,7 @@ pub fn encode_values(values: &[Amf0Value]) -> Bytes {
 impl Command {
     /// A command with the given parts.
     pub fn new(name: &str, transaction_id: f64, object: Amf0Value, args: Vec<Amf0Value>) -> Self {
-        Self {
-            name: name.to_owned(),
-            transaction_id,
-            object,
-            args,
-        }
+        Self { name: name.to_owned(), transaction_id, object, args }
     }
 
     /// The `info` object of `_result`/`_error`/`onStatus` replies: the first
@@ -296,12 +270,7 @@ impl Command {
 
 impl RtmpMessage {
     fn control(type_id: u8, payload: Bytes) -> Self {
-        Self {
-            type_id,
-            stream_id: 0,
-            timestamp: 0,
-            payload,
-        }
+        Self { type_id, stream_id: 0, timestamp: 0, payload }
     }
 
     fn control_u32(type_id: u8, value: u32) -> Self {
@@ -338,10 +307,7 @@ impl RtmpMessage {
             UserControl::StreamBegin(id) => (0, id),
             UserControl::StreamEof(id) => (1, id),
             UserControl::StreamDry(id) => (2, id),
-            UserControl::SetBufferLength {
-                stream_id,
-                buffer_ms,
-            } => {
+            UserControl::SetBufferLength { stream_id, buffer_ms } => {
                 payload.put_u16(3);
                 payload.put_u32(stream_id);
                 payload.put_u32(buffer_ms);
@@ -359,22 +325,12 @@ impl RtmpMessage {
 
     /// An AMF0 command on `stream_id`.
     pub fn command(stream_id: u32, command: &Command) -> Self {
-        Self {
-            type_id: type_id::COMMAND_AMF0,
-            stream_id,
-            timestamp: 0,
-            payload: command.encode(),
-        }
+        Self { type_id: type_id::COMMAND_AMF0, stream_id, timestamp: 0, payload: command.encode() }
     }
 
     /// An AMF0 data message on `stream_id`.
     pub fn data(stream_id: u32, timestamp: u32, payload: Bytes) -> Self {
-        Self {
-            type_id: type_id::DATA_AMF0,
-            stream_id,
-            timestamp,
-            payload,
-        }
+        Self { type_id: type_id::DATA_AMF0, stream_id, timestamp, payload }
     }
 
     /// An audio or video message on `stream_id`.
@@ -383,12 +339,7 @@ impl RtmpMessage {
             MediaKind::Audio => type_id::AUDIO,
             MediaKind::Video => type_id::VIDEO,
         };
-        Self {
-            type_id,
-            stream_id,
-            timestamp,
-            payload,
-        }
+        Self { type_id, stream_id, timestamp, payload }
     }
 }
 
@@ -402,41 +353,23 @@ mod tests {
 
     #[test]
     fn control_messages_round_trip() {
-        assert_eq!(
-            decode(RtmpMessage::set_chunk_size(4096)).unwrap(),
-            Message::SetChunkSize(4096)
-        );
-        assert_eq!(
-            decode(RtmpMessage::acknowledgement(7)).unwrap(),
-            Message::Acknowledgement(7)
-        );
-        assert_eq!(
-            decode(RtmpMessage::window_ack_size(5_000_000)).unwrap(),
-            Message::WindowAckSize(5_000_000)
-        );
+        assert_eq!(decode(RtmpMessage::set_chunk_size(4096)).unwrap(), Message::SetChunkSize(4096));
+        assert_eq!(decode(RtmpMessage::acknowledgement(7)).unwrap(), Message::Acknowledgement(7));
+        assert_eq!(decode(RtmpMessage::window_ack_size(5_000_000)).unwrap(), Message::WindowAckSize(5_000_000));
         assert_eq!(
             decode(RtmpMessage::set_peer_bandwidth(10, 2)).unwrap(),
-            Message::SetPeerBandwidth {
-                window: 10,
-                limit_type: 2
-            }
+            Message::SetPeerBandwidth { window: 10, limit_type: 2 }
         );
         for event in [
             UserControl::StreamBegin(1),
             UserControl::StreamEof(1),
             UserControl::StreamDry(2),
-            UserControl::SetBufferLength {
-                stream_id: 1,
-                buffer_ms: 3000,
-            },
+            UserControl::SetBufferLength { stream_id: 1, buffer_ms: 3000 },
             UserControl::StreamIsRecorded(3),
             UserControl::PingRequest(99),
             UserControl::PingResponse(99),
         ] {
-            assert_eq!(
-                decode(RtmpMessage::user_control(event)).unwrap(),
-                Message::UserControl(event)
-            );
+            assert_eq!(decode(RtmpMessage::user_control(event)).unwrap(), Message::UserControl(event));
         }
     }
 
@@ -454,31 +387,19 @@ mod tests {
             (type_id::USER_CONTROL, &[0, 6, 1][..]),
             (type_id::SET_PEER_BANDWIDTH, &[0, 0, 0, 1][..]),
         ] {
-            assert!(matches!(
-                decode(short(t, p)),
-                Err(RtmpError::MalformedMessage { .. })
-            ));
+            assert!(matches!(decode(short(t, p)), Err(RtmpError::MalformedMessage { .. })));
         }
     }
 
     #[test]
     fn commands_decode_in_amf0_and_amf3_envelopes() {
-        let cmd = Command::new(
-            "publish",
-            5.0,
-            Amf0Value::Null,
-            vec!["key".into(), "live".into()],
-        );
+        let cmd = Command::new("publish", 5.0, Amf0Value::Null, vec!["key".into(), "live".into()]);
         let msg = RtmpMessage::command(1, &cmd);
         assert_eq!(decode(msg.clone()).unwrap(), Message::Command(cmd.clone()));
 
         let mut amf3 = vec![0u8];
         amf3.extend_from_slice(&msg.payload);
-        let msg3 = RtmpMessage {
-            type_id: type_id::COMMAND_AMF3,
-            payload: amf3.into(),
-            ..msg
-        };
+        let msg3 = RtmpMessage { type_id: type_id::COMMAND_AMF3, payload: amf3.into(), ..msg };
         assert_eq!(decode(msg3).unwrap(), Message::Command(cmd));
     }
 
@@ -491,11 +412,7 @@ mod tests {
             payload: Bytes::from_static(&[2, 0, 9, b'x']),
         };
         let err = decode(msg).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("malformed AMF0 in command message"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("malformed AMF0 in command message"), "{err}");
     }
 
     #[test]

@@ -151,11 +151,7 @@ pub struct SessionLimits {
 
 impl Default for SessionLimits {
     fn default() -> Self {
-        Self {
-            max_message_size: 8 * 1024 * 1024,
-            max_chunk_streams: 64,
-            max_input_chunk_size: chunk::MAX_CHUNK_SIZE,
-        }
+        Self { max_message_size: 8 * 1024 * 1024, max_chunk_streams: 64, max_input_chunk_size: chunk::MAX_CHUNK_SIZE }
     }
 }
 

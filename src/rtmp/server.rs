@@ -26,9 +26,7 @@ use super::amf0::Amf0Value;
 use super::chunk::{EncodedMessage, encode_standalone};
 use super::connection::{Connection, OUTPUT_CHUNK_SIZE, Received, WINDOW_ACK_SIZE};
 use super::handshake::{HandshakeStatus, ServerHandshake};
-use super::message::{
-    Command, Message, RtmpMessage, UserControl, as_stream_id, extract_metadata, status_info,
-};
+use super::message::{Command, Message, RtmpMessage, UserControl, as_stream_id, extract_metadata, status_info};
 use super::{MediaKind, RtmpError, SessionLimits};
 
 /// Chunk streams for data sent to players, as nginx-rtmp uses them.
@@ -113,10 +111,7 @@ pub enum ServerEvent {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum ConnectState {
     AwaitingConnect,
-    Pending {
-        transaction_id: f64,
-        object_encoding: f64,
-    },
+    Pending { transaction_id: f64, object_encoding: f64 },
     Accepted,
     Rejected,
 }
@@ -191,35 +186,19 @@ impl ServerSession {
     /// Accepts the pending `connect`: sends Window Ack Size, Set Peer
     /// Bandwidth, Set Chunk Size 4096 and `NetConnection.Connect.Success`.
     pub fn accept_connect(&mut self) -> Result<(), RtmpError> {
-        let ConnectState::Pending {
-            transaction_id,
-            object_encoding,
-        } = self.connect
-        else {
+        let ConnectState::Pending { transaction_id, object_encoding } = self.connect else {
             return Err(RtmpError::InvalidState("no connect request is pending"));
         };
-        self.conn
-            .send_control(RtmpMessage::window_ack_size(WINDOW_ACK_SIZE));
+        self.conn.send_control(RtmpMessage::window_ack_size(WINDOW_ACK_SIZE));
         // Limit type 2 = dynamic.
-        self.conn
-            .send_control(RtmpMessage::set_peer_bandwidth(WINDOW_ACK_SIZE, 2));
+        self.conn.send_control(RtmpMessage::set_peer_bandwidth(WINDOW_ACK_SIZE, 2));
         self.conn.set_output_chunk_size(OUTPUT_CHUNK_SIZE);
-        let properties = Amf0Value::object([
-            ("fmsVer", "FMS/3,0,1,123".into()),
-            ("capabilities", 31.0.into()),
-        ]);
-        let mut info = status_info(
-            "status",
-            "NetConnection.Connect.Success",
-            "Connection succeeded.",
-        );
+        let properties = Amf0Value::object([("fmsVer", "FMS/3,0,1,123".into()), ("capabilities", 31.0.into())]);
+        let mut info = status_info("status", "NetConnection.Connect.Success", "Connection succeeded.");
         if let Amf0Value::Object(fields) = &mut info {
             fields.push(("objectEncoding".into(), object_encoding.into()));
         }
-        self.conn.send_command(
-            0,
-            &Command::new("_result", transaction_id, properties, vec![info]),
-        );
+        self.conn.send_command(0, &Command::new("_result", transaction_id, properties, vec![info]));
         self.connect = ConnectState::Accepted;
         Ok(())
     }
@@ -231,10 +210,7 @@ impl ServerSession {
             return Err(RtmpError::InvalidState("no connect request is pending"));
         };
         let info = status_info("error", "NetConnection.Connect.Rejected", description);
-        self.conn.send_command(
-            0,
-            &Command::new("_error", transaction_id, Amf0Value::Null, vec![info]),
-        );
+        self.conn.send_command(0, &Command::new("_error", transaction_id, Amf0Value::Null, vec![info]));
         self.connect = ConnectState::Rejected;
         Ok(())
     }
@@ -244,44 +220,25 @@ impl ServerSession {
         match self.streams.get_mut(&stream_id) {
             Some(state @ StreamState::PublishPending { .. }) => {
                 if let StreamState::PublishPending { key } = state {
-                    *state = StreamState::Publishing {
-                        key: std::mem::take(key),
-                    };
+                    *state = StreamState::Publishing { key: std::mem::take(key) };
                 }
             }
             _ => {
-                return Err(RtmpError::InvalidState(
-                    "no publish request is pending on this stream",
-                ));
+                return Err(RtmpError::InvalidState("no publish request is pending on this stream"));
             }
         }
-        self.conn
-            .send_control(RtmpMessage::user_control(UserControl::StreamBegin(
-                stream_id,
-            )));
-        self.send_status(
-            stream_id,
-            "status",
-            "NetStream.Publish.Start",
-            "Publishing started.",
-        );
+        self.conn.send_control(RtmpMessage::user_control(UserControl::StreamBegin(stream_id)));
+        self.send_status(stream_id, "status", "NetStream.Publish.Start", "Publishing started.");
         Ok(())
     }
 
     /// Rejects a pending publish with an error `onStatus`, e.g. code
     /// `NetStream.Publish.BadName` or `NetStream.Publish.Denied`.
-    pub fn reject_publish(
-        &mut self,
-        stream_id: u32,
-        code: &str,
-        description: &str,
-    ) -> Result<(), RtmpError> {
+    pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) -> Result<(), RtmpError> {
         match self.streams.get_mut(&stream_id) {
             Some(state @ StreamState::PublishPending { .. }) => *state = StreamState::Idle,
             _ => {
-                return Err(RtmpError::InvalidState(
-                    "no publish request is pending on this stream",
-                ));
+                return Err(RtmpError::InvalidState("no publish request is pending on this stream"));
             }
         }
         self.send_status(stream_id, "error", code, description);
@@ -294,31 +251,14 @@ impl ServerSession {
         match self.streams.get_mut(&stream_id) {
             Some(state @ StreamState::PlayPending) => *state = StreamState::Playing,
             _ => {
-                return Err(RtmpError::InvalidState(
-                    "no play request is pending on this stream",
-                ));
+                return Err(RtmpError::InvalidState("no play request is pending on this stream"));
             }
         }
-        self.conn
-            .send_control(RtmpMessage::user_control(UserControl::StreamBegin(
-                stream_id,
-            )));
-        self.send_status(
-            stream_id,
-            "status",
-            "NetStream.Play.Reset",
-            "Playing and resetting stream.",
-        );
-        self.send_status(
-            stream_id,
-            "status",
-            "NetStream.Play.Start",
-            "Started playing stream.",
-        );
-        let access =
-            super::message::encode_values(&["|RtmpSampleAccess".into(), true.into(), true.into()]);
-        self.conn
-            .send(DATA_CSID, &RtmpMessage::data(stream_id, 0, access))?;
+        self.conn.send_control(RtmpMessage::user_control(UserControl::StreamBegin(stream_id)));
+        self.send_status(stream_id, "status", "NetStream.Play.Reset", "Playing and resetting stream.");
+        self.send_status(stream_id, "status", "NetStream.Play.Start", "Started playing stream.");
+        let access = super::message::encode_values(&["|RtmpSampleAccess".into(), true.into(), true.into()]);
+        self.conn.send(DATA_CSID, &RtmpMessage::data(stream_id, 0, access))?;
         Ok(())
     }
 
@@ -327,17 +267,10 @@ impl ServerSession {
         match self.streams.get_mut(&stream_id) {
             Some(state @ StreamState::PlayPending) => *state = StreamState::Idle,
             _ => {
-                return Err(RtmpError::InvalidState(
-                    "no play request is pending on this stream",
-                ));
+                return Err(RtmpError::InvalidState("no play request is pending on this stream"));
             }
         }
-        self.send_status(
-            stream_id,
-            "error",
-            "NetStream.Play.StreamNotFound",
-            description,
-        );
+        self.send_status(stream_id, "error", "NetStream.Play.StreamNotFound", description);
         Ok(())
     }
 
@@ -357,15 +290,9 @@ impl ServerSession {
 
     /// Sends metadata (`"onMetaData", <object>`, as in
     /// [`ServerEvent::Metadata`]) to a player.
-    pub fn send_metadata(
-        &mut self,
-        stream_id: u32,
-        timestamp: u32,
-        payload: Bytes,
-    ) -> Result<(), RtmpError> {
+    pub fn send_metadata(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) -> Result<(), RtmpError> {
         self.require_playing(stream_id)?;
-        self.conn
-            .send(DATA_CSID, &RtmpMessage::data(stream_id, timestamp, payload))
+        self.conn.send(DATA_CSID, &RtmpMessage::data(stream_id, timestamp, payload))
     }
 
     /// Encodes a media message once for any number of players (see
@@ -398,59 +325,32 @@ impl ServerSession {
 
     fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
         let info = status_info(level, code, description);
-        self.conn.send_command(
-            stream_id,
-            &Command::new("onStatus", 0.0, Amf0Value::Null, vec![info]),
-        );
+        self.conn.send_command(stream_id, &Command::new("onStatus", 0.0, Amf0Value::Null, vec![info]));
     }
 
     /// Answers a command that expects a reply but needs nothing from us.
     fn reply_result(&mut self, transaction_id: f64, value: Amf0Value) {
         if transaction_id != 0.0 {
-            self.conn.send_command(
-                0,
-                &Command::new("_result", transaction_id, Amf0Value::Null, vec![value]),
-            );
+            self.conn.send_command(0, &Command::new("_result", transaction_id, Amf0Value::Null, vec![value]));
         }
     }
 
-    fn handle_message(
-        &mut self,
-        received: Received,
-        events: &mut Vec<ServerEvent>,
-    ) -> Result<(), RtmpError> {
-        let Received {
-            stream_id,
-            timestamp,
-            message,
-        } = received;
-        let publishing = matches!(
-            self.streams.get(&stream_id),
-            Some(StreamState::Publishing { .. })
-        );
+    fn handle_message(&mut self, received: Received, events: &mut Vec<ServerEvent>) -> Result<(), RtmpError> {
+        let Received { stream_id, timestamp, message } = received;
+        let publishing = matches!(self.streams.get(&stream_id), Some(StreamState::Publishing { .. }));
         match message {
             Message::Command(command) => return self.handle_command(stream_id, command, events),
-            Message::Media(kind, payload) if publishing => events.push(ServerEvent::Media {
-                stream_id,
-                kind,
-                timestamp,
-                payload,
-            }),
+            Message::Media(kind, payload) if publishing => {
+                events.push(ServerEvent::Media { stream_id, kind, timestamp, payload })
+            }
             Message::Data(data) if publishing => match extract_metadata(&data) {
-                Ok(Some(payload)) => events.push(ServerEvent::Metadata {
-                    stream_id,
-                    timestamp,
-                    payload,
-                }),
+                Ok(Some(payload)) => events.push(ServerEvent::Metadata { stream_id, timestamp, payload }),
                 Ok(None) => trace!("ignoring data message that is not metadata"),
                 // A bad metadata blob is not worth dropping a live set for.
                 Err(err) => warn!(%err, "ignoring malformed metadata"),
             },
             Message::Media(..) | Message::Data(_) => {
-                trace!(
-                    stream_id,
-                    "dropping media/data on a stream that is not publishing"
-                );
+                trace!(stream_id, "dropping media/data on a stream that is not publishing");
             }
             other => trace!(?other, "ignoring message"),
         }
@@ -508,26 +408,15 @@ impl ServerSession {
         Ok(())
     }
 
-    fn on_connect(
-        &mut self,
-        command: &Command,
-        events: &mut Vec<ServerEvent>,
-    ) -> Result<(), RtmpError> {
+    fn on_connect(&mut self, command: &Command, events: &mut Vec<ServerEvent>) -> Result<(), RtmpError> {
         if self.connect != ConnectState::AwaitingConnect {
             return Err(RtmpError::Protocol("connect received twice"));
         }
         let field = |name| command.object.get(name).and_then(Amf0Value::as_str);
         let app = field("app").unwrap_or_default().to_owned();
         let tc_url = field("tcUrl").map(str::to_owned);
-        let object_encoding = command
-            .object
-            .get("objectEncoding")
-            .and_then(Amf0Value::as_f64)
-            .unwrap_or(0.0);
-        self.connect = ConnectState::Pending {
-            transaction_id: command.transaction_id,
-            object_encoding,
-        };
+        let object_encoding = command.object.get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
+        self.connect = ConnectState::Pending { transaction_id: command.transaction_id, object_encoding };
         events.push(ServerEvent::ConnectRequested { app, tc_url });
         Ok(())
     }
@@ -535,14 +424,11 @@ impl ServerSession {
     fn on_create_stream(&mut self, tx: f64) -> Result<(), RtmpError> {
         if self.streams.len() >= MAX_STREAMS {
             let info = status_info("error", "NetConnection.Call.Failed", "Too many streams.");
-            self.conn
-                .send_command(0, &Command::new("_error", tx, Amf0Value::Null, vec![info]));
+            self.conn.send_command(0, &Command::new("_error", tx, Amf0Value::Null, vec![info]));
             return Ok(());
         }
         let id = self.next_stream_id;
-        self.next_stream_id = id
-            .checked_add(1)
-            .ok_or(RtmpError::Protocol("message stream ids exhausted"))?;
+        self.next_stream_id = id.checked_add(1).ok_or(RtmpError::Protocol("message stream ids exhausted"))?;
         self.streams.insert(id, StreamState::Idle);
         self.reply_result(tx, f64::from(id).into());
         Ok(())
@@ -561,16 +447,8 @@ impl ServerSession {
             return;
         }
         let stream_key = name.unwrap_or_default().to_owned();
-        self.streams.insert(
-            stream_id,
-            StreamState::PublishPending {
-                key: stream_key.clone(),
-            },
-        );
-        events.push(ServerEvent::PublishRequested {
-            stream_id,
-            stream_key,
-        });
+        self.streams.insert(stream_id, StreamState::PublishPending { key: stream_key.clone() });
+        events.push(ServerEvent::PublishRequested { stream_id, stream_key });
     }
 
     fn on_play(&mut self, stream_id: u32, command: &Command, events: &mut Vec<ServerEvent>) {
@@ -582,19 +460,11 @@ impl ServerSession {
             (None, _) => Some("Stream was not created."),
         };
         if let Some(description) = refusal {
-            self.send_status(
-                stream_id,
-                "error",
-                "NetStream.Play.StreamNotFound",
-                description,
-            );
+            self.send_status(stream_id, "error", "NetStream.Play.StreamNotFound", description);
             return;
         }
         self.streams.insert(stream_id, StreamState::PlayPending);
-        events.push(ServerEvent::PlayRequested {
-            stream_id,
-            stream_name: name.unwrap_or_default().to_owned(),
-        });
+        events.push(ServerEvent::PlayRequested { stream_id, stream_name: name.unwrap_or_default().to_owned() });
     }
 
     /// Ends whatever `stream_id` was doing and reports it. Leaves the stream

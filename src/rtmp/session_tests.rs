@@ -33,9 +33,7 @@ fn client(mode: ClientMode) -> ClientSession {
 }
 
 fn publisher(key: &str) -> ClientSession {
-    client(ClientMode::Publish {
-        stream_key: key.into(),
-    })
+    client(ClientMode::Publish { stream_key: key.into() })
 }
 
 /// Handshake + connect (accepted); returns the server.
@@ -45,10 +43,7 @@ fn connected(client: &mut ClientSession) -> ServerSession {
     assert!(to_client(&mut server, client).is_empty());
     assert_eq!(
         to_server(client, &mut server),
-        vec![ServerEvent::ConnectRequested {
-            app: "live".into(),
-            tc_url: Some("rtmp://localhost/live".into()),
-        }]
+        vec![ServerEvent::ConnectRequested { app: "live".into(), tc_url: Some("rtmp://localhost/live".into()) }]
     );
     server.accept_connect().unwrap();
     assert_eq!(to_client(&mut server, client), vec![ClientEvent::Connected]);
@@ -75,9 +70,7 @@ fn metadata_body() -> Bytes {
 }
 
 fn payload(len: usize, seed: u8) -> Bytes {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
 }
 
 #[test]
@@ -86,20 +79,11 @@ fn publish_session_end_to_end() {
     let mut server = connected(&mut client);
     assert_eq!(
         publish_requested(&mut client, &mut server),
-        vec![ServerEvent::PublishRequested {
-            stream_id: 1,
-            stream_key: "dj-key?token=1".into(),
-        }]
+        vec![ServerEvent::PublishRequested { stream_id: 1, stream_key: "dj-key?token=1".into() }]
     );
-    assert!(matches!(
-        client.send_media(MediaKind::Video, 0, payload(10, 0)),
-        Err(RtmpError::InvalidState(_))
-    ));
+    assert!(matches!(client.send_media(MediaKind::Video, 0, payload(10, 0)), Err(RtmpError::InvalidState(_))));
     server.accept_publish(1).unwrap();
-    assert_eq!(
-        to_client(&mut server, &mut client),
-        vec![ClientEvent::PublishStarted { stream_id: 1 }]
-    );
+    assert_eq!(to_client(&mut server, &mut client), vec![ClientEvent::PublishStarted { stream_id: 1 }]);
 
     let media = [
         (MediaKind::Video, 0, payload(150_000, 1)),
@@ -111,15 +95,9 @@ fn publish_session_end_to_end() {
         (MediaKind::Audio, 0x0100_0021, payload(380, 7)),
     ];
     client.send_metadata(metadata_body()).unwrap();
-    let mut expected = vec![ServerEvent::Metadata {
-        stream_id: 1,
-        timestamp: 0,
-        payload: metadata_body(),
-    }];
+    let mut expected = vec![ServerEvent::Metadata { stream_id: 1, timestamp: 0, payload: metadata_body() }];
     for (kind, timestamp, payload) in &media {
-        client
-            .send_media(*kind, *timestamp, payload.clone())
-            .unwrap();
+        client.send_media(*kind, *timestamp, payload.clone()).unwrap();
         expected.push(ServerEvent::Media {
             stream_id: 1,
             kind: *kind,
@@ -132,16 +110,9 @@ fn publish_session_end_to_end() {
     client.stop_publishing().unwrap();
     assert_eq!(
         to_server(&mut client, &mut server),
-        vec![ServerEvent::PublishStopped {
-            stream_id: 1,
-            how: PublishStopKind::FcUnpublish,
-        }]
+        vec![ServerEvent::PublishStopped { stream_id: 1, how: PublishStopKind::FcUnpublish }]
     );
-    assert!(
-        client
-            .send_media(MediaKind::Audio, 99, payload(3, 0))
-            .is_err()
-    );
+    assert!(client.send_media(MediaKind::Audio, 99, payload(3, 0)).is_err());
 }
 
 #[test]
@@ -149,9 +120,7 @@ fn rejected_publish_reaches_the_client() {
     let mut client = publisher("wrong");
     let mut server = connected(&mut client);
     assert_eq!(publish_requested(&mut client, &mut server).len(), 1);
-    server
-        .reject_publish(1, "NetStream.Publish.BadName", "Unknown stream key.")
-        .unwrap();
+    server.reject_publish(1, "NetStream.Publish.BadName", "Unknown stream key.").unwrap();
     assert!(server.accept_publish(1).is_err(), "no longer pending");
     assert_eq!(
         to_client(&mut server, &mut client),
@@ -173,10 +142,7 @@ fn rejected_connect_reaches_the_client() {
     assert!(server.accept_connect().is_err());
     assert_eq!(
         to_client(&mut server, &mut client),
-        vec![ClientEvent::Rejected {
-            code: "NetConnection.Connect.Rejected".into(),
-            description: "Go away.".into(),
-        }]
+        vec![ClientEvent::Rejected { code: "NetConnection.Connect.Rejected".into(), description: "Go away.".into() }]
     );
 }
 
@@ -187,9 +153,7 @@ fn raw_command(stream_id: u32, name: &str, args: Vec<Amf0Value>) -> Bytes {
     encoder.set_chunk_size(4096);
     let command = Command::new(name, 0.0, Amf0Value::Null, args);
     let mut out = BytesMut::new();
-    encoder
-        .encode(10, &RtmpMessage::command(stream_id, &command), &mut out)
-        .unwrap();
+    encoder.encode(10, &RtmpMessage::command(stream_id, &command), &mut out).unwrap();
     out.freeze()
 }
 
@@ -197,17 +161,11 @@ fn raw_command(stream_id: u32, name: &str, args: Vec<Amf0Value>) -> Bytes {
 fn each_publish_stops_exactly_once() {
     for (commands, how) in [
         (
-            vec![
-                raw_command(1, "closeStream", vec![]),
-                raw_command(0, "deleteStream", vec![1.0.into()]),
-            ],
+            vec![raw_command(1, "closeStream", vec![]), raw_command(0, "deleteStream", vec![1.0.into()])],
             PublishStopKind::CloseStream,
         ),
         (
-            vec![
-                raw_command(0, "deleteStream", vec![1.0.into()]),
-                raw_command(0, "FCUnpublish", vec!["k".into()]),
-            ],
+            vec![raw_command(0, "deleteStream", vec![1.0.into()]), raw_command(0, "FCUnpublish", vec!["k".into()])],
             PublishStopKind::DeleteStream,
         ),
     ] {
@@ -219,10 +177,7 @@ fn each_publish_stops_exactly_once() {
         for bytes in commands {
             events.extend(server.handle_input(&bytes).unwrap());
         }
-        assert_eq!(
-            events,
-            vec![ServerEvent::PublishStopped { stream_id: 1, how }]
-        );
+        assert_eq!(events, vec![ServerEvent::PublishStopped { stream_id: 1, how }]);
     }
 }
 
@@ -230,49 +185,27 @@ fn each_publish_stops_exactly_once() {
 fn unknown_and_harmless_commands_are_not_errors() {
     let mut client = publisher("k");
     let mut server = connected(&mut client);
-    for name in [
-        "getStreamLength",
-        "_checkbw",
-        "someVendorThing",
-        "FCSubscribe",
-    ] {
-        let events = server
-            .handle_input(&raw_command(0, name, vec!["x".into()]))
-            .unwrap();
+    for name in ["getStreamLength", "_checkbw", "someVendorThing", "FCSubscribe"] {
+        let events = server.handle_input(&raw_command(0, name, vec!["x".into()])).unwrap();
         assert!(events.is_empty());
     }
     // A publish on a stream that was never created is refused, not fatal.
-    assert!(
-        server
-            .handle_input(&raw_command(7, "publish", vec!["k".into()]))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(server.handle_input(&raw_command(7, "publish", vec!["k".into()])).unwrap().is_empty());
 }
 
 fn player(server_stream: &str) -> (ClientSession, ServerSession) {
-    let mut client = client(ClientMode::Play {
-        stream_name: server_stream.into(),
-    });
+    let mut client = client(ClientMode::Play { stream_name: server_stream.into() });
     let mut server = connected(&mut client);
     assert!(to_server(&mut client, &mut server).is_empty()); // createStream
     assert!(to_client(&mut server, &mut client).is_empty());
     assert_eq!(
         to_server(&mut client, &mut server),
-        vec![ServerEvent::PlayRequested {
-            stream_id: 1,
-            stream_name: server_stream.into(),
-        }]
+        vec![ServerEvent::PlayRequested { stream_id: 1, stream_name: server_stream.into() }]
     );
     server.accept_play(1).unwrap();
     let events = to_client(&mut server, &mut client);
-    assert_eq!(
-        events.last(),
-        Some(&ClientEvent::PlayStarted { stream_id: 1 })
-    );
-    assert!(
-        matches!(&events[0], ClientEvent::Status { code, .. } if code == "NetStream.Play.Reset")
-    );
+    assert_eq!(events.last(), Some(&ClientEvent::PlayStarted { stream_id: 1 }));
+    assert!(matches!(&events[0], ClientEvent::Status { code, .. } if code == "NetStream.Play.Reset"));
     (client, server)
 }
 
@@ -282,30 +215,18 @@ fn play_session_receives_media_including_shared_bytes() {
     let (mut client_b, mut server_b) = player("dj");
 
     let shared_video = payload(20_000, 9);
-    let encoded =
-        ServerSession::encode_media(1, MediaKind::Video, 40, shared_video.clone()).unwrap();
-    for (server, client) in [
-        (&mut server_a, &mut client_a),
-        (&mut server_b, &mut client_b),
-    ] {
+    let encoded = ServerSession::encode_media(1, MediaKind::Video, 40, shared_video.clone()).unwrap();
+    for (server, client) in [(&mut server_a, &mut client_a), (&mut server_b, &mut client_b)] {
         server.send_metadata(1, 0, metadata_body()).unwrap();
-        server
-            .send_media(1, MediaKind::Video, 0, payload(5_000, 1))
-            .unwrap();
+        server.send_media(1, MediaKind::Video, 0, payload(5_000, 1)).unwrap();
         server.send_encoded(&encoded).unwrap();
         // A session-encoded message on the same csid after the shared bytes.
-        server
-            .send_media(1, MediaKind::Video, 80, payload(700, 2))
-            .unwrap();
-        server
-            .send_media(1, MediaKind::Audio, 81, payload(300, 3))
-            .unwrap();
+        server.send_media(1, MediaKind::Video, 80, payload(700, 2)).unwrap();
+        server.send_media(1, MediaKind::Audio, 81, payload(300, 3)).unwrap();
 
         let output = server.take_output();
         assert!(
-            output
-                .iter()
-                .any(|b| b.as_ptr() == encoded.bytes().as_ptr()),
+            output.iter().any(|b| b.as_ptr() == encoded.bytes().as_ptr()),
             "shared bytes are queued without copying"
         );
         let mut events = Vec::new();
@@ -315,60 +236,28 @@ fn play_session_receives_media_including_shared_bytes() {
         assert_eq!(
             events,
             vec![
-                ClientEvent::Metadata {
-                    timestamp: 0,
-                    payload: metadata_body()
-                },
-                ClientEvent::Media {
-                    kind: MediaKind::Video,
-                    timestamp: 0,
-                    payload: payload(5_000, 1)
-                },
-                ClientEvent::Media {
-                    kind: MediaKind::Video,
-                    timestamp: 40,
-                    payload: shared_video.clone()
-                },
-                ClientEvent::Media {
-                    kind: MediaKind::Video,
-                    timestamp: 80,
-                    payload: payload(700, 2)
-                },
-                ClientEvent::Media {
-                    kind: MediaKind::Audio,
-                    timestamp: 81,
-                    payload: payload(300, 3)
-                },
+                ClientEvent::Metadata { timestamp: 0, payload: metadata_body() },
+                ClientEvent::Media { kind: MediaKind::Video, timestamp: 0, payload: payload(5_000, 1) },
+                ClientEvent::Media { kind: MediaKind::Video, timestamp: 40, payload: shared_video.clone() },
+                ClientEvent::Media { kind: MediaKind::Video, timestamp: 80, payload: payload(700, 2) },
+                ClientEvent::Media { kind: MediaKind::Audio, timestamp: 81, payload: payload(300, 3) },
             ]
         );
     }
 
     client_a.stop_playing().unwrap();
-    assert_eq!(
-        to_server(&mut client_a, &mut server_a),
-        vec![ServerEvent::PlayStopped { stream_id: 1 }]
-    );
-    assert!(
-        server_a
-            .send_media(1, MediaKind::Audio, 0, payload(1, 0))
-            .is_err()
-    );
+    assert_eq!(to_server(&mut client_a, &mut server_a), vec![ServerEvent::PlayStopped { stream_id: 1 }]);
+    assert!(server_a.send_media(1, MediaKind::Audio, 0, payload(1, 0)).is_err());
 }
 
 #[test]
 fn rejected_play_and_unaccepted_streams() {
-    let mut client = client(ClientMode::Play {
-        stream_name: "nobody".into(),
-    });
+    let mut client = client(ClientMode::Play { stream_name: "nobody".into() });
     let mut server = connected(&mut client);
     to_server(&mut client, &mut server);
     to_client(&mut server, &mut client);
     assert_eq!(to_server(&mut client, &mut server).len(), 1);
-    assert!(
-        server
-            .send_media(1, MediaKind::Video, 0, payload(1, 0))
-            .is_err()
-    );
+    assert!(server.send_media(1, MediaKind::Video, 0, payload(1, 0)).is_err());
     server.reject_play(1, "No such stream.").unwrap();
     assert_eq!(
         to_client(&mut server, &mut client),
@@ -383,10 +272,7 @@ fn rejected_play_and_unaccepted_streams() {
 fn encoded_bytes_need_the_session_chunk_size() {
     let mut server = ServerSession::new(SessionLimits::default());
     let encoded = ServerSession::encode_media(1, MediaKind::Audio, 0, payload(10, 0)).unwrap();
-    assert!(matches!(
-        server.send_encoded(&encoded),
-        Err(RtmpError::InvalidState(_))
-    ));
+    assert!(matches!(server.send_encoded(&encoded), Err(RtmpError::InvalidState(_))));
 }
 
 /// A hand-driven peer, for checking the server's flow control replies.
@@ -398,29 +284,14 @@ struct RawPeer {
 impl RawPeer {
     fn connect(server: &mut ServerSession) -> Self {
         let mut handshake = ClientHandshake::new();
-        server
-            .handle_input(&handshake.take_output().unwrap())
-            .unwrap();
+        server.handle_input(&handshake.take_output().unwrap()).unwrap();
         let s0s1s2: Vec<u8> = server.take_output().concat();
-        assert!(matches!(
-            handshake.handle_input(&s0s1s2).unwrap(),
-            HandshakeStatus::Done { .. }
-        ));
-        server
-            .handle_input(&handshake.take_output().unwrap())
-            .unwrap();
-        Self {
-            encoder: ChunkEncoder::new(),
-            decoder: ChunkDecoder::new(SessionLimits::default()),
-        }
+        assert!(matches!(handshake.handle_input(&s0s1s2).unwrap(), HandshakeStatus::Done { .. }));
+        server.handle_input(&handshake.take_output().unwrap()).unwrap();
+        Self { encoder: ChunkEncoder::new(), decoder: ChunkDecoder::new(SessionLimits::default()) }
     }
 
-    fn send(
-        &mut self,
-        server: &mut ServerSession,
-        csid: u32,
-        msg: RtmpMessage,
-    ) -> Vec<ServerEvent> {
+    fn send(&mut self, server: &mut ServerSession, csid: u32, msg: RtmpMessage) -> Vec<ServerEvent> {
         let mut out = BytesMut::new();
         self.encoder.encode(csid, &msg, &mut out).unwrap();
         server.handle_input(&out).unwrap()
@@ -441,34 +312,18 @@ fn server_acknowledges_windows_and_answers_pings() {
     let mut server = ServerSession::new(SessionLimits::default());
     let mut peer = RawPeer::connect(&mut server);
     peer.send(&mut server, 2, RtmpMessage::window_ack_size(1000));
-    peer.send(
-        &mut server,
-        2,
-        RtmpMessage::user_control(UserControl::PingRequest(1234)),
-    );
-    assert_eq!(
-        peer.received(&mut server),
-        vec![Message::UserControl(UserControl::PingResponse(1234))]
-    );
+    peer.send(&mut server, 2, RtmpMessage::user_control(UserControl::PingRequest(1234)));
+    assert_eq!(peer.received(&mut server), vec![Message::UserControl(UserControl::PingResponse(1234))]);
     // Unpublished media is dropped but still counts towards the window:
     // ten ~110-byte messages cross 1000 bytes once.
     for i in 0..10 {
-        let events = peer.send(
-            &mut server,
-            6,
-            RtmpMessage::media(MediaKind::Audio, 1, i, payload(100, 0)),
-        );
+        let events = peer.send(&mut server, 6, RtmpMessage::media(MediaKind::Audio, 1, i, payload(100, 0)));
         assert!(events.is_empty());
     }
-    let acks: Vec<_> = peer
-        .received(&mut server)
-        .into_iter()
-        .filter(|m| matches!(m, Message::Acknowledgement(_)))
-        .collect();
+    let acks: Vec<_> =
+        peer.received(&mut server).into_iter().filter(|m| matches!(m, Message::Acknowledgement(_))).collect();
     assert_eq!(acks.len(), 1);
-    let Message::Acknowledgement(sequence) = acks[0] else {
-        unreachable!()
-    };
+    let Message::Acknowledgement(sequence) = acks[0] else { unreachable!() };
     assert!(sequence >= 1000);
 }
 
@@ -499,27 +354,16 @@ fn publish_transcript() -> Vec<Bytes> {
     }
     client.send_metadata(metadata_body()).unwrap();
     for i in 0..6u32 {
-        client
-            .send_media(
-                MediaKind::Video,
-                i * 33,
-                payload(3_000 + i as usize * 2_000, 1),
-            )
-            .unwrap();
-        client
-            .send_media(MediaKind::Audio, i * 23, payload(200, 2))
-            .unwrap();
+        client.send_media(MediaKind::Video, i * 33, payload(3_000 + i as usize * 2_000, 1)).unwrap();
+        client.send_media(MediaKind::Audio, i * 23, payload(200, 2)).unwrap();
     }
     client.stop_publishing().unwrap();
     pump(&mut client, &mut server);
     transcript
 }
 
-const FUZZ_LIMITS: SessionLimits = SessionLimits {
-    max_message_size: 16 * 1024,
-    max_chunk_streams: 4,
-    max_input_chunk_size: 0x7FFF_FFFF,
-};
+const FUZZ_LIMITS: SessionLimits =
+    SessionLimits { max_message_size: 16 * 1024, max_chunk_streams: 4, max_input_chunk_size: 0x7FFF_FFFF };
 
 /// Feeds `input` in `slices`-sized pieces, answering every request like a
 /// permissive application would, until the first error.

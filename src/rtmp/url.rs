@@ -38,18 +38,14 @@ impl RtmpUrl {
         if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid("contains whitespace or control characters"));
         }
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or(invalid("missing rtmp:// or rtmps://"))?;
+        let (scheme, rest) = url.split_once("://").ok_or(invalid("missing rtmp:// or rtmps://"))?;
         let scheme = scheme.to_ascii_lowercase();
         let (tls, default_port) = match scheme.as_str() {
             "rtmp" => (false, RTMP_PORT),
             "rtmps" => (true, RTMPS_PORT),
             _ => return Err(invalid("scheme must be rtmp:// or rtmps://")),
         };
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or(invalid("missing application and stream key"))?;
+        let (authority, path) = rest.split_once('/').ok_or(invalid("missing application and stream key"))?;
         if authority.contains('@') {
             return Err(invalid("credentials in the URL are not supported"));
         }
@@ -60,9 +56,7 @@ impl RtmpUrl {
             Some((path, query)) => (path, Some(query)),
             None => (path, None),
         };
-        let (app, key) = path
-            .rsplit_once('/')
-            .ok_or(invalid("missing application or stream key"))?;
+        let (app, key) = path.rsplit_once('/').ok_or(invalid("missing application or stream key"))?;
         if app.is_empty() || app.split('/').any(str::is_empty) {
             return Err(invalid("empty application"));
         }
@@ -73,14 +67,7 @@ impl RtmpUrl {
             Some(query) => format!("{key}?{query}"),
             None => key.to_owned(),
         };
-        Ok(Self {
-            tls,
-            host,
-            port,
-            app: app.to_owned(),
-            tc_url: format!("{scheme}://{authority}/{app}"),
-            stream_key,
-        })
+        Ok(Self { tls, host, port, app: app.to_owned(), tc_url: format!("{scheme}://{authority}/{app}"), stream_key })
     }
 }
 
@@ -88,19 +75,10 @@ impl RtmpUrl {
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), RtmpError> {
     let invalid = RtmpError::InvalidUrl;
     let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or(invalid("unterminated IPv6 address"))?;
+        let (host, after) = bracketed.split_once(']').ok_or(invalid("unterminated IPv6 address"))?;
         match after {
             "" => (host, None),
-            _ => (
-                host,
-                Some(
-                    after
-                        .strip_prefix(':')
-                        .ok_or(invalid("garbage after IPv6 address"))?,
-                ),
-            ),
+            _ => (host, Some(after.strip_prefix(':').ok_or(invalid("garbage after IPv6 address"))?)),
         }
     } else {
         match authority.split_once(':') {

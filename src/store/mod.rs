@@ -54,11 +54,7 @@ impl Store {
     pub async fn open(config: &StoreConfig) -> Result<Self, String> {
         sqlx::any::install_default_drivers();
         let url = &config.database.url;
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
-        } else {
-            Backend::Postgres
-        };
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         if backend == Backend::Sqlite {
             ensure_writable_dir(&config.data_dir)?;
         }
@@ -79,15 +75,9 @@ impl Store {
                     if backend == Backend::Sqlite {
                         // WAL lets the CLI and a running server use the file at once;
                         // foreign keys and the busy timeout are per connection.
-                        sqlx::query("PRAGMA journal_mode = WAL")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA busy_timeout = 5000")
-                            .execute(&mut *conn)
-                            .await?;
-                        sqlx::query("PRAGMA foreign_keys = ON")
-                            .execute(&mut *conn)
-                            .await?;
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     }
                     Ok(())
                 })
@@ -99,10 +89,7 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| format!("DATABASE_URL: migrating {} failed: {e}", redact_url(&url)))?;
+        migrator.run(&pool).await.map_err(|e| format!("DATABASE_URL: migrating {} failed: {e}", redact_url(&url)))?;
         Ok(Self { pool, backend })
     }
 
@@ -131,9 +118,7 @@ impl Store {
     /// The last persisted queue snapshot, if any.
     pub async fn load_queue_snapshot(&self) -> Result<Option<String>, StoreError> {
         let row: Option<(String,)> =
-            sqlx::query_as("SELECT snapshot FROM queue_state WHERE id = 1")
-                .fetch_optional(&self.pool)
-                .await?;
+            sqlx::query_as("SELECT snapshot FROM queue_state WHERE id = 1").fetch_optional(&self.pool).await?;
         Ok(row.map(|(s,)| s))
     }
 
@@ -143,11 +128,9 @@ impl Store {
 }
 
 fn ensure_writable_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("--data-dir: cannot create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("--data-dir: cannot create {}: {e}", dir.display()))?;
     let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"ok")
-        .map_err(|e| format!("--data-dir: {} is not writable: {e}", dir.display()))?;
+    std::fs::write(&probe, b"ok").map_err(|e| format!("--data-dir: {} is not writable: {e}", dir.display()))?;
     // Best effort: a leftover probe file is harmless.
     let _ = std::fs::remove_file(probe);
     Ok(())
@@ -155,10 +138,7 @@ fn ensure_writable_dir(dir: &Path) -> Result<(), String> {
 
 /// Seconds since the Unix epoch, the portable timestamp format of the schema.
 pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Maps a unique-constraint violation to the field it concerns.
@@ -187,9 +167,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = StoreConfig {
             data_dir: dir.path().to_path_buf(),
-            database: DatabaseLocation {
-                url: format!("sqlite://{}", dir.path().join("t.db").display()),
-            },
+            database: DatabaseLocation { url: format!("sqlite://{}", dir.path().join("t.db").display()) },
         };
         (Store::open(&config).await.unwrap(), dir)
     }
@@ -200,10 +178,7 @@ pub(crate) mod tests {
         assert_eq!(store.load_queue_snapshot().await.unwrap(), None);
         store.save_queue_snapshot("{\"a\":1}").await.unwrap();
         store.save_queue_snapshot("{\"a\":2}").await.unwrap();
-        assert_eq!(
-            store.load_queue_snapshot().await.unwrap().as_deref(),
-            Some("{\"a\":2}")
-        );
+        assert_eq!(store.load_queue_snapshot().await.unwrap().as_deref(), Some("{\"a\":2}"));
         assert!(store.ping().await);
     }
 
@@ -214,9 +189,7 @@ pub(crate) mod tests {
         std::fs::write(&file, b"x").unwrap();
         let config = StoreConfig {
             data_dir: file.clone(),
-            database: DatabaseLocation {
-                url: format!("sqlite://{}", file.join("t.db").display()),
-            },
+            database: DatabaseLocation { url: format!("sqlite://{}", file.join("t.db").display()) },
         };
         let err = Store::open(&config).await.unwrap_err();
         assert!(err.starts_with("--data-dir:"), "{err}");

@@ -97,8 +97,7 @@ impl Store {
 
     /// Looks a user up by DJ name, case-insensitively.
     pub async fn user_by_dj_name(&self, dj_name: &str) -> Result<Option<User>, StoreError> {
-        self.user_where("lower(dj_name) = lower($1)", dj_name.to_owned())
-            .await
+        self.user_where("lower(dj_name) = lower($1)", dj_name.to_owned()).await
     }
 
     /// Looks a user up by what they type in a login form: their email or DJ name.
@@ -113,9 +112,7 @@ impl Store {
 
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM users ORDER BY id");
-        let rows = sqlx::query_as::<_, UserRow>(&sql)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query_as::<_, UserRow>(&sql).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(User::from).collect())
     }
 
@@ -145,10 +142,7 @@ impl Store {
         T: Send + for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
         let sql = format!("SELECT {COLUMNS} FROM users WHERE {condition}");
-        let row = sqlx::query_as::<_, UserRow>(&sql)
-            .bind(value)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query_as::<_, UserRow>(&sql).bind(value).fetch_optional(&self.pool).await?;
         Ok(row.map(User::from))
     }
 }
@@ -161,11 +155,7 @@ fn map_conflict(err: sqlx::Error) -> StoreError {
 }
 
 fn found(rows: u64) -> Result<(), StoreError> {
-    if rows == 0 {
-        Err(StoreError::NotFound)
-    } else {
-        Ok(())
-    }
+    if rows == 0 { Err(StoreError::NotFound) } else { Ok(()) }
 }
 
 #[cfg(test)]
@@ -201,47 +191,21 @@ mod tests {
         store.create_user(&new_user("Alice", "k1")).await.unwrap();
         let mut dup_name = new_user("ALICE", "k2");
         dup_name.email = "other@example.org".into();
-        assert!(matches!(
-            store.create_user(&dup_name).await,
-            Err(StoreError::Conflict("dj_name"))
-        ));
+        assert!(matches!(store.create_user(&dup_name).await, Err(StoreError::Conflict("dj_name"))));
         let mut dup_email = new_user("Carol", "k3");
         dup_email.email = "ALICE@example.org".into();
-        assert!(matches!(
-            store.create_user(&dup_email).await,
-            Err(StoreError::Conflict("email"))
-        ));
-        assert!(matches!(
-            store.create_user(&new_user("Dave", "k1")).await,
-            Err(StoreError::Conflict("stream_key"))
-        ));
+        assert!(matches!(store.create_user(&dup_email).await, Err(StoreError::Conflict("email"))));
+        assert!(matches!(store.create_user(&new_user("Dave", "k1")).await, Err(StoreError::Conflict("stream_key"))));
     }
 
     #[tokio::test]
     async fn lookups_key_rotation_and_disable() {
         let (store, _dir) = temp_store().await;
         let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
-        assert_eq!(
-            store.user_by_stream_key("k1").await.unwrap().unwrap().id,
-            a.id
-        );
-        assert_eq!(
-            store
-                .user_by_login("ALICE@example.org")
-                .await
-                .unwrap()
-                .unwrap()
-                .id,
-            a.id
-        );
-        assert_eq!(
-            store.user_by_login("alice").await.unwrap().unwrap().id,
-            a.id
-        );
-        assert_eq!(
-            store.user_by_id(a.id).await.unwrap().unwrap().dj_name,
-            "Alice"
-        );
+        assert_eq!(store.user_by_stream_key("k1").await.unwrap().unwrap().id, a.id);
+        assert_eq!(store.user_by_login("ALICE@example.org").await.unwrap().unwrap().id, a.id);
+        assert_eq!(store.user_by_login("alice").await.unwrap().unwrap().id, a.id);
+        assert_eq!(store.user_by_id(a.id).await.unwrap().unwrap().dj_name, "Alice");
 
         store.set_stream_key(a.id, "k9").await.unwrap();
         assert!(store.user_by_stream_key("k1").await.unwrap().is_none());
@@ -249,10 +213,7 @@ mod tests {
 
         store.set_active(a.id, false).await.unwrap();
         assert!(!store.user_by_id(a.id).await.unwrap().unwrap().is_active);
-        assert!(matches!(
-            store.set_active(999, false).await,
-            Err(StoreError::NotFound)
-        ));
+        assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
         assert_eq!(store.list_users().await.unwrap().len(), 1);
     }
 }

@@ -15,6 +15,7 @@ use super::AppState;
 use super::auth::{AdminUser, CurrentUser};
 use super::error::{ApiError, rejection};
 use crate::auth::{generate_stream_key, hash_password, verify_password};
+use crate::media::health::{Health, check as check_health};
 use crate::media::stats::StatsSnapshot;
 use crate::queue::engine::{AdminCommand, AdminError, ConnId, Status};
 use crate::store::User;
@@ -33,22 +34,12 @@ pub async fn login(
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Json<Value>, ApiError> {
     if !state.login_attempts.allow(peer.ip()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many login attempts; try again in a minute",
-        ));
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts; try again in a minute"));
     }
     let Form(form) = form.map_err(rejection)?;
-    let user = state
-        .store
-        .user_by_login(&form.username)
-        .await
-        .map_err(|e| ApiError::internal("login lookup", e))?;
+    let user = state.store.user_by_login(&form.username).await.map_err(|e| ApiError::internal("login lookup", e))?;
     // Verify even for unknown users so response time does not reveal which emails exist.
-    let hash = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| DUMMY_HASH.clone());
+    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
     let password = form.password;
     let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
@@ -60,23 +51,14 @@ pub async fn login(
     if !user.is_active {
         return Err(ApiError::bad_request("Inactive user"));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let token = state
-        .tokens
-        .issue(user.id, now)
-        .map_err(|e| ApiError::internal("signing a token", e))?;
-    Ok(Json(
-        json!({ "access_token": token, "token_type": "bearer" }),
-    ))
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let token = state.tokens.issue(user.id, now).map_err(|e| ApiError::internal("signing a token", e))?;
+    Ok(Json(json!({ "access_token": token, "token_type": "bearer" })))
 }
 
 /// A real argon2id hash (of a random password), checked when the login name is unknown so
 /// that both cases cost the same.
-static DUMMY_HASH: LazyLock<String> =
-    LazyLock::new(|| hash_password(&generate_stream_key()).unwrap_or_default());
+static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password(&generate_stream_key()).unwrap_or_default());
 
 /// A user as shown to themselves (their own stream key included) or to admins.
 #[derive(Serialize)]
@@ -117,23 +99,13 @@ pub async fn disable_user(
 ) -> Result<Json<Value>, ApiError> {
     let user = find_user(&state, &dj_name).await?;
     tracing::info!("admin {}: disabling {}", admin.dj_name, user.dj_name);
-    state
-        .store
-        .set_active(user.id, false)
-        .await
-        .map_err(|e| ApiError::internal("disabling a user", e))?;
+    state.store.set_active(user.id, false).await.map_err(|e| ApiError::internal("disabling a user", e))?;
     // Not being in the queue is fine here: the account is disabled either way.
-    match state
-        .queue
-        .admin(AdminCommand::DisableUser { user_id: user.id })
-        .await?
-    {
+    match state.queue.admin(AdminCommand::DisableUser { user_id: user.id }).await? {
         Ok(()) | Err(AdminError::NotInQueue) => {}
         Err(e) => return Err(admin_error(e)),
     }
-    Ok(Json(
-        json!({ "status": "success", "dj_name": user.dj_name, "is_active": false }),
-    ))
+    Ok(Json(json!({ "status": "success", "dj_name": user.dj_name, "is_active": false })))
 }
 
 /// A publisher's live statistics, as reported in the status.
@@ -146,33 +118,40 @@ pub struct PlaceView {
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     stats: Option<StatsSnapshot>,
+    /// Warm-standby verdict on the stream (checked before the DJ goes on air).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<Health>,
 }
 
 /// `GET /api/v1/status`: on air, the queue with positions, time left, publishers' health.
 pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = state.queue.status().await?;
     let now = Instant::now();
-    let stats = |conn: Option<ConnId>| {
-        conn.and_then(|c| state.publishers.get(c))
-            .map(|p| p.stats(now))
-    };
+    let stats = |conn: Option<ConnId>| conn.and_then(|c| state.publishers.get(c)).map(|p| p.stats(now));
+    let health = |stats: &Option<StatsSnapshot>| stats.as_ref().map(|s| check_health(s, &state.expected_profile));
     let on_air = status.lead.as_ref().map(|lead| {
+        let stats = stats(lead.conn);
         json!({
             "dj_name": lead.dj.dj_name,
             "state": lead_state(lead),
             "remaining_time": ceil_secs(lead.remaining),
             "timer_paused": lead.paused,
-            "stats": stats(lead.conn),
+            "health": health(&stats),
+            "stats": stats,
         })
     });
     let queue: Vec<PlaceView> = status
         .waiting
         .iter()
-        .map(|w| PlaceView {
-            position: w.position,
-            dj_name: w.dj.dj_name.clone(),
-            state: if w.conn.is_some() { "live" } else { "reserved" },
-            stats: stats(w.conn),
+        .map(|w| {
+            let stats = stats(w.conn);
+            PlaceView {
+                position: w.position,
+                dj_name: w.dj.dj_name.clone(),
+                state: if w.conn.is_some() { "live" } else { "reserved" },
+                health: health(&stats),
+                stats,
+            }
         })
         .collect();
     Ok(Json(json!({
@@ -181,6 +160,8 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "remaining_time": remaining(&status),
         "swap_interval": status.swap_interval.as_secs(),
         "block_toggle": status.block_enabled,
+        "program": state.program.status(),
+        "recording": state.recorder.status(),
     })))
 }
 
@@ -205,31 +186,19 @@ pub(super) fn remaining(status: &Status) -> u64 {
     }
 }
 
-pub async fn skip(
-    AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn skip(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     admin_ok(&state, &admin, AdminCommand::Skip).await
 }
 
-pub async fn pause_timer(
-    AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn pause_timer(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     admin_ok(&state, &admin, AdminCommand::PauseTimer).await
 }
 
-pub async fn resume_timer(
-    AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn resume_timer(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     admin_ok(&state, &admin, AdminCommand::ResumeTimer).await
 }
 
-pub async fn reset_timer(
-    AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn reset_timer(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     admin_ok(&state, &admin, AdminCommand::ResetTimer).await
 }
 
@@ -247,12 +216,7 @@ pub async fn set_remaining(
     body: Result<Json<SecondsBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(rejection)?;
-    admin_ok(
-        &state,
-        &admin,
-        AdminCommand::SetRemaining { secs: body.seconds },
-    )
-    .await
+    admin_ok(&state, &admin, AdminCommand::SetRemaining { secs: body.seconds }).await
 }
 
 /// `POST /api/v1/queue/swap-interval {"seconds": n, "reset_current": bool}`.
@@ -265,15 +229,8 @@ pub async fn set_swap_interval(
     if body.seconds == 0 {
         return Err(ApiError::bad_request("seconds must be a positive integer"));
     }
-    admin_ok(
-        &state,
-        &admin,
-        AdminCommand::SetSwapInterval {
-            secs: body.seconds,
-            reset_current: body.reset_current,
-        },
-    )
-    .await
+    admin_ok(&state, &admin, AdminCommand::SetSwapInterval { secs: body.seconds, reset_current: body.reset_current })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -328,25 +285,15 @@ async fn find_user(state: &AppState, dj_name: &str) -> Result<User, ApiError> {
 }
 
 /// Runs an admin command, mapping the engine's refusal to a 4xx.
-pub(super) async fn run_admin(
-    state: &AppState,
-    admin: &User,
-    command: AdminCommand,
-) -> Result<(), ApiError> {
+pub(super) async fn run_admin(state: &AppState, admin: &User, command: AdminCommand) -> Result<(), ApiError> {
     tracing::info!("admin {}: {command:?}", admin.dj_name);
     state.queue.admin(command).await?.map_err(admin_error)
 }
 
-async fn admin_ok(
-    state: &AppState,
-    admin: &User,
-    command: AdminCommand,
-) -> Result<Json<Value>, ApiError> {
+async fn admin_ok(state: &AppState, admin: &User, command: AdminCommand) -> Result<Json<Value>, ApiError> {
     run_admin(state, admin, command).await?;
     let status = state.queue.status().await?;
-    Ok(Json(
-        json!({ "status": "success", "remaining_time": remaining(&status) }),
-    ))
+    Ok(Json(json!({ "status": "success", "remaining_time": remaining(&status) })))
 }
 
 fn admin_error(e: AdminError) -> ApiError {

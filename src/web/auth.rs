@@ -22,12 +22,10 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
-        let user_id = state.tokens.verify(token).ok_or_else(|| {
-            ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "Could not validate credentials",
-            )
-        })?;
+        let user_id = state
+            .tokens
+            .verify(token)
+            .ok_or_else(|| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "Could not validate credentials"))?;
         let user = state
             .store
             .user_by_id(user_id)
@@ -47,9 +45,7 @@ impl FromRequestParts<AppState> for AdminUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
         if !user.is_admin {
-            return Err(ApiError::forbidden(
-                "The user doesn't have enough privileges",
-            ));
+            return Err(ApiError::forbidden("The user doesn't have enough privileges"));
         }
         Ok(Self(user))
     }
@@ -62,20 +58,12 @@ impl FromRequestParts<AppState> for MaybeUser {
         if bearer_token(parts).is_none() {
             return Ok(Self(None));
         }
-        Ok(Self(
-            CurrentUser::from_request_parts(parts, state)
-                .await
-                .ok()
-                .map(|u| u.0),
-        ))
+        Ok(Self(CurrentUser::from_request_parts(parts, state).await.ok().map(|u| u.0)))
     }
 }
 
 fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
 }

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod error;
+mod program;
 mod seed;
 
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use crate::auth::TokenKeys;
+use crate::config::ExpectedProfile;
 use crate::ingest::Publishers;
+use crate::media::recorder::RecorderHandle;
+use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -30,6 +34,9 @@ pub struct AppState {
     pub store: Store,
     pub queue: QueueHandle,
     pub publishers: Publishers,
+    pub program: ProgramBus,
+    pub recorder: RecorderHandle,
+    pub expected_profile: Arc<ExpectedProfile>,
     pub tokens: TokenKeys,
     pub login_attempts: Arc<RateLimiter>,
 }
@@ -42,10 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/timer-data", get(seed::timer_data))
         .route("/time-settings", get(seed::time_settings))
         .route("/update-timer/{seconds}", post(seed::update_timer))
-        .route(
-            "/block-toggle",
-            get(seed::get_block_toggle).post(seed::toggle_block),
-        )
+        .route("/block-toggle", get(seed::get_block_toggle).post(seed::toggle_block))
         .route("/update-block-toggle/", post(seed::update_block_toggle))
         // JSON API.
         .route("/api/v1/login/access-token", post(api::login))
@@ -62,11 +66,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queue/{dj_name}/remove", post(api::remove))
         .route("/api/v1/queue/{dj_name}/move-up", post(api::move_up))
         .route("/api/v1/queue/{dj_name}/move-down", post(api::move_down))
+        .route("/program.flv", get(program::program_flv))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::not_found("Not Found") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-        })
+        .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -23,10 +23,7 @@ pub async fn queue_json(State(state): State<AppState>) -> Result<Json<Value>, Ap
 /// The queue as a small HTML page that refreshes itself (usable as an OBS browser source).
 pub async fn queue_list(State(state): State<AppState>) -> Result<Html<String>, ApiError> {
     let status = state.queue.status().await?;
-    let items: String = dj_names(&status)
-        .iter()
-        .map(|name| format!("<li>{}</li>", html_escape(name)))
-        .collect();
+    let items: String = dj_names(&status).iter().map(|name| format!("<li>{}</li>", html_escape(name))).collect();
     Ok(Html(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Queue</title>
@@ -78,20 +75,13 @@ pub async fn update_timer(
     query: Result<Query<UpdateTimerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(super::error::rejection)?;
-    let seconds: i64 = seconds
-        .parse()
-        .map_err(|_| ApiError::bad_request("Time must be a positive integer."))?;
+    let seconds: i64 = seconds.parse().map_err(|_| ApiError::bad_request("Time must be a positive integer."))?;
     if seconds <= 0 {
         return Err(ApiError::bad_request("Time must be a positive integer."));
     }
-    let command = AdminCommand::SetSwapInterval {
-        secs: seconds as u64,
-        reset_current: query.reset_time,
-    };
+    let command = AdminCommand::SetSwapInterval { secs: seconds as u64, reset_current: query.reset_time };
     super::api::run_admin(&state, &admin, command).await?;
-    Ok(Json(
-        json!({ "status": "success", "time": seconds, "reset_time": query.reset_time }),
-    ))
+    Ok(Json(json!({ "status": "success", "time": seconds, "reset_time": query.reset_time })))
 }
 
 /// `{"is_blocked": bool, "last_stream_key": …}`; the key is shown to admins only.
@@ -118,15 +108,10 @@ pub async fn get_block_toggle(
 }
 
 /// `POST /block-toggle`: flips the block toggle.
-pub async fn toggle_block(
-    AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn toggle_block(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     super::api::run_admin(&state, &admin, AdminCommand::ToggleBlock).await?;
     let status = state.queue.status().await?;
-    Ok(Json(
-        json!({ "status": "success", "is_blocked": status.block_enabled }),
-    ))
+    Ok(Json(json!({ "status": "success", "is_blocked": status.block_enabled })))
 }
 
 #[derive(Deserialize)]
@@ -148,9 +133,7 @@ pub async fn update_block_toggle(
     };
     super::api::run_admin(&state, &admin, command).await?;
     let status = state.queue.status().await?;
-    Ok(Json(
-        json!({ "status": "success", "is_blocked": status.block_enabled }),
-    ))
+    Ok(Json(json!({ "status": "success", "is_blocked": status.block_enabled })))
 }
 
 /// Lead first, then the waiting DJs in order.

@@ -27,12 +27,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            swap_interval: 3600,
-            grace_period: 2,
-            stall_timeout: 2,
-            extra_args: Vec::new(),
-        }
+        Self { swap_interval: 3600, grace_period: 2, stall_timeout: 2, extra_args: Vec::new() }
     }
 }
 
@@ -60,12 +55,7 @@ impl Server {
     pub fn start_in(data_dir: &Path, options: Options) -> Self {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
-            .args([
-                "--rtmp-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--swap-interval", &options.swap_interval.to_string()])
@@ -88,16 +78,9 @@ impl Server {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    for (marker, kind) in [
-                        ("rtmp ingest listening on ", "rtmp"),
-                        ("http listening on ", "http"),
-                    ] {
+                    for (marker, kind) in [("rtmp ingest listening on ", "rtmp"), ("http listening on ", "http")] {
                         if let Some(rest) = line.split(marker).nth(1) {
-                            let addr = rest
-                                .split_whitespace()
-                                .next()
-                                .unwrap_or_default()
-                                .to_owned();
+                            let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
                             let _ = addr_tx.send((kind, addr));
                         }
                     }
@@ -110,10 +93,7 @@ impl Server {
             match addr_rx.recv_timeout(PATIENCE) {
                 Ok(("rtmp", a)) => rtmp = Some(a.parse().expect("rtmp addr")),
                 Ok((_, a)) => http = Some(a.parse().expect("http addr")),
-                Err(_) => panic!(
-                    "server did not start; logs:\n{}",
-                    logs.lock().unwrap().join("\n")
-                ),
+                Err(_) => panic!("server did not start; logs:\n{}", logs.lock().unwrap().join("\n")),
             }
         }
         Self {
@@ -161,11 +141,7 @@ impl Server {
         let mut child = cmd.spawn().expect("spawn user add");
         writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
         let out = child.wait_with_output().expect("user add");
-        assert!(
-            out.status.success(),
-            "user add failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "user add failed: {}", String::from_utf8_lossy(&out.stderr));
         let stdout = String::from_utf8(out.stdout).unwrap();
         stdout.lines().last().expect("key line").trim().to_owned()
     }
@@ -211,12 +187,7 @@ impl Server {
     /// `GET /queue-json` as a list of names.
     pub async fn queue(&self) -> Vec<String> {
         let v = self.get_json("/queue-json").await;
-        v["stream_queue"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_str().unwrap().to_owned())
-            .collect()
+        v["stream_queue"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect()
     }
 
     /// Waits until `/queue-json` equals `expected`; returns how long it took.
@@ -228,10 +199,7 @@ impl Server {
                 return start.elapsed();
             }
             if start.elapsed() > PATIENCE {
-                panic!(
-                    "queue is {q:?}, expected {expected:?}; logs:\n{}",
-                    self.logs()
-                );
+                panic!("queue is {q:?}, expected {expected:?}; logs:\n{}", self.logs());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -245,11 +213,7 @@ impl Server {
             .send()
             .await
             .expect("login");
-        assert!(
-            resp.status().is_success(),
-            "login {login}: {}",
-            resp.status()
-        );
+        assert!(resp.status().is_success(), "login {login}: {}", resp.status());
         let v: Value = resp.json().await.unwrap();
         v["access_token"].as_str().unwrap().to_owned()
     }
@@ -280,12 +244,7 @@ impl Drop for Server {
 /// Fails under CI when a tool an interop test needs is missing; elsewhere returns false so
 /// the test can be skipped with a note.
 pub fn require_tool(tool: &str) -> bool {
-    let found = Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
+    let found = Command::new(tool).arg("-version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     if !found {
         if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
             panic!("{tool} is required under CI (install it: .ci/run does)");

@@ -18,10 +18,7 @@ fn admin_endpoints() -> Vec<(&'static str, Option<serde_json::Value>)> {
         ("/api/v1/queue/resume", None),
         ("/api/v1/queue/reset-timer", None),
         ("/api/v1/queue/remaining", Some(json!({ "seconds": 60 }))),
-        (
-            "/api/v1/queue/swap-interval",
-            Some(json!({ "seconds": 600 })),
-        ),
+        ("/api/v1/queue/swap-interval", Some(json!({ "seconds": 600 }))),
         ("/api/v1/queue/block", Some(json!({ "enabled": false }))),
         ("/api/v1/queue/Bob/remove", None),
         ("/api/v1/queue/Bob/move-up", None),
@@ -60,54 +57,37 @@ async fn timer_endpoints_follow_the_seed() {
     let key = server.add_user("Alice", false);
     let admin = server.token("admin@example.org").await;
 
-    assert_eq!(
-        server.get_json("/timer-data").await,
-        json!({ "remaining_time": 3600 })
-    );
+    assert_eq!(server.get_json("/timer-data").await, json!({ "remaining_time": 3600 }));
     let _alice = Dj::publish(server.rtmp, &key).await.unwrap();
     server.wait_for_queue(&["Alice"]).await;
 
     let (status, body) = server.post("/update-timer/30", Some(&admin), None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "success");
-    let first = server.get_json("/timer-data").await["remaining_time"]
-        .as_u64()
-        .unwrap();
+    let first = server.get_json("/timer-data").await["remaining_time"].as_u64().unwrap();
     assert!(first <= 30 && first > 0, "{first}");
     // The clock runs: within a few seconds the remaining time goes down.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let now = server.get_json("/timer-data").await["remaining_time"]
-            .as_u64()
-            .unwrap();
+        let now = server.get_json("/timer-data").await["remaining_time"].as_u64().unwrap();
         if now < first {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timer did not count down from {first}"
-        );
+        assert!(std::time::Instant::now() < deadline, "timer did not count down from {first}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(server.get_json("/time-settings").await["swap_interval"], 30);
 
     let (status, body) = server.post("/update-timer/0", Some(&admin), None).await;
-    assert_eq!(
-        (status, body["detail"].as_str()),
-        (400, Some("Time must be a positive integer."))
-    );
+    assert_eq!((status, body["detail"].as_str()), (400, Some("Time must be a positive integer.")));
     let (status, _) = server.post("/update-timer/-5", Some(&admin), None).await;
     assert_eq!(status, 400);
     let (status, _) = server.post("/update-timer/abc", Some(&admin), None).await;
     assert_eq!(status, 400);
 
-    let (status, _) = server
-        .post("/update-timer/120?reset_time=true", Some(&admin), None)
-        .await;
+    let (status, _) = server.post("/update-timer/120?reset_time=true", Some(&admin), None).await;
     assert_eq!(status, 200);
-    let remaining = server.get_json("/timer-data").await["remaining_time"]
-        .as_u64()
-        .unwrap();
+    let remaining = server.get_json("/timer-data").await["remaining_time"].as_u64().unwrap();
     assert!((118..=120).contains(&remaining), "{remaining}");
 }
 
@@ -128,10 +108,7 @@ async fn block_toggle_shows_the_last_key_to_admins_only() {
     server.wait_for_queue(&[]).await;
 
     // Alice's set just ended and nobody else is waiting: she may not retake the channel.
-    assert!(
-        Dj::publish(server.rtmp, &key).await.is_err(),
-        "blocked DJ refused"
-    );
+    assert!(Dj::publish(server.rtmp, &key).await.is_err(), "blocked DJ refused");
 
     let public = server.get_json("/block-toggle").await;
     assert_eq!(public["is_blocked"], true);
@@ -157,13 +134,7 @@ async fn block_toggle_shows_the_last_key_to_admins_only() {
         .unwrap();
     assert_eq!(as_admin["last_stream_key"], key);
 
-    let (status, body) = server
-        .post(
-            "/update-block-toggle/",
-            Some(&admin),
-            Some(json!({ "is_blocked": false })),
-        )
-        .await;
+    let (status, body) = server.post("/update-block-toggle/", Some(&admin), Some(json!({ "is_blocked": false }))).await;
     assert_eq!((status, &body["is_blocked"]), (200, &json!(false)));
     let _alice = Dj::publish(server.rtmp, &key).await.expect("unblocked");
 }
@@ -172,10 +143,7 @@ async fn block_toggle_shows_the_last_key_to_admins_only() {
 async fn admin_queue_commands_reorder_skip_and_remove() {
     let server = Server::start(Options::default());
     server.add_user("Admin", false);
-    let keys: Vec<String> = ["Alice", "Bob", "Carol"]
-        .iter()
-        .map(|n| server.add_user(n, false))
-        .collect();
+    let keys: Vec<String> = ["Alice", "Bob", "Carol"].iter().map(|n| server.add_user(n, false)).collect();
     let admin = server.token("Admin").await;
     let mut djs = Vec::new();
     let mut expected: Vec<&str> = Vec::new();
@@ -184,14 +152,10 @@ async fn admin_queue_commands_reorder_skip_and_remove() {
         expected.push(name);
         server.wait_for_queue(&expected).await;
     }
-    let (status, _) = server
-        .post("/api/v1/queue/Carol/move-up", Some(&admin), None)
-        .await;
+    let (status, _) = server.post("/api/v1/queue/Carol/move-up", Some(&admin), None).await;
     assert_eq!(status, 200);
     server.wait_for_queue(&["Alice", "Carol", "Bob"]).await;
-    let (status, _) = server
-        .post("/api/v1/queue/Carol/move-down", Some(&admin), None)
-        .await;
+    let (status, _) = server.post("/api/v1/queue/Carol/move-down", Some(&admin), None).await;
     assert_eq!(status, 200);
     server.wait_for_queue(&["Alice", "Bob", "Carol"]).await;
 
@@ -199,15 +163,11 @@ async fn admin_queue_commands_reorder_skip_and_remove() {
     assert_eq!(status, 200);
     server.wait_for_queue(&["Bob", "Carol"]).await;
 
-    let (status, _) = server
-        .post("/api/v1/queue/Carol/remove", Some(&admin), None)
-        .await;
+    let (status, _) = server.post("/api/v1/queue/Carol/remove", Some(&admin), None).await;
     assert_eq!(status, 200);
     server.wait_for_queue(&["Bob"]).await;
 
-    let (status, body) = server
-        .post("/api/v1/queue/Nobody/remove", Some(&admin), None)
-        .await;
+    let (status, body) = server.post("/api/v1/queue/Nobody/remove", Some(&admin), None).await;
     assert_eq!(status, 404, "{body}");
 
     let (status, _) = server.post("/api/v1/queue/pause", Some(&admin), None).await;
@@ -215,15 +175,10 @@ async fn admin_queue_commands_reorder_skip_and_remove() {
     let status_json = server.get_json("/api/v1/status").await;
     assert_eq!(status_json["on_air"]["timer_paused"], true);
 
-    let (status, _) = server
-        .post("/api/v1/users/Bob/disable", Some(&admin), None)
-        .await;
+    let (status, _) = server.post("/api/v1/users/Bob/disable", Some(&admin), None).await;
     assert_eq!(status, 200);
     server.wait_for_queue(&[]).await;
-    assert!(
-        Dj::publish(server.rtmp, &keys[1]).await.is_err(),
-        "disabled key refused"
-    );
+    assert!(Dj::publish(server.rtmp, &keys[1]).await.is_err(), "disabled key refused");
 }
 
 #[tokio::test]
@@ -234,10 +189,7 @@ async fn login_me_and_bad_input() {
 
     let resp = client
         .post(server.url("/api/v1/login/access-token"))
-        .form(&[
-            ("username", "alice@example.org"),
-            ("password", "wrong password"),
-        ])
+        .form(&[("username", "alice@example.org"), ("password", "wrong password")])
         .send()
         .await
         .unwrap();
@@ -246,24 +198,13 @@ async fn login_me_and_bad_input() {
     assert_eq!(body["detail"], "Incorrect email or password");
 
     let token = server.token("alice@example.org").await;
-    let me: serde_json::Value = client
-        .get(server.url("/api/v1/users/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value =
+        client.get(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["dj_name"], "Alice");
     assert_eq!(me["stream_key"], key, "users see their own key");
     assert_eq!(me["is_superuser"], true, "first account is an admin");
 
-    let resp = client
-        .get(server.url("/api/v1/users/me"))
-        .send()
-        .await
-        .unwrap();
+    let resp = client.get(server.url("/api/v1/users/me")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
 
     // Malformed bodies get a JSON detail, not a panic or an HTML page.
@@ -277,40 +218,16 @@ async fn login_me_and_bad_input() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.json::<serde_json::Value>().await.unwrap()["detail"].is_string());
-    let resp = client
-        .get(server.url("/no/such/page"))
-        .send()
-        .await
-        .unwrap();
+    let resp = client.get(server.url("/no/such/page")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
     assert!(resp.json::<serde_json::Value>().await.unwrap()["detail"].is_string());
 
     // Public endpoints never reveal stream keys.
-    for path in [
-        "/queue-json",
-        "/api/v1/status",
-        "/block-toggle",
-        "/timer-data",
-        "/time-settings",
-    ] {
-        let text = client
-            .get(server.url(path))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+    for path in ["/queue-json", "/api/v1/status", "/block-toggle", "/timer-data", "/time-settings"] {
+        let text = client.get(server.url(path)).send().await.unwrap().text().await.unwrap();
         assert!(!text.contains(&key), "{path} leaks a stream key");
     }
-    let html = client
-        .get(server.url("/queue-list"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.get(server.url("/queue-list")).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("<ol"), "{html}");
 }
 

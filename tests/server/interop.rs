@@ -8,16 +8,7 @@ use crate::publisher::FIXTURE;
 /// Starts `ffmpeg -re -stream_loop -1 -i fixture -c copy -f flv URL` (what a DJ would run).
 fn ffmpeg_publish(url: &str) -> std::process::Child {
     Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-            FIXTURE,
-        ])
+        .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", FIXTURE])
         .args(["-c", "copy", "-f", "flv", url])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -50,10 +41,7 @@ async fn ffmpeg_publishers_go_on_air_and_queue() {
             assert_eq!(stats["audio"]["codec"], "aac", "{stats}");
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no media stats: {status}"
-        );
+        assert!(std::time::Instant::now() < deadline, "no media stats: {status}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 
@@ -72,13 +60,8 @@ async fn ffmpeg_with_a_wrong_key_is_refused_at_once() {
     }
     let server = Server::start(Options::default());
     let ffmpeg = ffmpeg_publish(&server.rtmp_url("wrongkey123"));
-    let out = tokio::task::spawn_blocking(move || ffmpeg.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || ffmpeg.wait_with_output()).await.unwrap().unwrap();
     assert!(!out.status.success(), "ffmpeg should fail to publish");
-    server
-        .wait_for_log("publish refused: unknown stream key")
-        .await;
+    server.wait_for_log("publish refused: unknown stream key").await;
     assert!(server.queue().await.is_empty());
 }

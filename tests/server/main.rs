@@ -4,6 +4,7 @@
 mod harness;
 mod http_api;
 mod interop;
+mod program;
 mod publisher;
 mod queue_rules;
 mod robustness;

@@ -11,14 +11,13 @@ use motherstream::rtmp::client_io::{ClientError, RtmpClient};
 use tokio::sync::{mpsc, oneshot};
 
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dj.flv");
+/// A DJ whose stream differs: 640x360@25, AAC 48 kHz.
+pub const FIXTURE2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dj2.flv");
 
-/// The fixture's tags, read once per call (the file is small).
-pub fn fixture_tags() -> Vec<FlvTag> {
-    let bytes = Bytes::from(std::fs::read(FIXTURE).expect("fixture"));
-    FlvReader::new(bytes)
-        .expect("flv header")
-        .collect::<Result<Vec<_>, _>>()
-        .expect("fixture tags")
+/// A fixture's tags, read once per call (the files are small).
+pub fn fixture_tags(path: &str) -> Vec<FlvTag> {
+    let bytes = Bytes::from(std::fs::read(path).expect("fixture"));
+    FlvReader::new(bytes).expect("flv header").collect::<Result<Vec<_>, _>>().expect("fixture tags")
 }
 
 enum Control {
@@ -35,11 +34,16 @@ pub struct Dj {
 }
 
 impl Dj {
-    /// Connects and publishes; `Err` if the server refuses the key.
+    /// Connects and publishes the main fixture; `Err` if the server refuses the key.
     pub async fn publish(rtmp: SocketAddr, key: &str) -> Result<Self, ClientError> {
+        Self::publish_file(rtmp, key, FIXTURE).await
+    }
+
+    /// Connects and publishes `fixture` in a loop.
+    pub async fn publish_file(rtmp: SocketAddr, key: &str, fixture: &str) -> Result<Self, ClientError> {
         let client = RtmpClient::publish(rtmp, "live", key).await?;
         let (control, rx) = mpsc::channel(4);
-        let task = tokio::spawn(feed(client, rx));
+        let task = tokio::spawn(feed(client, rx, fixture_tags(fixture)));
         Ok(Self { control, task })
     }
 
@@ -76,9 +80,17 @@ impl Dj {
 async fn feed(
     mut client: RtmpClient<tokio::net::TcpStream>,
     mut control: mpsc::Receiver<Control>,
+    tags: Vec<FlvTag>,
 ) -> Result<(), ClientError> {
-    let tags = fixture_tags();
-    let loop_len = tags.last().map(|t| t.timestamp + 33).unwrap_or(1000);
+    // The next loop starts one frame after the last video frame (and after the last audio
+    // frame), so a looping publisher looks like one continuous live stream.
+    let video: Vec<u32> = tags.iter().filter(|t| t.kind == TagKind::Video).map(|t| t.timestamp).collect();
+    let frame = match video.as_slice() {
+        [.., a, b] => b - a,
+        _ => 33,
+    };
+    let last_audio = tags.iter().filter(|t| t.kind == TagKind::Audio).map(|t| t.timestamp + 24).max();
+    let loop_len = video.last().map(|v| v + frame).max(last_audio).unwrap_or(1000);
     let start = Instant::now();
     let mut stalled = false;
     for round in 0u32.. {
@@ -115,7 +127,7 @@ async fn feed(
 }
 
 /// Sequence headers and metadata: sent once per connection, not once per loop.
-fn is_header(tag: &FlvTag) -> bool {
+pub fn is_header(tag: &FlvTag) -> bool {
     match tag.kind {
         TagKind::Script => true,
         TagKind::Video => VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),

@@ -20,9 +20,7 @@ async fn valid_key_goes_on_air_and_bad_keys_are_refused() {
     let key = server.add_user("Alice", false);
     let bob_key = server.add_user("Bob", false);
 
-    let alice = Dj::publish(server.rtmp, &key)
-        .await
-        .expect("valid key accepted");
+    let alice = Dj::publish(server.rtmp, &key).await.expect("valid key accepted");
     server.wait_for_queue(&["Alice"]).await;
 
     let malformed = refused(Dj::publish(server.rtmp, "not a key!").await);
@@ -31,9 +29,7 @@ async fn valid_key_goes_on_air_and_bad_keys_are_refused() {
 
     let unknown = refused(Dj::publish(server.rtmp, "0123456789abcdef").await);
     assert!(unknown.contains("unknown stream key"), "{unknown}");
-    server
-        .wait_for_log("publish refused: unknown stream key")
-        .await;
+    server.wait_for_log("publish refused: unknown stream key").await;
 
     let again = refused(Dj::publish(server.rtmp, &key).await);
     assert!(again.contains("already publishing"), "{again}");
@@ -43,11 +39,7 @@ async fn valid_key_goes_on_air_and_bad_keys_are_refused() {
     let disabled = refused(Dj::publish(server.rtmp, &bob_key).await);
     assert!(disabled.contains("disabled"), "{disabled}");
 
-    assert_eq!(
-        server.queue().await,
-        ["Alice"],
-        "refused publishers never reach the queue"
-    );
+    assert_eq!(server.queue().await, ["Alice"], "refused publishers never reach the queue");
     alice.stop().await;
     server.wait_for_queue(&[]).await;
 }
@@ -70,9 +62,7 @@ async fn second_publisher_queues_and_clean_stop_promotes_it() {
     alice.stop().await;
     let took = server.wait_for_queue(&["Bob"]).await;
     assert!(took < Duration::from_secs(1), "promotion took {took:?}");
-    server
-        .wait_for_log("Alice stopped publishing cleanly")
-        .await;
+    server.wait_for_log("Alice stopped publishing cleanly").await;
     bob.stop().await;
 }
 
@@ -94,10 +84,7 @@ async fn queued_publisher_who_leaves_is_removed() {
 
 #[tokio::test]
 async fn slot_expiry_disconnects_the_lead_and_promotes_the_next() {
-    let server = Server::start(Options {
-        swap_interval: 3,
-        ..Options::default()
-    });
+    let server = Server::start(Options { swap_interval: 3, ..Options::default() });
     let a = server.add_user("Alice", false);
     let b = server.add_user("Bob", false);
     let alice = Dj::publish(server.rtmp, &a).await.unwrap();
@@ -110,10 +97,7 @@ async fn slot_expiry_disconnects_the_lead_and_promotes_the_next() {
 
 #[tokio::test]
 async fn dropped_lead_who_reconnects_within_grace_keeps_the_slot() {
-    let server = Server::start(Options {
-        grace_period: 5,
-        ..Options::default()
-    });
+    let server = Server::start(Options { grace_period: 5, ..Options::default() });
     let a = server.add_user("Alice", false);
     let b = server.add_user("Bob", false);
     let alice = Dj::publish(server.rtmp, &a).await.unwrap();
@@ -124,15 +108,10 @@ async fn dropped_lead_who_reconnects_within_grace_keeps_the_slot() {
     alice.drop_connection().await;
     server.wait_for_log("Alice stopped publishing").await;
     let status = server.get_json("/api/v1/status").await;
-    assert_eq!(
-        status["on_air"]["dj_name"], "Alice",
-        "slot held during grace"
-    );
+    assert_eq!(status["on_air"]["dj_name"], "Alice", "slot held during grace");
     assert_eq!(status["on_air"]["state"], "grace");
 
-    let _alice = Dj::publish(server.rtmp, &a)
-        .await
-        .expect("reconnect accepted");
+    let _alice = Dj::publish(server.rtmp, &a).await.expect("reconnect accepted");
     let status = server.get_json("/api/v1/status").await;
     assert_eq!(status["on_air"]["state"], "live");
     assert_eq!(server.queue().await, ["Alice", "Bob"]);
@@ -140,10 +119,7 @@ async fn dropped_lead_who_reconnects_within_grace_keeps_the_slot() {
 
 #[tokio::test]
 async fn dropped_lead_who_does_not_return_is_replaced_after_grace() {
-    let server = Server::start(Options {
-        grace_period: 2,
-        ..Options::default()
-    });
+    let server = Server::start(Options { grace_period: 2, ..Options::default() });
     let a = server.add_user("Alice", false);
     let b = server.add_user("Bob", false);
     let alice = Dj::publish(server.rtmp, &a).await.unwrap();
@@ -156,11 +132,7 @@ async fn dropped_lead_who_does_not_return_is_replaced_after_grace() {
 
 #[tokio::test]
 async fn stalled_lead_is_disconnected_and_skipped() {
-    let server = Server::start(Options {
-        grace_period: 1,
-        stall_timeout: 2,
-        ..Options::default()
-    });
+    let server = Server::start(Options { grace_period: 1, stall_timeout: 2, ..Options::default() });
     let a = server.add_user("Alice", false);
     let b = server.add_user("Bob", false);
     let alice = Dj::publish(server.rtmp, &a).await.unwrap();
@@ -175,10 +147,7 @@ async fn stalled_lead_is_disconnected_and_skipped() {
 
 #[tokio::test]
 async fn restart_restores_the_order_for_djs_who_reconnect() {
-    let server = Server::start(Options {
-        grace_period: 8,
-        ..Options::default()
-    });
+    let server = Server::start(Options { grace_period: 8, ..Options::default() });
     let a = server.add_user("Alice", false);
     let b = server.add_user("Bob", false);
     let c = server.add_user("Carol", false);
@@ -195,11 +164,7 @@ async fn restart_restores_the_order_for_djs_who_reconnect() {
     for dj in [alice, bob, carol] {
         dj.drop_connection().await;
     }
-    assert_eq!(
-        server.queue().await,
-        ["Alice", "Bob", "Carol"],
-        "places held after restart"
-    );
+    assert_eq!(server.queue().await, ["Alice", "Bob", "Carol"], "places held after restart");
     // Reconnect in a different order: each gets their old place back.
     let _carol = Dj::publish(server.rtmp, &c).await.unwrap();
     let _alice = Dj::publish(server.rtmp, &a).await.unwrap();

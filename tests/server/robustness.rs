@@ -44,18 +44,12 @@ async fn garbage_and_oversized_messages_only_close_that_connection() {
 
     // A TLS ClientHello (someone pointing rtmps at the plain port) is not RTMP version 3.
     let mut tls = TcpStream::connect(server.rtmp).await.unwrap();
-    tls.write_all(&[
-        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
-    ])
-    .await
-    .unwrap();
+    tls.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]).await.unwrap();
     assert_closed_by_server(tls).await;
 
     // Random bytes after a valid handshake.
     let mut garbage = handshaken(&server).await;
-    let noise: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let _ = garbage.write_all(&noise).await;
     assert_closed_by_server(garbage).await;
 
@@ -70,9 +64,7 @@ async fn garbage_and_oversized_messages_only_close_that_connection() {
     // The publisher on air never noticed, and new publishers still get in.
     assert_eq!(server.queue().await, ["Alice"]);
     let bob_key = server.add_user("Bob", false);
-    let _bob = Dj::publish(server.rtmp, &bob_key)
-        .await
-        .expect("server still serves");
+    let _bob = Dj::publish(server.rtmp, &bob_key).await.expect("server still serves");
     server.wait_for_queue(&["Alice", "Bob"]).await;
     alice.stop().await;
 }
@@ -81,11 +73,7 @@ async fn garbage_and_oversized_messages_only_close_that_connection() {
 async fn silent_connections_are_closed_after_the_handshake_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("motherstream.toml");
-    std::fs::write(
-        &config,
-        "[limits]\nhandshake_timeout = 1\nmax_connections_per_ip = 4\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[limits]\nhandshake_timeout = 1\nmax_connections_per_ip = 4\n").unwrap();
     let server = Server::start(Options {
         extra_args: vec!["--config".into(), config.display().to_string()],
         ..Options::default()
@@ -102,7 +90,5 @@ async fn silent_connections_are_closed_after_the_handshake_timeout() {
     }
     let extra = TcpStream::connect(server.rtmp).await.unwrap();
     assert_closed_by_server(extra).await;
-    server
-        .wait_for_log("connections already open from this address")
-        .await;
+    server.wait_for_log("connections already open from this address").await;
 }

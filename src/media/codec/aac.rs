@@ -8,9 +8,8 @@ use super::bits::BitReader;
 
 /// Sampling frequencies by `samplingFrequencyIndex`; 13 and 14 are reserved and 15
 /// means an explicit 24-bit frequency follows.
-const SAMPLE_RATES: [u32; 13] = [
-    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
-];
+const SAMPLE_RATES: [u32; 13] =
+    [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
 const EXPLICIT_RATE: u32 = 15;
 const OBJECT_TYPE_ESCAPE: u32 = 31;
 /// Explicitly signalled SBR (HE-AAC) and PS (HE-AACv2).
@@ -44,21 +43,13 @@ impl AudioSpecificConfig {
         if object_type == OBJECT_TYPE_SBR || object_type == OBJECT_TYPE_PS {
             sample_rate = read_sample_rate(&mut r)?;
         }
-        Ok(AudioSpecificConfig {
-            object_type,
-            sample_rate,
-            channels,
-        })
+        Ok(AudioSpecificConfig { object_type, sample_rate, channels })
     }
 }
 
 fn read_object_type(r: &mut BitReader<'_>) -> Result<u8, CodecError> {
     let object_type = r.bits(5)?;
-    let object_type = if object_type == OBJECT_TYPE_ESCAPE {
-        32 + r.bits(6)?
-    } else {
-        object_type
-    };
+    let object_type = if object_type == OBJECT_TYPE_ESCAPE { 32 + r.bits(6)? } else { object_type };
     if object_type == 0 {
         return Err(CodecError::Invalid("AAC audio object type"));
     }
@@ -71,10 +62,7 @@ fn read_sample_rate(r: &mut BitReader<'_>) -> Result<u32, CodecError> {
     let rate = if index == EXPLICIT_RATE {
         r.bits(24)?
     } else {
-        SAMPLE_RATES
-            .get(index as usize)
-            .copied()
-            .ok_or(CodecError::Invalid("AAC sampling frequency index"))?
+        SAMPLE_RATES.get(index as usize).copied().ok_or(CodecError::Invalid("AAC sampling frequency index"))?
     };
     if rate == 0 {
         return Err(CodecError::Invalid("AAC sampling frequency"));
@@ -87,86 +75,49 @@ mod tests {
     use super::*;
 
     fn asc(object_type: u8, sample_rate: u32, channels: Option<u8>) -> AudioSpecificConfig {
-        AudioSpecificConfig {
-            object_type,
-            sample_rate,
-            channels,
-        }
+        AudioSpecificConfig { object_type, sample_rate, channels }
     }
 
     #[test]
     fn common_lc_configs() {
         // 00010 0100 0001 000: LC, 44.1 kHz, mono (what ffmpeg writes for the fixture).
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x12, 0x08]),
-            Ok(asc(2, 44100, Some(1)))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[0x12, 0x08]), Ok(asc(2, 44100, Some(1))));
         // LC, 48 kHz, stereo.
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x11, 0x90]),
-            Ok(asc(2, 48000, Some(2)))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[0x11, 0x90]), Ok(asc(2, 48000, Some(2))));
         // LC, 48 kHz, channel configuration 7 is 7.1.
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x11, 0xb8]),
-            Ok(asc(2, 48000, Some(8)))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[0x11, 0xb8]), Ok(asc(2, 48000, Some(8))));
         // Channel configuration 0: layout in a PCE.
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x11, 0x80]),
-            Ok(asc(2, 48000, None))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[0x11, 0x80]), Ok(asc(2, 48000, None)));
     }
 
     #[test]
     fn explicit_frequency_escape() {
         // 00010 1111 <24-bit 0x00ac44 = 44100> 0010 ...
         let data = [0x17, 0x80, 0x56, 0x22, 0x10];
-        assert_eq!(
-            AudioSpecificConfig::parse(&data),
-            Ok(asc(2, 44100, Some(2)))
-        );
-        assert_eq!(
-            AudioSpecificConfig::parse(&data[..3]),
-            Err(CodecError::Truncated("AudioSpecificConfig"))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&data), Ok(asc(2, 44100, Some(2))));
+        assert_eq!(AudioSpecificConfig::parse(&data[..3]), Err(CodecError::Truncated("AudioSpecificConfig")));
     }
 
     #[test]
     fn he_aac_reports_the_extension_rate() {
         // 00101 0110 (24 kHz) 0010 0011 (48 kHz) 00010 ...
         let data = [0x2b, 0x11, 0x88, 0x00];
-        assert_eq!(
-            AudioSpecificConfig::parse(&data),
-            Ok(asc(5, 48000, Some(2)))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&data), Ok(asc(5, 48000, Some(2))));
     }
 
     #[test]
     fn escaped_object_type() {
         // 11111 000010 (=34, Layer-3) 0100 0010 ...
         let data = [0xf8, 0x48, 0x40];
-        assert_eq!(
-            AudioSpecificConfig::parse(&data),
-            Ok(asc(34, 44100, Some(2)))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&data), Ok(asc(34, 44100, Some(2))));
     }
 
     #[test]
     fn garbage_is_rejected() {
-        assert_eq!(
-            AudioSpecificConfig::parse(&[]),
-            Err(CodecError::Truncated("AudioSpecificConfig"))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[]), Err(CodecError::Truncated("AudioSpecificConfig")));
         // Reserved frequency index 13.
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x16, 0x90]),
-            Err(CodecError::Invalid("AAC sampling frequency index"))
-        );
-        assert_eq!(
-            AudioSpecificConfig::parse(&[0x00, 0x00]),
-            Err(CodecError::Invalid("AAC audio object type"))
-        );
+        assert_eq!(AudioSpecificConfig::parse(&[0x16, 0x90]), Err(CodecError::Invalid("AAC sampling frequency index")));
+        assert_eq!(AudioSpecificConfig::parse(&[0x00, 0x00]), Err(CodecError::Invalid("AAC audio object type")));
         // Explicit frequency of zero.
         assert_eq!(
             AudioSpecificConfig::parse(&[0x17, 0x80, 0x00, 0x00, 0x10]),

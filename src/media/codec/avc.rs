@@ -8,8 +8,7 @@ use super::{CodecError, VideoCodec, VideoConfig};
 const NAL_TYPE_SPS: u8 = 7;
 
 /// Profiles whose SPS carries chroma format, bit depth and scaling matrices.
-const PROFILES_WITH_CHROMA_INFO: [u32; 13] =
-    [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
+const PROFILES_WITH_CHROMA_INFO: [u32; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
 
 /// Parses the record; the picture size comes from its first SPS and is left unknown
 /// when that SPS is missing or unparseable, since profile and level are still useful.
@@ -112,11 +111,7 @@ fn parse_sps(nal: &[u8]) -> Result<PictureSize, CodecError> {
 
     // Field-coded streams count map units in field pairs (7.4.2.1.1).
     let field_factor: u64 = if frame_mbs_only { 1 } else { 2 };
-    let chroma_array_type = if separate_colour_plane {
-        0
-    } else {
-        chroma_format_idc
-    };
+    let chroma_array_type = if separate_colour_plane { 0 } else { chroma_format_idc };
     // Crop offsets are in chroma sample units (equations 7-19 to 7-22).
     let (crop_unit_x, crop_unit_y) = match chroma_array_type {
         0 => (1, field_factor),
@@ -152,17 +147,11 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     fn size(w: u32, h: u32) -> PictureSize {
-        PictureSize {
-            width: w,
-            height: h,
-        }
+        PictureSize { width: w, height: h }
     }
 
     // SPS NAL units produced by x264 (via ffmpeg) for the noted settings.
@@ -177,10 +166,7 @@ mod tests {
 
     #[test]
     fn interlaced_high_profile_with_scaling_lists() {
-        assert_eq!(
-            parse_sps(&hex(HIGH_INTERLACED_CQM_576I)),
-            Ok(size(720, 576))
-        );
+        assert_eq!(parse_sps(&hex(HIGH_INTERLACED_CQM_576I)), Ok(size(720, 576)));
     }
 
     #[test]
@@ -209,18 +195,9 @@ mod tests {
         assert_eq!((config.profile, config.level), (100, 31));
         assert_eq!(config.width, None);
         // A record cut inside the SPS is an error.
-        assert_eq!(
-            parse_config(&record[..9]),
-            Err(CodecError::Truncated("AVC SPS"))
-        );
-        assert_eq!(
-            parse_config(&[0, 0x64]),
-            Err(CodecError::Invalid("AVC configuration version"))
-        );
-        assert_eq!(
-            parse_config(&[]),
-            Err(CodecError::Truncated("AVC configuration version"))
-        );
+        assert_eq!(parse_config(&record[..9]), Err(CodecError::Truncated("AVC SPS")));
+        assert_eq!(parse_config(&[0, 0x64]), Err(CodecError::Invalid("AVC configuration version")));
+        assert_eq!(parse_config(&[]), Err(CodecError::Truncated("AVC configuration version")));
     }
 
     #[test]
@@ -234,9 +211,6 @@ mod tests {
                 Err(e) => assert!(matches!(e, CodecError::Truncated(_)), "prefix {len}: {e}"),
             }
         }
-        assert_eq!(
-            parse_sps(&hex("6867")),
-            Err(CodecError::Invalid("AVC SPS NAL unit type"))
-        );
+        assert_eq!(parse_sps(&hex("6867")), Err(CodecError::Invalid("AVC SPS NAL unit type")));
     }
 }

@@ -31,14 +31,8 @@ impl<'a> ByteReader<'a> {
         self.take(n, what).map(drop)
     }
 
-    pub(super) fn array<const N: usize>(
-        &mut self,
-        what: &'static str,
-    ) -> Result<[u8; N], CodecError> {
-        let (head, tail) = self
-            .data
-            .split_first_chunk::<N>()
-            .ok_or(CodecError::Truncated(what))?;
+    pub(super) fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], CodecError> {
+        let (head, tail) = self.data.split_first_chunk::<N>().ok_or(CodecError::Truncated(what))?;
         self.data = tail;
         Ok(*head)
     }
@@ -81,41 +75,23 @@ pub(super) struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub(super) fn new(data: &'a [u8], what: &'static str) -> Self {
-        BitReader {
-            data,
-            pos: 0,
-            current: 0,
-            bits_left: 0,
-            zeros: 0,
-            strip_emulation_prevention: false,
-            what,
-        }
+        BitReader { data, pos: 0, current: 0, bits_left: 0, zeros: 0, strip_emulation_prevention: false, what }
     }
 
     /// Reader over a NAL unit payload (after its header).
     pub(super) fn rbsp(nal_payload: &'a [u8], what: &'static str) -> Self {
-        BitReader {
-            strip_emulation_prevention: true,
-            ..Self::new(nal_payload, what)
-        }
+        BitReader { strip_emulation_prevention: true, ..Self::new(nal_payload, what) }
     }
 
     fn next_byte(&mut self) -> Result<u8, CodecError> {
         loop {
-            let byte = *self
-                .data
-                .get(self.pos)
-                .ok_or(CodecError::Truncated(self.what))?;
+            let byte = *self.data.get(self.pos).ok_or(CodecError::Truncated(self.what))?;
             self.pos += 1;
             if self.strip_emulation_prevention && self.zeros >= 2 && byte == 0x03 {
                 self.zeros = 0;
                 continue;
             }
-            self.zeros = if byte == 0 {
-                self.zeros.saturating_add(1)
-            } else {
-                0
-            };
+            self.zeros = if byte == 0 { self.zeros.saturating_add(1) } else { 0 };
             return Ok(byte);
         }
     }
@@ -200,18 +176,12 @@ mod tests {
     #[test]
     fn overlong_exp_golomb_is_invalid_not_a_panic() {
         let data = [0u8; 8];
-        assert_eq!(
-            BitReader::new(&data, "t").ue(),
-            Err(CodecError::Invalid("exp-Golomb code"))
-        );
+        assert_eq!(BitReader::new(&data, "t").ue(), Err(CodecError::Invalid("exp-Golomb code")));
         let mut max = [0u8; 9];
         max[3] = 0x01; // 31 zeros, the marker, then 31 one bits
         max[4..8].fill(0xff);
         assert_eq!(BitReader::new(&max, "t").ue(), Ok(u32::MAX - 1));
-        assert_eq!(
-            BitReader::new(&[0x00], "t").ue(),
-            Err(CodecError::Truncated("t"))
-        );
+        assert_eq!(BitReader::new(&[0x00], "t").ue(), Err(CodecError::Truncated("t")));
     }
 
     #[test]

@@ -16,19 +16,11 @@ pub(super) struct PictureSize {
 impl PictureSize {
     /// Takes a size computed with checked arithmetic (`None` when cropping underflowed)
     /// and rejects it unless it is a non-empty picture that fits in u32.
-    pub(super) fn from_cropped(
-        width: Option<u64>,
-        height: Option<u64>,
-    ) -> Result<Self, CodecError> {
+    pub(super) fn from_cropped(width: Option<u64>, height: Option<u64>) -> Result<Self, CodecError> {
         let fit = |v: Option<u64>| {
-            v.filter(|v| *v > 0)
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or(CodecError::Invalid("picture size"))
+            v.filter(|v| *v > 0).and_then(|v| u32::try_from(v).ok()).ok_or(CodecError::Invalid("picture size"))
         };
-        Ok(PictureSize {
-            width: fit(width)?,
-            height: fit(height)?,
-        })
+        Ok(PictureSize { width: fit(width)?, height: fit(height)? })
     }
 }
 
@@ -60,13 +52,7 @@ impl VideoConfig {
     }
 
     fn without_size(codec: VideoCodec, profile: u8, level: u8) -> Self {
-        VideoConfig {
-            codec,
-            profile,
-            level,
-            width: None,
-            height: None,
-        }
+        VideoConfig { codec, profile, level, width: None, height: None }
     }
 
     pub fn profile_name(&self) -> Option<&'static str> {
@@ -117,11 +103,7 @@ fn parse_av1_config(record: &[u8]) -> Result<VideoConfig, CodecError> {
         return Err(CodecError::Invalid("av1C marker/version"));
     }
     let byte = r.u8("av1C profile/level")?;
-    Ok(VideoConfig::without_size(
-        VideoCodec::Av1,
-        byte >> 5,
-        byte & 0x1F,
-    ))
+    Ok(VideoConfig::without_size(VideoCodec::Av1, byte >> 5, byte & 0x1F))
 }
 
 /// VPCodecConfigurationRecord as a full box body (VP-ISOBMFF): version and flags,
@@ -150,11 +132,7 @@ impl AudioConfig {
         match codec {
             AudioCodec::Aac => {
                 let asc = AudioSpecificConfig::parse(body)?;
-                Ok(AudioConfig {
-                    codec,
-                    sample_rate: asc.sample_rate,
-                    channels: asc.channels,
-                })
+                Ok(AudioConfig { codec, sample_rate: asc.sample_rate, channels: asc.channels })
             }
             AudioCodec::Opus => parse_opus_head(body),
             _ => Err(CodecError::Unsupported("audio codec configuration")),
@@ -171,11 +149,7 @@ fn parse_opus_head(body: &[u8]) -> Result<AudioConfig, CodecError> {
     }
     r.u8("OpusHead version")?;
     let channels = r.u8("OpusHead channel count")?;
-    Ok(AudioConfig {
-        codec: AudioCodec::Opus,
-        sample_rate: 48_000,
-        channels: Some(channels),
-    })
+    Ok(AudioConfig { codec: AudioCodec::Opus, sample_rate: 48_000, channels: Some(channels) })
 }
 
 #[cfg(test)]
@@ -188,10 +162,7 @@ mod tests {
         assert_eq!((av1.profile, av1.level), (0, 8));
         assert_eq!(av1.profile_name(), Some("Main"));
         assert_eq!(av1.level_name().as_deref(), Some("4.0"));
-        assert_eq!(
-            VideoConfig::parse(VideoCodec::Av1, &[0x01, 0x08]),
-            Err(CodecError::Invalid("av1C marker/version"))
-        );
+        assert_eq!(VideoConfig::parse(VideoCodec::Av1, &[0x01, 0x08]), Err(CodecError::Invalid("av1C marker/version")));
 
         let vp9 = VideoConfig::parse(VideoCodec::Vp9, &[1, 0, 0, 0, 0, 31, 0x82]).unwrap();
         assert_eq!((vp9.profile, vp9.level), (0, 31));
@@ -205,11 +176,7 @@ mod tests {
         let head = b"OpusHead\x01\x02\x38\x01\x80\xbb\x00\x00\x00\x00\x00";
         assert_eq!(
             AudioConfig::parse(AudioCodec::Opus, head),
-            Ok(AudioConfig {
-                codec: AudioCodec::Opus,
-                sample_rate: 48_000,
-                channels: Some(2)
-            })
+            Ok(AudioConfig { codec: AudioCodec::Opus, sample_rate: 48_000, channels: Some(2) })
         );
         assert_eq!(
             AudioConfig::parse(AudioCodec::Opus, b"OpusTags\x01\x02"),

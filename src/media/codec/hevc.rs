@@ -50,9 +50,7 @@ fn first_sps<'a>(r: &mut ByteReader<'a>) -> Result<Option<&'a [u8]>, CodecError>
 
 /// Reads an SPS NAL unit (2-byte header included) up to the conformance window.
 fn parse_sps(nal: &[u8]) -> Result<PictureSize, CodecError> {
-    let (header, payload) = nal
-        .split_first_chunk::<2>()
-        .ok_or(CodecError::Truncated("HEVC SPS"))?;
+    let (header, payload) = nal.split_first_chunk::<2>().ok_or(CodecError::Truncated("HEVC SPS"))?;
     if (header[0] >> 1) & 0x3F != NAL_TYPE_SPS {
         return Err(CodecError::Invalid("HEVC SPS NAL unit type"));
     }
@@ -91,10 +89,7 @@ fn parse_sps(nal: &[u8]) -> Result<PictureSize, CodecError> {
 }
 
 /// Skips `profile_tier_level(1, max_sub_layers_minus1)` (§7.3.3).
-fn skip_profile_tier_level(
-    r: &mut BitReader<'_>,
-    max_sub_layers_minus1: usize,
-) -> Result<(), CodecError> {
+fn skip_profile_tier_level(r: &mut BitReader<'_>, max_sub_layers_minus1: usize) -> Result<(), CodecError> {
     // General profile space/tier/idc (8), compatibility flags (32), source and
     // constraint flags (48), level (8).
     r.skip(96)?;
@@ -122,10 +117,7 @@ mod tests {
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
     // x265 (via ffmpeg) SPS for 320x180 Main: coded as 320x184 with a conformance window.
@@ -166,19 +158,13 @@ mod tests {
 
         for len in 0..record.len() - 12 {
             // Cut before the SPS ends: the record itself is truncated.
-            assert!(
-                matches!(parse_config(&record[..len]), Err(CodecError::Truncated(_))),
-                "prefix {len}"
-            );
+            assert!(matches!(parse_config(&record[..len]), Err(CodecError::Truncated(_))), "prefix {len}");
         }
     }
 
     #[test]
     fn wrong_nal_type_is_rejected() {
-        assert_eq!(
-            parse_sps(&hex("40010c01")),
-            Err(CodecError::Invalid("HEVC SPS NAL unit type"))
-        );
+        assert_eq!(parse_sps(&hex("40010c01")), Err(CodecError::Invalid("HEVC SPS NAL unit type")));
         assert_eq!(parse_sps(&[0x42]), Err(CodecError::Truncated("HEVC SPS")));
     }
 }

@@ -7,10 +7,7 @@ fn secs(n: u64) -> Duration {
 }
 
 fn dj(user_id: UserId) -> Dj {
-    Dj {
-        user_id,
-        dj_name: format!("dj{user_id}"),
-    }
+    Dj { user_id, dj_name: format!("dj{user_id}") }
 }
 
 /// An engine driven by a virtual clock.
@@ -27,11 +24,7 @@ impl Harness {
 
     fn with(settings: Settings) -> Self {
         let t0 = Instant::now();
-        Harness {
-            engine: Engine::new(settings),
-            t0,
-            now: t0,
-        }
+        Harness { engine: Engine::new(settings), t0, now: t0 }
     }
 
     /// Moves the virtual clock to `t0 + at`.
@@ -41,16 +34,11 @@ impl Harness {
     }
 
     fn input(&mut self, input: Input) -> Vec<Output> {
-        self.engine
-            .handle(self.now, input)
-            .expect("only admin commands fail")
+        self.engine.handle(self.now, input).expect("only admin commands fail")
     }
 
     fn publish(&mut self, conn: ConnId, user_id: UserId) -> Vec<Output> {
-        self.input(Input::PublishRequested {
-            conn,
-            dj: dj(user_id),
-        })
+        self.input(Input::PublishRequested { conn, dj: dj(user_id) })
     }
 
     fn stop(&mut self, conn: ConnId) -> Vec<Output> {
@@ -92,11 +80,7 @@ impl Harness {
 
     /// The waiting list as (user, connection) pairs, next up first.
     fn waiting(&self) -> Vec<(UserId, Option<ConnId>)> {
-        self.status()
-            .waiting
-            .iter()
-            .map(|w| (w.dj.user_id, w.conn))
-            .collect()
+        self.status().waiting.iter().map(|w| (w.dj.user_id, w.conn)).collect()
     }
 }
 
@@ -161,11 +145,7 @@ fn first_publisher_goes_on_air_at_once() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted {
-                conn: 7,
-                on_air: true,
-                position: 0
-            },
+            Output::PublishAccepted { conn: 7, on_air: true, position: 0 },
             Output::Notice(Notice::OnAir { dj: dj(1) }),
             Output::ProgramSource(Some(7)),
             h.persist(),
@@ -183,41 +163,16 @@ fn later_publishers_queue_in_order_with_their_position() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted {
-                conn: 2,
-                on_air: false,
-                position: 1
-            },
-            Output::Notice(Notice::Queued {
-                dj: dj(2),
-                position: 1
-            }),
+            Output::PublishAccepted { conn: 2, on_air: false, position: 1 },
+            Output::Notice(Notice::Queued { dj: dj(2), position: 1 }),
             h.persist(),
         ]
     );
     let out = h.publish(3, 3);
-    assert_eq!(
-        out[0],
-        Output::PublishAccepted {
-            conn: 3,
-            on_air: false,
-            position: 2
-        }
-    );
+    assert_eq!(out[0], Output::PublishAccepted { conn: 3, on_air: false, position: 2 });
     assert_eq!(h.waiting(), vec![(2, Some(2)), (3, Some(3))]);
-    assert_eq!(
-        h.status()
-            .waiting
-            .iter()
-            .map(|w| w.position)
-            .collect::<Vec<_>>(),
-        vec![1, 2]
-    );
-    assert_eq!(
-        h.lead(),
-        Some((1, Some(1))),
-        "queued publishers are not aired"
-    );
+    assert_eq!(h.status().waiting.iter().map(|w| w.position).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(h.lead(), Some((1, Some(1))), "queued publishers are not aired");
 }
 
 // Rule 3 and 7: clean stops and queued departures.
@@ -230,21 +185,14 @@ fn clean_stop_of_the_lead_puts_the_next_on_air() {
     assert_eq!(
         out,
         vec![
-            Output::Notice(Notice::SetEnded {
-                dj: dj(1),
-                reason: EndReason::Stopped
-            }),
+            Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::Stopped }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
             Output::ProgramSource(Some(2)),
             h.persist(),
         ]
     );
     assert_eq!(h.lead(), Some((2, Some(2))));
-    assert_eq!(
-        h.remaining(),
-        secs(3600),
-        "the new set starts with a full slot"
-    );
+    assert_eq!(h.remaining(), secs(3600), "the new set starts with a full slot");
     assert!(h.waiting().is_empty());
 }
 
@@ -264,38 +212,21 @@ fn queued_dj_who_disconnects_leaves_the_queue() {
     h.publish(3, 3);
     h.publish(4, 4);
     let out = h.stop(2);
-    assert_eq!(
-        notices(&out),
-        vec![Notice::LeftQueue {
-            dj: dj(2),
-            reason: EndReason::Stopped
-        }]
-    );
+    assert_eq!(notices(&out), vec![Notice::LeftQueue { dj: dj(2), reason: EndReason::Stopped }]);
     assert!(program_changes(&out).is_empty());
     let out = h.lose(4);
-    assert_eq!(
-        notices(&out),
-        vec![Notice::LeftQueue {
-            dj: dj(4),
-            reason: EndReason::ConnectionLost
-        }]
-    );
+    assert_eq!(notices(&out), vec![Notice::LeftQueue { dj: dj(4), reason: EndReason::ConnectionLost }]);
     assert_eq!(h.waiting(), vec![(3, Some(3))]);
     assert_eq!(h.status().waiting[0].position, 1, "positions close up");
-    assert!(
-        disconnects(&out).is_empty(),
-        "the connection is already gone"
-    );
+    assert!(disconnects(&out).is_empty(), "the connection is already gone");
 }
 
 #[test]
 fn events_for_unknown_connections_change_nothing() {
     let mut h = two_djs();
-    for input in [
-        Input::PublishStopped { conn: 9 },
-        Input::ConnectionLost { conn: 9 },
-        Input::StallDetected { conn: 9 },
-    ] {
+    for input in
+        [Input::PublishStopped { conn: 9 }, Input::ConnectionLost { conn: 9 }, Input::StallDetected { conn: 9 }]
+    {
         assert_eq!(h.input(input), vec![]);
     }
     assert_eq!(h.lead(), Some((1, Some(1))));
@@ -311,20 +242,13 @@ fn dropped_lead_resumes_within_grace_with_the_time_left() {
     assert_eq!(
         out,
         vec![
-            Output::Notice(Notice::GraceStarted {
-                dj: dj(1),
-                grace: secs(10)
-            }),
+            Output::Notice(Notice::GraceStarted { dj: dj(1), grace: secs(10) }),
             Output::ProgramSource(None),
             h.persist(),
         ]
     );
     let lead = h.status().lead.unwrap();
-    assert_eq!(
-        (lead.conn, lead.reserved, lead.reclaim_within),
-        (None, false, Some(secs(10))),
-        "in grace"
-    );
+    assert_eq!((lead.conn, lead.reserved, lead.reclaim_within), (None, false, Some(secs(10))), "in grace");
 
     // The set's clock stands still during grace, and the waiting DJ stays waiting.
     h.at(secs(609));
@@ -336,11 +260,7 @@ fn dropped_lead_resumes_within_grace_with_the_time_left() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted {
-                conn: 11,
-                on_air: true,
-                position: 0
-            },
+            Output::PublishAccepted { conn: 11, on_air: true, position: 0 },
             Output::Notice(Notice::Resumed { dj: dj(1) }),
             Output::ProgramSource(Some(11)),
             h.persist(),
@@ -365,10 +285,7 @@ fn dropped_lead_is_replaced_after_exactly_the_grace_period() {
     assert_eq!(
         out,
         vec![
-            Output::Notice(Notice::SetEnded {
-                dj: dj(1),
-                reason: EndReason::GraceExpired
-            }),
+            Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::GraceExpired }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
             Output::ProgramSource(Some(2)),
             h.persist(),
@@ -384,18 +301,8 @@ fn grace_expiry_applies_even_if_the_next_call_is_a_late_reconnect() {
     h.at(secs(30));
     // No tick in between: the reconnect arrives too late and is treated as a new publisher.
     let out = h.publish(11, 1);
-    assert_eq!(
-        out[0],
-        Output::Notice(Notice::SetEnded {
-            dj: dj(1),
-            reason: EndReason::GraceExpired
-        })
-    );
-    assert!(out.contains(&Output::PublishAccepted {
-        conn: 11,
-        on_air: false,
-        position: 1
-    }));
+    assert_eq!(out[0], Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::GraceExpired }));
+    assert!(out.contains(&Output::PublishAccepted { conn: 11, on_air: false, position: 1 }));
     assert_eq!(h.lead(), Some((2, Some(2))));
 }
 
@@ -406,13 +313,7 @@ fn dropped_lead_with_nobody_waiting_leaves_the_slate_after_grace() {
     h.lose(1);
     h.at(secs(10));
     let out = h.tick();
-    assert_eq!(
-        notices(&out),
-        vec![Notice::SetEnded {
-            dj: dj(1),
-            reason: EndReason::GraceExpired
-        }]
-    );
+    assert_eq!(notices(&out), vec![Notice::SetEnded { dj: dj(1), reason: EndReason::GraceExpired }]);
     assert!(program_changes(&out).is_empty(), "the slate was already on");
     assert_eq!(h.lead(), None);
 }
@@ -423,23 +324,13 @@ fn newcomer_during_grace_queues_behind_the_held_slot() {
     h.publish(1, 1);
     h.lose(1);
     let out = h.publish(2, 2);
-    assert_eq!(
-        out[0],
-        Output::PublishAccepted {
-            conn: 2,
-            on_air: false,
-            position: 1
-        }
-    );
+    assert_eq!(out[0], Output::PublishAccepted { conn: 2, on_air: false, position: 1 });
     assert_eq!(h.lead(), Some((1, None)));
 }
 
 #[test]
 fn zero_grace_period_ends_the_set_at_once() {
-    let mut h = Harness::with(Settings {
-        grace_period: Duration::ZERO,
-        ..Settings::default()
-    });
+    let mut h = Harness::with(Settings { grace_period: Duration::ZERO, ..Settings::default() });
     h.publish(1, 1);
     h.publish(2, 2);
     let out = h.lose(1);
@@ -457,15 +348,9 @@ fn stalled_lead_is_disconnected_and_gets_a_grace_period() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect {
-                conn: 1,
-                reason: DisconnectReason::Stalled
-            },
+            Output::Disconnect { conn: 1, reason: DisconnectReason::Stalled },
             Output::Notice(Notice::Stalled { dj: dj(1) }),
-            Output::Notice(Notice::GraceStarted {
-                dj: dj(1),
-                grace: secs(10)
-            }),
+            Output::Notice(Notice::GraceStarted { dj: dj(1), grace: secs(10) }),
             Output::ProgramSource(None),
             h.persist(),
         ]
@@ -484,10 +369,7 @@ fn stalled_lead_that_does_not_return_is_replaced_after_grace() {
     h.stall(1);
     h.at(secs(10));
     let out = h.tick();
-    assert!(out.contains(&Output::Notice(Notice::SetEnded {
-        dj: dj(1),
-        reason: EndReason::GraceExpired
-    })));
+    assert!(out.contains(&Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::GraceExpired })));
     assert_eq!(h.lead(), Some((2, Some(2))));
 }
 
@@ -498,15 +380,9 @@ fn stalled_queued_dj_is_disconnected_and_leaves() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect {
-                conn: 2,
-                reason: DisconnectReason::Stalled
-            },
+            Output::Disconnect { conn: 2, reason: DisconnectReason::Stalled },
             Output::Notice(Notice::Stalled { dj: dj(2) }),
-            Output::Notice(Notice::LeftQueue {
-                dj: dj(2),
-                reason: EndReason::Stalled
-            }),
+            Output::Notice(Notice::LeftQueue { dj: dj(2), reason: EndReason::Stalled }),
             h.persist(),
         ]
     );
@@ -526,14 +402,8 @@ fn slot_expiry_disconnects_the_lead_and_promotes_the_next() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect {
-                conn: 1,
-                reason: DisconnectReason::SlotElapsed
-            },
-            Output::Notice(Notice::SetEnded {
-                dj: dj(1),
-                reason: EndReason::SlotElapsed
-            }),
+            Output::Disconnect { conn: 1, reason: DisconnectReason::SlotElapsed },
+            Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::SlotElapsed }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
             Output::ProgramSource(Some(2)),
             h.persist(),
@@ -557,21 +427,14 @@ fn warnings_are_sent_once_at_five_and_one_minute_left() {
 
 #[test]
 fn warnings_need_the_set_to_have_been_longer_than_the_threshold() {
-    let mut h = Harness::with(Settings {
-        swap_interval: secs(240),
-        ..Settings::default()
-    });
+    let mut h = Harness::with(Settings { swap_interval: secs(240), ..Settings::default() });
     h.publish(1, 1);
     let mut seen = Vec::new();
     for t in 1..240 {
         h.at(secs(t));
         seen.extend(warnings(&h.tick()));
     }
-    assert_eq!(
-        seen,
-        vec![secs(60)],
-        "a 4-minute set gets no 5-minute warning"
-    );
+    assert_eq!(seen, vec![secs(60)], "a 4-minute set gets no 5-minute warning");
 }
 
 #[test]
@@ -593,11 +456,7 @@ fn cutting_a_set_short_does_not_fire_a_stale_warning() {
     let out = h.admin(AdminCommand::SetRemaining { secs: 120 }).unwrap();
     assert!(warnings(&out).is_empty());
     h.at(secs(60));
-    assert_eq!(
-        warnings(&h.tick()),
-        vec![secs(60)],
-        "the one-minute warning still comes"
-    );
+    assert_eq!(warnings(&h.tick()), vec![secs(60)], "the one-minute warning still comes");
 }
 
 #[test]
@@ -630,43 +489,22 @@ fn pause_stops_the_clock_and_resume_continues_it() {
     let out = h.admin(AdminCommand::PauseTimer).unwrap();
     assert_eq!(
         out,
-        vec![
-            Output::Notice(Notice::TimerChanged {
-                dj: dj(1),
-                remaining: secs(3500),
-                paused: true
-            }),
-            h.persist(),
-        ]
+        vec![Output::Notice(Notice::TimerChanged { dj: dj(1), remaining: secs(3500), paused: true }), h.persist(),]
     );
-    assert_eq!(
-        h.engine.next_deadline(),
-        None,
-        "nothing is due while paused"
-    );
+    assert_eq!(h.engine.next_deadline(), None, "nothing is due while paused");
     h.at(secs(5000));
     h.tick();
     assert_eq!(h.remaining(), secs(3500));
     assert!(h.status().lead.unwrap().paused);
-    assert_eq!(
-        h.admin(AdminCommand::PauseTimer).unwrap(),
-        vec![],
-        "already paused"
-    );
+    assert_eq!(h.admin(AdminCommand::PauseTimer).unwrap(), vec![], "already paused");
 
     h.admin(AdminCommand::ResumeTimer).unwrap();
     h.at(secs(5000 + 3499));
     h.tick();
     assert_eq!(h.lead(), Some((1, Some(1))));
     h.at(secs(5000 + 3500));
-    assert_eq!(
-        disconnects(&h.tick()),
-        vec![(1, DisconnectReason::SlotElapsed)]
-    );
-    assert!(
-        !h.status().lead.unwrap().paused,
-        "a new set starts unpaused"
-    );
+    assert_eq!(disconnects(&h.tick()), vec![(1, DisconnectReason::SlotElapsed)]);
+    assert!(!h.status().lead.unwrap().paused, "a new set starts unpaused");
 }
 
 #[test]
@@ -674,34 +512,18 @@ fn set_swap_interval_keeps_elapsed_time_unless_reset() {
     let mut h = Harness::new();
     h.publish(1, 1);
     h.at(secs(600));
-    let out = h
-        .admin(AdminCommand::SetSwapInterval {
-            secs: 1800,
-            reset_current: false,
-        })
-        .unwrap();
+    let out = h.admin(AdminCommand::SetSwapInterval { secs: 1800, reset_current: false }).unwrap();
     assert_eq!(
         notices(&out),
         vec![
-            Notice::SettingsChanged {
-                swap_interval: secs(1800),
-                block_enabled: false
-            },
-            Notice::TimerChanged {
-                dj: dj(1),
-                remaining: secs(1200),
-                paused: false
-            },
+            Notice::SettingsChanged { swap_interval: secs(1800), block_enabled: false },
+            Notice::TimerChanged { dj: dj(1), remaining: secs(1200), paused: false },
         ]
     );
     assert_eq!(h.status().swap_interval, secs(1800));
     assert_eq!(h.remaining(), secs(1200));
 
-    h.admin(AdminCommand::SetSwapInterval {
-        secs: 900,
-        reset_current: true,
-    })
-    .unwrap();
+    h.admin(AdminCommand::SetSwapInterval { secs: 900, reset_current: true }).unwrap();
     assert_eq!(h.remaining(), secs(900));
     assert_eq!(h.status().lead.unwrap().elapsed, Duration::ZERO);
 }
@@ -710,29 +532,16 @@ fn set_swap_interval_keeps_elapsed_time_unless_reset() {
 fn set_swap_interval_shorter_than_elapsed_ends_the_set() {
     let mut h = two_djs();
     h.at(secs(600));
-    let out = h
-        .admin(AdminCommand::SetSwapInterval {
-            secs: 300,
-            reset_current: false,
-        })
-        .unwrap();
+    let out = h.admin(AdminCommand::SetSwapInterval { secs: 300, reset_current: false }).unwrap();
     assert_eq!(disconnects(&out), vec![(1, DisconnectReason::SlotElapsed)]);
     assert_eq!(h.lead(), Some((2, Some(2))));
-    assert_eq!(
-        h.remaining(),
-        secs(300),
-        "the next set uses the new interval"
-    );
+    assert_eq!(h.remaining(), secs(300), "the next set uses the new interval");
 }
 
 #[test]
 fn set_swap_interval_without_a_set_changes_the_channel_setting() {
     let mut h = Harness::new();
-    h.admin(AdminCommand::SetSwapInterval {
-        secs: 60,
-        reset_current: true,
-    })
-    .unwrap();
+    h.admin(AdminCommand::SetSwapInterval { secs: 60, reset_current: true }).unwrap();
     h.publish(1, 1);
     assert_eq!(h.remaining(), secs(60));
 }
@@ -760,13 +569,8 @@ fn set_remaining_and_reset_timer() {
 fn huge_durations_do_not_overflow() {
     let mut h = Harness::new();
     h.publish(1, 1);
-    h.admin(AdminCommand::SetRemaining { secs: u64::MAX })
-        .unwrap();
-    h.admin(AdminCommand::SetSwapInterval {
-        secs: u64::MAX,
-        reset_current: false,
-    })
-    .unwrap();
+    h.admin(AdminCommand::SetRemaining { secs: u64::MAX }).unwrap();
+    h.admin(AdminCommand::SetSwapInterval { secs: u64::MAX, reset_current: false }).unwrap();
     h.at(secs(10));
     h.tick();
     assert_eq!(h.lead(), Some((1, Some(1))));
@@ -778,47 +582,27 @@ fn huge_durations_do_not_overflow() {
 
 #[test]
 fn block_refuses_the_just_ended_dj_only_when_they_would_go_straight_on_air() {
-    let mut h = Harness::with(Settings {
-        block_enabled: true,
-        ..Settings::default()
-    });
+    let mut h = Harness::with(Settings { block_enabled: true, ..Settings::default() });
     h.publish(1, 1);
     h.stop(1);
     assert_eq!(h.status().last_ended, Some(dj(1)));
     assert_eq!(
         h.publish(2, 1),
-        vec![Output::PublishRejected {
-            conn: 2,
-            reason: RejectReason::Blocked
-        }],
+        vec![Output::PublishRejected { conn: 2, reason: RejectReason::Blocked }],
         "a refusal changes nothing, so nothing is persisted"
     );
     assert_eq!(h.lead(), None);
 
     // Somebody else is on air: queueing behind them is fine.
     h.publish(3, 3);
-    assert_eq!(
-        h.status().last_ended,
-        None,
-        "forgotten once someone else is on air"
-    );
+    assert_eq!(h.status().last_ended, None, "forgotten once someone else is on air");
     let out = h.publish(4, 1);
-    assert_eq!(
-        out[0],
-        Output::PublishAccepted {
-            conn: 4,
-            on_air: false,
-            position: 1
-        }
-    );
+    assert_eq!(out[0], Output::PublishAccepted { conn: 4, on_air: false, position: 1 });
 }
 
 #[test]
 fn block_allows_the_just_ended_dj_to_queue_behind_a_held_slot() {
-    let mut h = Harness::with(Settings {
-        block_enabled: true,
-        ..Settings::default()
-    });
+    let mut h = Harness::with(Settings { block_enabled: true, ..Settings::default() });
     h.publish(1, 1);
     h.publish(2, 2);
     h.stop(1); // user 2 on air, last_ended forgotten
@@ -826,14 +610,7 @@ fn block_allows_the_just_ended_dj_to_queue_behind_a_held_slot() {
     h.stop(2); // user 3 on air
     h.lose(3); // user 3's slot is held
     let out = h.publish(5, 2);
-    assert_eq!(
-        out[0],
-        Output::PublishAccepted {
-            conn: 5,
-            on_air: false,
-            position: 1
-        }
-    );
+    assert_eq!(out[0], Output::PublishAccepted { conn: 5, on_air: false, position: 1 });
 }
 
 #[test]
@@ -855,18 +632,12 @@ fn block_applies_after_any_kind_of_set_end() {
         }),
     ];
     for (ending, end_set) in endings {
-        let mut h = Harness::with(Settings {
-            block_enabled: true,
-            ..Settings::default()
-        });
+        let mut h = Harness::with(Settings { block_enabled: true, ..Settings::default() });
         h.publish(1, 1);
         end_set(&mut h);
         assert_eq!(
             h.publish(2, 1),
-            vec![Output::PublishRejected {
-                conn: 2,
-                reason: RejectReason::Blocked
-            }],
+            vec![Output::PublishRejected { conn: 2, reason: RejectReason::Blocked }],
             "after {ending}"
         );
     }
@@ -877,14 +648,7 @@ fn without_block_the_just_ended_dj_may_go_straight_back_on_air() {
     let mut h = Harness::new();
     h.publish(1, 1);
     h.stop(1);
-    assert_eq!(
-        h.publish(2, 1)[0],
-        Output::PublishAccepted {
-            conn: 2,
-            on_air: true,
-            position: 0
-        }
-    );
+    assert_eq!(h.publish(2, 1)[0], Output::PublishAccepted { conn: 2, on_air: true, position: 0 });
     assert_eq!(h.status().last_ended, None);
 }
 
@@ -896,37 +660,14 @@ fn block_can_be_set_and_toggled() {
     let out = h.admin(AdminCommand::ToggleBlock).unwrap();
     assert_eq!(
         out,
-        vec![
-            Output::Notice(Notice::SettingsChanged {
-                swap_interval: secs(3600),
-                block_enabled: true
-            }),
-            h.persist(),
-        ]
+        vec![Output::Notice(Notice::SettingsChanged { swap_interval: secs(3600), block_enabled: true }), h.persist(),]
     );
     assert!(h.status().block_enabled);
-    assert_eq!(
-        h.admin(AdminCommand::SetBlock(true)).unwrap(),
-        vec![],
-        "no change"
-    );
-    assert_eq!(
-        h.publish(2, 1)[0],
-        Output::PublishRejected {
-            conn: 2,
-            reason: RejectReason::Blocked
-        }
-    );
+    assert_eq!(h.admin(AdminCommand::SetBlock(true)).unwrap(), vec![], "no change");
+    assert_eq!(h.publish(2, 1)[0], Output::PublishRejected { conn: 2, reason: RejectReason::Blocked });
     h.admin(AdminCommand::SetBlock(false)).unwrap();
     assert!(!h.status().block_enabled);
-    assert_eq!(
-        h.publish(3, 1)[0],
-        Output::PublishAccepted {
-            conn: 3,
-            on_air: true,
-            position: 0
-        }
-    );
+    assert_eq!(h.publish(3, 1)[0], Output::PublishAccepted { conn: 3, on_air: true, position: 0 });
 }
 
 // Rule 9: admin commands.
@@ -938,14 +679,8 @@ fn skip_ends_the_set_and_disconnects_the_lead() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect {
-                conn: 1,
-                reason: DisconnectReason::Skipped
-            },
-            Output::Notice(Notice::SetEnded {
-                dj: dj(1),
-                reason: EndReason::Skipped
-            }),
+            Output::Disconnect { conn: 1, reason: DisconnectReason::Skipped },
+            Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::Skipped }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
             Output::ProgramSource(Some(2)),
             h.persist(),
@@ -970,23 +705,14 @@ fn remove_and_disable_kick_the_lead_or_a_waiting_dj() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect {
-                conn: 2,
-                reason: DisconnectReason::Removed
-            },
-            Output::Notice(Notice::LeftQueue {
-                dj: dj(2),
-                reason: EndReason::Removed
-            }),
+            Output::Disconnect { conn: 2, reason: DisconnectReason::Removed },
+            Output::Notice(Notice::LeftQueue { dj: dj(2), reason: EndReason::Removed }),
             h.persist(),
         ]
     );
     let out = h.admin(AdminCommand::DisableUser { user_id: 1 }).unwrap();
     assert_eq!(disconnects(&out), vec![(1, DisconnectReason::Disabled)]);
-    assert!(out.contains(&Output::Notice(Notice::SetEnded {
-        dj: dj(1),
-        reason: EndReason::Disabled
-    })));
+    assert!(out.contains(&Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::Disabled })));
     assert_eq!(h.lead(), Some((3, Some(3))));
     assert!(h.waiting().is_empty());
 }
@@ -1000,14 +726,8 @@ fn move_up_and_down_reorder_the_waiting_list() {
     assert_eq!(
         out,
         vec![
-            Output::Notice(Notice::Moved {
-                dj: dj(4),
-                position: 2
-            }),
-            Output::Notice(Notice::Moved {
-                dj: dj(3),
-                position: 3
-            }),
+            Output::Notice(Notice::Moved { dj: dj(4), position: 2 }),
+            Output::Notice(Notice::Moved { dj: dj(3), position: 3 }),
             h.persist(),
         ]
     );
@@ -1015,14 +735,8 @@ fn move_up_and_down_reorder_the_waiting_list() {
     h.admin(AdminCommand::MoveDown { user_id: 2 }).unwrap();
     assert_eq!(h.waiting(), vec![(4, Some(4)), (2, Some(2)), (3, Some(3))]);
     // At the ends of the list a move is a no-op.
-    assert_eq!(
-        h.admin(AdminCommand::MoveUp { user_id: 4 }).unwrap(),
-        vec![]
-    );
-    assert_eq!(
-        h.admin(AdminCommand::MoveDown { user_id: 3 }).unwrap(),
-        vec![]
-    );
+    assert_eq!(h.admin(AdminCommand::MoveUp { user_id: 4 }).unwrap(), vec![]);
+    assert_eq!(h.admin(AdminCommand::MoveDown { user_id: 3 }).unwrap(), vec![]);
     assert_eq!(h.waiting(), vec![(4, Some(4)), (2, Some(2)), (3, Some(3))]);
     assert_eq!(h.lead(), Some((1, Some(1))), "moves never touch the lead");
 }
@@ -1032,46 +746,20 @@ fn failed_admin_commands_change_nothing() {
     let mut h = two_djs();
     h.lose(1);
     h.at(secs(60)); // the grace period is over, but nothing has ticked yet
-    let before = (
-        h.status(),
-        h.engine.snapshot(h.now),
-        h.engine.next_deadline(),
-    );
+    let before = (h.status(), h.engine.snapshot(h.now), h.engine.next_deadline());
     for (command, error) in [
         (AdminCommand::Remove { user_id: 9 }, AdminError::NotInQueue),
-        (
-            AdminCommand::DisableUser { user_id: 9 },
-            AdminError::NotInQueue,
-        ),
+        (AdminCommand::DisableUser { user_id: 9 }, AdminError::NotInQueue),
         (AdminCommand::MoveUp { user_id: 9 }, AdminError::NotInQueue),
         // The command sees the queue as of now: user 2 has taken over the lead.
-        (
-            AdminCommand::MoveDown { user_id: 2 },
-            AdminError::NotWaiting,
-        ),
-        (
-            AdminCommand::SetSwapInterval {
-                secs: 0,
-                reset_current: false,
-            },
-            AdminError::ZeroSwapInterval,
-        ),
+        (AdminCommand::MoveDown { user_id: 2 }, AdminError::NotWaiting),
+        (AdminCommand::SetSwapInterval { secs: 0, reset_current: false }, AdminError::ZeroSwapInterval),
     ] {
         assert_eq!(h.admin(command), Err(error));
-        assert_eq!(
-            (
-                h.status(),
-                h.engine.snapshot(h.now),
-                h.engine.next_deadline()
-            ),
-            before
-        );
+        assert_eq!((h.status(), h.engine.snapshot(h.now), h.engine.next_deadline()), before);
     }
     // The expiry is still applied by the next call.
-    assert!(
-        h.tick()
-            .contains(&Output::Notice(Notice::OnAir { dj: dj(2) }))
-    );
+    assert!(h.tick().contains(&Output::Notice(Notice::OnAir { dj: dj(2) })));
 }
 
 #[test]
@@ -1091,10 +779,7 @@ fn timer_commands_and_skip_need_a_current_set() {
 
 #[test]
 fn admin_errors_are_displayable() {
-    assert_eq!(
-        AdminError::NotInQueue.to_string(),
-        "this user is not in the queue"
-    );
+    assert_eq!(AdminError::NotInQueue.to_string(), "this user is not in the queue");
 }
 
 // Rule 10: one place per user.
@@ -1102,19 +787,10 @@ fn admin_errors_are_displayable() {
 #[test]
 fn a_user_with_a_live_place_cannot_publish_again() {
     let mut h = two_djs();
-    let rejected = |conn| {
-        vec![Output::PublishRejected {
-            conn,
-            reason: RejectReason::AlreadyPublishing,
-        }]
-    };
+    let rejected = |conn| vec![Output::PublishRejected { conn, reason: RejectReason::AlreadyPublishing }];
     assert_eq!(h.publish(3, 1), rejected(3), "the lead");
     assert_eq!(h.publish(4, 2), rejected(4), "a waiting DJ");
-    assert_eq!(
-        h.publish(2, 5),
-        rejected(2),
-        "a connection that already publishes"
-    );
+    assert_eq!(h.publish(2, 5), rejected(2), "a connection that already publishes");
     assert_eq!(h.lead(), Some((1, Some(1))));
     assert_eq!(h.waiting(), vec![(2, Some(2))]);
     // The refused connections closing does not affect the places.
@@ -1126,14 +802,7 @@ fn a_lead_in_grace_is_not_already_publishing() {
     let mut h = Harness::new();
     h.publish(1, 1);
     h.lose(1);
-    assert_eq!(
-        h.publish(2, 1)[0],
-        Output::PublishAccepted {
-            conn: 2,
-            on_air: true,
-            position: 0
-        }
-    );
+    assert_eq!(h.publish(2, 1)[0], Output::PublishAccepted { conn: 2, on_air: true, position: 0 });
 }
 
 // Rule 11: persistence and restore.
@@ -1157,12 +826,7 @@ fn every_state_change_is_persisted_and_nothing_else_is() {
     ];
     for (index, out) in changes.iter().enumerate() {
         assert!(persisted(out), "change #{index} was not persisted: {out:?}");
-        assert_eq!(
-            out.iter()
-                .filter(|o| matches!(o, Output::Persist(_)))
-                .count(),
-            1
-        );
+        assert_eq!(out.iter().filter(|o| matches!(o, Output::Persist(_))).count(), 1);
     }
     assert_eq!(changes.last().unwrap().last().unwrap(), &h.persist());
     h.at(secs(5));
@@ -1200,12 +864,7 @@ fn saved() -> Snapshot {
         swap_interval: secs(1800),
         block_enabled: true,
         last_ended: Some(dj(9)),
-        lead: Some(LeadSnapshot {
-            dj: dj(1),
-            budget: secs(3600),
-            elapsed: secs(3000),
-            paused: false,
-        }),
+        lead: Some(LeadSnapshot { dj: dj(1), budget: secs(3600), elapsed: secs(3000), paused: false }),
         waiting: vec![dj(2), dj(3)],
     }
 }
@@ -1221,24 +880,13 @@ fn restore_turns_every_place_into_a_reservation() {
     let h = restored();
     let status = h.status();
     let lead = status.lead.unwrap();
-    assert_eq!(
-        (lead.dj, lead.conn, lead.reserved, lead.reclaim_within),
-        (dj(1), None, true, Some(secs(10)))
-    );
+    assert_eq!((lead.dj, lead.conn, lead.reserved, lead.reclaim_within), (dj(1), None, true, Some(secs(10))));
     assert_eq!(lead.remaining, secs(600));
     assert_eq!(
-        status
-            .waiting
-            .iter()
-            .map(|w| (w.dj.user_id, w.conn, w.reclaim_within))
-            .collect::<Vec<_>>(),
+        status.waiting.iter().map(|w| (w.dj.user_id, w.conn, w.reclaim_within)).collect::<Vec<_>>(),
         vec![(2, None, Some(secs(10))), (3, None, Some(secs(10)))]
     );
-    assert_eq!(
-        (status.swap_interval, status.block_enabled),
-        (secs(1800), true),
-        "runtime settings survive"
-    );
+    assert_eq!((status.swap_interval, status.block_enabled), (secs(1800), true), "runtime settings survive");
     assert_eq!(status.last_ended, Some(dj(9)));
     assert_eq!(h.engine.next_deadline(), Some(h.t0 + secs(10)));
 }
@@ -1251,32 +899,18 @@ fn reclaiming_within_the_deadline_keeps_order_and_time_left() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted {
-                conn: 23,
-                on_air: false,
-                position: 2
-            },
-            Output::Notice(Notice::Queued {
-                dj: dj(3),
-                position: 2
-            }),
+            Output::PublishAccepted { conn: 23, on_air: false, position: 2 },
+            Output::Notice(Notice::Queued { dj: dj(3), position: 2 }),
             h.persist(),
         ]
     );
-    assert!(
-        program_changes(&out).is_empty(),
-        "the slate stays while the lead is reserved"
-    );
+    assert!(program_changes(&out).is_empty(), "the slate stays while the lead is reserved");
     h.at(secs(5));
     let out = h.publish(21, 1);
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted {
-                conn: 21,
-                on_air: true,
-                position: 0
-            },
+            Output::PublishAccepted { conn: 21, on_air: true, position: 0 },
             Output::Notice(Notice::Resumed { dj: dj(1) }),
             Output::ProgramSource(Some(21)),
             h.persist(),
@@ -1299,28 +933,15 @@ fn unclaimed_places_are_dropped_at_the_deadline() {
     assert_eq!(
         notices(&out),
         vec![
-            Notice::LeftQueue {
-                dj: dj(2),
-                reason: EndReason::NotReclaimed
-            },
-            Notice::LeftQueue {
-                dj: dj(3),
-                reason: EndReason::NotReclaimed
-            },
+            Notice::LeftQueue { dj: dj(2), reason: EndReason::NotReclaimed },
+            Notice::LeftQueue { dj: dj(3), reason: EndReason::NotReclaimed },
         ]
     );
     assert!(persisted(&out));
     assert_eq!(h.lead(), Some((1, Some(21))));
     assert!(h.waiting().is_empty());
     // Too late now: the user is simply a new publisher.
-    assert_eq!(
-        h.publish(22, 2)[0],
-        Output::PublishAccepted {
-            conn: 22,
-            on_air: false,
-            position: 1
-        }
-    );
+    assert_eq!(h.publish(22, 2)[0], Output::PublishAccepted { conn: 22, on_air: false, position: 1 });
 }
 
 #[test]
@@ -1332,23 +953,13 @@ fn an_unclaimed_restored_lead_gives_way_to_a_live_waiting_dj() {
     assert_eq!(
         notices(&out),
         vec![
-            Notice::LeftQueue {
-                dj: dj(3),
-                reason: EndReason::NotReclaimed
-            },
-            Notice::SetEnded {
-                dj: dj(1),
-                reason: EndReason::NotReclaimed
-            },
+            Notice::LeftQueue { dj: dj(3), reason: EndReason::NotReclaimed },
+            Notice::SetEnded { dj: dj(1), reason: EndReason::NotReclaimed },
             Notice::OnAir { dj: dj(2) },
         ]
     );
     assert_eq!(program_changes(&out), vec![Some(22)]);
-    assert_eq!(
-        h.remaining(),
-        secs(1800),
-        "a fresh set with the restored interval"
-    );
+    assert_eq!(h.remaining(), secs(1800), "a fresh set with the restored interval");
 }
 
 #[test]
@@ -1363,30 +974,18 @@ fn a_reservation_promoted_to_lead_is_held_until_its_own_deadline() {
     assert_eq!(
         notices(&out),
         vec![
-            Notice::SetEnded {
-                dj: dj(1),
-                reason: EndReason::Stopped
-            },
-            Notice::GraceStarted {
-                dj: dj(2),
-                grace: secs(6)
-            },
+            Notice::SetEnded { dj: dj(1), reason: EndReason::Stopped },
+            Notice::GraceStarted { dj: dj(2), grace: secs(6) },
         ]
     );
     assert_eq!(program_changes(&out), vec![None]);
     let lead = h.status().lead.unwrap();
-    assert_eq!(
-        (lead.conn, lead.reserved, lead.reclaim_within),
-        (None, true, Some(secs(6)))
-    );
+    assert_eq!((lead.conn, lead.reserved, lead.reclaim_within), (None, true, Some(secs(6))));
     assert_eq!(h.waiting(), vec![(3, Some(23))]);
 
     h.at(secs(8));
     let out = h.publish(22, 2);
-    assert!(
-        out.contains(&Output::Notice(Notice::OnAir { dj: dj(2) })),
-        "a new set, not a resume"
-    );
+    assert!(out.contains(&Output::Notice(Notice::OnAir { dj: dj(2) })), "a new set, not a resume");
     assert_eq!(program_changes(&out), vec![Some(22)]);
     assert_eq!(h.remaining(), secs(1800));
 }
@@ -1399,10 +998,7 @@ fn a_promoted_reservation_not_reclaimed_gives_way_to_the_next() {
     h.stop(21);
     h.at(secs(10));
     let out = h.tick();
-    assert!(out.contains(&Output::Notice(Notice::SetEnded {
-        dj: dj(2),
-        reason: EndReason::NotReclaimed
-    })));
+    assert!(out.contains(&Output::Notice(Notice::SetEnded { dj: dj(2), reason: EndReason::NotReclaimed })));
     assert_eq!(h.lead(), Some((3, Some(23))));
     assert_eq!(h.status().last_ended, None);
 }
@@ -1415,9 +1011,7 @@ fn a_restored_paused_lead_stays_paused() {
     }
     let t0 = Instant::now();
     let mut engine = Engine::restore(Settings::default(), snapshot, t0);
-    engine
-        .handle(t0, Input::PublishRequested { conn: 1, dj: dj(1) })
-        .unwrap();
+    engine.handle(t0, Input::PublishRequested { conn: 1, dj: dj(1) }).unwrap();
     let later = t0 + secs(1000);
     let lead = engine.status(later).lead.unwrap();
     assert_eq!((lead.remaining, lead.paused), (secs(600), true));
@@ -1434,66 +1028,28 @@ fn restore_repairs_an_inconsistent_snapshot() {
         waiting: vec![dj(2), dj(3), dj(2)],
     };
     let status = Engine::restore(Settings::default(), snapshot, t0).status(t0);
-    assert_eq!(
-        status.swap_interval,
-        secs(3600),
-        "a zero interval falls back to the settings"
-    );
-    assert_eq!(
-        status.lead.map(|lead| lead.dj),
-        Some(dj(2)),
-        "the first waiter is promoted"
-    );
-    assert_eq!(
-        status
-            .waiting
-            .iter()
-            .map(|w| w.dj.user_id)
-            .collect::<Vec<_>>(),
-        vec![3],
-        "duplicates are dropped"
-    );
+    assert_eq!(status.swap_interval, secs(3600), "a zero interval falls back to the settings");
+    assert_eq!(status.lead.map(|lead| lead.dj), Some(dj(2)), "the first waiter is promoted");
+    assert_eq!(status.waiting.iter().map(|w| w.dj.user_id).collect::<Vec<_>>(), vec![3], "duplicates are dropped");
 }
 
 #[test]
 fn a_saved_lead_without_time_left_is_not_restored() {
     let t0 = Instant::now();
     let mut snapshot = saved();
-    snapshot.lead = Some(LeadSnapshot {
-        dj: dj(1),
-        budget: secs(600),
-        elapsed: secs(600),
-        paused: false,
-    });
+    snapshot.lead = Some(LeadSnapshot { dj: dj(1), budget: secs(600), elapsed: secs(600), paused: false });
     let mut engine = Engine::restore(Settings::default(), snapshot, t0);
     let status = engine.status(t0);
-    assert_eq!(
-        status.lead.map(|lead| lead.dj),
-        Some(dj(2)),
-        "the next place is held as lead"
-    );
+    assert_eq!(status.lead.map(|lead| lead.dj), Some(dj(2)), "the next place is held as lead");
     assert_eq!(status.last_ended, Some(dj(1)));
-    let out = engine
-        .handle(t0, Input::PublishRequested { conn: 1, dj: dj(1) })
-        .unwrap();
-    assert_eq!(
-        out[0],
-        Output::PublishAccepted {
-            conn: 1,
-            on_air: false,
-            position: 2
-        }
-    );
+    let out = engine.handle(t0, Input::PublishRequested { conn: 1, dj: dj(1) }).unwrap();
+    assert_eq!(out[0], Output::PublishAccepted { conn: 1, on_air: false, position: 2 });
 }
 
 #[test]
 fn next_deadline_names_the_earliest_pending_change() {
     let mut h = two_djs();
-    assert_eq!(
-        h.engine.next_deadline(),
-        Some(h.t0 + secs(3300)),
-        "the five-minute warning"
-    );
+    assert_eq!(h.engine.next_deadline(), Some(h.t0 + secs(3300)), "the five-minute warning");
     h.at(secs(3300));
     h.tick();
     assert_eq!(h.engine.next_deadline(), Some(h.t0 + secs(3540)));
@@ -1502,29 +1058,16 @@ fn next_deadline_names_the_earliest_pending_change() {
     assert_eq!(h.engine.next_deadline(), Some(h.t0 + secs(3600)));
     h.at(secs(3550));
     h.lose(1);
-    assert_eq!(
-        h.engine.next_deadline(),
-        Some(h.t0 + secs(3560)),
-        "the end of grace"
-    );
+    assert_eq!(h.engine.next_deadline(), Some(h.t0 + secs(3560)), "the end of grace");
     assert_eq!(Harness::new().engine.next_deadline(), None);
 }
 
 #[test]
 fn notices_read_well() {
-    let notice = Notice::TimeWarning {
-        dj: dj(1),
-        remaining: secs(60),
-    };
+    let notice = Notice::TimeWarning { dj: dj(1), remaining: secs(60) };
     assert_eq!(notice.to_string(), "dj1 has 60s left");
-    let notice = Notice::SetEnded {
-        dj: dj(1),
-        reason: EndReason::GraceExpired,
-    };
-    assert_eq!(
-        notice.to_string(),
-        "dj1's set ended: did not reconnect in time"
-    );
+    let notice = Notice::SetEnded { dj: dj(1), reason: EndReason::GraceExpired };
+    assert_eq!(notice.to_string(), "dj1's set ended: did not reconnect in time");
 }
 
 mod properties;

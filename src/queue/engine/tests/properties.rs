@@ -20,13 +20,9 @@ enum Op {
 impl Op {
     fn into_input(self) -> Input {
         match self {
-            Op::Publish { conn, user_id } => Input::PublishRequested {
-                conn,
-                dj: Dj {
-                    user_id,
-                    dj_name: format!("dj{user_id}"),
-                },
-            },
+            Op::Publish { conn, user_id } => {
+                Input::PublishRequested { conn, dj: Dj { user_id, dj_name: format!("dj{user_id}") } }
+            }
             Op::Stop(conn) => Input::PublishStopped { conn },
             Op::Lose(conn) => Input::ConnectionLost { conn },
             Op::Stall(conn) => Input::StallDetected { conn },
@@ -50,14 +46,8 @@ fn admin() -> impl Strategy<Value = AdminCommand> {
         Just(AdminCommand::PauseTimer),
         Just(AdminCommand::ResumeTimer),
         Just(AdminCommand::ResetTimer),
-        (prop::sample::select(vec![0u64, 45, 400]), any::<bool>()).prop_map(
-            |(secs, reset_current)| {
-                AdminCommand::SetSwapInterval {
-                    secs,
-                    reset_current,
-                }
-            }
-        ),
+        (prop::sample::select(vec![0u64, 45, 400]), any::<bool>())
+            .prop_map(|(secs, reset_current)| { AdminCommand::SetSwapInterval { secs, reset_current } }),
         (0..500u64).prop_map(|secs| AdminCommand::SetRemaining { secs }),
         any::<bool>().prop_map(AdminCommand::SetBlock),
         Just(AdminCommand::ToggleBlock),
@@ -86,16 +76,13 @@ fn step() -> impl Strategy<Value = Duration> {
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
-    (
-        prop::sample::select(vec![30u64, 200, 400]),
-        prop::sample::select(vec![0u64, 10]),
-        any::<bool>(),
-    )
-        .prop_map(|(swap, grace, block_enabled)| Settings {
+    (prop::sample::select(vec![30u64, 200, 400]), prop::sample::select(vec![0u64, 10]), any::<bool>()).prop_map(
+        |(swap, grace, block_enabled)| Settings {
             swap_interval: Duration::from_secs(swap),
             grace_period: Duration::from_secs(grace),
             block_enabled,
-        })
+        },
+    )
 }
 
 /// Sometimes start from a saved queue (possibly with duplicate users), as after a restart.
@@ -107,10 +94,7 @@ fn start() -> impl Strategy<Value = Option<Snapshot>> {
         any::<bool>(),
     )
         .prop_map(|(lead, waiting, last_ended, block_enabled)| {
-            let dj = |user_id: UserId| Dj {
-                user_id,
-                dj_name: format!("dj{user_id}"),
-            };
+            let dj = |user_id: UserId| Dj { user_id, dj_name: format!("dj{user_id}") };
             Snapshot {
                 swap_interval: Duration::from_secs(120),
                 block_enabled,
@@ -137,29 +121,14 @@ fn discrete(mut snapshot: Snapshot) -> Snapshot {
 
 /// Checks the invariants of the state. `settled`: a call was just handled at `now`, so no
 /// deadline at or before `now` is still pending.
-fn check_state(
-    engine: &Engine,
-    now: Instant,
-    program: Option<ConnId>,
-    settled: bool,
-) -> Result<(), TestCaseError> {
+fn check_state(engine: &Engine, now: Instant, program: Option<ConnId>, settled: bool) -> Result<(), TestCaseError> {
     let status = engine.status(now);
     let mut users = HashSet::new();
     let mut conns = HashSet::new();
-    let places = status
-        .lead
-        .iter()
-        .map(|lead| (&lead.dj, lead.conn, lead.reclaim_within));
-    let waiting = status
-        .waiting
-        .iter()
-        .map(|w| (&w.dj, w.conn, w.reclaim_within));
+    let places = status.lead.iter().map(|lead| (&lead.dj, lead.conn, lead.reclaim_within));
+    let waiting = status.waiting.iter().map(|w| (&w.dj, w.conn, w.reclaim_within));
     for (dj, conn, reclaim_within) in places.chain(waiting) {
-        prop_assert!(
-            users.insert(dj.user_id),
-            "user {} holds two places",
-            dj.user_id
-        );
+        prop_assert!(users.insert(dj.user_id), "user {} holds two places", dj.user_id);
         match (conn, reclaim_within) {
             (Some(conn), None) => {
                 prop_assert!(conns.insert(conn), "connection {conn} holds two places")
@@ -172,27 +141,17 @@ fn check_state(
     }
     let positions: Vec<usize> = status.waiting.iter().map(|w| w.position).collect();
     prop_assert_eq!(positions, (1..=status.waiting.len()).collect::<Vec<_>>());
-    prop_assert!(
-        status.lead.is_some() || status.waiting.is_empty(),
-        "waiters without a lead"
-    );
+    prop_assert!(status.lead.is_some() || status.waiting.is_empty(), "waiters without a lead");
     prop_assert_eq!(program, status.lead.as_ref().and_then(|lead| lead.conn));
     if let Some(lead) = &status.lead {
         prop_assert!(lead.remaining <= lead.budget);
         prop_assert_eq!(lead.remaining, lead.budget.saturating_sub(lead.elapsed));
-        prop_assert!(
-            !settled || !lead.remaining.is_zero(),
-            "an elapsed set survived"
-        );
+        prop_assert!(!settled || !lead.remaining.is_zero(), "an elapsed set survived");
     }
     Ok(())
 }
 
-fn run(
-    settings: Settings,
-    start: Option<Snapshot>,
-    steps: Vec<(Duration, Op)>,
-) -> Result<(), TestCaseError> {
+fn run(settings: Settings, start: Option<Snapshot>, steps: Vec<(Duration, Op)>) -> Result<(), TestCaseError> {
     let mut now = Instant::now();
     let mut engine = match start {
         Some(snapshot) => Engine::restore(settings, snapshot, now),
@@ -222,30 +181,18 @@ fn run(
         let outputs = match engine.handle(now, op.into_input()) {
             Ok(outputs) => outputs,
             Err(_) => {
-                prop_assert_eq!(
-                    engine.status(now),
-                    before_status,
-                    "a failed command changed the state"
-                );
+                prop_assert_eq!(engine.status(now), before_status, "a failed command changed the state");
                 continue;
             }
         };
 
         if is_tick && quiet_until.is_none_or(|deadline| now < deadline) {
-            prop_assert!(
-                outputs.is_empty(),
-                "a tick before next_deadline did something: {outputs:?}"
-            );
+            prop_assert!(outputs.is_empty(), "a tick before next_deadline did something: {outputs:?}");
         }
 
         let answers: Vec<&Output> = outputs
             .iter()
-            .filter(|o| {
-                matches!(
-                    o,
-                    Output::PublishAccepted { .. } | Output::PublishRejected { .. }
-                )
-            })
+            .filter(|o| matches!(o, Output::PublishAccepted { .. } | Output::PublishRejected { .. }))
             .collect();
         match publisher {
             None => prop_assert!(answers.is_empty()),
@@ -253,19 +200,11 @@ fn run(
                 prop_assert_eq!(answers.len(), 1, "one answer per publish request");
                 let status = engine.status(now);
                 match answers[0] {
-                    Output::PublishAccepted {
-                        conn: answered,
-                        on_air: true,
-                        position,
-                    } => {
+                    Output::PublishAccepted { conn: answered, on_air: true, position } => {
                         prop_assert_eq!((*answered, *position), (conn, 0));
                         prop_assert_eq!(status.lead.and_then(|lead| lead.conn), Some(conn));
                     }
-                    Output::PublishAccepted {
-                        conn: answered,
-                        on_air: false,
-                        position,
-                    } => {
+                    Output::PublishAccepted { conn: answered, on_air: false, position } => {
                         prop_assert_eq!(*answered, conn);
                         let place = status.waiting.iter().find(|w| w.conn == Some(conn));
                         prop_assert_eq!(place.map(|w| w.position), Some(*position));
@@ -285,25 +224,15 @@ fn run(
                     program = *source;
                 }
                 Output::Disconnect { conn, .. } => {
-                    prop_assert!(
-                        live_before.contains(conn) || publisher == Some(*conn),
-                        "disconnect of a stranger"
-                    );
+                    prop_assert!(live_before.contains(conn) || publisher == Some(*conn), "disconnect of a stranger");
                 }
                 _ => {}
             }
         }
-        let persists: Vec<&Output> = outputs
-            .iter()
-            .filter(|o| matches!(o, Output::Persist(_)))
-            .collect();
+        let persists: Vec<&Output> = outputs.iter().filter(|o| matches!(o, Output::Persist(_))).collect();
         prop_assert!(persists.len() <= 1);
         if discrete(engine.snapshot(now)) != before_snapshot {
-            prop_assert_eq!(
-                outputs.last(),
-                Some(&Output::Persist(engine.snapshot(now))),
-                "an unsaved change"
-            );
+            prop_assert_eq!(outputs.last(), Some(&Output::Persist(engine.snapshot(now))), "an unsaved change");
         }
         check_state(&engine, now, program, true)?;
     }

@@ -1,0 +1,41 @@
+//! `GET /program.flv`: the program as an HTTP-FLV stream (for OBS media sources, ffplay, VLC).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::media::flv::FlvHeader;
+
+/// Chunks buffered between the program subscription and the socket; the subscription's
+/// own bounded buffer (with skip-to-keyframe) does the real buffering.
+const BODY_BUFFER: usize = 16;
+
+pub async fn program_flv(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(mut program) = state.program.subscribe("http-flv viewer").await else {
+        return Err(ApiError::unavailable("The program is not running"));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_BUFFER);
+    tokio::spawn(async move {
+        let header = Bytes::copy_from_slice(&FlvHeader { has_audio: true, has_video: true }.encode());
+        if tx.send(Ok(header)).await.is_err() {
+            return;
+        }
+        while let Some(tag) = program.recv().await {
+            let Ok(encoded) = tag.encode() else { continue };
+            for chunk in encoded.into_chunks() {
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return; // the viewer went away
+                }
+            }
+        }
+    });
+    let mut response = Body::from_stream(ReceiverStream::new(rx)).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("video/x-flv"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

@@ -1,0 +1,215 @@
+//! The program output across switches, as seen by real consumers: an RTMP player on
+//! `rtmp://HOST/program/live` and an HTTP-FLV viewer on `/program.flv`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use motherstream::media::codec::{AudioTagInfo, VideoConfig, VideoTagInfo};
+use motherstream::media::flv::{FlvStreamReader, FlvTag, TagKind};
+use motherstream::rtmp::ClientEvent;
+use motherstream::rtmp::client_io::RtmpClient;
+
+use crate::harness::{Options, PATIENCE, Server};
+use crate::publisher::{Dj, FIXTURE2};
+
+/// Picture sizes of the three sources the tests use.
+pub const SLATE: (u32, u32) = (1280, 720);
+pub const DJ1: (u32, u32) = (320, 180);
+pub const DJ2: (u32, u32) = (640, 360);
+
+/// A consumer collecting every program tag it receives.
+#[derive(Clone, Default)]
+pub struct Collected {
+    tags: Arc<Mutex<Vec<FlvTag>>>,
+    ended: Arc<Mutex<Option<String>>>,
+}
+
+impl Collected {
+    pub fn tags(&self) -> Vec<FlvTag> {
+        self.tags.lock().unwrap().clone()
+    }
+
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap().clone()
+    }
+
+    /// The picture size of the most recent video sequence header.
+    pub fn current_size(&self) -> Option<(u32, u32)> {
+        self.tags.lock().unwrap().iter().rev().find_map(video_size)
+    }
+
+    /// Waits until the program shows a source of the given picture size.
+    pub async fn wait_for_size(&self, size: (u32, u32)) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while self.current_size() != Some(size) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "program never showed {size:?} (now {:?})",
+                self.current_size()
+            );
+            assert!(self.ended().is_none(), "consumer ended: {:?}", self.ended());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Let a little of it play.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+/// Plays `rtmp://HOST/program/live` in the background.
+pub async fn rtmp_player(server: &Server) -> Collected {
+    let mut client = RtmpClient::play(server.rtmp, "program", "live").await.expect("play the program");
+    let collected = Collected::default();
+    let c = collected.clone();
+    tokio::spawn(async move {
+        loop {
+            match client.next_event().await {
+                Ok(ClientEvent::Media { kind, timestamp, payload }) => {
+                    let kind =
+                        if kind == motherstream::rtmp::MediaKind::Audio { TagKind::Audio } else { TagKind::Video };
+                    c.tags.lock().unwrap().push(FlvTag { kind, timestamp, payload });
+                }
+                Ok(ClientEvent::Metadata { timestamp, payload }) => {
+                    c.tags.lock().unwrap().push(FlvTag { kind: TagKind::Script, timestamp, payload });
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    *c.ended.lock().unwrap() = Some(e.to_string());
+                    return;
+                }
+            }
+        }
+    });
+    collected
+}
+
+/// Reads `http://HOST/program.flv` in the background.
+pub async fn http_viewer(server: &Server) -> Collected {
+    let resp = reqwest::get(server.url("/program.flv")).await.expect("GET /program.flv");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "video/x-flv");
+    let collected = Collected::default();
+    let c = collected.clone();
+    tokio::spawn(async move {
+        let mut reader = FlvStreamReader::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk: Bytes = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    *c.ended.lock().unwrap() = Some(e.to_string());
+                    return;
+                }
+            };
+            reader.feed(&chunk).expect("valid FLV");
+            while let Some(tag) = reader.next_tag().expect("valid FLV tag") {
+                c.tags.lock().unwrap().push(tag);
+            }
+        }
+        *c.ended.lock().unwrap() = Some("body ended".into());
+    });
+    collected
+}
+
+fn video_size(tag: &FlvTag) -> Option<(u32, u32)> {
+    if tag.kind != TagKind::Video {
+        return None;
+    }
+    let info = VideoTagInfo::parse(&tag.payload).ok()?;
+    if !info.is_sequence_header() {
+        return None;
+    }
+    let config =
+        VideoConfig::parse(info.codec, motherstream::media::codec::parse_video_tag(&tag.payload).ok()?.body).ok()?;
+    Some((config.width?, config.height?))
+}
+
+/// Checks the SPEC's switching bars over everything a consumer received and returns the
+/// sequence of sources (by picture size) it saw.
+pub fn assert_seamless(tags: &[FlvTag]) -> Vec<(u32, u32)> {
+    let mut segments: Vec<(u32, u32)> = Vec::new();
+    let mut last_video: Option<u32> = None;
+    let mut last_audio: Option<u32> = None;
+    let mut frame_ms = 40u32;
+    let mut expect_keyframe = false;
+    for (i, tag) in tags.iter().enumerate() {
+        match tag.kind {
+            TagKind::Video => {
+                let info = VideoTagInfo::parse(&tag.payload).expect("parsable video tag");
+                if info.is_sequence_header() {
+                    if let Some(size) = video_size(tag)
+                        && segments.last() != Some(&size)
+                    {
+                        segments.push(size);
+                        expect_keyframe = true;
+                    }
+                    continue;
+                }
+                if expect_keyframe {
+                    assert!(info.is_keyframe(), "tag {i}: a new source must start with a keyframe");
+                    expect_keyframe = false;
+                }
+                if let Some(prev) = last_video {
+                    assert!(tag.timestamp > prev, "tag {i}: video went from {prev} to {} ms", tag.timestamp);
+                    let gap = tag.timestamp - prev;
+                    assert!(gap <= 2 * frame_ms, "tag {i}: video gap of {gap} ms (frame {frame_ms} ms)");
+                    frame_ms = frame_ms.max(gap.min(40));
+                }
+                last_video = Some(tag.timestamp);
+                if let Some(audio) = last_audio {
+                    let drift = tag.timestamp.abs_diff(audio);
+                    assert!(drift < 100, "tag {i}: audio/video drift of {drift} ms");
+                }
+            }
+            TagKind::Audio => {
+                if AudioTagInfo::parse(&tag.payload).is_ok_and(|a| a.is_sequence_header()) {
+                    continue;
+                }
+                if let Some(prev) = last_audio {
+                    assert!(tag.timestamp >= prev, "tag {i}: audio went from {prev} to {} ms", tag.timestamp);
+                    let gap = tag.timestamp - prev;
+                    assert!(gap <= 150, "tag {i}: audio gap of {gap} ms");
+                }
+                last_audio = Some(tag.timestamp);
+            }
+            TagKind::Script => {}
+        }
+    }
+    assert!(last_video.is_some(), "no video at all");
+    segments
+}
+
+#[tokio::test]
+async fn program_switches_seamlessly_for_players_and_viewers() {
+    let server = Server::start(Options { grace_period: 1, ..Options::default() });
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+
+    let player = rtmp_player(&server).await;
+    let viewer = http_viewer(&server).await;
+    player.wait_for_size(SLATE).await;
+
+    let alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    player.wait_for_size(DJ1).await;
+    let bob = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+
+    alice.stop().await; // clean stop: Bob goes on air at his next keyframe
+    player.wait_for_size(DJ2).await;
+    bob.drop_connection().await; // dropped: slate during the grace period, then nobody
+    player.wait_for_size(SLATE).await;
+    let alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    player.wait_for_size(DJ1).await;
+
+    let status = server.get_json("/api/v1/status").await;
+    assert_eq!(status["program"]["source"], "dj");
+    assert!(status["program"]["switches"].as_u64().unwrap() >= 4, "{status}");
+
+    for (name, consumer) in [("rtmp player", &player), ("http viewer", &viewer)] {
+        assert_eq!(consumer.ended(), None, "{name} saw the program end");
+        let segments = assert_seamless(&consumer.tags());
+        assert_eq!(segments, [SLATE, DJ1, DJ2, SLATE, DJ1], "{name}: sources in order");
+    }
+    alice.stop().await;
+}
