@@ -46,9 +46,9 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     };
     let idle = match &config.idle {
         IdleSetting::Slate(None) => IdleMode::Slate(Arc::new(Slate::embedded().map_err(StartupError)?)),
-        IdleSetting::Slate(Some(path)) => IdleMode::Slate(Arc::new(
-            Slate::from_file(path).map_err(|e| StartupError(format!("--slate: {e}")))?,
-        )),
+        IdleSetting::Slate(Some(path)) => {
+            IdleMode::Slate(Arc::new(Slate::from_file(path).map_err(|e| StartupError(format!("--slate: {e}")))?))
+        }
         IdleSetting::Disconnect => IdleMode::Disconnect,
     };
     let (shutdown_tx, shutdown) = watch::channel(false);

@@ -204,7 +204,11 @@ impl Connection {
             },
             ServerEvent::PublishRequested { stream_id, stream_key } => {
                 if self.app != Some(App::Live) {
-                    self.session.reject_publish(stream_id, "NetStream.Publish.Denied", "publish to the live application")?;
+                    self.session.reject_publish(
+                        stream_id,
+                        "NetStream.Publish.Denied",
+                        "publish to the live application",
+                    )?;
                     return Err(Closed::Refused("publish on the program application".into()));
                 }
                 self.on_publish(stream_id, &stream_key).await?;

@@ -8,20 +8,21 @@
 //! on-air DJ sends nothing for a moment, the slate fills in so the output never stops.
 
 pub mod fanout;
+mod feed;
 pub mod slate;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 
-use crate::ingest::{Publishers, StreamHeaders};
+use crate::ingest::Publishers;
 use crate::media::flv::FlvTag;
 use crate::media::switcher::{Source, Switcher, SwitcherConfig};
 use crate::queue::engine::ConnId;
 use fanout::Fanout;
+use feed::{Feed, FeedEvent};
 use slate::{Slate, SlatePlayer};
 
 /// A consumer more than this far behind is dropped (it can resubscribe).
@@ -126,14 +127,6 @@ pub fn spawn(
     ProgramBus { commands, status }
 }
 
-/// A publisher the program is reading from.
-struct Feed {
-    conn: ConnId,
-    headers: StreamHeaders,
-    live: tokio::sync::broadcast::Receiver<FlvTag>,
-    last_tag: Instant,
-}
-
 struct Program {
     switcher: Switcher,
     fanout: Fanout,
@@ -167,7 +160,7 @@ impl Program {
                     let conn = *source.borrow_and_update();
                     self.want(conn, Instant::now());
                 }
-                (slot, received) = recv_any(&mut self.slots) => self.on_feed(slot, received),
+                (slot, event) = next_any(&mut self.slots) => self.on_feed(slot, event),
                 _ = sleep_until(slate_at) => self.play_slate(Instant::now()),
                 _ = watchdog.tick() => self.check_stall(Instant::now()),
                 command = mailbox.recv() => match command {
@@ -194,11 +187,7 @@ impl Program {
             && !self.slots.iter().flatten().any(|f| f.conn == conn)
         {
             match self.publishers.get(conn) {
-                Some(publisher) => {
-                    let feed = publisher.subscribe();
-                    let slot = Feed { conn, headers: feed.headers, live: feed.live, last_tag: now };
-                    self.put_feed(slot);
-                }
+                Some(publisher) => self.put_feed(Feed::live(conn, publisher.subscribe(), now)),
                 None => tracing::warn!("program: publisher {conn} is already gone"),
             }
         }
@@ -218,10 +207,19 @@ impl Program {
             Some(wanted) => {
                 let current = self.switcher.current();
                 let slate_available = matches!(self.config.idle, IdleMode::Slate(_));
-                let next = match current {
-                    // Nothing on air (start, or the on-air source vanished): the slate fills
-                    // in at once, and the wanted DJ follows at their next keyframe.
-                    None if slate_available && wanted != Source::Slate => Source::Slate,
+                let next = match (current, wanted) {
+                    // Nothing on air (the DJ before left): the wanted DJ goes on at once,
+                    // replayed from their cached keyframe; without one, the slate fills in
+                    // and they follow at their next keyframe.
+                    (None, Source::Publisher(conn)) => {
+                        if self.start_replay(conn, now) {
+                            Source::Publisher(conn)
+                        } else if slate_available {
+                            Source::Slate
+                        } else {
+                            wanted
+                        }
+                    }
                     _ => wanted,
                 };
                 if current == Some(next) {
@@ -259,6 +257,20 @@ impl Program {
         }
     }
 
+    /// Replaces `conn`'s feed with a replay from its cached keyframe. False if it has none.
+    fn start_replay(&mut self, conn: ConnId, now: Instant) -> bool {
+        let Some(publisher) = self.publishers.get(conn) else { return false };
+        let Some(feed) = Feed::replay(conn, publisher.subscribe(), now) else { return false };
+        for slot in &mut self.slots {
+            if slot.as_ref().is_some_and(|f| f.conn == conn) {
+                *slot = None;
+            }
+        }
+        tracing::info!("program: putting publisher {conn} on air from its cached keyframe");
+        self.put_feed(feed);
+        true
+    }
+
     fn put_feed(&mut self, feed: Feed) {
         let current = self.switcher.current();
         // Reuse an empty slot, else the one not on air.
@@ -271,20 +283,16 @@ impl Program {
         self.slots[index] = Some(feed);
     }
 
-    fn on_feed(&mut self, index: usize, received: Result<FlvTag, RecvError>) {
+    fn on_feed(&mut self, index: usize, event: FeedEvent) {
         let now = Instant::now();
-        let Some(feed) = &mut self.slots[index] else { return };
+        let Some(feed) = &self.slots[index] else { return };
         let source = Source::Publisher(feed.conn);
-        match received {
-            Ok(tag) => {
-                feed.last_tag = now;
-                track_headers(&mut feed.headers, &tag);
-                self.push(source, &tag, now);
-            }
-            Err(RecvError::Lagged(n)) => {
+        match event {
+            FeedEvent::Tag(tag) => self.push(source, &tag, now),
+            FeedEvent::Lagged(n) => {
                 tracing::warn!("program fell {n} tags behind publisher {}", feed.conn);
             }
-            Err(RecvError::Closed) => {
+            FeedEvent::Ended => {
                 self.slots[index] = None;
                 if self.switcher.current() == Some(source) || self.switcher.pending() == Some(source) {
                     self.switcher.source_ended(source);
@@ -390,34 +398,18 @@ impl Program {
     }
 }
 
-/// Keeps a feed's idea of its stream headers current when the DJ sends new ones mid-stream.
-fn track_headers(headers: &mut StreamHeaders, tag: &FlvTag) {
-    use crate::media::codec::{AudioTagInfo, VideoTagInfo};
-    use crate::media::flv::TagKind;
-    match tag.kind {
-        TagKind::Video if VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()) => {
-            headers.video = Some(tag.clone());
-        }
-        TagKind::Audio if AudioTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()) => {
-            headers.audio = Some(tag.clone());
-        }
-        TagKind::Script => headers.metadata = Some(tag.clone()),
-        _ => {}
-    }
-}
-
-/// The next tag from whichever feed has one.
-async fn recv_any(slots: &mut [Option<Feed>; 2]) -> (usize, Result<FlvTag, RecvError>) {
+/// The next event from whichever feed has one.
+async fn next_any(slots: &mut [Option<Feed>; 2]) -> (usize, FeedEvent) {
     let [a, b] = slots;
     tokio::select! {
-        received = recv(a) => (0, received),
-        received = recv(b) => (1, received),
+        event = next(a) => (0, event),
+        event = next(b) => (1, event),
     }
 }
 
-async fn recv(slot: &mut Option<Feed>) -> Result<FlvTag, RecvError> {
+async fn next(slot: &mut Option<Feed>) -> FeedEvent {
     match slot {
-        Some(feed) => feed.live.recv().await,
+        Some(feed) => feed.next().await,
         None => std::future::pending().await,
     }
 }

@@ -1,0 +1,227 @@
+//! A publisher the program reads from.
+//!
+//! A *live* feed passes tags on as they arrive. A *replay* feed starts from the publisher's
+//! cached keyframe and releases every tag at its own pace — the time since that keyframe by
+//! the publisher's clock — so the next DJ goes on air at once when the previous one leaves
+//! (no waiting for a keyframe, no slate in between), without a burst that would push the
+//! program's timestamps ahead of real time. The price is a constant delay, at most one GOP,
+//! for the rest of that set.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use crate::ingest::{PublisherFeed, StreamHeaders};
+use crate::media::codec::{AudioTagInfo, VideoTagInfo};
+use crate::media::flv::{FlvTag, TagKind};
+use crate::queue::engine::ConnId;
+
+/// Tags a replay may hold back. A GOP cache holds at most this many, so only a publisher
+/// sending faster than real time could exceed it; the backlog is then released at once.
+const MAX_BACKLOG: usize = 4096;
+
+pub(super) enum FeedEvent {
+    Tag(FlvTag),
+    /// The program missed tags (it fell behind the publisher's broadcast).
+    Lagged(u64),
+    /// The publisher is gone and everything it sent has been released.
+    Ended,
+}
+
+pub(super) struct Feed {
+    pub conn: ConnId,
+    /// The stream's latest headers, re-sent by the switcher at a splice.
+    pub headers: StreamHeaders,
+    /// When the publisher last sent anything.
+    pub last_tag: Instant,
+    live: Option<broadcast::Receiver<FlvTag>>,
+    replay: Option<Replay>,
+}
+
+struct Replay {
+    /// The cached keyframe is released at `anchor_wall`; a tag `d` ms later at `+ d`.
+    anchor_wall: Instant,
+    anchor_ts: u32,
+    backlog: VecDeque<FlvTag>,
+}
+
+impl Feed {
+    /// Follows the publisher from now on.
+    pub fn live(conn: ConnId, feed: PublisherFeed, now: Instant) -> Self {
+        Self { conn, headers: feed.headers, last_tag: now, live: Some(feed.live), replay: None }
+    }
+
+    /// Replays the publisher from its cached keyframe; `None` if it has none yet.
+    pub fn replay(conn: ConnId, feed: PublisherFeed, now: Instant) -> Option<Self> {
+        let start = feed.startup.iter().position(is_coded_keyframe)?;
+        let anchor_ts = feed.startup[start].timestamp;
+        // Headers travel separately (`headers`); only media from the keyframe on is replayed.
+        let backlog = feed.startup.into_iter().skip(start).filter(|t| !is_header(t)).collect();
+        Some(Self {
+            conn,
+            headers: feed.headers,
+            last_tag: now,
+            live: Some(feed.live),
+            replay: Some(Replay { anchor_wall: now, anchor_ts, backlog }),
+        })
+    }
+
+    /// The next thing to hand to the switcher. Cancel-safe.
+    pub async fn next(&mut self) -> FeedEvent {
+        loop {
+            let due = self.replay.as_ref().and_then(|r| r.backlog.front().map(|t| r.release_at(t)));
+            if let Some(at) = due
+                && at <= Instant::now()
+            {
+                if let Some(tag) = self.replay.as_mut().and_then(|r| r.backlog.pop_front()) {
+                    return FeedEvent::Tag(tag);
+                }
+            }
+            let Some(live) = &mut self.live else {
+                match due {
+                    Some(at) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        continue;
+                    }
+                    None => return FeedEvent::Ended,
+                }
+            };
+            let received = tokio::select! {
+                received = live.recv() => received,
+                _ = sleep_until(due) => continue,
+            };
+            match received {
+                Ok(tag) => {
+                    self.last_tag = Instant::now();
+                    track_headers(&mut self.headers, &tag);
+                    match &mut self.replay {
+                        None => return FeedEvent::Tag(tag),
+                        Some(replay) => replay.hold(tag),
+                    }
+                }
+                Err(RecvError::Lagged(n)) => return FeedEvent::Lagged(n),
+                Err(RecvError::Closed) => self.live = None,
+            }
+        }
+    }
+}
+
+impl Replay {
+    fn release_at(&self, tag: &FlvTag) -> Instant {
+        let since = tag.timestamp.wrapping_sub(self.anchor_ts);
+        // A tag stamped before the keyframe (interleaved audio) is due at once.
+        if since > u32::MAX / 2 {
+            return self.anchor_wall;
+        }
+        self.anchor_wall + Duration::from_millis(u64::from(since))
+    }
+
+    fn hold(&mut self, tag: FlvTag) {
+        self.backlog.push_back(tag);
+        if self.backlog.len() > MAX_BACKLOG {
+            // The publisher runs faster than real time: stop pacing rather than grow.
+            tracing::warn!("program replay backlog over {MAX_BACKLOG} tags; releasing it at once");
+            let last = self.backlog.back().map_or(self.anchor_ts, |t| t.timestamp);
+            self.anchor_ts = last;
+            self.anchor_wall = Instant::now();
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn is_coded_keyframe(tag: &FlvTag) -> bool {
+    tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe())
+}
+
+fn is_header(tag: &FlvTag) -> bool {
+    match tag.kind {
+        TagKind::Script => true,
+        TagKind::Video => VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
+        TagKind::Audio => AudioTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
+    }
+}
+
+/// Keeps a feed's idea of its stream headers current when the DJ sends new ones mid-stream.
+fn track_headers(headers: &mut StreamHeaders, tag: &FlvTag) {
+    if !is_header(tag) {
+        return;
+    }
+    match tag.kind {
+        TagKind::Video => headers.video = Some(tag.clone()),
+        TagKind::Audio => headers.audio = Some(tag.clone()),
+        TagKind::Script => headers.metadata = Some(tag.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn tag(kind: TagKind, ts: u32, payload: &'static [u8]) -> FlvTag {
+        FlvTag { kind, timestamp: ts, payload: Bytes::from_static(payload) }
+    }
+
+    fn publisher_feed(startup: Vec<FlvTag>) -> (PublisherFeed, broadcast::Sender<FlvTag>) {
+        let (tx, live) = broadcast::channel(16);
+        (PublisherFeed { headers: StreamHeaders::default(), startup, live }, tx)
+    }
+
+    const KEY: &[u8] = &[0x17, 1, 0, 0, 0, 9];
+    const INTER: &[u8] = &[0x27, 1, 0, 0, 0, 9];
+    const SEQ: &[u8] = &[0x17, 0, 0, 0, 0, 1];
+    const AAC: &[u8] = &[0xAF, 1, 9];
+
+    #[tokio::test(start_paused = true)]
+    async fn replay_starts_at_the_cached_keyframe_and_keeps_its_pace() {
+        let startup = vec![
+            tag(TagKind::Video, 5000, SEQ),
+            tag(TagKind::Audio, 5990, AAC),
+            tag(TagKind::Video, 6000, KEY),
+            tag(TagKind::Video, 6033, INTER),
+            tag(TagKind::Video, 6066, INTER),
+        ];
+        let (pf, tx) = publisher_feed(startup);
+        let t0 = Instant::now();
+        let mut feed = Feed::replay(7, pf, t0).unwrap();
+        // The cached keyframe goes at once (the audio before it is not replayed); a live tag
+        // arriving meanwhile waits its turn behind the cached ones; each tag leaves when its
+        // distance from the keyframe has elapsed (timer resolution: a millisecond or two).
+        tx.send(tag(TagKind::Video, 6100, INTER)).unwrap();
+        let mut released = Vec::new();
+        for _ in 0..4 {
+            let FeedEvent::Tag(t) = feed.next().await else { panic!() };
+            released.push((t.timestamp, t0.elapsed().as_millis() as u32));
+        }
+        let timestamps: Vec<u32> = released.iter().map(|r| r.0).collect();
+        assert_eq!(timestamps, [6000, 6033, 6066, 6100]);
+        for (ts, at) in released {
+            assert!((ts - 6000..=ts - 6000 + 3).contains(&at), "tag {ts} released after {at} ms");
+        }
+        drop(tx);
+        assert!(matches!(feed.next().await, FeedEvent::Ended));
+    }
+
+    #[test]
+    fn replay_needs_a_cached_keyframe() {
+        let (pf, _tx) = publisher_feed(vec![tag(TagKind::Video, 0, SEQ), tag(TagKind::Video, 33, INTER)]);
+        assert!(Feed::replay(1, pf, Instant::now()).is_none());
+    }
+
+    #[tokio::test]
+    async fn live_feed_passes_tags_through_and_tracks_new_headers() {
+        let (pf, tx) = publisher_feed(Vec::new());
+        let mut feed = Feed::live(3, pf, Instant::now());
+        tx.send(tag(TagKind::Video, 10, SEQ)).unwrap();
+        let FeedEvent::Tag(t) = feed.next().await else { panic!() };
+        assert_eq!(t.timestamp, 10);
+        assert!(feed.headers.video.is_some());
+    }
+}
