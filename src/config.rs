@@ -13,8 +13,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::integrations::destination::{Destination, DestinationConfig};
 use crate::media::recorder::RecorderConfig;
-use crate::rtmp::RtmpUrl;
 
 /// The sample configuration shipped with the project. A test loads it, so the documented
 /// defaults cannot drift from the real ones.
@@ -124,7 +124,7 @@ pub struct FileConfig {
     pub stall_timeout: Option<u64>,
     pub block_toggle: Option<bool>,
     pub log_format: Option<String>,
-    pub destinations: Option<Vec<String>>,
+    pub destinations: Option<Vec<DestinationEntry>>,
     pub destination_ca_file: Option<PathBuf>,
     pub record_dir: Option<PathBuf>,
     pub record_sets: Option<bool>,
@@ -228,8 +228,8 @@ pub struct Config {
     pub block_toggle: bool,
     pub log_format: LogFormat,
     pub limits: Limits,
-    /// Platforms the program is relayed to (validated URLs).
-    pub destinations: Vec<String>,
+    /// Platforms the program is relayed to (validated).
+    pub destinations: Vec<DestinationConfig>,
     /// Extra CA certificates (PEM) trusted for `rtmps://` destinations.
     pub destination_ca_file: Option<PathBuf>,
     pub idle: IdleSetting,
@@ -323,16 +323,18 @@ impl Config {
             },
             limits,
             destinations: {
-                let urls = if serve.destinations.is_empty() {
-                    file.destinations.clone().unwrap_or_default()
+                let from_flags = !serve.destinations.is_empty();
+                let entries = if from_flags {
+                    serve.destinations.iter().map(|arg| DestinationEntry::from_flag(arg)).collect()
                 } else {
-                    serve.destinations.clone()
+                    file.destinations.clone().unwrap_or_default()
                 };
-                for url in &urls {
-                    RtmpUrl::parse(url)
-                        .map_err(|e| ConfigError::new("--destination", format!("{}: {e}", redact_rtmp_url(url))))?;
-                }
-                urls
+                let configs: Vec<DestinationConfig> =
+                    entries.into_iter().enumerate().map(|(i, e)| e.into_config(i)).collect();
+                // Validated here so a bad URL stops start-up with the setting named.
+                Destination::parse_all(&configs)
+                    .map_err(|e| if from_flags { ConfigError::new("--destination", e.message) } else { e })?;
+                configs
             },
             destination_ca_file: file.destination_ca_file.clone(),
             idle: match serve.idle.as_deref().or(file.idle.as_deref()) {
@@ -358,13 +360,31 @@ impl Config {
     }
 }
 
-/// An RTMP URL with its stream key hidden, for logs and errors.
-pub fn redact_rtmp_url(url: &str) -> String {
-    match url.rsplit_once('/') {
-        Some((base, key)) if !key.is_empty() && base.contains("://") && base.matches('/').count() > 2 => {
-            format!("{base}/****")
+/// A destination as written in the configuration: a bare URL, or a named one
+/// (`[[destinations]] name = "youtube", url = "rtmp://…"`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum DestinationEntry {
+    Url(String),
+    Named(DestinationConfig),
+}
+
+impl DestinationEntry {
+    /// `--destination URL` or `--destination NAME=URL`.
+    fn from_flag(arg: &str) -> Self {
+        match arg.split_once('=') {
+            Some((name, url)) if !name.contains([':', '/']) => {
+                Self::Named(DestinationConfig { name: name.to_owned(), url: url.to_owned() })
+            }
+            _ => Self::Url(arg.to_owned()),
         }
-        _ => url.to_owned(),
+    }
+
+    fn into_config(self, index: usize) -> DestinationConfig {
+        match self {
+            Self::Url(url) => DestinationConfig { name: format!("destination-{}", index + 1), url },
+            Self::Named(config) => config,
+        }
     }
 }
 
@@ -583,14 +603,21 @@ mod tests {
         assert_eq!(c.idle, IdleSetting::Disconnect);
         assert_eq!(c.recording, RecorderConfig { dir: "/rec".into(), sets: true, program: false });
 
+        assert_eq!(c.destinations[0].name, "destination-1");
         let bad = ServeArgs { destinations: vec!["http://x/app/secret-key".into()], ..Default::default() };
         let e = resolve(StoreArgs::default(), bad, "", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--destination");
         assert!(!e.message.contains("secret-key"), "{e}");
+        let named = ServeArgs { destinations: vec!["yt=rtmp://h/app/k".into()], ..Default::default() };
+        let c = resolve(StoreArgs::default(), named, "", EnvDb::default()).unwrap();
+        assert_eq!(c.destinations[0].name, "yt");
+        let file = "destinations = [\"rtmp://h/app/k\", { name = \"tw\", url = \"rtmps://h/app/k2\" }]";
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        let names: Vec<&str> = c.destinations.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["destination-1", "tw"]);
 
         let c = resolve(StoreArgs::default(), ServeArgs::default(), "record_program = true", EnvDb::default()).unwrap();
         assert_eq!(c.recording, RecorderConfig { dir: "./data/recordings".into(), sets: false, program: true });
-        assert_eq!(redact_rtmp_url("rtmps://h:443/app/key"), "rtmps://h:443/app/****");
         assert_eq!(parse_truthy("Yes"), Ok(true));
         assert!(parse_truthy("maybe").is_err());
     }

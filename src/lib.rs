@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod integrations;
 pub mod media;
 pub mod program;
 pub mod queue;

@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, IdleSetting};
 use crate::ingest::{self, IngestContext, Publishers};
+use crate::integrations::destination::{Destination, Destinations, Tuning};
+use crate::integrations::tls::Connector;
 use crate::media::recorder;
 use crate::program::slate::Slate;
 use crate::program::{self, IdleMode, ProgramConfig};
@@ -18,6 +21,9 @@ use crate::web;
 
 /// The slate covers for an on-air DJ whose media stops for this long.
 const PROGRAM_FILL_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Time given to recordings and destinations to end cleanly at shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(12);
 
 /// A start-up failure, as one line naming the setting at fault.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +57,8 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         }
         IdleSetting::Disconnect => IdleMode::Disconnect,
     };
+    let destinations = Destination::parse_all(&config.destinations).map_err(|e| StartupError(e.to_string()))?;
+    let connector = Connector::new(config.destination_ca_file.as_deref()).map_err(|e| StartupError(e.to_string()))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     let queue = actor::spawn(store.clone(), settings).await;
@@ -61,8 +69,22 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         ProgramConfig { idle, fill_after: PROGRAM_FILL_AFTER },
         shutdown.clone(),
     );
-    let recorder =
-        recorder::spawn(config.recording.clone(), queue.program_source(), publishers.clone(), program.clone());
+    let (recorder, recordings) = recorder::spawn(
+        config.recording.clone(),
+        queue.program_source(),
+        publishers.clone(),
+        program.clone(),
+        shutdown.clone(),
+    );
+
+    let mut finishing = JoinSet::new();
+    for task in recordings {
+        finishing.spawn(async move {
+            let _ = task.await;
+        });
+    }
+    let destinations =
+        Destinations::spawn(destinations, &program, &connector, &Tuning::default(), &shutdown, &mut finishing);
 
     let ingest_ctx = Arc::new(IngestContext::new(
         store.clone(),
@@ -78,6 +100,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         publishers,
         program,
         recorder,
+        destinations,
         expected_profile: Arc::new(config.expected_profile.clone()),
         tokens,
         login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
@@ -98,6 +121,12 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     tracing::info!("shutting down");
     ingest.abort();
     let _ = shutdown_tx.send(true);
+    // Let recordings finish their files and destinations end their streams cleanly; a
+    // wedged disk or platform must not keep the process alive.
+    let finished = tokio::time::timeout(SHUTDOWN_GRACE, async { while finishing.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!("recordings and destinations did not finish within {SHUTDOWN_GRACE:?}");
+    }
     store.close().await;
     Ok(())
 }

@@ -13,9 +13,11 @@ use serde::Serialize;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
+use super::codec::is_video_keyframe;
 use super::flv::{FlvHeader, FlvTag};
-use crate::ingest::Publishers;
+use crate::ingest::{PublisherFeed, Publishers};
 use crate::program::ProgramBus;
 use crate::queue::engine::ConnId;
 
@@ -62,21 +64,25 @@ impl RecorderHandle {
     }
 }
 
-/// Starts the recorder tasks the configuration asks for.
+/// Starts the recorder tasks the configuration asks for. They finish their files and end
+/// on `shutdown` (set recordings) or when the program ends (the program recording); await
+/// the returned tasks to be sure the files are complete.
 pub fn spawn(
     config: RecorderConfig,
     source: watch::Receiver<Option<ConnId>>,
     publishers: Publishers,
     program: ProgramBus,
-) -> RecorderHandle {
+    shutdown: watch::Receiver<bool>,
+) -> (RecorderHandle, Vec<JoinHandle<()>>) {
     let handle = RecorderHandle::default();
+    let mut tasks = Vec::new();
     if config.sets {
-        tokio::spawn(record_sets(config.dir.clone(), source, publishers, handle.clone()));
+        tasks.push(tokio::spawn(record_sets(config.dir.clone(), source, publishers, handle.clone(), shutdown)));
     }
     if config.program {
-        tokio::spawn(record_program(config.dir, program, handle.clone()));
+        tasks.push(tokio::spawn(record_program(config.dir, program, handle.clone())));
     }
-    handle
+    (handle, tasks)
 }
 
 /// Follows the on-air publisher and writes one file per set.
@@ -85,59 +91,66 @@ async fn record_sets(
     mut source: watch::Receiver<Option<ConnId>>,
     publishers: Publishers,
     handle: RecorderHandle,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         let conn = *source.borrow_and_update();
-        let publisher = conn.and_then(|c| publishers.get(c));
-        if let Some(publisher) = publisher {
-            let mut feed = publisher.subscribe();
+        if let Some(publisher) = conn.and_then(|c| publishers.get(c)) {
+            let feed = publisher.subscribe();
             let path = dir.join(safe_file_name(&publisher.dj.dj_name)).join(file_name(SystemTime::now()));
             drop(publisher); // do not keep the publisher alive: its end closes `feed.live`
-            match FlvFile::create(&path).await {
-                Ok(mut file) => {
-                    tracing::info!("recording the set to {}", path.display());
-                    let result = async {
-                        for tag in feed.startup.drain(..) {
-                            file.write(&tag).await?;
-                        }
-                        handle.update(|s| s.set = Some(file.status()));
-                        loop {
-                            tokio::select! {
-                                tag = feed.live.recv() => match tag {
-                                    Ok(tag) => {
-                                        file.write(&tag).await?;
-                                        handle.update(|s| s.set = Some(file.status()));
-                                    }
-                                    Err(RecvError::Lagged(n)) => tracing::warn!("recorder fell {n} tags behind"),
-                                    Err(RecvError::Closed) => break,
-                                },
-                                changed = source.changed() => {
-                                    if changed.is_err() || *source.borrow() != conn {
-                                        break;
-                                    }
-                                }
-                            }
-                        }
-                        file.finish().await
-                    }
-                    .await;
-                    handle.update(|s| s.set = None);
-                    if let Err(e) = result {
-                        fail(&handle, &path, e);
-                    }
-                }
-                Err(e) => fail(&handle, &path, e),
+            let written = record_set(&path, feed, conn, &mut source, &mut shutdown, &handle).await;
+            handle.update(|s| s.set = None);
+            if let Err(e) = written {
+                fail(&handle, &path, e);
             }
-            // The set is over (or its file failed): wait for the next on-air change.
-            if *source.borrow() == conn && source.changed().await.is_err() {
-                return;
-            }
-            continue;
         }
-        if source.changed().await.is_err() {
+        if *shutdown.borrow() {
             return;
         }
+        // Wait for the next on-air change, unless it is what ended the set.
+        if *source.borrow() == conn {
+            tokio::select! {
+                changed = source.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
     }
+}
+
+/// Writes one set until the DJ leaves, the program moves on, or the server shuts down.
+async fn record_set(
+    path: &Path,
+    mut feed: PublisherFeed,
+    conn: Option<ConnId>,
+    source: &mut watch::Receiver<Option<ConnId>>,
+    shutdown: &mut watch::Receiver<bool>,
+    handle: &RecorderHandle,
+) -> std::io::Result<()> {
+    let mut file = FlvFile::create(path).await?;
+    tracing::info!("recording the set to {}", path.display());
+    for tag in feed.startup.drain(..) {
+        file.write(&tag).await?;
+    }
+    loop {
+        tokio::select! {
+            tag = feed.live.recv() => match tag {
+                Ok(tag) => {
+                    file.write(&tag).await?;
+                    handle.update(|s| s.set = Some(file.status()));
+                }
+                Err(RecvError::Lagged(n)) => tracing::warn!("recorder fell {n} tags behind"),
+                Err(RecvError::Closed) => break,
+            },
+            changed = source.changed() => {
+                if changed.is_err() || *source.borrow() != conn {
+                    break;
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    file.finish().await
 }
 
 /// Writes the program to one file per continuous run of the program.
@@ -197,7 +210,12 @@ impl FlvFile {
         let tag = FlvTag { timestamp: tag.timestamp.wrapping_sub(base), ..tag.clone() };
         let mut encoded = tag.encode().map_err(std::io::Error::other)?;
         self.bytes += bytes::Buf::remaining(&encoded) as u64;
-        self.out.write_all_buf(&mut encoded).await
+        self.out.write_all_buf(&mut encoded).await?;
+        // Flush once per GOP: a crash or a kill loses at most the current GOP.
+        if is_video_keyframe(&tag) {
+            self.out.flush().await?;
+        }
+        Ok(())
     }
 
     /// Flushes and syncs, so the file is complete on disk.

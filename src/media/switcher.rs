@@ -5,18 +5,29 @@
 //!
 //! Every source keeps its own timestamps. While a source is on air the switcher maps them
 //! onto the program with a single offset, `program = source + offset`, shared by the
-//! source's audio, video and data, so its A/V sync is preserved exactly. The offset is
-//! chosen when the source goes on air (the *splice*) and again if the source's timestamps
-//! jump (a *re-anchor*: the slate looping, an encoder reset, a 32-bit wrap). Either way the
-//! program continues one frame after the last frame it emitted: no gap, no step back.
+//! source's audio, video and data, so its A/V sync is preserved exactly. The offset is set
+//! when the source goes on air (the *splice*) and again if its timestamps jump (a
+//! *re-anchor*); either way the program continues one frame after the last frame it
+//! emitted: no gap, no step back, whatever timestamps the sources use.
 //!
-//! A splice happens when the selected source delivers a video keyframe (an audio-only
-//! source: its next audio frame). The switcher then emits that source's metadata, video
-//! sequence header and audio sequence header, in that order, stamped with the splice
-//! timestamp, then the keyframe itself at that same timestamp. Re-sending the headers is
-//! all a change of resolution, frame rate, sample rate or codec (H.264 to HEVC, say) needs:
-//! no end-of-sequence is emitted for the old codec, and those a source sends are dropped,
-//! because the program itself never ends.
+//! - **Splice.** When the selected source delivers a video keyframe (an audio-only source:
+//!   its next audio frame), the switcher emits that source's metadata, video sequence
+//!   header and audio sequence header, in that order, then the keyframe, all at the splice
+//!   timestamp: one frame after the program's last video frame (the first source ever
+//!   starts at 0). An audio-only source continues one frame after the last audio frame. If
+//!   the other track has run further ahead than `max_track_skew_ms` (an audio-only or
+//!   video-only source was on air), the splice lands where that track ends instead.
+//! - **Frame duration** is the median of the on-air source's last 8 frame intervals, per
+//!   track, or the configured default until there are any.
+//! - **Re-anchor.** A frame further than `max_timestamp_jump_ms` from the source's previous
+//!   frame, or more than `max_timestamp_regression_ms` behind the previous frame of its
+//!   track (the slate looping, an encoder reset), is put where the next video frame would
+//!   go (audio-only sources: the next audio frame), and the source's later tags follow it.
+//!   A 32-bit timestamp wrap is read as continuous and needs no re-anchor.
+//!
+//! Re-sending the headers is all a change of resolution, frame rate, sample rate or codec
+//! (H.264 to HEVC, say) needs: no end-of-sequence is emitted for the old codec, and those a
+//! source sends are dropped, because the program itself never ends.
 //!
 //! # Per-track guarantees
 //!
@@ -26,24 +37,25 @@
 //!   stamped with the previous timestamp of that track (clamped, not dropped: within a
 //!   source nothing is lost).
 //! - At a splice, audio of the new source is dropped until it lands after the program's
-//!   last audio frame, so the new source's audio neither overlaps nor precedes the old
-//!   one's. Audio of the old source stops at the splice.
+//!   last audio frame, so it neither overlaps nor precedes the old source's audio; audio
+//!   of the old source stops at the splice. The new audio thus starts within about a frame
+//!   of the keyframe.
 //!
 //! # Headers
 //!
 //! The switcher remembers the headers the *pending* source delivers (sequence headers and
-//! `onMetaData`), which is why the caller must push them right after [`Switcher::select`]:
-//! typically [`GopCache::startup_tags`](super::gop::GopCache::startup_tags), which starts
-//! with them. While a source is on air, a header that differs from the one the program
-//! last carried is passed through (rebased); identical repeats (e.g. a looping slate
-//! re-sending its headers) are dropped.
+//! `onMetaData`), so the caller pushes them right after [`Switcher::select`], e.g. from the
+//! publisher's [`GopCache`](super::gop::GopCache). A source whose headers were not pushed
+//! is spliced without them. While a source is on air, a header that differs from the one
+//! the program last carried is passed through (rebased); identical repeats (a looping
+//! slate re-sending its headers) are dropped.
 //!
 //! # Bounds
 //!
 //! The switcher holds at most the three headers of the pending source, the three last
 //! emitted on the program and a few counters. Tags of the pending source that precede its
-//! keyframe are dropped, not buffered; the caller's GOP cache is the place to start from
-//! an earlier keyframe.
+//! splice point are dropped, not buffered: replaying a GOP cache from its keyframe is the
+//! way to switch without waiting for the next one.
 
 use tracing::debug;
 
@@ -116,16 +128,29 @@ pub struct Switcher {
 #[derive(Debug)]
 struct OnAir {
     source: Source,
-    /// `program = source + offset`.
+    /// `program = source time + offset`.
     offset: i64,
-    /// Source timestamp of its latest audio or video frame, to detect jumps.
+    /// The latest audio or video frame's timestamp as sent and as source time: the
+    /// reference other timestamps are read against, and jumps measured from.
     last_frame_ts: u32,
-    last_video_ts: Option<u32>,
-    last_audio_ts: Option<u32>,
+    last_frame_time: i64,
+    /// Source time of the latest frame of each track.
+    last_video_time: Option<i64>,
+    last_audio_time: Option<i64>,
     /// Video starts at a keyframe; false only for a source spliced in on audio.
     video_started: bool,
     /// False until the source's first audio frame has been emitted.
     audio_started: bool,
+}
+
+impl OnAir {
+    /// `ts` on the source's own continuous timeline. The 32-bit field wraps (after 49.7
+    /// days, or sooner from a random start); reading it as the value nearest the latest
+    /// frame's makes a wrap seamless instead of a jump.
+    fn source_time(&self, ts: u32) -> i64 {
+        // Reinterpreting the wrapped difference as signed is the point here.
+        self.last_frame_time + i64::from(ts.wrapping_sub(self.last_frame_ts) as i32)
+    }
 }
 
 /// The source waiting for its splice point, with the headers it has delivered so far.
@@ -246,13 +271,10 @@ impl Role {
             _ => None,
         }
     }
-
-    fn is_video(self) -> bool {
-        matches!(self, Role::VideoHeader | Role::Keyframe | Role::VideoFrame | Role::VideoEnd | Role::VideoOther)
-    }
 }
 
 impl Switcher {
+    /// A switcher with nothing on air; the program starts at 0 with the first source.
     pub fn new(config: SwitcherConfig) -> Self {
         Switcher {
             config,
@@ -267,10 +289,11 @@ impl Switcher {
 
     /// Asks for `source` to be on air. The switch happens when `source` delivers a video
     /// keyframe (an audio-only source: its next audio frame); until then the current
-    /// source keeps playing. Selecting the current source again cancels a pending switch.
+    /// source keeps playing. Selecting the current source again cancels a pending switch;
+    /// selecting another source replaces the pending one.
     ///
     /// The switcher only knows the headers of a source from the tags pushed after this
-    /// call, so push the source's headers (e.g. its GOP cache's startup tags) right away.
+    /// call, so push the source's headers right away (see the module docs).
     pub fn select(&mut self, source: Source) {
         if self.current() == Some(source) {
             self.pending = None;
@@ -327,7 +350,7 @@ impl Switcher {
         let Some(pending) = self.pending.as_mut() else {
             return;
         };
-        pending.has_video |= role.is_video();
+        pending.has_video |= tag.kind == TagKind::Video;
         let splice_on = match role {
             Role::Metadata => {
                 pending.headers.metadata = Some(tag.clone());
@@ -390,8 +413,9 @@ impl Switcher {
             source: pending.source,
             offset: signed(anchor) - i64::from(tag.timestamp),
             last_frame_ts: tag.timestamp,
-            last_video_ts: None,
-            last_audio_ts: None,
+            last_frame_time: i64::from(tag.timestamp),
+            last_video_time: None,
+            last_audio_time: None,
             video_started: media == Media::Video,
             audio_started: false,
         });
@@ -405,7 +429,7 @@ impl Switcher {
         let Some(on_air) = self.on_air.as_mut() else {
             return;
         };
-        let rebased = i64::from(tag.timestamp) + on_air.offset;
+        let rebased = on_air.source_time(tag.timestamp) + on_air.offset;
         match role {
             Role::Metadata | Role::VideoHeader | Role::AudioHeader => {
                 self.pass_header(role, tag, rebased, out);
@@ -476,15 +500,19 @@ impl Switcher {
         let Some(on_air) = self.on_air.as_ref() else {
             return;
         };
+        let time = on_air.source_time(ts);
         let previous = match media {
-            Media::Video => on_air.last_video_ts,
-            Media::Audio => on_air.last_audio_ts,
+            Media::Video => on_air.last_video_time,
+            Media::Audio => on_air.last_audio_time,
         };
-        let jump = i64::from(ts) - i64::from(on_air.last_frame_ts);
-        let step = previous.map(|previous| i64::from(ts) - i64::from(previous));
+        let jump = time - on_air.last_frame_time;
+        let step = previous.map(|previous| time - previous);
         let jumped = jump.abs() > i64::from(self.config.max_timestamp_jump_ms)
             || step.is_some_and(|step| -step > i64::from(self.config.max_timestamp_regression_ms));
-        let anchor = jumped.then(|| self.continuation(media));
+        // Both tracks share the new offset, so anchor on video while the source shows
+        // some: the video then continues exactly, and its audio follows within a frame.
+        let anchor_media = if on_air.video_started { Media::Video } else { Media::Audio };
+        let anchor = jumped.then(|| self.continuation(anchor_media));
 
         let track = match media {
             Media::Video => &mut self.video,
@@ -501,12 +529,17 @@ impl Switcher {
         };
         if let Some(anchor) = anchor {
             debug!(source = ?on_air.source, from = on_air.last_frame_ts, to = ts, at = anchor, "program re-anchor");
-            on_air.offset = signed(anchor) - i64::from(ts);
+            on_air.offset = signed(anchor) - time;
+            // The other track's last frame belongs to the old timeline: its next frame
+            // must not be taken for a step back.
+            on_air.last_video_time = None;
+            on_air.last_audio_time = None;
         }
         on_air.last_frame_ts = ts;
+        on_air.last_frame_time = time;
         match media {
-            Media::Video => on_air.last_video_ts = Some(ts),
-            Media::Audio => on_air.last_audio_ts = Some(ts),
+            Media::Video => on_air.last_video_time = Some(time),
+            Media::Audio => on_air.last_audio_time = Some(time),
         }
     }
 
@@ -553,4 +586,919 @@ fn not_before_rebased(rebased: i64, floor: Option<u64>) -> u64 {
 /// so it stays far below `i64::MAX`.
 fn signed(ts: u64) -> i64 {
     i64::try_from(ts).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use bytes::{BufMut, Bytes, BytesMut};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::media::flv::{FlvHeader, FlvReader};
+
+    const A: Source = Source::Publisher(1);
+    const B: Source = Source::Publisher(2);
+    const C: Source = Source::Publisher(3);
+
+    // Hand-built tags. `mark` makes the headers of different sources differ.
+
+    fn tag(kind: TagKind, ts: u32, payload: &[u8]) -> FlvTag {
+        FlvTag::new(kind, ts, payload.to_vec())
+    }
+    fn metadata(mark: u8) -> FlvTag {
+        let mut payload = b"\x02\x00\x0aonMetaData\x08\0\0\0\0".to_vec();
+        payload.push(mark);
+        FlvTag::new(TagKind::Script, 0, payload)
+    }
+    fn avc_header(mark: u8) -> FlvTag {
+        tag(TagKind::Video, 0, &[0x17, 0, 0, 0, 0, 1, 0x64, mark])
+    }
+    fn avc_key(ts: u32) -> FlvTag {
+        tag(TagKind::Video, ts, &[0x17, 1, 0, 0, 0, 0xaa])
+    }
+    fn avc_inter(ts: u32) -> FlvTag {
+        tag(TagKind::Video, ts, &[0x27, 1, 0, 0, 0, 0xbb])
+    }
+    /// Enhanced RTMP: 0x80 | frame type << 4 | packet type, then the FourCC.
+    fn enhanced(frame_type: u8, packet_type: u8, fourcc: &[u8; 4], ts: u32, body: &[u8]) -> FlvTag {
+        let mut payload = vec![0x80 | frame_type << 4 | packet_type];
+        payload.extend_from_slice(fourcc);
+        payload.extend_from_slice(body);
+        FlvTag::new(TagKind::Video, ts, payload)
+    }
+    fn hevc_header(mark: u8) -> FlvTag {
+        enhanced(1, 0, b"hvc1", 0, &[1, mark])
+    }
+    fn hevc_key(ts: u32) -> FlvTag {
+        enhanced(1, 1, b"hvc1", ts, &[0, 0, 0, 0xaa])
+    }
+    fn hevc_inter(ts: u32) -> FlvTag {
+        enhanced(2, 1, b"hvc1", ts, &[0, 0, 0, 0xbb])
+    }
+    fn aac_header(mark: u8) -> FlvTag {
+        tag(TagKind::Audio, 0, &[0xaf, 0, 0x12, mark])
+    }
+    fn aac(ts: u32) -> FlvTag {
+        tag(TagKind::Audio, ts, &[0xaf, 1, 0x21])
+    }
+
+    /// Where a program tag came from.
+    #[derive(Clone, Copy, Debug)]
+    struct Fed {
+        source: Source,
+        ts: u32,
+        role: Role,
+        /// Position among the source's frames of the same track, to spot loss/duplication.
+        frame: u64,
+    }
+
+    struct Out {
+        tag: FlvTag,
+        from: Fed,
+    }
+
+    /// A switcher plus bookkeeping: which fed tag every payload is (by address, so a
+    /// copied payload is caught), and everything the program emitted.
+    struct Rig {
+        switcher: Switcher,
+        fed: HashMap<usize, Fed>,
+        frames: HashMap<(Source, bool), u64>,
+        program: Vec<Out>,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            Rig {
+                switcher: Switcher::new(SwitcherConfig::default()),
+                fed: HashMap::new(),
+                frames: HashMap::new(),
+                program: Vec::new(),
+            }
+        }
+
+        fn push(&mut self, source: Source, tag: &FlvTag) -> Vec<FlvTag> {
+            let role = Role::of(tag);
+            let counter = self.frames.entry((source, tag.kind == TagKind::Video)).or_default();
+            if role.frame_of().is_some() {
+                *counter += 1;
+            }
+            let fed = Fed { source, ts: tag.timestamp, role, frame: *counter };
+            self.fed.insert(tag.payload.as_ptr() as usize, fed);
+            let out = self.switcher.push(source, tag);
+            for tag in &out {
+                let from = *self
+                    .fed
+                    .get(&(tag.payload.as_ptr() as usize))
+                    .expect("program payloads are the fed ones, not copies");
+                self.program.push(Out { tag: tag.clone(), from });
+            }
+            out
+        }
+
+        fn push_all(&mut self, source: Source, tags: &[FlvTag]) -> Vec<FlvTag> {
+            tags.iter().flat_map(|t| self.push(source, t)).collect()
+        }
+
+        fn video_frames(&self) -> Vec<&Out> {
+            self.program.iter().filter(|o| o.from.role.frame_of() == Some(Media::Video)).collect()
+        }
+
+        fn audio_frames(&self) -> Vec<&Out> {
+            self.program.iter().filter(|o| o.from.role == Role::AudioFrame).collect()
+        }
+
+        /// Indexes of the program tags that start a new source's stretch.
+        fn splices(&self) -> Vec<usize> {
+            (0..self.program.len())
+                .filter(|&i| i == 0 || self.program[i - 1].from.source != self.program[i].from.source)
+                .collect()
+        }
+    }
+
+    fn stamps(tags: &[FlvTag]) -> Vec<(TagKind, u32)> {
+        tags.iter().map(|t| (t.kind, t.timestamp)).collect()
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Codec {
+        Avc,
+        Hevc,
+    }
+
+    /// A synthetic source: regular video and AAC frames from `base`, optionally looping
+    /// like the slate (timestamps restart every `loop_ms`, headers re-sent, keyframe first).
+    #[derive(Clone, Debug)]
+    struct Spec {
+        source: Source,
+        base: u32,
+        fps: Option<u32>,
+        sample_rate: Option<u32>,
+        gop: u64,
+        codec: Codec,
+        loop_ms: Option<u64>,
+        jitter: u32,
+        seed: u64,
+    }
+
+    impl Spec {
+        fn new(source: Source, base: u32) -> Self {
+            Spec {
+                source,
+                base,
+                fps: Some(30),
+                sample_rate: Some(44_100),
+                gop: 30,
+                codec: Codec::Avc,
+                loop_ms: None,
+                jitter: 0,
+                seed: 0,
+            }
+        }
+
+        fn mark(&self) -> u8 {
+            match self.source {
+                Source::Slate => 0xee,
+                Source::Publisher(id) => id as u8,
+            }
+        }
+
+        fn headers(&self) -> Vec<FlvTag> {
+            let mut headers = vec![metadata(self.mark())];
+            if self.fps.is_some() {
+                headers.push(match self.codec {
+                    Codec::Avc => avc_header(self.mark()),
+                    Codec::Hevc => hevc_header(self.mark()),
+                });
+            }
+            if self.sample_rate.is_some() {
+                headers.push(aac_header(self.mark()));
+            }
+            headers
+        }
+
+        /// Deterministic jitter in `0..=self.jitter` for the `n`th tag (splitmix64).
+        fn jitter(&self, n: u64) -> u32 {
+            let mut z = self.seed.wrapping_add(n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            ((z ^ (z >> 31)) % (u64::from(self.jitter) + 1)) as u32
+        }
+
+        /// The tags produced during the first `until_ms` of wall time, with their wall time.
+        fn feed(&self, until_ms: u64) -> Feed {
+            let headers = self.headers();
+            let mut tags = Vec::new();
+            let (mut video_n, mut audio_n, mut n) = (0u64, 0u64, 0u64);
+            let mut current_loop = 0;
+            let mut last_video_loop = None;
+            loop {
+                let video_t = self.fps.map(|fps| video_n * 1000 / u64::from(fps));
+                let audio_t = self.sample_rate.map(|rate| audio_n * 1024 * 1000 / u64::from(rate));
+                let (t, is_video) = match (video_t, audio_t) {
+                    (Some(v), Some(a)) if v <= a => (v, true),
+                    (_, Some(a)) => (a, false),
+                    (Some(v), None) => (v, true),
+                    (None, None) => break,
+                };
+                if t >= until_ms {
+                    break;
+                }
+                let (in_loop, this_loop) = self.loop_ms.map_or((t, 0), |l| (t % l, t / l));
+                if this_loop != current_loop {
+                    current_loop = this_loop;
+                    tags.extend(headers.iter().map(|h| (t, h.clone())));
+                }
+                let ts = self.base.wrapping_add(in_loop as u32).wrapping_add(self.jitter(n));
+                n += 1;
+                let tag = if is_video {
+                    let key = video_n % self.gop == 0 || last_video_loop != Some(this_loop);
+                    last_video_loop = Some(this_loop);
+                    video_n += 1;
+                    match (self.codec, key) {
+                        (Codec::Avc, true) => avc_key(ts),
+                        (Codec::Avc, false) => avc_inter(ts),
+                        (Codec::Hevc, true) => hevc_key(ts),
+                        (Codec::Hevc, false) => hevc_inter(ts),
+                    }
+                } else {
+                    audio_n += 1;
+                    aac(ts)
+                };
+                tags.push((t, tag));
+            }
+            Feed { source: self.source, headers, tags }
+        }
+    }
+
+    /// A source's stream: the headers a caller primes the switcher with when selecting it,
+    /// and its tags with the wall time (ms) they arrive at.
+    struct Feed {
+        source: Source,
+        headers: Vec<FlvTag>,
+        tags: Vec<(u64, FlvTag)>,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Action {
+        Select(Source),
+        End(Source),
+    }
+
+    /// Plays all feeds concurrently in wall-time order, applying `schedule` on the way,
+    /// like the program task: on select, the source's headers are pushed first.
+    fn run(rig: &mut Rig, feeds: &[Feed], schedule: &[(u64, Action)]) {
+        let mut events: Vec<(u64, usize, usize)> = feeds
+            .iter()
+            .enumerate()
+            .flat_map(|(f, feed)| feed.tags.iter().enumerate().map(move |(i, (at, _))| (*at, f, i)))
+            .collect();
+        events.sort_unstable();
+        let mut schedule = schedule.iter().peekable();
+        let mut ended = HashSet::new();
+        for (at, f, i) in events {
+            while let Some((_, action)) = schedule.next_if(|(when, _)| *when <= at) {
+                match *action {
+                    Action::Select(source) => {
+                        rig.switcher.select(source);
+                        if let Some(feed) = feeds.iter().find(|feed| feed.source == source) {
+                            rig.push_all(source, &feed.headers);
+                        }
+                    }
+                    Action::End(source) => {
+                        rig.switcher.source_ended(source);
+                        ended.insert(source);
+                    }
+                }
+            }
+            let feed = &feeds[f];
+            if !ended.contains(&feed.source) {
+                rig.push(feed.source, &feed.tags[i].1);
+            }
+        }
+    }
+
+    /// Bounds the whole-program checks allow.
+    struct Limits {
+        video_gap: u32,
+        audio_gap: u32,
+    }
+
+    /// The invariants every program must satisfy.
+    fn check_program(rig: &Rig, limits: &Limits) {
+        let program = &rig.program;
+        // Per track: frames strictly increasing (video) or non-decreasing (audio), other
+        // tags never behind their track.
+        let (mut video, mut video_frame, mut audio, mut data) = (None, None, None, None);
+        for (i, out) in program.iter().enumerate() {
+            let ts = out.tag.timestamp;
+            let role = out.from.role;
+            let last = match out.tag.kind {
+                TagKind::Video => &mut video,
+                TagKind::Audio => &mut audio,
+                TagKind::Script => &mut data,
+            };
+            assert!(last.is_none_or(|last| ts >= last), "#{i} {role:?} at {ts} goes back from {last:?}");
+            *last = Some(ts);
+            if role.frame_of() == Some(Media::Video) {
+                assert!(video_frame.is_none_or(|last| ts > last), "#{i} video frame at {ts} not after {video_frame:?}");
+                video_frame = Some(ts);
+            }
+        }
+        // Gaps.
+        for pair in rig.video_frames().windows(2) {
+            let gap = pair[1].tag.timestamp - pair[0].tag.timestamp;
+            assert!(gap <= limits.video_gap, "video gap {gap} ms before {:?}", pair[1].from);
+        }
+        for pair in rig.audio_frames().windows(2) {
+            let gap = pair[1].tag.timestamp - pair[0].tag.timestamp;
+            assert!(gap <= limits.audio_gap, "audio gap {gap} ms before {:?}", pair[1].from);
+        }
+        let splices = rig.splices();
+        let mut bounds = splices.clone();
+        bounds.push(program.len());
+        for stretch in bounds.windows(2) {
+            let stretch = &program[stretch[0]..stretch[1]];
+            // Headers first, in order, then the frame the splice happened on.
+            let headers = stretch
+                .iter()
+                .take_while(|o| matches!(o.from.role, Role::Metadata | Role::VideoHeader | Role::AudioHeader))
+                .count();
+            let rank = |role| match role {
+                Role::Metadata => 0,
+                Role::VideoHeader => 1,
+                _ => 2,
+            };
+            assert!(stretch[..headers].windows(2).all(|w| rank(w[0].from.role) < rank(w[1].from.role)));
+            let first = &stretch[headers.min(stretch.len() - 1)];
+            assert!(
+                matches!(first.from.role, Role::Keyframe | Role::AudioFrame) || headers == stretch.len(),
+                "stretch of {:?} starts with {:?}",
+                first.from.source,
+                first.from.role
+            );
+            // No frame lost or repeated within a source: consecutive positions, except
+            // audio before the source's first emitted audio frame.
+            let frames = |video: bool| {
+                stretch
+                    .iter()
+                    .filter(move |o| {
+                        let frame = o.from.role.frame_of();
+                        frame == Some(if video { Media::Video } else { Media::Audio })
+                    })
+                    .map(|o| o.from.frame)
+                    .collect::<Vec<_>>()
+            };
+            for video in [true, false] {
+                assert!(
+                    frames(video).windows(2).all(|w| w[1] == w[0] + 1),
+                    "{:?} lost or repeated {} frames",
+                    first.from.source,
+                    if video { "video" } else { "audio" }
+                );
+            }
+            // A/V sync: audio and video frames from the same stretch of continuous source
+            // time (the source's own loops and jumps split it) share one offset.
+            let frames: Vec<&Out> = stretch.iter().filter(|o| o.from.role.frame_of().is_some()).collect();
+            let mut epochs = Vec::with_capacity(frames.len());
+            for (i, frame) in frames.iter().enumerate() {
+                let previous = i.checked_sub(1).map(|p| frames[p].from.ts);
+                let continuous =
+                    previous.is_none_or(|p| (-100..=2_000).contains(&(frame.from.ts.wrapping_sub(p) as i32)));
+                let epoch = epochs.last().copied().unwrap_or(0);
+                epochs.push(if continuous { epoch } else { epoch + 1 });
+            }
+            // Modular, like the timestamps: a source may wrap.
+            let offset = |o: &Out| o.tag.timestamp.wrapping_sub(o.from.ts);
+            for (i, audio) in frames.iter().enumerate().filter(|(_, o)| o.from.role == Role::AudioFrame) {
+                let same_epoch_video =
+                    |j: &usize| epochs[*j] == epochs[i] && frames[*j].from.role.frame_of() == Some(Media::Video);
+                let before = (0..i).rev().find(same_epoch_video);
+                let after = (i + 1..frames.len()).find(same_epoch_video);
+                let drift = [before, after]
+                    .into_iter()
+                    .flatten()
+                    .map(|j| (offset(frames[j]).wrapping_sub(offset(audio)) as i32).unsigned_abs())
+                    .min();
+                assert!(drift.is_none_or(|d| d < 100), "A/V drift {drift:?} ms at {:?}", audio.from);
+            }
+        }
+    }
+
+    /// Frame duration (ms) at `rate` frames per second, rounded up.
+    fn frame_ms(per_second: u32, samples: u32) -> u32 {
+        (samples * 1000).div_ceil(per_second)
+    }
+
+    #[test]
+    fn first_source_starts_at_zero_after_its_headers() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        assert_eq!(rig.switcher.pending(), Some(A));
+        assert_eq!(rig.switcher.current(), None);
+        assert_eq!(rig.switcher.next_timestamp(), 0);
+
+        let headers = [metadata(1), avc_header(1), aac_header(1)];
+        assert!(rig.push_all(A, &headers).is_empty());
+        // Joined mid-GOP: nothing until the keyframe.
+        assert!(rig.push(A, &avc_inter(1000)).is_empty());
+        assert!(rig.push(A, &aac(1010)).is_empty());
+        let out = rig.push(A, &avc_key(1033));
+        assert_eq!(stamps(&out), [(TagKind::Script, 0), (TagKind::Video, 0), (TagKind::Audio, 0), (TagKind::Video, 0)]);
+        for (sent, got) in headers.iter().zip(&out) {
+            assert!(sent.payload.as_ptr() == got.payload.as_ptr());
+        }
+        assert_eq!(rig.switcher.current(), Some(A));
+        assert_eq!(rig.switcher.pending(), None);
+        assert_eq!(stamps(&rig.push(A, &aac(1040))), [(TagKind::Audio, 7)]);
+        assert_eq!(stamps(&rig.push(A, &avc_inter(1066))), [(TagKind::Video, 33)]);
+        assert_eq!(rig.switcher.next_timestamp(), 66);
+    }
+
+    #[test]
+    fn first_source_audio_before_its_keyframe_is_dropped() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), aac_header(1)]);
+        rig.push(A, &avc_key(500));
+        // Arrives after the keyframe but is stamped before it: would be negative.
+        assert!(rig.push(A, &aac(490)).is_empty());
+        assert_eq!(stamps(&rig.push(A, &aac(513))), [(TagKind::Audio, 13)]);
+    }
+
+    #[test]
+    fn switch_waits_for_the_keyframe_then_lands_one_frame_later() {
+        let a = Spec::new(A, 0);
+        let b = Spec { fps: Some(25), sample_rate: Some(48_000), gop: 25, ..Spec::new(B, 987_654) };
+        let feeds = [a.feed(5_000), b.feed(5_000)];
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &[(0, Action::Select(A)), (2_100, Action::Select(B))]);
+        check_program(&rig, &Limits { video_gap: 40, audio_gap: 33 + 2 * 23 });
+
+        let splices = rig.splices();
+        assert_eq!(splices.len(), 2);
+        let at = splices[1];
+        let p = &rig.program;
+        // A kept playing while B was pending, up to B's next keyframe (wall 3000 ms).
+        let last_a = p[..at].iter().rev().find(|o| o.from.role.frame_of() == Some(Media::Video)).unwrap();
+        assert_eq!(last_a.from.ts, 3_000);
+        // Headers, then the keyframe, all one A frame after A's last video frame.
+        let splice: Vec<_> = p[at..at + 4].iter().map(|o| (o.from.role, o.tag.timestamp)).collect();
+        let ts = last_a.tag.timestamp + 33;
+        assert_eq!(
+            splice,
+            [(Role::Metadata, ts), (Role::VideoHeader, ts), (Role::AudioHeader, ts), (Role::Keyframe, ts)]
+        );
+        assert_eq!(p[at + 1].tag.payload, avc_header(2).payload);
+        assert_eq!(p[at + 3].from.ts, 987_654 + 3_000);
+        // Then only B, with one offset for its audio and video.
+        assert!(p[at..].iter().all(|o| o.from.source == B));
+        let offsets: HashSet<_> =
+            p[at + 3..].iter().map(|o| i64::from(o.tag.timestamp) - i64::from(o.from.ts)).collect();
+        assert_eq!(offsets.len(), 1);
+        // B's frame rate now drives the estimate.
+        let last = rig.video_frames().last().unwrap().tag.timestamp;
+        assert_eq!(rig.switcher.next_timestamp(), last + 40);
+    }
+
+    #[test]
+    fn selecting_the_current_source_again_cancels_the_switch() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), avc_key(0)]);
+        rig.switcher.select(B);
+        rig.push(B, &avc_header(2));
+        assert_eq!(rig.switcher.pending(), Some(B));
+        rig.switcher.select(A);
+        assert_eq!(rig.switcher.pending(), None);
+        assert!(rig.push(B, &avc_key(100)).is_empty());
+        assert_eq!(stamps(&rig.push(A, &avc_inter(33))), [(TagKind::Video, 33)]);
+        // Selecting the pending source again keeps its headers.
+        rig.switcher.select(B);
+        rig.push(B, &avc_header(2));
+        rig.switcher.select(B);
+        let out = rig.push(B, &avc_key(200));
+        assert_eq!(stamps(&out), [(TagKind::Video, 66), (TagKind::Video, 66)]);
+        assert_eq!(rig.switcher.current(), Some(B));
+    }
+
+    #[test]
+    fn other_sources_are_ignored() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        assert!(rig.push_all(C, &[avc_header(3), avc_key(0), aac(0)]).is_empty());
+        rig.push_all(A, &[avc_header(1), avc_key(0)]);
+        assert!(rig.push_all(C, &[avc_key(33), aac(40)]).is_empty());
+        assert_eq!(rig.switcher.current(), Some(A));
+    }
+
+    #[test]
+    fn ten_switches_between_publishers_and_a_looping_slate() {
+        let a = Spec::new(A, 0);
+        let b = Spec { fps: Some(25), sample_rate: Some(48_000), gop: 50, ..Spec::new(B, 987_654) };
+        let slate = Spec { gop: 15, loop_ms: Some(3_000), ..Spec::new(Source::Slate, 0) };
+        let feeds = [a.feed(25_000), b.feed(25_000), slate.feed(25_000)];
+        let cycle = [A, B, Source::Slate];
+        let schedule: Vec<_> = (0..11u64).map(|i| (i * 2_150, Action::Select(cycle[i as usize % 3]))).collect();
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &schedule);
+        check_program(&rig, &Limits { video_gap: 2 * 40, audio_gap: 40 + 2 * 23 });
+        let order: Vec<_> = rig.splices().iter().map(|&i| rig.program[i].from.source).collect();
+        assert_eq!(order.len(), 11);
+        assert!(order.iter().zip(cycle.iter().cycle()).all(|(got, want)| got == want));
+        // Every splice lands exactly one frame (of the previous source) after its last frame.
+        for &i in &rig.splices()[1..] {
+            let before = rig.program[..i].iter().rev().find(|o| o.from.role.frame_of() == Some(Media::Video)).unwrap();
+            let key = rig.program[i..].iter().find(|o| o.from.role == Role::Keyframe).unwrap();
+            let frame = if before.from.source == B { 40 } else { 33 };
+            assert_eq!(key.tag.timestamp, before.tag.timestamp + frame);
+        }
+    }
+
+    #[test]
+    fn audio_only_source_splices_on_its_next_audio_frame() {
+        let a = Spec::new(A, 0);
+        let radio = Spec { fps: None, sample_rate: Some(48_000), ..Spec::new(C, 5_000_000) };
+        let b = Spec::new(B, 77);
+        let feeds = [a.feed(6_000), radio.feed(6_000), b.feed(6_000)];
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &[(0, Action::Select(A)), (1_500, Action::Select(C)), (3_500, Action::Select(B))]);
+        // Video pauses while the radio plays: no video bound there.
+        check_program(&rig, &Limits { video_gap: u32::MAX, audio_gap: 33 + 2 * 23 });
+        let splices = rig.splices();
+        assert_eq!(splices.len(), 3);
+        let p = &rig.program;
+
+        // The radio: metadata and audio header, then its next audio frame, where the
+        // program's audio would continue.
+        let at = splices[1];
+        let last_audio = p[..at].iter().rev().find(|o| o.from.role == Role::AudioFrame).unwrap();
+        let ts = last_audio.tag.timestamp + 23;
+        let splice: Vec<_> = p[at..at + 3].iter().map(|o| (o.from.role, o.tag.timestamp)).collect();
+        assert_eq!(splice, [(Role::Metadata, ts), (Role::AudioHeader, ts), (Role::AudioFrame, ts)]);
+        assert!(p[at..splices[2]].iter().all(|o| o.tag.kind != TagKind::Video));
+
+        // B: its video resumes where the radio's audio ends (not one frame after A's
+        // video, seconds ago), so its audio can follow.
+        let at = splices[2];
+        let last_audio = p[..at].iter().rev().find(|o| o.from.role == Role::AudioFrame).unwrap();
+        let key = &p[at + 3];
+        assert_eq!(key.from.role, Role::Keyframe);
+        assert_eq!(key.tag.timestamp, last_audio.tag.timestamp + 21);
+        assert!(p[at..].iter().any(|o| o.from.role == Role::AudioFrame));
+    }
+
+    #[test]
+    fn audio_only_source_that_starts_video_shows_it_from_a_keyframe() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[aac_header(1), aac(0), aac(23)]);
+        assert_eq!(rig.switcher.current(), Some(A));
+        // A video header passes (it is new to the program); frames wait for a keyframe.
+        assert_eq!(stamps(&rig.push(A, &avc_header(1))), [(TagKind::Video, 0)]);
+        assert!(rig.push(A, &avc_inter(30)).is_empty());
+        assert_eq!(stamps(&rig.push(A, &aac(46))), [(TagKind::Audio, 46)]);
+        assert_eq!(stamps(&rig.push(A, &avc_key(60))), [(TagKind::Video, 60)]);
+        assert_eq!(stamps(&rig.push(A, &avc_inter(93))), [(TagKind::Video, 93)]);
+    }
+
+    #[test]
+    fn video_only_source_keeps_audio_monotonic_around_it() {
+        let a = Spec::new(A, 1_000);
+        let silent = Spec { sample_rate: None, fps: Some(25), gop: 25, ..Spec::new(C, 3_000_000) };
+        let b = Spec { sample_rate: Some(48_000), ..Spec::new(B, 0) };
+        let feeds = [a.feed(6_000), silent.feed(6_000), b.feed(6_000)];
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &[(0, Action::Select(A)), (1_500, Action::Select(C)), (3_500, Action::Select(B))]);
+        // Audio pauses while the silent source plays.
+        check_program(&rig, &Limits { video_gap: 40, audio_gap: u32::MAX });
+        let splices = rig.splices();
+        assert_eq!(splices.len(), 3);
+        let p = &rig.program;
+        assert!(p[splices[1]..splices[2]].iter().all(|o| o.tag.kind != TagKind::Audio));
+        // B's splice: no stale audio header; its own, then its audio at its own offset.
+        let at = splices[2];
+        let roles: Vec<_> = p[at..at + 4].iter().map(|o| o.from.role).collect();
+        assert_eq!(roles, [Role::Metadata, Role::VideoHeader, Role::AudioHeader, Role::Keyframe]);
+        let key = &p[at + 3];
+        assert_eq!(key.tag.timestamp, p[at - 1].tag.timestamp + 40);
+        let first_audio = p[at..].iter().find(|o| o.from.role == Role::AudioFrame).unwrap();
+        assert_eq!(
+            i64::from(first_audio.tag.timestamp) - i64::from(first_audio.from.ts),
+            i64::from(key.tag.timestamp) - i64::from(key.from.ts)
+        );
+    }
+
+    #[test]
+    fn new_audio_overlapping_the_old_is_dropped_at_the_splice() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), aac_header(1), avc_key(0)]);
+        // A's audio runs 100 ms ahead of its video.
+        for i in 1..=3u32 {
+            rig.push(A, &avc_inter(i * 33));
+        }
+        for i in 0..=9u32 {
+            rig.push(A, &aac(i * 23));
+        }
+        let last_audio = 9 * 23;
+        rig.switcher.select(B);
+        rig.push_all(B, &[avc_header(2), aac_header(2)]);
+        let out = rig.push(B, &avc_key(10_000));
+        assert_eq!(out.last().map(|t| t.timestamp), Some(4 * 33));
+        // The audio header may not go back on its track.
+        assert_eq!(out[1].timestamp, last_audio);
+        let mut audio = Vec::new();
+        for i in 0..8u32 {
+            audio.extend(rig.push(B, &aac(10_000 + i * 21)));
+        }
+        let first = audio.first().unwrap().timestamp;
+        assert!(first > last_audio && first <= last_audio + 21, "{first}");
+        assert_eq!(i64::from(first) % 21, i64::from(4 * 33) % 21);
+    }
+
+    #[test]
+    fn timestamp_jumps_re_anchor_without_gap_or_step_back() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), aac_header(1)]);
+        // Four stretches: a start, a jump forward, a jump back, a 32-bit wrap.
+        let bases = [100u32, 60_000, 500, u32::MAX - 200];
+        for (stretch, base) in bases.into_iter().enumerate() {
+            for i in 0..12u32 {
+                let ts = base.wrapping_add(i * 33);
+                let video = if i == 0 && stretch == 0 { avc_key(ts) } else { avc_inter(ts) };
+                rig.push(A, &video);
+                rig.push(A, &aac(base.wrapping_add(i * 33 + 10)));
+            }
+        }
+        let video: Vec<_> = rig.video_frames().iter().map(|o| o.tag.timestamp).collect();
+        assert_eq!(video.len(), 48);
+        assert!(video.windows(2).all(|w| w[1] - w[0] == 33), "{video:?}");
+        let audio: Vec<_> = rig.audio_frames().iter().map(|o| o.tag.timestamp).collect();
+        assert!(audio.windows(2).all(|w| w[1] - w[0] == 33), "{audio:?}");
+        check_program(&rig, &Limits { video_gap: 33, audio_gap: 33 });
+    }
+
+    #[test]
+    fn slate_loop_shorter_than_the_jump_tolerance_still_re_anchors() {
+        let slate = Spec { loop_ms: Some(700), gop: 10, ..Spec::new(Source::Slate, 40) };
+        let mut rig = Rig::new();
+        run(&mut rig, &[slate.feed(5_000)], &[(0, Action::Select(Source::Slate))]);
+        check_program(&rig, &Limits { video_gap: 2 * 33, audio_gap: 33 + 2 * 23 });
+        let video = rig.video_frames();
+        assert!(video.windows(2).all(|w| w[1].tag.timestamp - w[0].tag.timestamp >= 30));
+        assert!(video.last().unwrap().tag.timestamp > 4_900);
+        // The re-sent identical headers are not repeated in the program.
+        let headers = rig.program.iter().filter(|o| o.from.role == Role::VideoHeader).count();
+        assert_eq!(headers, 1);
+    }
+
+    #[test]
+    fn jitter_is_clamped_not_re_anchored() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), aac_header(1), avc_key(0), aac(0)]);
+        assert_eq!(stamps(&rig.push(A, &avc_inter(33))), [(TagKind::Video, 33)]);
+        // Same timestamp, then 2 ms back: each one 1 ms after the last.
+        assert_eq!(stamps(&rig.push(A, &avc_inter(33))), [(TagKind::Video, 34)]);
+        assert_eq!(stamps(&rig.push(A, &avc_inter(31))), [(TagKind::Video, 35)]);
+        assert_eq!(stamps(&rig.push(A, &aac(23))), [(TagKind::Audio, 23)]);
+        assert_eq!(stamps(&rig.push(A, &aac(20))), [(TagKind::Audio, 23)]);
+        // The offset did not move.
+        assert_eq!(stamps(&rig.push(A, &avc_inter(66))), [(TagKind::Video, 66)]);
+        assert_eq!(stamps(&rig.push(A, &aac(46))), [(TagKind::Audio, 46)]);
+    }
+
+    #[test]
+    fn enhanced_hevc_and_av1_sources_splice_at_their_keyframes() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), avc_key(0), avc_inter(33)]);
+
+        rig.switcher.select(B);
+        rig.push(B, &hevc_header(2));
+        assert!(rig.push(B, &hevc_inter(7_000)).is_empty());
+        // CodedFramesX (packet type 3) is a coded frame too.
+        assert!(rig.push(B, &enhanced(2, 3, b"hvc1", 7_033, &[0xbb])).is_empty());
+        let out = rig.push(B, &hevc_key(7_066));
+        assert_eq!(stamps(&out), [(TagKind::Video, 66), (TagKind::Video, 66)]);
+        assert_eq!(out[0].payload, hevc_header(2).payload);
+        assert_eq!(stamps(&rig.push(B, &hevc_inter(7_099))), [(TagKind::Video, 99)]);
+        assert_eq!(stamps(&rig.push(B, &enhanced(2, 3, b"hvc1", 7_132, &[0xbb]))), [(TagKind::Video, 132)]);
+
+        rig.switcher.select(C);
+        let av1_header = enhanced(1, 0, b"av01", 0, &[0x81, 0]);
+        rig.push(C, &av1_header);
+        assert!(rig.push(C, &enhanced(2, 1, b"av01", 50, &[0x12])).is_empty());
+        let out = rig.push(C, &enhanced(1, 1, b"av01", 83, &[0x12]));
+        assert_eq!(stamps(&out), [(TagKind::Video, 165), (TagKind::Video, 165)]);
+        assert_eq!(out[0].payload, av1_header.payload);
+        check_program(&rig, &Limits { video_gap: 33, audio_gap: 0 });
+    }
+
+    #[test]
+    fn changed_headers_pass_through_identical_repeats_do_not() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[metadata(1), avc_header(1), aac_header(1), avc_key(1_000)]);
+        assert!(rig.push_all(A, &[metadata(1), avc_header(1), aac_header(1)]).is_empty());
+        // A new resolution mid-stream: new header, then a keyframe.
+        let new_header = FlvTag::new(TagKind::Video, 1_033, vec![0x17, 0, 0, 0, 0, 1, 0x4d, 9]);
+        assert_eq!(stamps(&rig.push(A, &new_header)), [(TagKind::Video, 33)]);
+        assert_eq!(stamps(&rig.push(A, &avc_key(1_033))), [(TagKind::Video, 33)]);
+        // Publishers often stamp headers 0: never back on the track.
+        let new_audio = tag(TagKind::Audio, 0, &[0xaf, 0, 0x11, 0x90]);
+        assert_eq!(stamps(&rig.push(A, &new_audio)), [(TagKind::Audio, 0)]);
+        let new_metadata = FlvTag { timestamp: 1_040, ..metadata(7) };
+        assert_eq!(stamps(&rig.push(A, &new_metadata)), [(TagKind::Script, 40)]);
+        // Other script data rides along, rebased.
+        let cue = tag(TagKind::Script, 1_050, b"\x02\x00\x0aonCuePoint");
+        assert_eq!(stamps(&rig.push(A, &cue)), [(TagKind::Script, 50)]);
+    }
+
+    #[test]
+    fn end_of_sequence_is_dropped() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), avc_key(0)]);
+        assert!(rig.push(A, &tag(TagKind::Video, 33, &[0x17, 2, 0, 0, 0])).is_empty());
+        assert!(rig.push(A, &enhanced(1, 2, b"hvc1", 33, &[])).is_empty());
+    }
+
+    #[test]
+    fn ended_source_stops_and_the_pending_one_still_waits_for_its_keyframe() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), avc_key(0), avc_inter(33)]);
+        rig.switcher.select(B);
+        rig.push(B, &avc_header(2));
+        rig.switcher.source_ended(A);
+        assert_eq!(rig.switcher.current(), None);
+        assert_eq!(rig.switcher.pending(), Some(B));
+        assert!(rig.push(A, &avc_inter(66)).is_empty());
+        assert!(rig.push(B, &avc_inter(400)).is_empty());
+        let out = rig.push(B, &avc_key(433));
+        assert_eq!(stamps(&out), [(TagKind::Video, 66), (TagKind::Video, 66)]);
+
+        // Ending the pending source cancels the switch.
+        rig.switcher.select(C);
+        rig.switcher.source_ended(C);
+        assert_eq!(rig.switcher.pending(), None);
+        assert!(rig.push(C, &avc_key(0)).is_empty());
+        assert_eq!(rig.switcher.current(), Some(B));
+    }
+
+    #[test]
+    fn garbage_tags_never_panic_and_keep_tracks_monotonic() {
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), avc_key(100)]);
+        for (i, payload) in [&[][..], &[0x17], &[0x90, b'h'], &[0xaf], &[0x9f, 1, 2]].iter().enumerate() {
+            for kind in [TagKind::Video, TagKind::Audio, TagKind::Script] {
+                rig.push(A, &tag(kind, i as u32 * 7, payload));
+            }
+        }
+        check_program(&rig, &Limits { video_gap: 0, audio_gap: u32::MAX });
+    }
+
+    fn fixture() -> (Vec<FlvTag>, Vec<FlvTag>) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dj.flv");
+        let data = Bytes::from(std::fs::read(path).expect("fixture"));
+        let tags: Vec<FlvTag> =
+            FlvReader::new(data).expect("fixture header").collect::<Result<_, _>>().expect("fixture tags");
+        let (headers, body): (Vec<_>, Vec<_>) = tags
+            .into_iter()
+            .partition(|t| matches!(Role::of(t), Role::Metadata | Role::VideoHeader | Role::AudioHeader));
+        assert_eq!(headers.len(), 3);
+        (headers, body)
+    }
+
+    /// The fixture as a live source: played `loops` times, one loop every `period` ms,
+    /// its timestamps shifted by `base` and either restarting (a looped file) or
+    /// continuing (a live encoder).
+    fn fixture_feed(source: Source, base: u32, period: u32, loops: u32, restart: bool) -> Feed {
+        let (headers, body) = fixture();
+        let mut tags = Vec::new();
+        for n in 0..loops {
+            let shift = base + if restart { 0 } else { n * period };
+            if restart && n > 0 {
+                tags.extend(headers.iter().map(|h| (u64::from(n * period), h.clone())));
+            }
+            tags.extend(body.iter().filter(|t| t.timestamp < period - 10).map(|t| {
+                let at = u64::from(n * period + t.timestamp);
+                (at, FlvTag { timestamp: t.timestamp + shift, ..t.clone() })
+            }));
+        }
+        Feed { source, headers, tags }
+    }
+
+    #[test]
+    fn real_fixture_switched_back_and_forth_re_parses() {
+        let feeds = [fixture_feed(A, 0, 10_000, 3, true), fixture_feed(B, 5_000_000, 10_000, 3, false)];
+        let schedule = [
+            (0, Action::Select(A)),
+            (2_500, Action::Select(B)),
+            (6_200, Action::Select(A)),
+            (13_000, Action::Select(B)),
+            (21_400, Action::Select(A)),
+            (26_000, Action::Select(B)),
+        ];
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &schedule);
+        assert_eq!(rig.splices().len(), 6);
+        check_program(&rig, &Limits { video_gap: 2 * 34, audio_gap: 34 + 2 * 24 });
+        let video = rig.video_frames();
+        let duration = video.last().unwrap().tag.timestamp;
+        assert!((29_000..31_000).contains(&duration), "{duration}");
+
+        let mut file = BytesMut::new();
+        file.extend_from_slice(&FlvHeader { has_audio: true, has_video: true }.encode());
+        for out in &rig.program {
+            file.put(out.tag.encode().expect("encodable"));
+        }
+        let reread: Vec<FlvTag> =
+            FlvReader::new(file.freeze()).expect("header").collect::<Result<_, _>>().expect("tags");
+        let written: Vec<FlvTag> = rig.program.iter().map(|o| o.tag.clone()).collect();
+        assert_eq!(reread, written);
+    }
+
+    #[test]
+    fn slate_looping_right_before_a_splice() {
+        // Found by the property test: the slate's audio starts a new loop just before B's
+        // keyframe, so no slate video follows it; it must still continue the program.
+        let slate = Spec { fps: Some(24), gop: 5, loop_ms: Some(1_320), ..Spec::new(Source::Slate, 0) };
+        let a = Spec { fps: Some(24), gop: 5, ..Spec::new(A, 0) };
+        let b = Spec { fps: Some(25), gop: 20, ..Spec::new(B, 0) };
+        let feeds = [a.feed(7_201), b.feed(7_201), slate.feed(7_201)];
+        let mut rig = Rig::new();
+        let schedule = [(0, Action::Select(A)), (2_030, Action::Select(Source::Slate)), (3_201, Action::Select(B))];
+        run(&mut rig, &feeds, &schedule);
+        check_program(&rig, &Limits { video_gap: 2 * 42, audio_gap: 42 + 2 * 24 });
+        assert_eq!(rig.splices().len(), 3);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn program_invariants_hold_for_random_sources_and_switches(
+            bases in prop::collection::vec(any::<u32>(), 3),
+            fps in prop::collection::vec(prop::sample::select(vec![24u32, 25, 30, 50, 60]), 3),
+            rates in prop::collection::vec(prop::sample::select(vec![44_100u32, 48_000]), 3),
+            gops in prop::collection::vec(5u64..90, 3),
+            hevc in prop::collection::vec(any::<bool>(), 3),
+            slate_loop in 800u64..5_000,
+            jitter in 0u32..4,
+            seed in any::<u64>(),
+            // Target 3: the latest selected publisher disconnects, the slate takes over.
+            switches in prop::collection::vec((100u64..3_000, 0usize..4), 1..10),
+        ) {
+            let sources = [A, B, Source::Slate];
+            let specs: Vec<Spec> = (0..3)
+                .map(|i| Spec {
+                    source: sources[i],
+                    base: bases[i],
+                    fps: Some(fps[i]),
+                    sample_rate: Some(rates[i]),
+                    gop: gops[i],
+                    codec: if hevc[i] { Codec::Hevc } else { Codec::Avc },
+                    loop_ms: (i == 2).then_some(slate_loop),
+                    jitter,
+                    seed: seed.wrapping_add(i as u64),
+                })
+                .collect();
+            let mut schedule = vec![(0, Action::Select(sources[switches[0].1 % 3]))];
+            let mut selected = sources[switches[0].1 % 3];
+            let mut ended = HashSet::new();
+            let mut at = 0;
+            for &(after, target) in &switches[1..] {
+                at += after;
+                if target == 3 && selected != Source::Slate {
+                    schedule.push((at, Action::End(selected)));
+                    ended.insert(selected);
+                    selected = Source::Slate;
+                } else if target < 3 && !ended.contains(&sources[target]) {
+                    selected = sources[target];
+                } else {
+                    continue;
+                }
+                schedule.push((at, Action::Select(selected)));
+            }
+            let until = at + 4_000;
+            let feeds: Vec<Feed> = specs.iter().map(|s| s.feed(until)).collect();
+            let mut rig = Rig::new();
+            run(&mut rig, &feeds, &schedule);
+
+            let video_ms = fps.iter().map(|&f| frame_ms(f, 1)).max().unwrap_or(0) + jitter;
+            let audio_ms = rates.iter().map(|&r| frame_ms(r, 1024)).max().unwrap_or(0) + jitter;
+            // Audio may pause for an extra video frame when a source re-anchors right after
+            // its splice (the slate looping), before its own frame duration is known.
+            check_program(&rig, &Limits { video_gap: 2 * video_ms, audio_gap: 2 * video_ms + 2 * audio_ms });
+            // The last selection went on air at its next keyframe.
+            prop_assert_eq!(rig.switcher.current(), Some(selected));
+            prop_assert_eq!(rig.switcher.pending(), None);
+        }
+    }
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::media::codec::VideoTagInfo;
-use crate::media::flv::{FlvTag, TagKind};
+use crate::media::codec::is_video_keyframe;
+use crate::media::flv::FlvTag;
 use crate::media::gop::GopCache;
 
 /// Tags buffered per consumer: several seconds of a typical stream (~50 tags/s).
@@ -66,7 +66,7 @@ impl Fanout {
     /// Sends one program tag to every consumer, without ever waiting for one.
     pub fn publish(&mut self, now: Instant, tag: FlvTag) {
         self.gop.push(tag.clone());
-        let keyframe = tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe());
+        let keyframe = is_video_keyframe(&tag);
         let max_lag = self.max_lag;
         let headers: Vec<FlvTag> = if keyframe && self.consumers.iter().any(|c| matches!(c.flow, Flow::Lagging { .. }))
         {
@@ -126,6 +126,8 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::codec::VideoTagInfo;
+    use crate::media::flv::TagKind;
     use bytes::Bytes;
 
     fn video(ts: u32, key: bool) -> FlvTag {

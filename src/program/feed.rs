@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::ingest::{PublisherFeed, StreamHeaders};
-use crate::media::codec::{AudioTagInfo, VideoTagInfo};
+use crate::media::codec::{is_stream_header, is_video_keyframe};
 use crate::media::flv::{FlvTag, TagKind};
 use crate::queue::engine::ConnId;
 
@@ -54,10 +54,10 @@ impl Feed {
 
     /// Replays the publisher from its cached keyframe; `None` if it has none yet.
     pub fn replay(conn: ConnId, feed: PublisherFeed, now: Instant) -> Option<Self> {
-        let start = feed.startup.iter().position(is_coded_keyframe)?;
+        let start = feed.startup.iter().position(is_video_keyframe)?;
         let anchor_ts = feed.startup[start].timestamp;
         // Headers travel separately (`headers`); only media from the keyframe on is replayed.
-        let backlog = feed.startup.into_iter().skip(start).filter(|t| !is_header(t)).collect();
+        let backlog = feed.startup.into_iter().skip(start).filter(|t| !is_stream_header(t)).collect();
         Some(Self {
             conn,
             headers: feed.headers,
@@ -136,21 +136,9 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-fn is_coded_keyframe(tag: &FlvTag) -> bool {
-    tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe())
-}
-
-fn is_header(tag: &FlvTag) -> bool {
-    match tag.kind {
-        TagKind::Script => true,
-        TagKind::Video => VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
-        TagKind::Audio => AudioTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
-    }
-}
-
 /// Keeps a feed's idea of its stream headers current when the DJ sends new ones mid-stream.
 fn track_headers(headers: &mut StreamHeaders, tag: &FlvTag) {
-    if !is_header(tag) {
+    if !is_stream_header(tag) {
         return;
     }
     match tag.kind {

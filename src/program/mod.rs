@@ -50,7 +50,8 @@ pub struct ProgramConfig {
 }
 
 /// Requests to the program task.
-pub(crate) enum BusCommand {
+pub enum BusCommand {
+    /// Adds a consumer; `tx` receives start-up tags, then every program tag.
     Subscribe { name: String, tx: mpsc::Sender<FlvTag> },
 }
 
@@ -68,6 +69,13 @@ pub struct Subscription {
 }
 
 impl ProgramBus {
+    /// A bus and the receiving end of its commands, for whoever serves them (the program
+    /// task, or a test's stand-in).
+    pub fn channel() -> (Self, mpsc::Receiver<BusCommand>) {
+        let (commands, mailbox) = mpsc::channel(MAILBOX);
+        (Self { commands, status: Arc::default() }, mailbox)
+    }
+
     /// Subscribes to the program. `name` identifies the consumer in logs.
     /// `None` if the program task has stopped.
     pub async fn subscribe(&self, name: impl Into<String>) -> Option<Subscription> {
@@ -111,8 +119,9 @@ pub fn spawn(
     config: ProgramConfig,
     shutdown: watch::Receiver<bool>,
 ) -> ProgramBus {
-    let (commands, mailbox) = mpsc::channel(MAILBOX);
-    let status = Arc::new(Mutex::new(ProgramStatus { source: "off", ..Default::default() }));
+    let (bus, mailbox) = ProgramBus::channel();
+    let status = bus.status.clone();
+    *status.lock().unwrap_or_else(|p| p.into_inner()) = ProgramStatus { source: "off", ..Default::default() };
     let program = Program {
         switcher: Switcher::new(SwitcherConfig::default()),
         fanout: Fanout::new(MAX_CONSUMER_LAG),
@@ -124,7 +133,7 @@ pub fn spawn(
         status: status.clone(),
     };
     tokio::spawn(program.run(source, mailbox, shutdown));
-    ProgramBus { commands, status }
+    bus
 }
 
 struct Program {

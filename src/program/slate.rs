@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::media::codec::{AudioTagInfo, VideoPacket, VideoTagInfo};
+use crate::media::codec::{AudioTagInfo, VideoPacket, VideoTagInfo, is_video_keyframe};
 use crate::media::flv::{FlvReader, FlvTag, TagKind};
 
 /// The built-in slate: 2 s of 1280x720 H.264 + silent AAC (see `scripts/make-fixtures.sh`).
@@ -63,8 +63,7 @@ impl Slate {
                 }
                 continue;
             }
-            let keyframe =
-                tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe());
+            let keyframe = is_video_keyframe(&tag);
             // The loop starts at the first keyframe; anything before it could not be decoded.
             if frames.is_empty() && !keyframe {
                 continue;

@@ -161,6 +161,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "swap_interval": status.swap_interval.as_secs(),
         "block_toggle": status.block_enabled,
         "program": state.program.status(),
+        "destinations": state.destinations.statuses(),
         "recording": state.recorder.status(),
     })))
 }
@@ -184,6 +185,19 @@ pub(super) fn remaining(status: &Status) -> u64 {
         Some(lead) => ceil_secs(lead.remaining),
         None => status.swap_interval.as_secs(),
     }
+}
+
+/// `POST /api/v1/destinations/{name}/restart`: reconnects one destination, now.
+pub async fn restart_destination(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if !state.destinations.restart(&name) {
+        return Err(ApiError::not_found(format!("No destination named {name}")));
+    }
+    tracing::info!("admin {}: restarting destination {name}", admin.dj_name);
+    Ok(Json(json!({ "status": "success", "destination": name })))
 }
 
 pub async fn skip(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use crate::auth::TokenKeys;
 use crate::config::ExpectedProfile;
 use crate::ingest::Publishers;
+use crate::integrations::destination::Destinations;
 use crate::media::recorder::RecorderHandle;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub publishers: Publishers,
     pub program: ProgramBus,
     pub recorder: RecorderHandle,
+    pub destinations: Destinations,
     pub expected_profile: Arc<ExpectedProfile>,
     pub tokens: TokenKeys,
     pub login_attempts: Arc<RateLimiter>,
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/users/me", get(api::me))
         .route("/api/v1/users/{dj_name}/disable", post(api::disable_user))
         .route("/api/v1/status", get(api::status))
+        .route("/api/v1/destinations/{name}/restart", post(api::restart_destination))
         .route("/api/v1/queue/skip", post(api::skip))
         .route("/api/v1/queue/pause", post(api::pause_timer))
         .route("/api/v1/queue/resume", post(api::resume_timer))

@@ -118,6 +118,22 @@ impl Server {
         next
     }
 
+    /// Sends SIGTERM and waits for a clean exit (status 0).
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                assert!(status.success(), "exit status {status}; logs:\n{}", self.logs());
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after SIGTERM; logs:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn rtmp_url(&self, key: &str) -> String {
         format!("rtmp://{}/live/{key}", self.rtmp)
     }

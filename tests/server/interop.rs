@@ -65,3 +65,68 @@ async fn ffmpeg_with_a_wrong_key_is_refused_at_once() {
     server.wait_for_log("publish refused: unknown stream key").await;
     assert!(server.queue().await.is_empty());
 }
+
+/// Runs ffmpeg to decode a whole file; returns what it printed at `-v error`.
+fn ffmpeg_decode_errors(path: &std::path::Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The recorded program decodes with ffmpeg with no error, although it switches between
+/// the slate (1280x720@30, 44.1 kHz) and two DJs with different pictures, frame rates and
+/// sample rates (320x180@30/44.1 kHz, 640x360@25/48 kHz).
+#[tokio::test]
+async fn recorded_program_decodes_cleanly_across_differing_djs() {
+    use crate::program::{DJ1, DJ2, SLATE, rtmp_player};
+    use crate::publisher::{Dj, FIXTURE2};
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("motherstream.toml");
+    let record_dir = dir.path().join("rec");
+    std::fs::write(&config, format!("record_dir = {:?}\nrecord_program = true\n", record_dir.display().to_string()))
+        .unwrap();
+    let server = Server::start(Options {
+        grace_period: 1,
+        extra_args: vec!["--config".into(), config.display().to_string()],
+        ..Options::default()
+    });
+    let a = server.add_user("Alice", false);
+    let b = server.add_user("Bob", false);
+    let player = rtmp_player(&server).await;
+    player.wait_for_size(SLATE).await;
+    for round in 0..2 {
+        let alice = Dj::publish(server.rtmp, &a).await.unwrap();
+        player.wait_for_size(DJ1).await;
+        let bob = Dj::publish_file(server.rtmp, &b, FIXTURE2).await.unwrap();
+        server.wait_for_queue(&["Alice", "Bob"]).await;
+        alice.stop().await;
+        player.wait_for_size(DJ2).await;
+        if round == 0 {
+            bob.stop().await;
+        } else {
+            bob.drop_connection().await;
+        }
+        player.wait_for_size(SLATE).await;
+    }
+    server.terminate();
+
+    let program: Vec<_> = std::fs::read_dir(record_dir.join("program")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(program.len(), 1, "{program:?}");
+    let _ = std::fs::copy(&program[0], "/tmp/program-debug.flv");
+    let errors = ffmpeg_decode_errors(&program[0]);
+    assert!(errors.trim().is_empty(), "ffmpeg reported decoding errors:\n{errors}");
+    for dj in ["Alice", "Bob"] {
+        for file in std::fs::read_dir(record_dir.join(dj)).unwrap() {
+            let errors = ffmpeg_decode_errors(&file.unwrap().path());
+            assert!(errors.trim().is_empty(), "{dj}'s set: {errors}");
+        }
+    }
+}

@@ -213,3 +213,58 @@ async fn program_switches_seamlessly_for_players_and_viewers() {
     }
     alice.stop().await;
 }
+
+#[tokio::test]
+async fn sets_and_the_program_are_recorded_as_valid_flv() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("motherstream.toml");
+    let record_dir = dir.path().join("recordings");
+    std::fs::write(&config, format!("record_dir = {:?}\nrecord_program = true\n", record_dir.display().to_string()))
+        .unwrap();
+    let server = Server::start(Options {
+        grace_period: 1,
+        extra_args: vec!["--config".into(), config.display().to_string()],
+        ..Options::default()
+    });
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let player = rtmp_player(&server).await;
+    let alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    player.wait_for_size(DJ1).await;
+    let bob = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    alice.stop().await;
+    player.wait_for_size(DJ2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bob.stop().await;
+    player.wait_for_size(SLATE).await;
+    server.wait_for_log("recording").await;
+
+    // One file per set, named by DJ, starting at 0 with headers and a keyframe.
+    for (dj, size) in [("Alice", DJ1), ("Bob", DJ2)] {
+        let files: Vec<_> = std::fs::read_dir(record_dir.join(dj)).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(files.len(), 1, "{dj}: {files:?}");
+        let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with("Z.flv") && name.starts_with("20"), "{name}");
+        let tags = read_flv(&files[0]);
+        let segments = assert_seamless(&tags);
+        assert_eq!(segments, [size], "{dj}'s recording holds only their set");
+        let first_media = tags.iter().find(|t| t.kind != TagKind::Script).unwrap();
+        assert!(first_media.timestamp < 100, "starts near 0: {}", first_media.timestamp);
+        let video_frames = tags.iter().filter(|t| t.kind == TagKind::Video).count();
+        assert!(video_frames > 25, "{dj}: only {video_frames} video tags recorded");
+    }
+    // The program recording is one continuous file across the switches.
+    let program: Vec<_> = std::fs::read_dir(record_dir.join("program")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(program.len(), 1);
+    let segments = assert_seamless(&read_flv(&program[0]));
+    assert_eq!(segments, [SLATE, DJ1, DJ2, SLATE]);
+    let status = server.get_json("/api/v1/status").await;
+    assert!(status["recording"]["last_error"].is_null(), "{status}");
+}
+
+fn read_flv(path: &std::path::Path) -> Vec<FlvTag> {
+    let data = Bytes::from(std::fs::read(path).unwrap());
+    motherstream::media::flv::FlvReader::new(data).unwrap().map(|t| t.expect("valid FLV tag")).collect()
+}
