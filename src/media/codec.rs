@@ -479,6 +479,20 @@ fn parse_ex_audio(packet_type: u8, mut r: ByteReader<'_>) -> Result<AudioTag<'_>
     Ok(AudioTag { info, body: r.rest() })
 }
 
+/// True for a video tag carrying a coded keyframe (not a sequence header), any codec.
+pub fn is_video_keyframe(tag: &FlvTag) -> bool {
+    tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe())
+}
+
+/// True for the tags a decoder needs before media: sequence headers and metadata.
+pub fn is_stream_header(tag: &FlvTag) -> bool {
+    match tag.kind {
+        TagKind::Script => true,
+        TagKind::Video => VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
+        TagKind::Audio => AudioTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,19 +724,5 @@ mod tests {
             payload[0] = 0x90 | (first & 0x0f);
             let _ = parse_audio_tag(&payload);
         }
-    }
-}
-
-/// True for a video tag carrying a coded keyframe (not a sequence header), any codec.
-pub fn is_video_keyframe(tag: &FlvTag) -> bool {
-    tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe())
-}
-
-/// True for the tags a decoder needs before media: sequence headers and metadata.
-pub fn is_stream_header(tag: &FlvTag) -> bool {
-    match tag.kind {
-        TagKind::Script => true,
-        TagKind::Video => VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
-        TagKind::Audio => AudioTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_sequence_header()),
     }
 }

@@ -57,10 +57,12 @@
 //! splice point are dropped, not buffered: replaying a GOP cache from its keyframe is the
 //! way to switch without waiting for the next one.
 
+use bytes::Bytes;
 use tracing::debug;
 
-use super::codec::{AudioPacket, AudioTagInfo, VideoPacket, VideoTagInfo};
+use super::codec::{AudioCodec, AudioPacket, AudioSpecificConfig, AudioTagInfo, VideoPacket, VideoTagInfo};
 use super::flv::{FlvTag, TagKind};
+use super::parameter_sets::with_parameter_sets;
 use crate::queue::engine::ConnId;
 
 /// Where program media comes from.
@@ -141,6 +143,9 @@ struct OnAir {
     video_started: bool,
     /// False until the source's first audio frame has been emitted.
     audio_started: bool,
+    /// A silent audio frame for this source's audio format, to bridge the pause between the
+    /// previous source's audio and this one's (see `bridge_audio`).
+    silence: Option<Silence>,
 }
 
 impl OnAir {
@@ -176,6 +181,10 @@ struct Track {
     last: Option<u64>,
     /// Latest timestamp of a coded frame.
     last_frame: Option<u64>,
+    /// Latest presentation time (timestamp + composition offset) of a coded frame. With
+    /// B-frames it runs ahead of `last_frame`; a splice must land after it, or the new
+    /// source's first picture would be shown before the old source's last one.
+    last_presentation: Option<i64>,
     /// Frame durations of the on-air source.
     durations: RecentDurations,
 }
@@ -379,7 +388,16 @@ impl Switcher {
         let Some(pending) = self.pending.take() else {
             return;
         };
-        let anchor = self.continuation(media);
+        let mut anchor = self.continuation(media);
+        if media == Media::Video
+            && let Some(shown) = self.video.last_presentation
+        {
+            // Present the keyframe one frame after the last picture shown, not just decode
+            // it one frame after the last frame decoded.
+            let frame = i64::from(self.video.durations.median().unwrap_or(self.config.default_video_frame_ms).max(1));
+            let after_shown = shown + frame - i64::from(composition_time(tag));
+            anchor = anchor.max(u64::try_from(after_shown).unwrap_or(0));
+        }
         debug!(
             from = ?self.current(),
             to = ?pending.source,
@@ -388,6 +406,10 @@ impl Switcher {
             "program splice"
         );
         let Headers { metadata, video, audio } = pending.headers;
+        // Repeat the parameter sets inside the keyframe, for consumers that parse slices with
+        // the parameter sets they saw first (see `parameter_sets`).
+        let with_sets = video.as_ref().filter(|_| media == Media::Video).and_then(|h| with_parameter_sets(tag, h));
+        let tag = with_sets.as_ref().unwrap_or(tag);
         if let Some(header) = metadata {
             let ts = not_before(anchor, self.last_data);
             self.last_data = Some(ts);
@@ -401,7 +423,10 @@ impl Switcher {
             self.program_headers.video = Some(header);
         }
         if let Some(header) = audio {
-            let ts = not_before(anchor, self.audio.last);
+            // Where the old audio ends rather than at the picture's splice point: the new
+            // source's audio, and any silence bridging to it, follows from there.
+            let audio_end = self.audio.end(self.config.default_audio_frame_ms).map_or(anchor, |end| end.min(anchor));
+            let ts = not_before(audio_end, self.audio.last);
             self.audio.last = Some(ts);
             out.push(restamp(&header, ts));
             self.program_headers.audio = Some(header);
@@ -418,6 +443,7 @@ impl Switcher {
             last_audio_time: None,
             video_started: media == Media::Video,
             audio_started: false,
+            silence: self.program_headers.audio.as_ref().and_then(Silence::for_header),
         });
         self.push_on_air(role, tag, out);
     }
@@ -457,6 +483,8 @@ impl Switcher {
                 let ts = not_before_rebased(rebased, self.video.last.max(after_last_frame));
                 self.video.last = Some(ts);
                 self.video.last_frame = Some(ts);
+                let shown = ts as i64 + i64::from(composition_time(tag));
+                self.video.last_presentation = self.video.last_presentation.max(Some(shown));
                 out.push(restamp(tag, ts));
             }
             Role::AudioFrame | Role::AudioOther => {
@@ -467,6 +495,9 @@ impl Switcher {
                         return;
                     }
                     on_air.audio_started = true;
+                    if let (Some(silence), Ok(first)) = (on_air.silence.take(), u64::try_from(rebased)) {
+                        self.bridge_audio(&silence, first, out);
+                    }
                 }
                 let ts = not_before_rebased(rebased, self.audio.last);
                 self.audio.last = Some(ts);
@@ -475,6 +506,26 @@ impl Switcher {
                 }
                 out.push(restamp(tag, ts));
             }
+        }
+    }
+
+    /// Fills the pause before a new source's first audio frame with silent frames, so the
+    /// program's audio stays continuous across a splice (the splice may have to start the
+    /// picture a little later than the old audio ended, to keep pictures in order).
+    fn bridge_audio(&mut self, silence: &Silence, first: u64, out: &mut Vec<FlvTag>) {
+        let Some(last) = self.audio.last_frame else { return };
+        let step = silence.frame_ms;
+        // After the old audio, and not before the new source's audio header.
+        let mut at = (last as f64 + step).max(self.audio.last.unwrap_or(0) as f64);
+        // Never more than a second of filler: a longer pause is not a splice artefact.
+        let mut left = (1000.0 / step) as usize;
+        while at + step / 2.0 <= first as f64 && left > 0 {
+            let ts = at.round() as u64;
+            out.push(FlvTag { kind: TagKind::Audio, timestamp: program_ts(ts), payload: silence.payload.clone() });
+            self.audio.last = Some(ts);
+            self.audio.last_frame = Some(ts);
+            at += step;
+            left -= 1;
         }
     }
 
@@ -559,6 +610,43 @@ impl Switcher {
             (None, other) => other.unwrap_or(0),
         }
     }
+}
+
+/// A silent AAC-LC frame in a source's audio format.
+#[derive(Debug, Clone)]
+struct Silence {
+    /// FLV audio tag body: AAC raw frame header and a silent raw_data_block.
+    payload: Bytes,
+    /// 1024 samples at the source's sample rate, in ms.
+    frame_ms: f64,
+}
+
+impl Silence {
+    /// Silent frames exist for AAC-LC mono and stereo (the formats DJs stream in); other
+    /// formats get no bridge, only the pause.
+    fn for_header(header: &FlvTag) -> Option<Self> {
+        let info = AudioTagInfo::parse(&header.payload).ok()?;
+        if info.codec != AudioCodec::Aac || !info.is_sequence_header() {
+            return None;
+        }
+        let config = AudioSpecificConfig::parse(header.payload.get(2..)?).ok()?;
+        // Constant bitstreams: a raw_data_block with one single (mono) or paired (stereo)
+        // channel element carrying no spectral data, as AAC encoders emit for silence.
+        const MONO: &[u8] = &[0xAF, 0x01, 0x01, 0x18, 0x20, 0x07];
+        const STEREO: &[u8] = &[0xAF, 0x01, 0x21, 0x10, 0x04, 0x60, 0x8C, 0x1C];
+        let payload = match (config.object_type, config.channels) {
+            (2, Some(1)) => MONO,
+            (2, Some(2)) => STEREO,
+            _ => return None,
+        };
+        let frame_ms = 1024.0 * 1000.0 / f64::from(config.sample_rate.max(1));
+        Some(Self { payload: Bytes::from_static(payload), frame_ms })
+    }
+}
+
+/// A video frame's composition offset (presentation minus decoding time), 0 if unknown.
+fn composition_time(tag: &FlvTag) -> i32 {
+    VideoTagInfo::parse(&tag.payload).map_or(0, |info| info.composition_time)
 }
 
 /// A copy of `tag` (sharing its payload) at program time `ts`.
@@ -687,12 +775,24 @@ mod tests {
             let fed = Fed { source, ts: tag.timestamp, role, frame: *counter };
             self.fed.insert(tag.payload.as_ptr() as usize, fed);
             let out = self.switcher.push(source, tag);
-            for tag in &out {
-                let from = *self
-                    .fed
-                    .get(&(tag.payload.as_ptr() as usize))
-                    .expect("program payloads are the fed ones, not copies");
-                self.program.push(Out { tag: tag.clone(), from });
+            for emitted in &out {
+                let from = match self.fed.get(&(emitted.payload.as_ptr() as usize)) {
+                    Some(from) => *from,
+                    // Silence bridging a splice is the switcher's own (a constant frame).
+                    None if emitted.kind == TagKind::Audio && is_silence(emitted) => continue,
+                    // The one exception: a splice keyframe with its parameter sets repeated
+                    // in band is the fed keyframe with SPS/PPS put in front of its NAL units.
+                    None => {
+                        assert!(
+                            role == Role::Keyframe
+                                && emitted.payload[..5] == tag.payload[..5]
+                                && emitted.payload.ends_with(&tag.payload[5..]),
+                            "program payloads are the fed ones, not copies"
+                        );
+                        fed
+                    }
+                };
+                self.program.push(Out { tag: emitted.clone(), from });
             }
             out
         }
@@ -715,6 +815,11 @@ mod tests {
                 .filter(|&i| i == 0 || self.program[i - 1].from.source != self.program[i].from.source)
                 .collect()
         }
+    }
+
+    fn is_silence(tag: &FlvTag) -> bool {
+        [&[0xAF, 0x01, 0x01, 0x18, 0x20, 0x07][..], &[0xAF, 0x01, 0x21, 0x10, 0x04, 0x60, 0x8C, 0x1C][..]]
+            .contains(&&tag.payload[..])
     }
 
     fn stamps(tags: &[FlvTag]) -> Vec<(TagKind, u32)> {
@@ -1043,12 +1148,15 @@ mod tests {
         // A kept playing while B was pending, up to B's next keyframe (wall 3000 ms).
         let last_a = p[..at].iter().rev().find(|o| o.from.role.frame_of() == Some(Media::Video)).unwrap();
         assert_eq!(last_a.from.ts, 3_000);
-        // Headers, then the keyframe, all one A frame after A's last video frame.
+        // Headers, then the keyframe, one A frame after A's last video frame; the audio
+        // header where A's audio ends, so B's audio follows on from there.
         let splice: Vec<_> = p[at..at + 4].iter().map(|o| (o.from.role, o.tag.timestamp)).collect();
         let ts = last_a.tag.timestamp + 33;
+        let last_a_audio = p[..at].iter().rev().find(|o| o.from.role == Role::AudioFrame).unwrap();
+        let audio_end = (last_a_audio.tag.timestamp + 23).min(ts);
         assert_eq!(
             splice,
-            [(Role::Metadata, ts), (Role::VideoHeader, ts), (Role::AudioHeader, ts), (Role::Keyframe, ts)]
+            [(Role::Metadata, ts), (Role::VideoHeader, ts), (Role::AudioHeader, audio_end), (Role::Keyframe, ts)]
         );
         assert_eq!(p[at + 1].tag.payload, avc_header(2).payload);
         assert_eq!(p[at + 3].from.ts, 987_654 + 3_000);
@@ -1499,6 +1607,69 @@ mod tests {
             // The last selection went on air at its next keyframe.
             prop_assert_eq!(rig.switcher.current(), Some(selected));
             prop_assert_eq!(rig.switcher.pending(), None);
+        }
+    }
+}
+
+/// The splice details that keep pictures in order and audio continuous.
+#[cfg(test)]
+mod splice_tests {
+    use super::*;
+
+    fn video(ts: u32, key: bool, cts_ms: u8) -> FlvTag {
+        let first = if key { 0x17 } else { 0x27 };
+        FlvTag::new(TagKind::Video, ts, vec![first, 1, 0, 0, cts_ms, 0xAA])
+    }
+
+    fn feed(switcher: &mut Switcher, source: Source, tags: &[FlvTag]) -> Vec<FlvTag> {
+        tags.iter().flat_map(|t| switcher.push(source, t)).collect()
+    }
+
+    /// AAC-LC, 44.1 kHz, stereo (AudioSpecificConfig 0x12 0x10).
+    fn aac_stereo_header() -> FlvTag {
+        FlvTag::new(TagKind::Audio, 0, vec![0xAF, 0, 0x12, 0x10])
+    }
+
+    #[test]
+    fn new_source_is_presented_after_the_old_sources_last_picture() {
+        let (a, b) = (Source::Publisher(1), Source::Publisher(2));
+        let mut switcher = Switcher::new(SwitcherConfig::default());
+        switcher.select(a);
+        feed(&mut switcher, a, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1])]);
+        // A's last decoded frame is a P frame shown 100 ms after it is decoded (its B frames
+        // never come: the cut is mid mini-GOP).
+        let out_a = feed(&mut switcher, a, &[video(0, true, 66), video(33, false, 33), video(66, false, 100)]);
+        let last_shown = out_a.iter().map(|t| t.timestamp as i64 + i64::from(t.payload[4])).max().unwrap();
+        switcher.select(b);
+        feed(&mut switcher, b, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 2])]);
+        let out_b = feed(&mut switcher, b, &[video(5000, true, 66)]);
+        let key = out_b.last().unwrap();
+        let shown = key.timestamp as i64 + 66;
+        assert_eq!(shown, last_shown + 33, "B's first picture one frame after A's last");
+        assert!(key.timestamp > out_a.last().unwrap().timestamp);
+    }
+
+    #[test]
+    fn silence_bridges_the_audio_pause_at_a_splice() {
+        let (a, b) = (Source::Publisher(1), Source::Publisher(2));
+        let mut switcher = Switcher::new(SwitcherConfig::default());
+        let header = FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1]);
+        switcher.select(a);
+        let mut out = feed(&mut switcher, a, &[header.clone(), aac_stereo_header()]);
+        for i in 0..30u32 {
+            out.extend(feed(&mut switcher, a, &[video(i * 33, i == 0, 100)]));
+            out.extend(feed(&mut switcher, a, &[FlvTag::new(TagKind::Audio, i * 33, vec![0xAF, 1, 0x21, 0x42])]));
+        }
+        switcher.select(b);
+        out.extend(feed(&mut switcher, b, &[header, aac_stereo_header(), video(7000, true, 0)]));
+        // B's audio starts 150 ms after its keyframe.
+        out.extend(feed(&mut switcher, b, &[FlvTag::new(TagKind::Audio, 7150, vec![0xAF, 1, 0x21, 0x43])]));
+        let audio: Vec<&FlvTag> = out.iter().filter(|t| t.kind == TagKind::Audio && t.payload[1] == 1).collect();
+        let silent = audio.iter().filter(|t| t.payload.len() == 8).count();
+        assert!(silent >= 5, "{silent} silent frames");
+        for pair in audio.windows(2) {
+            let gap = pair[1].timestamp - pair[0].timestamp;
+            assert!(gap <= 35, "audio gap of {gap} ms between {} and {}", pair[0].timestamp, pair[1].timestamp);
         }
     }
 }

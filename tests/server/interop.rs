@@ -120,7 +120,10 @@ async fn recorded_program_decodes_cleanly_across_differing_djs() {
 
     let program: Vec<_> = std::fs::read_dir(record_dir.join("program")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(program.len(), 1, "{program:?}");
-    let _ = std::fs::copy(&program[0], "/tmp/program-debug.flv");
+    // Kept for review (and for debugging a failure) under target/test-artifacts/.
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    let _ = std::fs::create_dir_all(&artifacts);
+    let _ = std::fs::copy(&program[0], artifacts.join("recorded-program.flv"));
     let errors = ffmpeg_decode_errors(&program[0]);
     assert!(errors.trim().is_empty(), "ffmpeg reported decoding errors:\n{errors}");
     for dj in ["Alice", "Bob"] {

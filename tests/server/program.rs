@@ -126,13 +126,23 @@ fn video_size(tag: &FlvTag) -> Option<(u32, u32)> {
 }
 
 /// Checks the SPEC's switching bars over everything a consumer received and returns the
-/// sequence of sources (by picture size) it saw.
+/// sequence of sources (by picture size) it saw:
+/// - decoding timestamps of video rise strictly; within a source no gap exceeds two frames;
+/// - at every splice the new source starts with its sequence header and a keyframe, and its
+///   first picture is *presented* one to two frames after the old source's last picture (with
+///   B-frames the decoding timestamps may then step by the old source's reordering depth, so
+///   that no picture is shown out of order);
+/// - audio never goes back and never pauses for more than 150 ms, even at a splice;
+/// - within each source, audio and video stay within 100 ms of each other.
 pub fn assert_seamless(tags: &[FlvTag]) -> Vec<(u32, u32)> {
     let mut segments: Vec<(u32, u32)> = Vec::new();
     let mut last_video: Option<u32> = None;
     let mut last_audio: Option<u32> = None;
+    let mut shown: Option<i64> = None; // latest presentation time of any video frame
     let mut frame_ms = 40u32;
-    let mut expect_keyframe = false;
+    let mut at_splice = false;
+    // Per source: whether its own audio and video have both started.
+    let (mut segment_video, mut segment_audio) = (false, false);
     for (i, tag) in tags.iter().enumerate() {
         match tag.kind {
             TagKind::Video => {
@@ -142,22 +152,35 @@ pub fn assert_seamless(tags: &[FlvTag]) -> Vec<(u32, u32)> {
                         && segments.last() != Some(&size)
                     {
                         segments.push(size);
-                        expect_keyframe = true;
+                        at_splice = true;
+                        (segment_video, segment_audio) = (false, false);
                     }
                     continue;
                 }
-                if expect_keyframe {
-                    assert!(info.is_keyframe(), "tag {i}: a new source must start with a keyframe");
-                    expect_keyframe = false;
-                }
+                let presented = i64::from(tag.timestamp) + i64::from(info.composition_time);
                 if let Some(prev) = last_video {
                     assert!(tag.timestamp > prev, "tag {i}: video went from {prev} to {} ms", tag.timestamp);
                     let gap = tag.timestamp - prev;
-                    assert!(gap <= 2 * frame_ms, "tag {i}: video gap of {gap} ms (frame {frame_ms} ms)");
-                    frame_ms = frame_ms.max(gap.min(40));
+                    if at_splice {
+                        let after = presented - shown.unwrap_or(presented - 1);
+                        assert!(
+                            after > 0 && after <= 2 * i64::from(frame_ms),
+                            "tag {i}: first picture of the new source shown {after} ms after the last one"
+                        );
+                        assert!(gap <= 6 * frame_ms, "tag {i}: decoding gap of {gap} ms at a splice");
+                    } else {
+                        assert!(gap <= 2 * frame_ms, "tag {i}: video gap of {gap} ms (frame {frame_ms} ms)");
+                        frame_ms = frame_ms.max(gap.min(40));
+                    }
+                }
+                if at_splice {
+                    assert!(info.is_keyframe(), "tag {i}: a new source must start with a keyframe");
+                    at_splice = false;
                 }
                 last_video = Some(tag.timestamp);
-                if let Some(audio) = last_audio {
+                shown = shown.max(Some(presented));
+                segment_video = true;
+                if let (Some(audio), true) = (last_audio, segment_audio) {
                     let drift = tag.timestamp.abs_diff(audio);
                     assert!(drift < 100, "tag {i}: audio/video drift of {drift} ms");
                 }
@@ -172,6 +195,7 @@ pub fn assert_seamless(tags: &[FlvTag]) -> Vec<(u32, u32)> {
                     assert!(gap <= 150, "tag {i}: audio gap of {gap} ms");
                 }
                 last_audio = Some(tag.timestamp);
+                segment_audio = segment_video;
             }
             TagKind::Script => {}
         }
@@ -248,6 +272,7 @@ async fn sets_and_the_program_are_recorded_as_valid_flv() {
         let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.ends_with("Z.flv") && name.starts_with("20"), "{name}");
         let tags = read_flv(&files[0]);
+        eprintln!("checking {}", files[0].display());
         let segments = assert_seamless(&tags);
         assert_eq!(segments, [size], "{dj}'s recording holds only their set");
         let first_media = tags.iter().find(|t| t.kind != TagKind::Script).unwrap();
