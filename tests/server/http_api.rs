@@ -24,6 +24,7 @@ fn admin_endpoints() -> Vec<(&'static str, Option<serde_json::Value>)> {
         ("/api/v1/queue/Bob/move-up", None),
         ("/api/v1/queue/Bob/move-down", None),
         ("/api/v1/users/Bob/disable", None),
+        ("/api/v1/destinations/youtube/restart", None),
     ]
 }
 

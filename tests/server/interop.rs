@@ -133,3 +133,104 @@ async fn recorded_program_decodes_cleanly_across_differing_djs() {
         }
     }
 }
+
+/// Acceptance: with a real RTMP server as the platform (ffmpeg listening, which accepts ONE
+/// connection), several switches in a row reach it over one continuous connection, and
+/// what it recorded decodes with no error. Meanwhile ffmpeg also plays the program.
+#[tokio::test]
+async fn platform_sees_one_continuous_decodable_stream_across_switches() {
+    use crate::program::{DJ1, DJ2, SLATE, rtmp_player};
+    use crate::publisher::{Dj, FIXTURE2};
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let received = dir.path().join("platform.flv");
+    let mut platform = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-listen", "1", "-i"])
+        .arg(format!("rtmp://127.0.0.1:{port}/live2/secret-key"))
+        .args(["-c", "copy", "-f", "flv"])
+        .arg(&received)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg -listen");
+    std::thread::sleep(std::time::Duration::from_millis(500)); // let it listen
+    let server = Server::start(Options {
+        grace_period: 1,
+        extra_args: vec!["--destination".into(), format!("youtube=rtmp://127.0.0.1:{port}/live2/secret-key")],
+        ..Options::default()
+    });
+    let a = server.add_user("Alice", false);
+    let b = server.add_user("Bob", false);
+    let player = rtmp_player(&server).await;
+    let mut viewer = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(format!("rtmp://{}/program/live", server.rtmp))
+        .args(["-c", "copy", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg player");
+    player.wait_for_size(SLATE).await;
+    let status = server.get_json("/api/v1/status").await;
+    assert_eq!(status["destinations"][0]["name"], "youtube");
+    assert!(!status.to_string().contains("secret-key"), "stream keys of platforms stay hidden: {status}");
+
+    // Five switches: slate → Alice → Bob → Alice → Bob → slate.
+    let alice = Dj::publish(server.rtmp, &a).await.unwrap();
+    player.wait_for_size(DJ1).await;
+    let bob = Dj::publish_file(server.rtmp, &b, FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+    alice.stop().await;
+    player.wait_for_size(DJ2).await;
+    let alice = Dj::publish(server.rtmp, &a).await.unwrap();
+    server.wait_for_queue(&["Bob", "Alice"]).await;
+    bob.stop().await;
+    player.wait_for_size(DJ1).await;
+    let bob = Dj::publish_file(server.rtmp, &b, FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+    alice.drop_connection().await;
+    player.wait_for_size(DJ2).await;
+    bob.stop().await;
+    player.wait_for_size(SLATE).await;
+
+    let status = server.get_json("/api/v1/status").await;
+    let destination = &status["destinations"][0];
+    assert_eq!(destination["state"], "live", "{destination}");
+    assert_eq!(destination["reconnects"], 0, "one connection for the whole session: {destination}");
+    assert!(destination["bytes_sent"].as_u64().unwrap() > 100_000, "{destination}");
+
+    // The ffmpeg player never lost the program either.
+    assert!(viewer.try_wait().unwrap().is_none(), "ffmpeg player exited");
+    let _ = viewer.kill();
+
+    // A clean end of stream reaches the platform at shutdown, and it finishes its file.
+    server.terminate();
+    let out = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while platform.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "the platform never saw the stream end");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        platform.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "platform ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    let _ = std::fs::create_dir_all(&artifacts);
+    let _ = std::fs::copy(&received, artifacts.join("platform.flv"));
+    let errors = ffmpeg_decode_errors(&received);
+    assert!(errors.trim().is_empty(), "the platform's recording has decoding errors:\n{errors}");
+    let tags = {
+        let data = bytes::Bytes::from(std::fs::read(&received).unwrap());
+        motherstream::media::flv::FlvReader::new(data).unwrap().map(|t| t.unwrap()).collect::<Vec<_>>()
+    };
+    let segments = crate::program::assert_seamless(&tags);
+    assert_eq!(segments.first(), Some(&SLATE), "{segments:?}");
+    assert!(tags.len() > 300, "only {} tags reached the platform", tags.len());
+}

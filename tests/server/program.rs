@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use motherstream::media::codec::{AudioTagInfo, VideoConfig, VideoTagInfo};
+use motherstream::media::codec::{AudioTagInfo, VideoConfig, VideoPacket, VideoTagInfo};
 use motherstream::media::flv::{FlvStreamReader, FlvTag, TagKind};
 use motherstream::rtmp::ClientEvent;
 use motherstream::rtmp::client_io::RtmpClient;
@@ -156,6 +156,9 @@ pub fn assert_seamless(tags: &[FlvTag]) -> Vec<(u32, u32)> {
                         (segment_video, segment_audio) = (false, false);
                     }
                     continue;
+                }
+                if info.packet == VideoPacket::EndOfSequence {
+                    continue; // a recorder's end-of-file marker, not a frame
                 }
                 let presented = i64::from(tag.timestamp) + i64::from(info.composition_time);
                 if let Some(prev) = last_video {
