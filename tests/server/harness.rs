@@ -22,12 +22,14 @@ pub struct Options {
     pub swap_interval: u64,
     pub grace_period: u64,
     pub stall_timeout: u64,
+    /// `motherstream.toml` contents, written to the data dir and passed with `--config`.
+    pub config: Option<String>,
     pub extra_args: Vec<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { swap_interval: 3600, grace_period: 2, stall_timeout: 2, extra_args: Vec::new() }
+        Self { swap_interval: 3600, grace_period: 2, stall_timeout: 2, config: None, extra_args: Vec::new() }
     }
 }
 
@@ -54,8 +56,13 @@ impl Server {
     /// Starts a server on an existing data dir (to test restarts).
     pub fn start_in(data_dir: &Path, options: Options) -> Self {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve")
-            .args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        cmd.arg("serve");
+        if let Some(toml) = &options.config {
+            let path = data_dir.join("test-config.toml");
+            std::fs::write(&path, toml).expect("write config");
+            cmd.arg("--config").arg(path);
+        }
+        cmd.args(["--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--swap-interval", &options.swap_interval.to_string()])
@@ -119,7 +126,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit (status 0).
-    pub fn terminate(mut self) {
+    pub fn terminate(&mut self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
         assert!(sent.success());

@@ -66,8 +66,14 @@ async fn ffmpeg_with_a_wrong_key_is_refused_at_once() {
     assert!(server.queue().await.is_empty());
 }
 
-/// Runs ffmpeg to decode a whole file; returns what it printed at `-v error`.
-fn ffmpeg_decode_errors(path: &std::path::Path) -> String {
+/// Runs ffmpeg to decode a whole file; returns what it printed at `-v error`. With
+/// `keep_as`, the file is also kept for review under `target/test-artifacts/`.
+fn ffmpeg_decode_errors(path: &std::path::Path, keep_as: Option<&str>) -> String {
+    if let Some(name) = keep_as {
+        let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+        let _ = std::fs::create_dir_all(&artifacts);
+        let _ = std::fs::copy(path, artifacts.join(name));
+    }
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-v", "error", "-i"])
         .arg(path)
@@ -83,21 +89,12 @@ fn ffmpeg_decode_errors(path: &std::path::Path) -> String {
 /// sample rates (320x180@30/44.1 kHz, 640x360@25/48 kHz).
 #[tokio::test]
 async fn recorded_program_decodes_cleanly_across_differing_djs() {
-    use crate::program::{DJ1, DJ2, SLATE, rtmp_player};
+    use crate::program::{DJ1, DJ2, SLATE, recording_server, rtmp_player};
     use crate::publisher::{Dj, FIXTURE2};
     if !require_tool("ffmpeg") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("motherstream.toml");
-    let record_dir = dir.path().join("rec");
-    std::fs::write(&config, format!("record_dir = {:?}\nrecord_program = true\n", record_dir.display().to_string()))
-        .unwrap();
-    let server = Server::start(Options {
-        grace_period: 1,
-        extra_args: vec!["--config".into(), config.display().to_string()],
-        ..Options::default()
-    });
+    let (mut server, record_dir) = recording_server();
     let a = server.add_user("Alice", false);
     let b = server.add_user("Bob", false);
     let player = rtmp_player(&server).await;
@@ -120,15 +117,11 @@ async fn recorded_program_decodes_cleanly_across_differing_djs() {
 
     let program: Vec<_> = std::fs::read_dir(record_dir.join("program")).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(program.len(), 1, "{program:?}");
-    // Kept for review (and for debugging a failure) under target/test-artifacts/.
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    let _ = std::fs::create_dir_all(&artifacts);
-    let _ = std::fs::copy(&program[0], artifacts.join("recorded-program.flv"));
-    let errors = ffmpeg_decode_errors(&program[0]);
+    let errors = ffmpeg_decode_errors(&program[0], Some("recorded-program.flv"));
     assert!(errors.trim().is_empty(), "ffmpeg reported decoding errors:\n{errors}");
     for dj in ["Alice", "Bob"] {
         for file in std::fs::read_dir(record_dir.join(dj)).unwrap() {
-            let errors = ffmpeg_decode_errors(&file.unwrap().path());
+            let errors = ffmpeg_decode_errors(&file.unwrap().path(), None);
             assert!(errors.trim().is_empty(), "{dj}'s set: {errors}");
         }
     }
@@ -158,7 +151,7 @@ async fn platform_sees_one_continuous_decodable_stream_across_switches() {
         .spawn()
         .expect("spawn ffmpeg -listen");
     std::thread::sleep(std::time::Duration::from_millis(500)); // let it listen
-    let server = Server::start(Options {
+    let mut server = Server::start(Options {
         grace_period: 1,
         extra_args: vec!["--destination".into(), format!("youtube=rtmp://127.0.0.1:{port}/live2/secret-key")],
         ..Options::default()
@@ -221,10 +214,7 @@ async fn platform_sees_one_continuous_decodable_stream_across_switches() {
     .await
     .unwrap();
     assert!(out.status.success(), "platform ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
-    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    let _ = std::fs::create_dir_all(&artifacts);
-    let _ = std::fs::copy(&received, artifacts.join("platform.flv"));
-    let errors = ffmpeg_decode_errors(&received);
+    let errors = ffmpeg_decode_errors(&received, Some("platform.flv"));
     assert!(errors.trim().is_empty(), "the platform's recording has decoding errors:\n{errors}");
     let tags = {
         let data = bytes::Bytes::from(std::fs::read(&received).unwrap());

@@ -243,16 +243,7 @@ async fn program_switches_seamlessly_for_players_and_viewers() {
 
 #[tokio::test]
 async fn sets_and_the_program_are_recorded_as_valid_flv() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("motherstream.toml");
-    let record_dir = dir.path().join("recordings");
-    std::fs::write(&config, format!("record_dir = {:?}\nrecord_program = true\n", record_dir.display().to_string()))
-        .unwrap();
-    let server = Server::start(Options {
-        grace_period: 1,
-        extra_args: vec!["--config".into(), config.display().to_string()],
-        ..Options::default()
-    });
+    let (server, record_dir) = recording_server();
     let alice_key = server.add_user("Alice", false);
     let bob_key = server.add_user("Bob", false);
     let player = rtmp_player(&server).await;
@@ -292,7 +283,18 @@ async fn sets_and_the_program_are_recorded_as_valid_flv() {
     assert!(status["recording"]["last_error"].is_null(), "{status}");
 }
 
-fn read_flv(path: &std::path::Path) -> Vec<FlvTag> {
+/// A server recording sets and the program into its data dir's `recordings/`.
+pub fn recording_server() -> (Server, std::path::PathBuf) {
+    let server = Server::start(Options {
+        grace_period: 1,
+        config: Some("record_sets = true\nrecord_program = true\n".into()),
+        ..Options::default()
+    });
+    let record_dir = server.data_dir.join("recordings");
+    (server, record_dir)
+}
+
+pub fn read_flv(path: &std::path::Path) -> Vec<FlvTag> {
     let data = Bytes::from(std::fs::read(path).unwrap());
     motherstream::media::flv::FlvReader::new(data).unwrap().map(|t| t.expect("valid FLV tag")).collect()
 }

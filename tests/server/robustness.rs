@@ -71,11 +71,8 @@ async fn garbage_and_oversized_messages_only_close_that_connection() {
 
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_handshake_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("motherstream.toml");
-    std::fs::write(&config, "[limits]\nhandshake_timeout = 1\nmax_connections_per_ip = 4\n").unwrap();
     let server = Server::start(Options {
-        extra_args: vec!["--config".into(), config.display().to_string()],
+        config: Some("[limits]\nhandshake_timeout = 1\nmax_connections_per_ip = 4\n".into()),
         ..Options::default()
     });
     // A slowloris peer: connects, sends one byte, then nothing.
