@@ -19,6 +19,7 @@ pub mod config;
 pub mod ingest;
 pub mod integrations;
 pub mod media;
+pub mod metrics;
 pub mod program;
 pub mod queue;
 pub mod ratelimit;

@@ -1,6 +1,7 @@
 //! `motherstream serve`: opens the store, binds the listeners and starts every service.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,6 +13,7 @@ use crate::ingest::{self, IngestContext, Publishers};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::tls::Connector;
 use crate::media::recorder;
+use crate::metrics::Counters;
 use crate::program::slate::Slate;
 use crate::program::{self, IdleMode, ProgramConfig};
 use crate::queue::{actor, engine};
@@ -77,6 +79,8 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         shutdown.clone(),
     );
 
+    let counters = Arc::new(Counters::default());
+    let rtmp_listening = Arc::new(AtomicBool::new(true));
     let mut finishing = JoinSet::new();
     for task in recordings {
         finishing.spawn(async move {
@@ -93,10 +97,11 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         publishers.clone(),
         config.limits.clone(),
         config.stall_timeout,
+        counters.clone(),
     ));
     let app = web::router(web::AppState {
         store: store.clone(),
-        queue,
+        queue: queue.clone(),
         publishers,
         program,
         recorder,
@@ -104,6 +109,8 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         expected_profile: Arc::new(config.expected_profile.clone()),
         tokens,
         login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
+        counters,
+        rtmp_listening: rtmp_listening.clone(),
     });
 
     tracing::info!(
@@ -118,8 +125,18 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     if let Err(e) = http_server.await {
         tracing::error!("http server failed: {e}");
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down (a second signal exits at once)");
+    tokio::spawn(async {
+        shutdown_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(1);
+    });
     ingest.abort();
+    rtmp_listening.store(false, Ordering::Relaxed);
+    // The queue with the lead's time left to this moment, so a restart resumes exactly.
+    if let Err(e) = queue.save_now(&store).await {
+        tracing::error!("could not save the queue at shutdown: {e}");
+    }
     let _ = shutdown_tx.send(true);
     // Let recordings finish their files and destinations end their streams cleanly; a
     // wedged disk or platform must not keep the process alive.

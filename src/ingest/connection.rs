@@ -13,6 +13,7 @@ use super::IngestContext;
 use super::registry::Publisher;
 use crate::auth::is_well_formed_key;
 use crate::media::flv::{FlvTag, TagKind};
+use crate::metrics::Counters;
 use crate::program::Subscription;
 use crate::queue::actor::PublishDecision;
 use crate::queue::engine::{ConnId, DisconnectReason, Dj, Input, RejectReason};
@@ -162,6 +163,7 @@ impl Connection {
                         Ok(Ok(0)) => return Closed::Eof,
                         Ok(Ok(n)) => n,
                     };
+                    Counters::add(&self.ctx.counters.rtmp_bytes_in, n);
                     if let Err(closed) = self.on_bytes(&buf[..n]).await {
                         // Best effort: let the peer see our error status before we hang up.
                         let _ = self.flush().await;
@@ -369,7 +371,10 @@ impl Connection {
     async fn flush(&mut self) -> Result<(), Closed> {
         for chunk in self.session.take_output() {
             match tokio::time::timeout(WRITE_TIMEOUT, self.socket.write_all(&chunk)).await {
-                Ok(result) => result?,
+                Ok(result) => {
+                    result?;
+                    Counters::add(&self.ctx.counters.rtmp_bytes_out, chunk.len());
+                }
                 Err(_) => return Err(Closed::WriteTimeout(WRITE_TIMEOUT)),
             }
         }

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
+use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
@@ -35,6 +36,7 @@ pub struct IngestContext {
     pub stall_timeout: Duration,
     pub session_limits: SessionLimits,
     pub publish_attempts: RateLimiter,
+    pub counters: Arc<Counters>,
     next_conn: AtomicU64,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -47,6 +49,7 @@ impl IngestContext {
         publishers: Publishers,
         limits: Limits,
         stall_timeout: Duration,
+        counters: Arc<Counters>,
     ) -> Self {
         let session_limits = SessionLimits { max_message_size: limits.max_message_size, ..SessionLimits::default() };
         let publish_attempts = RateLimiter::per_minute(limits.publish_attempts_per_minute);
@@ -58,6 +61,7 @@ impl IngestContext {
             stall_timeout,
             session_limits,
             publish_attempts,
+            counters,
             limits,
             next_conn: AtomicU64::new(1),
             per_ip: Mutex::new(HashMap::new()),

@@ -21,6 +21,8 @@ use crate::store::Store;
 const TICK: Duration = Duration::from_millis(200);
 /// Commands waiting for the actor; senders wait when it is full (backpressure, not loss).
 const MAILBOX: usize = 1024;
+/// How often the time left in a running set is saved.
+const TIMER_SAVE: Duration = Duration::from_secs(5);
 /// Notices kept for slow SSE subscribers before they start missing some.
 const NOTICE_BACKLOG: usize = 256;
 
@@ -40,6 +42,7 @@ enum Command {
     Event(Input),
     Admin { command: AdminCommand, reply: oneshot::Sender<Result<(), AdminError>> },
     Status { reply: oneshot::Sender<Status> },
+    Snapshot { reply: oneshot::Sender<Snapshot> },
 }
 
 /// Cheap, cloneable handle to the queue actor.
@@ -79,6 +82,19 @@ impl QueueHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Status { reply }).await?;
         answer.await.map_err(|_| QueueGone)
+    }
+
+    /// The queue as it would be saved now (with the lead's time left to the moment).
+    pub async fn snapshot(&self) -> Result<Snapshot, QueueGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Snapshot { reply }).await?;
+        answer.await.map_err(|_| QueueGone)
+    }
+
+    /// Saves the queue now, with the lead's time left to this moment (at shutdown).
+    pub async fn save_now(&self, store: &Store) -> Result<(), String> {
+        let snapshot = self.snapshot().await.map_err(|e| e.to_string())?;
+        write_snapshot(store, &snapshot).await
     }
 
     /// Live notices (on air, set ended, warnings…), for SSE and integrations.
@@ -151,6 +167,8 @@ impl Actor {
     async fn run(mut self) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut save_timer = tokio::time::interval(TIMER_SAVE);
+        save_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 command = self.mailbox.recv() => match command {
@@ -158,6 +176,7 @@ impl Actor {
                     None => break,
                 },
                 _ = ticker.tick() => self.feed(Input::Tick),
+                _ = save_timer.tick() => self.save_running_timer(),
             }
         }
     }
@@ -186,6 +205,19 @@ impl Actor {
             Command::Status { reply } => {
                 let _ = reply.send(self.engine.status(Instant::now().into_std()));
             }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.engine.snapshot(Instant::now().into_std()));
+            }
+        }
+    }
+
+    /// The engine persists on every change, but a running set's clock changes without
+    /// events; saving it every few seconds bounds what a crash can lose of it.
+    fn save_running_timer(&mut self) {
+        let now = Instant::now().into_std();
+        let running = self.engine.status(now).lead.is_some_and(|lead| lead.conn.is_some() && !lead.paused);
+        if running {
+            self.persist.send_replace(Some(self.engine.snapshot(now)));
         }
     }
 
@@ -233,20 +265,18 @@ impl Actor {
 
 /// Writes the latest snapshot whenever it changes. A burst of changes collapses into one
 /// write of the newest state, and a slow or failing database never blocks the actor.
+async fn write_snapshot(store: &Store, snapshot: &Snapshot) -> Result<(), String> {
+    let json = serde_json::to_string(snapshot).map_err(|e| format!("cannot serialise the queue: {e}"))?;
+    store.save_queue_snapshot(&json).await.map_err(|e| e.to_string())
+}
+
 async fn persist_loop(store: Store, mut latest: watch::Receiver<Option<Snapshot>>) {
     while latest.changed().await.is_ok() {
         let Some(snapshot) = latest.borrow_and_update().clone() else {
             continue;
         };
-        let json = match serde_json::to_string(&snapshot) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::error!("cannot serialise the queue snapshot: {e}");
-                continue;
-            }
-        };
         let mut delay = Duration::from_millis(250);
-        while let Err(e) = store.save_queue_snapshot(&json).await {
+        while let Err(e) = write_snapshot(&store, &snapshot).await {
             tracing::warn!("saving the queue failed (retrying in {delay:?}): {e}");
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(10));

@@ -5,10 +5,12 @@
 mod api;
 mod auth;
 mod error;
+mod metrics;
 mod program;
 mod seed;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -20,6 +22,7 @@ use crate::config::ExpectedProfile;
 use crate::ingest::Publishers;
 use crate::integrations::destination::Destinations;
 use crate::media::recorder::RecorderHandle;
+use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
@@ -41,6 +44,9 @@ pub struct AppState {
     pub expected_profile: Arc<ExpectedProfile>,
     pub tokens: TokenKeys,
     pub login_attempts: Arc<RateLimiter>,
+    pub counters: Arc<Counters>,
+    /// True while the RTMP listener accepts connections.
+    pub rtmp_listening: Arc<AtomicBool>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -71,8 +77,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queue/{dj_name}/move-down", post(api::move_down))
         .route("/program.flv", get(program::program_flv))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .with_state(state)
 }

@@ -10,6 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::AppState;
 use super::error::ApiError;
 use crate::media::flv::FlvHeader;
+use crate::metrics::Counters;
 
 /// Chunks buffered between the program subscription and the socket; the subscription's
 /// own bounded buffer (with skip-to-keyframe) does the real buffering.
@@ -20,6 +21,7 @@ pub async fn program_flv(State(state): State<AppState>) -> Result<Response, ApiE
         return Err(ApiError::unavailable("The program is not running"));
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_BUFFER);
+    let counters = state.counters.clone();
     tokio::spawn(async move {
         let header = Bytes::copy_from_slice(&FlvHeader { has_audio: true, has_video: true }.encode());
         if tx.send(Ok(header)).await.is_err() {
@@ -28,6 +30,7 @@ pub async fn program_flv(State(state): State<AppState>) -> Result<Response, ApiE
         while let Some(tag) = program.recv().await {
             let Ok(encoded) = tag.encode() else { continue };
             for chunk in encoded.into_chunks() {
+                Counters::add(&counters.http_flv_bytes_out, chunk.len());
                 if tx.send(Ok(chunk)).await.is_err() {
                     return; // the viewer went away
                 }

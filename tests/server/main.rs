@@ -4,7 +4,12 @@
 mod harness;
 mod http_api;
 mod interop;
+mod operations;
 mod program;
 mod publisher;
 mod queue_rules;
 mod robustness;
+// Shared with tests/destinations.rs, which uses more of it.
+#[allow(dead_code)]
+#[path = "../destinations/sink.rs"]
+mod sink;
