@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 mod error;
+mod events;
 mod metrics;
 mod program;
 mod seed;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/users/me", get(api::me))
         .route("/api/v1/users/{dj_name}/disable", post(api::disable_user))
         .route("/api/v1/status", get(api::status))
+        .route("/api/v1/events", get(events::events))
         .route("/api/v1/destinations/{name}/restart", post(api::restart_destination))
         .route("/api/v1/queue/skip", post(api::skip))
         .route("/api/v1/queue/pause", post(api::pause_timer))
