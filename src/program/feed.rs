@@ -4,11 +4,15 @@
 //! cached keyframe and releases every tag at its own pace — the time since that keyframe by
 //! the publisher's clock — so the next DJ goes on air at once when the previous one leaves
 //! (no waiting for a keyframe, no slate in between), without a burst that would push the
-//! program's timestamps ahead of real time. The price is a constant delay, at most one GOP,
-//! for the rest of that set.
+//! program's timestamps ahead of real time. The replay then plays slightly faster than real
+//! time until it has caught up with the live stream, so the delay (at most one GOP) lasts
+//! only the first seconds of the set.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock (the real one, or a test's paused one) for all pacing.
+use tokio::time::Instant;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -16,6 +20,11 @@ use crate::ingest::{PublisherFeed, StreamHeaders};
 use crate::media::codec::{is_stream_header, is_video_keyframe};
 use crate::media::flv::{FlvTag, TagKind};
 use crate::queue::engine::ConnId;
+
+/// A replay plays this much faster than real time until it has caught up with the live
+/// stream: a one-second head start is gone after twenty seconds, at a pace no viewer notices
+/// and no platform minds.
+const CATCH_UP_SPEED: f64 = 1.05;
 
 /// Tags a replay may hold back. A GOP cache holds at most this many, so only a publisher
 /// sending faster than real time could exceed it; the backlog is then released at once.
@@ -81,7 +90,7 @@ impl Feed {
             let Some(live) = &mut self.live else {
                 match due {
                     Some(at) => {
-                        tokio::time::sleep_until(at.into()).await;
+                        tokio::time::sleep_until(at).await;
                         continue;
                     }
                     None => return FeedEvent::Ended,
@@ -97,6 +106,12 @@ impl Feed {
                     track_headers(&mut self.headers, &tag);
                     match &mut self.replay {
                         None => return FeedEvent::Tag(tag),
+                        // Caught up: the replay has drained and this tag is already due.
+                        Some(replay) if replay.backlog.is_empty() && replay.release_at(&tag) <= Instant::now() => {
+                            tracing::debug!("program: publisher {} caught up with live", self.conn);
+                            self.replay = None;
+                            return FeedEvent::Tag(tag);
+                        }
                         Some(replay) => replay.hold(tag),
                     }
                 }
@@ -114,7 +129,7 @@ impl Replay {
         if since > u32::MAX / 2 {
             return self.anchor_wall;
         }
-        self.anchor_wall + Duration::from_millis(u64::from(since))
+        self.anchor_wall + Duration::from_secs_f64(f64::from(since) / 1000.0 / CATCH_UP_SPEED)
     }
 
     fn hold(&mut self, tag: FlvTag) {
@@ -131,7 +146,7 @@ impl Replay {
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
@@ -191,10 +206,40 @@ mod tests {
         let timestamps: Vec<u32> = released.iter().map(|r| r.0).collect();
         assert_eq!(timestamps, [6000, 6033, 6066, 6100]);
         for (ts, at) in released {
-            assert!((ts - 6000..=ts - 6000 + 3).contains(&at), "tag {ts} released after {at} ms");
+            let due = (f64::from(ts - 6000) / CATCH_UP_SPEED) as u32;
+            assert!((due..=due + 3).contains(&at), "tag {ts} released after {at} ms, due at {due}");
         }
         drop(tx);
         assert!(matches!(feed.next().await, FeedEvent::Ended));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replay_catches_up_with_live_then_passes_tags_straight_through() {
+        // One second cached: the keyframe at 0, frames every 40 ms.
+        let startup = (0..=25).map(|i| tag(TagKind::Video, i * 40, if i == 0 { KEY } else { INTER })).collect();
+        let (pf, tx) = publisher_feed(startup);
+        let t0 = Instant::now();
+        let mut feed = Feed::replay(7, pf, t0).unwrap();
+        // The live stream goes on in real time: frame `ts` arrives at t0 + (ts - 1000) ms.
+        tokio::spawn(async move {
+            for i in 26..1000u32 {
+                tokio::time::sleep_until(t0 + Duration::from_millis(u64::from(i * 40 - 1000))).await;
+                if tx.send(tag(TagKind::Video, i * 40, INTER)).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut late_at_end = None;
+        while let FeedEvent::Tag(t) = feed.next().await {
+            let arrived = Duration::from_millis(u64::from(t.timestamp.saturating_sub(1000)));
+            let behind = t0.elapsed().saturating_sub(arrived);
+            if t.timestamp == 39_960 {
+                late_at_end = Some(behind);
+                break;
+            }
+        }
+        assert!(late_at_end.unwrap() <= Duration::from_millis(2), "still {late_at_end:?} behind");
+        assert!(feed.replay.is_none(), "back to passing live tags straight through");
     }
 
     #[test]

@@ -196,7 +196,7 @@ impl Program {
             && !self.slots.iter().flatten().any(|f| f.conn == conn)
         {
             match self.publishers.get(conn) {
-                Some(publisher) => self.put_feed(Feed::live(conn, publisher.subscribe(), now)),
+                Some(publisher) => self.put_feed(Feed::live(conn, publisher.subscribe(), now.into())),
                 None => tracing::warn!("program: publisher {conn} is already gone"),
             }
         }
@@ -269,7 +269,7 @@ impl Program {
     /// Replaces `conn`'s feed with a replay from its cached keyframe. False if it has none.
     fn start_replay(&mut self, conn: ConnId, now: Instant) -> bool {
         let Some(publisher) = self.publishers.get(conn) else { return false };
-        let Some(feed) = Feed::replay(conn, publisher.subscribe(), now) else { return false };
+        let Some(feed) = Feed::replay(conn, publisher.subscribe(), now.into()) else { return false };
         for slot in &mut self.slots {
             if slot.as_ref().is_some_and(|f| f.conn == conn) {
                 *slot = None;
@@ -382,7 +382,7 @@ impl Program {
             .iter()
             .flatten()
             .find(|f| f.conn == conn)
-            .is_some_and(|f| now.duration_since(f.last_tag) >= self.config.fill_after);
+            .is_some_and(|f| now.duration_since(f.last_tag.into_std()) >= self.config.fill_after);
         if stalled && matches!(self.config.idle, IdleMode::Slate(_)) {
             tracing::info!(
                 "program: publisher {conn} sent nothing for {:?}; covering with the slate",

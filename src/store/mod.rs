@@ -2,9 +2,23 @@
 //!
 //! One set of queries serves SQLite and Postgres through sqlx's `Any` driver: every query
 //! uses `$N` placeholders (understood by both) and only portable SQL and types (`BIGINT`,
-//! `TEXT`; flags are 0/1 integers, as `Any` cannot decode SQLite booleans). Each backend has its own migration folder because DDL differs
-//! (`AUTOINCREMENT` vs `BIGSERIAL`). Adding a backend therefore means adding migrations, not
-//! rewriting queries.
+//! `TEXT`; flags are 0/1 integers, as `Any` cannot decode SQLite booleans). Each backend has
+//! its own migration folder because DDL differs (`AUTOINCREMENT` vs `BIGSERIAL`). Adding a
+//! backend therefore means adding migrations, not rewriting queries.
+//!
+//! Where the backends differ in behaviour, the difference is settled here, not in SQL:
+//! - case-insensitive DJ names compare a key computed in Rust (`dj_name_key`), because SQL
+//!   lower() folds only ASCII in SQLite and follows the database locale in Postgres;
+//! - text with NUL characters is refused (Postgres cannot store it; lookups with it find
+//!   nothing instead of failing);
+//! - "the first account is an admin" takes a table lock on Postgres, whose READ COMMITTED
+//!   would otherwise let two concurrent first accounts both become admin.
+//!
+//! Nothing waits on the database without a bound: acquiring a connection, which includes
+//! connecting (sqlx retries refused connections until then), gives up after
+//! [`ACQUIRE_TIMEOUT`] with [`StoreError::Unavailable`]. sqlx ignores libpq's
+//! `connect_timeout` URL parameter; this timeout is the one that applies. Broken pooled
+//! connections (a restarted Postgres) are detected by a ping when acquired and replaced.
 
 mod users;
 
@@ -23,6 +37,10 @@ pub use users::{NewUser, User};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// How long a query waits for a connection (including connecting) before failing with
+/// [`StoreError::Unavailable`].
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -34,10 +52,40 @@ pub enum StoreError {
     /// A unique field (dj_name, email or stream_key) is already taken.
     #[error("{0} is already taken")]
     Conflict(&'static str),
+    /// A value the database cannot hold (text with a NUL character).
+    #[error("{0} must not contain NUL characters")]
+    Invalid(&'static str),
     #[error("not found")]
     NotFound,
+    /// The database cannot be reached: down, restarting, or no connection within the
+    /// pool's acquire timeout. Worth retrying later.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) { Self::Unavailable(err) } else { Self::Database(err) }
+    }
+}
+
+/// Errors that say "no database to talk to" rather than "this query went wrong".
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // Postgres: class 08 (connection exception), 57P01-57P03 (shutting down, crash
+        // recovery, not accepting connections yet).
+        sqlx::Error::Database(db) => {
+            db.code().is_some_and(|code| code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
+    }
 }
 
 /// Handle to the database; cheap to clone.
@@ -69,7 +117,8 @@ impl Store {
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 10 })
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(true)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -90,7 +139,12 @@ impl Store {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await.map_err(|e| format!("DATABASE_URL: migrating {} failed: {e}", redact_url(&url)))?;
-        Ok(Self { pool, backend })
+        let store = Self { pool, backend };
+        store
+            .refresh_dj_name_keys()
+            .await
+            .map_err(|e| format!("DATABASE_URL: updating DJ name keys in {} failed: {e}", redact_url(&url)))?;
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
@@ -104,6 +158,7 @@ impl Store {
 
     /// Replaces the persisted queue snapshot (JSON).
     pub async fn save_queue_snapshot(&self, snapshot_json: &str) -> Result<(), StoreError> {
+        users::refuse_nul("queue snapshot", snapshot_json)?;
         sqlx::query(
             "INSERT INTO queue_state (id, snapshot, updated_at) VALUES (1, $1, $2) \
              ON CONFLICT (id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
@@ -149,37 +204,169 @@ fn conflict_field(err: &sqlx::Error) -> Option<&'static str> {
     if !db.is_unique_violation() {
         return None;
     }
-    // Postgres names the index (`users_email_key`); SQLite names the column (`users.email`)
-    // or, for the expression index on lower(dj_name), the index.
+    // Postgres names the index (`users_email_key`, in the message and as the constraint);
+    // SQLite names the column (`users.email`).
     let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
-    ["dj_name", "email", "stream_key"]
-        .into_iter()
-        .find(|f| text.contains(&format!("users_{f}_key")) || text.contains(&format!("users.{f}")))
+    const UNIQUE: [(&str, [&str; 2]); 3] = [
+        ("dj_name", ["users_dj_name_key", "users.dj_name_key"]),
+        ("email", ["users_email_key", "users.email"]),
+        ("stream_key", ["users_stream_key_key", "users.stream_key"]),
+    ];
+    UNIQUE.into_iter().find(|(_, names)| names.iter().any(|n| text.contains(n))).map(|(field, _)| field)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::config::DatabaseLocation;
+    use sqlx::Connection;
 
-    /// A fresh SQLite store in a temporary directory (kept alive by the returned guard).
-    pub(crate) async fn temp_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let config = StoreConfig {
-            data_dir: dir.path().to_path_buf(),
-            database: DatabaseLocation { url: format!("sqlite://{}", dir.path().join("t.db").display()) },
+    /// The test Postgres (a database the tests may create schemas in), from
+    /// `scripts/test-postgres.sh start`.
+    pub(crate) const POSTGRES_ENV: &str = "MOTHERSTREAM_TEST_POSTGRES";
+
+    /// A fresh, empty store on one backend; `finish` removes it.
+    pub(crate) struct TestStore {
+        pub(crate) store: Store,
+        cleanup: Cleanup,
+    }
+
+    enum Cleanup {
+        Sqlite(tempfile::TempDir),
+        /// Each Postgres test gets its own schema (selected through `search_path` in the
+        /// URL), so tests stay independent and can run in parallel on one database.
+        Postgres {
+            admin_url: String,
+            schema: String,
+            _dir: tempfile::TempDir,
+        },
+    }
+
+    impl TestStore {
+        pub(crate) async fn sqlite() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let config = StoreConfig {
+                data_dir: dir.path().to_path_buf(),
+                database: DatabaseLocation { url: format!("sqlite://{}", dir.path().join("t.db").display()) },
+            };
+            Self { store: Store::open(&config).await.unwrap(), cleanup: Cleanup::Sqlite(dir) }
+        }
+
+        /// A store in a new schema of the test Postgres, or `None` (after a note) when none
+        /// is configured outside CI. Under CI a missing Postgres fails the test.
+        pub(crate) async fn postgres() -> Option<Self> {
+            let admin_url = test_postgres_url()?;
+            let schema = format!("test_{:016x}", rand::random::<u64>());
+            let mut admin = sqlx::postgres::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_ENV} ({}): {e}", redact_url(&admin_url)));
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut admin).await.unwrap();
+            admin.close().await.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let config = StoreConfig {
+                data_dir: dir.path().to_path_buf(),
+                database: DatabaseLocation { url: with_search_path(&admin_url, &schema) },
+            };
+            let store = Store::open(&config).await.unwrap();
+            Some(Self { store, cleanup: Cleanup::Postgres { admin_url, schema, _dir: dir } })
+        }
+
+        /// Closes the store and drops what it created. (A failing test skips this; its
+        /// schema stays behind in the throwaway test cluster.)
+        pub(crate) async fn finish(self) {
+            self.store.close().await;
+            match self.cleanup {
+                Cleanup::Sqlite(_dir) => {}
+                Cleanup::Postgres { admin_url, schema, _dir } => {
+                    let mut admin = sqlx::postgres::PgConnection::connect(&admin_url).await.unwrap();
+                    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await.unwrap();
+                    admin.close().await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// `MOTHERSTREAM_TEST_POSTGRES`, or `None` with a skip note; panics under CI without it.
+    pub(crate) fn test_postgres_url() -> Option<String> {
+        match std::env::var(POSTGRES_ENV) {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") => panic!(
+                "{POSTGRES_ENV} is required under CI: run `eval \"$(scripts/test-postgres.sh start)\"` first (.ci/run does)"
+            ),
+            _ => {
+                eprintln!("skipping the Postgres variant: {POSTGRES_ENV} is not set (see scripts/test-postgres.sh)");
+                None
+            }
+        }
+    }
+
+    /// `url` with `search_path` set to `schema` for every connection.
+    pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}options[search_path]={schema}")
+    }
+
+    /// Defines a store test that runs its body once per backend, as two tests:
+    /// `NAME::sqlite` and `NAME::postgres`. The body sees a fresh, empty `Store` as `$store`.
+    macro_rules! store_test {
+        ($(#[$meta:meta])* async fn $name:ident($store:ident) $body:block) => {
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    let test = $crate::store::tests::TestStore::sqlite().await;
+                    let $store = test.store.clone();
+                    $body
+                    test.finish().await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    let Some(test) = $crate::store::tests::TestStore::postgres().await else { return };
+                    let $store = test.store.clone();
+                    $body
+                    test.finish().await;
+                }
+            }
         };
-        (Store::open(&config).await.unwrap(), dir)
+    }
+    pub(crate) use store_test;
+
+    store_test! {
+        async fn queue_snapshot_round_trip_and_replace(store) {
+            assert_eq!(store.load_queue_snapshot().await.unwrap(), None);
+            store.save_queue_snapshot("{\"a\":1}").await.unwrap();
+            store.save_queue_snapshot("{\"a\":2}").await.unwrap();
+            assert_eq!(store.load_queue_snapshot().await.unwrap().as_deref(), Some("{\"a\":2}"));
+            assert!(store.ping().await);
+        }
     }
 
     #[tokio::test]
-    async fn queue_snapshot_round_trip_and_replace() {
-        let (store, _dir) = temp_store().await;
-        assert_eq!(store.load_queue_snapshot().await.unwrap(), None);
-        store.save_queue_snapshot("{\"a\":1}").await.unwrap();
-        store.save_queue_snapshot("{\"a\":2}").await.unwrap();
-        assert_eq!(store.load_queue_snapshot().await.unwrap().as_deref(), Some("{\"a\":2}"));
-        assert!(store.ping().await);
+    async fn an_unreachable_postgres_fails_in_bounded_time_without_showing_the_password() {
+        // Port 1 on localhost refuses connections; sqlx retries until the acquire timeout.
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            database: DatabaseLocation { url: "postgres://ms:s3cret@127.0.0.1:1/motherstream".into() },
+        };
+        let started = std::time::Instant::now();
+        let err = Store::open(&config).await.unwrap_err();
+        assert!(started.elapsed() < ACQUIRE_TIMEOUT + Duration::from_secs(3), "took {:?}", started.elapsed());
+        assert!(err.starts_with("DATABASE_URL: cannot open postgres://ms:***@127.0.0.1:1/motherstream"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable_not_query_errors() {
+        assert!(matches!(StoreError::from(sqlx::Error::PoolTimedOut), StoreError::Unavailable(_)));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(matches!(StoreError::from(sqlx::Error::Io(refused)), StoreError::Unavailable(_)));
+        assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::Database(_)));
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).to_string().starts_with("database unavailable"));
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, conflict_field, unix_now};
+use super::{Backend, Store, StoreError, conflict_field, unix_now};
 
 /// One account. `stream_key` is a secret: never show it on public pages or to other users.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,23 +68,42 @@ const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, stream_key, 
 impl Store {
     /// Creates an account. The first account ever created becomes an admin.
     pub async fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
+        for (field, value) in [
+            ("dj_name", &new.dj_name),
+            ("email", &new.email),
+            ("password_hash", &new.password_hash),
+            ("stream_key", &new.stream_key),
+        ] {
+            refuse_nul(field, value)?;
+        }
         let sql = format!(
-            "INSERT INTO users (dj_name, email, password_hash, stream_key, is_admin, created_at) \
-             SELECT $1, $2, $3, $4, \
-                    CASE WHEN $5 = 1 OR NOT EXISTS (SELECT 1 FROM users) THEN 1 ELSE 0 END, $6 \
+            "INSERT INTO users (dj_name, dj_name_key, email, password_hash, stream_key, is_admin, created_at) \
+             SELECT $1, $2, $3, $4, $5, \
+                    CASE WHEN $6 = 1 OR NOT EXISTS (SELECT 1 FROM users) THEN 1 ELSE 0 END, $7 \
              RETURNING {COLUMNS}"
         );
-        sqlx::query_as::<_, UserRow>(&sql)
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // "The first account is an admin" reads the table and then inserts: under
+            // Postgres' READ COMMITTED two concurrent first accounts would both see an empty
+            // table. This lock (which conflicts with itself and with other writers, not with
+            // readers) serialises account creation; SQLite already has a single writer.
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let user = sqlx::query_as::<_, UserRow>(&sql)
             .bind(&new.dj_name)
+            .bind(dj_name_key(&new.dj_name))
             .bind(new.email.to_lowercase())
             .bind(&new.password_hash)
             .bind(&new.stream_key)
             .bind(i64::from(new.is_admin))
             .bind(unix_now())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *tx)
             .await
             .map(User::from)
-            .map_err(map_conflict)
+            .map_err(map_conflict)?;
+        tx.commit().await?;
+        Ok(user)
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
@@ -92,17 +111,26 @@ impl Store {
     }
 
     pub async fn user_by_stream_key(&self, key: &str) -> Result<Option<User>, StoreError> {
+        if key.contains('\0') {
+            return Ok(None); // never stored (see `refuse_nul`), and Postgres rejects it in a query
+        }
         self.user_where("stream_key = $1", key.to_owned()).await
     }
 
     /// Looks a user up by DJ name, case-insensitively.
     pub async fn user_by_dj_name(&self, dj_name: &str) -> Result<Option<User>, StoreError> {
-        self.user_where("lower(dj_name) = lower($1)", dj_name.to_owned()).await
+        if dj_name.contains('\0') {
+            return Ok(None);
+        }
+        self.user_where("dj_name_key = $1", dj_name_key(dj_name)).await
     }
 
     /// Looks a user up by what they type in a login form: their email or DJ name.
     pub async fn user_by_login(&self, login: &str) -> Result<Option<User>, StoreError> {
         let login = login.trim();
+        if login.contains('\0') {
+            return Ok(None);
+        }
         if login.contains('@') {
             self.user_where("email = $1", login.to_lowercase()).await
         } else {
@@ -118,6 +146,7 @@ impl Store {
 
     /// Replaces a user's stream key (the old one stops working at once).
     pub async fn set_stream_key(&self, id: i64, key: &str) -> Result<(), StoreError> {
+        refuse_nul("stream_key", key)?;
         let done = sqlx::query("UPDATE users SET stream_key = $1 WHERE id = $2")
             .bind(key)
             .bind(id)
@@ -137,6 +166,36 @@ impl Store {
         found(done.rows_affected())
     }
 
+    /// Rewrites every `dj_name_key` that differs from [`dj_name_key`] of its name: the
+    /// migration that added the column could only fill it with SQL lower(). Run at start-up;
+    /// cheap once the keys are right. Returns how many keys changed.
+    pub(super) async fn refresh_dj_name_keys(&self) -> Result<usize, StoreError> {
+        let rows: Vec<(i64, String, String)> =
+            sqlx::query_as("SELECT id, dj_name, dj_name_key FROM users").fetch_all(&self.pool).await?;
+        let mut changed = 0;
+        for (id, name, key) in rows {
+            let want = dj_name_key(&name);
+            if want == key {
+                continue;
+            }
+            let result = sqlx::query("UPDATE users SET dj_name_key = $1 WHERE id = $2")
+                .bind(&want)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(map_conflict);
+            match result {
+                Ok(_) => changed += 1,
+                Err(StoreError::Conflict(_)) => tracing::warn!(
+                    "DJ name {name:?} (user {id}) differs only in letter case from another account's; \
+                     lookups by name find it only as {key:?}"
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
+    }
+
     async fn user_where<T>(&self, condition: &str, value: T) -> Result<Option<User>, StoreError>
     where
         T: Send + for<'q> sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
@@ -147,10 +206,21 @@ impl Store {
     }
 }
 
+/// The form of a DJ name that is unique and that lookups compare: its Unicode lower case,
+/// computed here so that both backends (and every database locale) agree.
+pub(super) fn dj_name_key(dj_name: &str) -> String {
+    dj_name.to_lowercase()
+}
+
+/// Postgres cannot store NUL in text, SQLite can: refuse it on both so they behave alike.
+pub(super) fn refuse_nul(field: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.contains('\0') { Err(StoreError::Invalid(field)) } else { Ok(()) }
+}
+
 fn map_conflict(err: sqlx::Error) -> StoreError {
     match conflict_field(&err) {
         Some(field) => StoreError::Conflict(field),
-        None => StoreError::Database(err),
+        None => StoreError::from(err),
     }
 }
 
@@ -161,7 +231,7 @@ fn found(rows: u64) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::temp_store;
+    use crate::store::tests::store_test;
 
     fn new_user(name: &str, key: &str) -> NewUser {
         NewUser {
@@ -173,47 +243,132 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn first_user_is_admin_and_later_ones_are_not() {
-        let (store, _dir) = temp_store().await;
-        let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
-        let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
-        assert!(a.is_admin);
-        assert!(!b.is_admin);
-        assert!(a.is_active);
-        assert_eq!(a.email, "alice@example.org", "emails are stored lower-case");
-        assert_eq!(a.timezone, "UTC");
+    store_test! {
+        async fn first_user_is_admin_and_later_ones_are_not(store) {
+            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
+            assert!(a.is_admin);
+            assert!(!b.is_admin);
+            assert!(a.is_active);
+            assert_eq!(a.email, "alice@example.org", "emails are stored lower-case");
+            assert_eq!(a.timezone, "UTC");
+        }
     }
 
-    #[tokio::test]
-    async fn unique_fields_report_which_one_conflicts() {
-        let (store, _dir) = temp_store().await;
-        store.create_user(&new_user("Alice", "k1")).await.unwrap();
-        let mut dup_name = new_user("ALICE", "k2");
-        dup_name.email = "other@example.org".into();
-        assert!(matches!(store.create_user(&dup_name).await, Err(StoreError::Conflict("dj_name"))));
-        let mut dup_email = new_user("Carol", "k3");
-        dup_email.email = "ALICE@example.org".into();
-        assert!(matches!(store.create_user(&dup_email).await, Err(StoreError::Conflict("email"))));
-        assert!(matches!(store.create_user(&new_user("Dave", "k1")).await, Err(StoreError::Conflict("stream_key"))));
+    store_test! {
+        async fn unique_fields_report_which_one_conflicts(store) {
+            store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let mut dup_name = new_user("ALICE", "k2");
+            dup_name.email = "other@example.org".into();
+            assert!(matches!(store.create_user(&dup_name).await, Err(StoreError::Conflict("dj_name"))));
+            let mut dup_email = new_user("Carol", "k3");
+            dup_email.email = "ALICE@example.org".into();
+            assert!(matches!(store.create_user(&dup_email).await, Err(StoreError::Conflict("email"))));
+            assert!(matches!(store.create_user(&new_user("Dave", "k1")).await, Err(StoreError::Conflict("stream_key"))));
+        }
     }
 
-    #[tokio::test]
-    async fn lookups_key_rotation_and_disable() {
-        let (store, _dir) = temp_store().await;
-        let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
-        assert_eq!(store.user_by_stream_key("k1").await.unwrap().unwrap().id, a.id);
-        assert_eq!(store.user_by_login("ALICE@example.org").await.unwrap().unwrap().id, a.id);
-        assert_eq!(store.user_by_login("alice").await.unwrap().unwrap().id, a.id);
-        assert_eq!(store.user_by_id(a.id).await.unwrap().unwrap().dj_name, "Alice");
+    store_test! {
+        async fn lookups_key_rotation_and_disable(store) {
+            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            assert_eq!(store.user_by_stream_key("k1").await.unwrap().unwrap().id, a.id);
+            assert_eq!(store.user_by_login("ALICE@example.org").await.unwrap().unwrap().id, a.id);
+            assert_eq!(store.user_by_login("alice").await.unwrap().unwrap().id, a.id);
+            assert_eq!(store.user_by_id(a.id).await.unwrap().unwrap().dj_name, "Alice");
 
-        store.set_stream_key(a.id, "k9").await.unwrap();
-        assert!(store.user_by_stream_key("k1").await.unwrap().is_none());
-        assert!(store.user_by_stream_key("k9").await.unwrap().is_some());
+            store.set_stream_key(a.id, "k9").await.unwrap();
+            assert!(store.user_by_stream_key("k1").await.unwrap().is_none());
+            assert!(store.user_by_stream_key("k9").await.unwrap().is_some());
 
-        store.set_active(a.id, false).await.unwrap();
-        assert!(!store.user_by_id(a.id).await.unwrap().unwrap().is_active);
-        assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
-        assert_eq!(store.list_users().await.unwrap().len(), 1);
+            store.set_active(a.id, false).await.unwrap();
+            assert!(!store.user_by_id(a.id).await.unwrap().unwrap().is_active);
+            assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
+            assert_eq!(store.list_users().await.unwrap().len(), 1);
+        }
+    }
+
+    store_test! {
+        async fn dj_names_fold_case_the_same_on_every_backend(store) {
+            // SQL lower() folds only ASCII in SQLite and follows the locale in Postgres.
+            let a = store.create_user(&new_user("DJ Ölaf", "k1")).await.unwrap();
+            assert_eq!(store.user_by_dj_name("dj ölaf").await.unwrap().map(|u| u.id), Some(a.id));
+            assert_eq!(store.user_by_login("DJ ÖLAF").await.unwrap().map(|u| u.id), Some(a.id));
+            let mut dup = new_user("dj ÖLAF", "k2");
+            dup.email = "other@example.org".into();
+            assert!(matches!(store.create_user(&dup).await, Err(StoreError::Conflict("dj_name"))));
+            assert!(store.create_user(&new_user("DJ Olaf", "k3")).await.is_ok(), "Ö and O differ");
+        }
+    }
+
+    store_test! {
+        async fn nul_characters_are_refused_alike_on_every_backend(store) {
+            // Postgres rejects NUL in text with an encoding error; SQLite would store it.
+            store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            assert_eq!(store.user_by_login("ali\0ce").await.unwrap(), None);
+            assert_eq!(store.user_by_login("alice\0@example.org").await.unwrap(), None);
+            assert_eq!(store.user_by_dj_name("Alice\0").await.unwrap(), None);
+            assert_eq!(store.user_by_stream_key("k1\0").await.unwrap(), None);
+            let mut bad = new_user("Bob", "k2");
+            bad.email = "bob\0@example.org".into();
+            assert!(matches!(store.create_user(&bad).await, Err(StoreError::Invalid("email"))));
+            let a = store.user_by_login("alice").await.unwrap().unwrap();
+            assert!(matches!(store.set_stream_key(a.id, "k\0").await, Err(StoreError::Invalid("stream_key"))));
+            assert!(store.save_queue_snapshot("{\"a\":\"\0\"}").await.is_err());
+            assert_eq!(store.list_users().await.unwrap().len(), 1);
+        }
+    }
+
+    store_test! {
+        async fn concurrent_first_accounts_make_exactly_one_admin(store) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..16 {
+                let store = store.clone();
+                tasks.spawn(async move { store.create_user(&new_user(&format!("dj{i}"), &format!("k{i}"))).await });
+            }
+            let users: Vec<User> = tasks.join_all().await.into_iter().map(Result::unwrap).collect();
+            assert_eq!(users.iter().filter(|u| u.is_admin).count(), 1);
+            assert_eq!(store.list_users().await.unwrap().len(), 16);
+        }
+    }
+
+    store_test! {
+        async fn an_account_created_during_another_first_account_is_not_admin(store) {
+            // Another connection is creating the first account and has not committed yet.
+            let mut other = store.pool.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO users (dj_name, dj_name_key, email, password_hash, stream_key, is_admin, created_at) \
+                 VALUES ('First', 'first', 'first@example.org', 'hash', 'k0', 1, 0)",
+            )
+            .execute(&mut *other)
+            .await
+            .unwrap();
+            let second = tokio::spawn({
+                let store = store.clone();
+                async move { store.create_user(&new_user("Second", "k1")).await }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            other.commit().await.unwrap();
+            let second = second.await.unwrap().unwrap();
+            assert!(!second.is_admin, "the second account waited for the first and saw it");
+        }
+    }
+
+    store_test! {
+        async fn start_up_rewrites_dj_name_keys_the_migration_filled_with_lower(store) {
+            let a = store.create_user(&new_user("DJ Ölaf", "k1")).await.unwrap();
+            let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
+            // What migration 0002's `lower(dj_name)` leaves behind on SQLite.
+            sqlx::query("UPDATE users SET dj_name_key = $1 WHERE id = $2")
+                .bind("dj Ölaf")
+                .bind(a.id)
+                .execute(&store.pool)
+                .await
+                .unwrap();
+            assert_eq!(store.user_by_dj_name("DJ ÖLAF").await.unwrap(), None);
+            assert_eq!(store.refresh_dj_name_keys().await.unwrap(), 1);
+            assert_eq!(store.user_by_dj_name("DJ ÖLAF").await.unwrap().map(|u| u.id), Some(a.id));
+            assert_eq!(store.refresh_dj_name_keys().await.unwrap(), 0);
+            assert_eq!(store.user_by_dj_name("bob").await.unwrap().map(|u| u.id), Some(b.id));
+        }
     }
 }
