@@ -14,6 +14,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::integrations::destination::{Destination, DestinationConfig};
+use crate::integrations::discord::DiscordConfig;
 use crate::media::recorder::RecorderConfig;
 
 /// The sample configuration shipped with the project. A test loads it, so the documented
@@ -100,6 +101,14 @@ pub struct ServeArgs {
     /// An FLV file to loop as the idle slate instead of the built-in one.
     #[arg(long, env = "MOTHERSTREAM_SLATE")]
     pub slate: Option<PathBuf>,
+
+    /// Discord webhook for announcements (a secret: its value is never printed).
+    #[arg(long, env = "DISCORD_WEBHOOK_URL", hide_env_values = true)]
+    pub discord_webhook_url: Option<String>,
+
+    /// Turns Discord announcements on (the seed's TOGGLE_DISCORD_NOTIFICATIONS).
+    #[arg(long = "discord-notifications", env = "TOGGLE_DISCORD_NOTIFICATIONS")]
+    pub discord_notifications: Option<String>,
 }
 
 /// The seed's truthy values for RECORD_STREAM and friends.
@@ -131,6 +140,8 @@ pub struct FileConfig {
     pub record_program: Option<bool>,
     pub idle: Option<String>,
     pub slate: Option<PathBuf>,
+    pub discord_webhook_url: Option<String>,
+    pub discord_notifications: Option<bool>,
     #[serde(default)]
     pub expected_profile: Option<ExpectedProfile>,
     #[serde(default)]
@@ -235,6 +246,8 @@ pub struct Config {
     pub idle: IdleSetting,
     pub recording: RecorderConfig,
     pub expected_profile: ExpectedProfile,
+    /// Announcements to a Discord webhook, if configured and turned on.
+    pub discord: Option<DiscordConfig>,
 }
 
 /// What the program shows when nobody is on air.
@@ -356,6 +369,12 @@ impl Config {
                 }
             },
             expected_profile: file.expected_profile.clone().unwrap_or_default(),
+            discord: {
+                let toggle =
+                    serve.discord_notifications.clone().or_else(|| file.discord_notifications.map(|on| on.to_string()));
+                let url = serve.discord_webhook_url.as_deref().or(file.discord_webhook_url.as_deref());
+                DiscordConfig::parse(url, toggle.as_deref())?.filter(|d| d.enabled)
+            },
         })
     }
 }

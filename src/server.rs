@@ -11,6 +11,7 @@ use crate::auth::TokenKeys;
 use crate::config::{Config, IdleSetting};
 use crate::ingest::{self, IngestContext, Publishers};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
+use crate::integrations::discord::Discord;
 use crate::integrations::tls::Connector;
 use crate::media::recorder;
 use crate::metrics::Counters;
@@ -89,6 +90,13 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     }
     let destinations =
         Destinations::spawn(destinations, &program, &connector, &Tuning::default(), &shutdown, &mut finishing);
+    if let Some(discord) = config.discord.clone() {
+        tracing::info!("announcing on Discord ({})", discord.redacted_url());
+        let task = Discord::spawn(discord, queue.subscribe(), destinations.clone(), shutdown.clone());
+        finishing.spawn(async move {
+            let _ = task.await;
+        });
+    }
 
     let ingest_ctx = Arc::new(IngestContext::new(
         store.clone(),

@@ -7,6 +7,8 @@
 //! - [`destination`]: configuration, the per-destination task (reconnects, backoff,
 //!   timestamp rebasing) and the status shown by the API.
 //! - [`tls`]: the TCP/TLS transport to a destination.
+//! - [`discord`]: queue and destination events posted to a Discord webhook.
 
 pub mod destination;
+pub mod discord;
 pub mod tls;

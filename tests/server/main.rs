@@ -14,3 +14,7 @@ mod robustness;
 #[allow(dead_code)]
 #[path = "../destinations/sink.rs"]
 mod sink;
+// Shared with tests/discord.rs.
+#[allow(dead_code)]
+#[path = "../discord/webhook.rs"]
+mod webhook;

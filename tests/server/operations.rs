@@ -103,3 +103,27 @@ async fn sigterm_mid_set_finishes_everything_cleanly() {
     let resumed = status["on_air"]["remaining_time"].as_u64().unwrap();
     assert!(resumed <= remaining && resumed + 5 >= remaining, "{resumed} s left after restart, {remaining} s before");
 }
+
+/// The seed's DISCORD_WEBHOOK_URL + TOGGLE_DISCORD_NOTIFICATIONS announce sets on a webhook.
+#[tokio::test]
+async fn discord_webhook_announces_who_is_on_air() {
+    let webhook = crate::webhook::Webhook::start([]).await;
+    let server = Server::start(Options {
+        extra_args: vec![
+            "--discord-notifications".into(),
+            "true".into(),
+            "--discord-webhook-url".into(),
+            webhook.url(),
+        ],
+        ..Options::default()
+    });
+    let key = server.add_user("Alice", false);
+    let alice = Dj::publish(server.rtmp, &key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    let requests = webhook.wait_requests(1, crate::harness::PATIENCE).await;
+    assert!(requests[0].content().contains("Alice"), "{:?}", requests[0].content());
+    alice.stop().await;
+    let requests = webhook.wait_requests(2, crate::harness::PATIENCE).await;
+    assert!(requests[1].content().contains("Alice"), "{:?}", requests[1].content());
+    assert!(!server.logs().contains(&webhook.url()), "the webhook URL is a secret");
+}
