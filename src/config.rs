@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::integrations::destination::{Destination, DestinationConfig};
 use crate::integrations::discord::DiscordConfig;
+use crate::integrations::obs::{ObsConfig, ObsEnv, ObsFileConfig};
 use crate::media::recorder::RecorderConfig;
 
 /// The sample configuration shipped with the project. A test loads it, so the documented
@@ -143,6 +144,8 @@ pub struct FileConfig {
     pub discord_webhook_url: Option<String>,
     pub discord_notifications: Option<bool>,
     #[serde(default)]
+    pub obs: Option<ObsFileConfig>,
+    #[serde(default)]
     pub expected_profile: Option<ExpectedProfile>,
     #[serde(default)]
     pub limits: FileLimits,
@@ -248,6 +251,8 @@ pub struct Config {
     pub expected_profile: ExpectedProfile,
     /// Announcements to a Discord webhook, if configured and turned on.
     pub discord: Option<DiscordConfig>,
+    /// OBS automation, if an OBS host is configured.
+    pub obs: Option<ObsConfig>,
 }
 
 /// What the program shows when nobody is on air.
@@ -262,7 +267,7 @@ impl Config {
     /// Layers flags/env over the config file over the defaults, and validates.
     pub fn resolve(store: &StoreArgs, serve: &ServeArgs) -> Result<Self, ConfigError> {
         let file = load_file(store.config.as_deref())?;
-        Self::from_layers(store, serve, file, &EnvDb::from_process())
+        Self::from_layers(store, serve, file, &EnvDb::from_process(), &ObsEnv::from_process()?)
     }
 
     fn from_layers(
@@ -270,6 +275,7 @@ impl Config {
         serve: &ServeArgs,
         file: FileConfig,
         env_db: &EnvDb,
+        obs_env: &ObsEnv,
     ) -> Result<Self, ConfigError> {
         let store_config = StoreConfig::from_layers(store, &file, env_db)?;
         let defaults = Limits::default();
@@ -375,6 +381,7 @@ impl Config {
                 let url = serve.discord_webhook_url.as_deref().or(file.discord_webhook_url.as_deref());
                 DiscordConfig::parse(url, toggle.as_deref())?.filter(|d| d.enabled)
             },
+            obs: ObsConfig::resolve(file.obs.as_ref(), obs_env)?,
         })
     }
 }
@@ -542,7 +549,7 @@ mod tests {
 
     fn resolve(store: StoreArgs, serve: ServeArgs, file: &str, env: EnvDb) -> Result<Config, ConfigError> {
         let file = parse_file(file).map_err(|e| ConfigError::new("--config", e))?;
-        Config::from_layers(&store, &serve, file, &env)
+        Config::from_layers(&store, &serve, file, &env, &ObsEnv::default())
     }
 
     #[test]

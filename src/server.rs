@@ -12,6 +12,7 @@ use crate::config::{Config, IdleSetting};
 use crate::ingest::{self, IngestContext, Publishers};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::discord::Discord;
+use crate::integrations::obs::Obs;
 use crate::integrations::tls::Connector;
 use crate::media::recorder;
 use crate::metrics::Counters;
@@ -90,6 +91,12 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     }
     let destinations =
         Destinations::spawn(destinations, &program, &connector, &Tuning::default(), &shutdown, &mut finishing);
+    if let Some(obs) = config.obs.clone() {
+        let task = Obs::spawn(obs, &queue, shutdown.clone());
+        finishing.spawn(async move {
+            let _ = task.await;
+        });
+    }
     if let Some(discord) = config.discord.clone() {
         tracing::info!("announcing on Discord ({})", discord.redacted_url());
         let task = Discord::spawn(discord, queue.subscribe(), destinations.clone(), shutdown.clone());

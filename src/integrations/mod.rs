@@ -1,14 +1,15 @@
-//! Relaying the program to the platforms (YouTube, Twitch, Kick, a local sink, ...).
-//!
-//! Each configured destination gets its own task holding one long-lived RTMP or RTMPS
-//! publish, fed from its own bounded subscription to the program: a slow or broken
-//! platform never holds back ingest or the other destinations.
+//! Adapters between motherstream and the outside world. Each runs as its own task, fed
+//! from bounded channels: a slow or broken platform, webhook or OBS never holds back
+//! ingest, the queue or the other integrations.
 //!
 //! - [`destination`]: configuration, the per-destination task (reconnects, backoff,
 //!   timestamp rebasing) and the status shown by the API.
 //! - [`tls`]: the TCP/TLS transport to a destination.
 //! - [`discord`]: queue and destination events posted to a Discord webhook.
+//! - [`obs`]: OBS automation over obs-websocket v5: the studio's scenes, DJ name text and
+//!   overlays follow the queue.
 
 pub mod destination;
 pub mod discord;
+pub mod obs;
 pub mod tls;
