@@ -39,6 +39,8 @@ pub struct Server {
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
     pub data_dir: PathBuf,
+    /// Set when the suite runs on Postgres (see `database_url_for`).
+    database_url: Option<String>,
     logs: Arc<Mutex<Vec<String>>>,
     options: Options,
     _tmp: Option<tempfile::TempDir>,
@@ -55,8 +57,10 @@ impl Server {
 
     /// Starts a server on an existing data dir (to test restarts).
     pub fn start_in(data_dir: &Path, options: Options) -> Self {
+        let database_url = database_url_for(data_dir);
         let mut cmd = Command::new(BIN);
         cmd.arg("serve");
+        use_database(&mut cmd, &database_url);
         if let Some(toml) = &options.config {
             let path = data_dir.join("test-config.toml");
             std::fs::write(&path, toml).expect("write config");
@@ -70,8 +74,6 @@ impl Server {
             .args(["--stall-timeout", &options.stall_timeout.to_string()])
             .args(&options.extra_args)
             .env("MOTHERSTREAM_LOG", "info")
-            .env_remove("DATABASE_URL")
-            .env_remove("DB_HOST")
             .env_remove("JWT_SECRET")
             .current_dir(data_dir)
             .stdin(Stdio::null())
@@ -108,6 +110,7 @@ impl Server {
             rtmp: rtmp.unwrap(),
             http: http.unwrap(),
             data_dir: data_dir.to_path_buf(),
+            database_url,
             logs,
             options,
             _tmp: None,
@@ -153,11 +156,10 @@ impl Server {
             .arg("--password-stdin")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .env_remove("DATABASE_URL")
-            .env_remove("DB_HOST")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        use_database(&mut cmd, &self.database_url);
         if admin {
             cmd.arg("--admin");
         }
@@ -171,14 +173,10 @@ impl Server {
 
     /// Runs a CLI command against this server's data dir.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .env_remove("DATABASE_URL")
-            .env_remove("DB_HOST")
-            .output()
-            .expect("run cli")
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir);
+        use_database(&mut cmd, &self.database_url);
+        cmd.output().expect("run cli")
     }
 
     pub fn logs(&self) -> String {
@@ -262,6 +260,42 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// With `MOTHERSTREAM_TEST_SERVER_DB=postgres` (CI runs the suite that way too), every test
+/// server gets its own schema in the test Postgres; otherwise SQLite in its data dir. The URL
+/// is kept in the data dir so that a restarted server finds the same database.
+fn database_url_for(data_dir: &Path) -> Option<String> {
+    if std::env::var("MOTHERSTREAM_TEST_SERVER_DB").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let marker = data_dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let admin = std::env::var("MOTHERSTREAM_TEST_POSTGRES").expect(
+        "MOTHERSTREAM_TEST_SERVER_DB=postgres needs MOTHERSTREAM_TEST_POSTGRES (scripts/test-postgres.sh start)",
+    );
+    let schema = format!("server_{:016x}", rand::random::<u64>());
+    let out = Command::new("psql")
+        .arg(&admin)
+        .args(["-X", "-q", "-c", &format!("CREATE SCHEMA {schema}")])
+        .output()
+        .expect("run psql");
+    assert!(out.status.success(), "creating a schema failed: {}", String::from_utf8_lossy(&out.stderr));
+    let sep = if admin.contains('?') { '&' } else { '?' };
+    let url = format!("{admin}{sep}options[search_path]={schema}");
+    std::fs::write(&marker, &url).expect("write the database marker");
+    Some(url)
+}
+
+/// Points a server or CLI command at the suite's database (and nothing from the outside).
+fn use_database(cmd: &mut Command, url: &Option<String>) {
+    cmd.env_remove("DB_HOST");
+    match url {
+        Some(url) => cmd.env("DATABASE_URL", url),
+        None => cmd.env_remove("DATABASE_URL"),
+    };
 }
 
 /// Fails under CI when a tool an interop test needs is missing; elsewhere returns false so
