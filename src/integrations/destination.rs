@@ -28,6 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
+use super::backoff::Backoff;
 use super::tls::{self, Connector, RelayStream};
 use crate::config::ConfigError;
 use crate::media::flv::{FlvTag, TagKind};
@@ -372,31 +373,6 @@ enum Outcome {
     },
 }
 
-/// Exponential backoff between failed attempts.
-#[derive(Debug)]
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max, next: min }
-    }
-
-    /// The delay before the next attempt; each call doubles the following one, up to `max`.
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next.min(self.max);
-        self.next = delay.saturating_mul(2).min(self.max);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
 /// Shifts one connection's timestamps so it starts at 0 (ingests treat a stream whose first
 /// timestamp is hours in as broken), by the same amount for audio and video so they stay
 /// in sync. The base is the first audio/video tag: the start-up tags begin at the GOP's
@@ -664,15 +640,6 @@ mod tests {
             assert_eq!(err.setting, setting);
             assert!(!err.to_string().contains("secret"), "{err}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-        let delays: Vec<u64> = (0..8).map(|_| backoff.next_delay().as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), Duration::from_secs(1));
     }
 
     #[tokio::test]

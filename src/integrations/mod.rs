@@ -9,6 +9,7 @@
 //! - [`obs`]: OBS automation over obs-websocket v5: the studio's scenes, DJ name text and
 //!   overlays follow the queue.
 
+mod backoff;
 pub mod destination;
 pub mod discord;
 pub mod obs;

@@ -43,6 +43,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
+use super::backoff::Backoff;
 use crate::config::ConfigError;
 use crate::queue::actor::QueueHandle;
 use crate::queue::engine::{Notice, Status};
@@ -806,30 +807,6 @@ fn truncate(mut text: String) -> String {
     text
 }
 
-/// Exponential backoff between connection attempts.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max, next: min }
-    }
-
-    /// The delay before the next attempt; each call doubles the following one, up to `max`.
-    fn next_delay(&mut self) -> Duration {
-        let delay = self.next.min(self.max);
-        self.next = delay.saturating_mul(2).min(self.max);
-        delay
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -991,15 +968,6 @@ mod tests {
         async fn phase(&self) -> Option<Phase> {
             Some(Phase::Idle)
         }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_and_resets() {
-        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-        let delays: Vec<u64> = (0..7).map(|_| backoff.next_delay().as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), Duration::from_secs(1));
     }
 
     #[test]
