@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Samples a server process tree's CPU time and memory for a fixed time.
+
+usage: sample.py PID SECONDS OUT.json
+
+CPU: utime+stime of PID and all its descendants (nginx: master + workers; motherstream:
+one process, all threads), from /proc/PID/stat, at the start and end of the window.
+Memory: peak over 0.5 s samples of the summed VmRSS, and the summed VmHWM at the end
+(VmHWM covers the process's whole life, including start-up).
+Also reports the whole machine's CPU use from /proc/stat, to show whether the load
+generators saturated the box.
+"""
+import json
+import os
+import sys
+import time
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def children(pid):
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def tree(pid):
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += children(p)
+    return pids
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return 0
+
+
+def status_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def machine():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def main():
+    pid, seconds, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    pids = tree(pid)
+    start_cpu = {p: cpu_ticks(p) for p in pids}
+    m0 = machine()
+    t0 = time.monotonic()
+    peak_rss = 0
+    while time.monotonic() - t0 < seconds:
+        peak_rss = max(peak_rss, sum(status_kib(p, "VmRSS") for p in tree(pid)))
+        time.sleep(0.5)
+    elapsed = time.monotonic() - t0
+    pids_end = tree(pid)
+    cpu = sum(cpu_ticks(p) - start_cpu.get(p, 0) for p in pids_end) / TICK
+    hwm = sum(status_kib(p, "VmHWM") for p in pids_end)
+    m1 = machine()
+    busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
+    result = {
+        "pids": pids_end,
+        "elapsed_s": elapsed,
+        "cpu_s": cpu,
+        "cpu_pct": 100.0 * cpu / elapsed,
+        "peak_rss_mib": peak_rss / 1024,
+        "vmhwm_mib": hwm / 1024,
+        "machine_busy_pct": 100.0 * busy,
+    }
+    with open(out, "w") as f:
+        json.dump(result, f)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
