@@ -1,11 +1,13 @@
 //! One RTMP connection: socket I/O around the sans-IO [`ServerSession`], stream-key checks,
 //! and the link to the queue actor.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -18,6 +20,7 @@ use crate::program::Subscription;
 use crate::queue::actor::PublishDecision;
 use crate::queue::engine::{ConnId, DisconnectReason, Dj, Input, RejectReason};
 use crate::rtmp::MediaKind;
+use crate::rtmp::io::write_pieces;
 use crate::rtmp::server::{ServerEvent, ServerSession};
 
 /// Socket reads are done in chunks of this size; the session buffers partial messages
@@ -369,15 +372,13 @@ impl Connection {
     /// Writes out everything the session has queued. A peer that stops reading is cut off
     /// rather than allowed to hold this task (and its program subscription) forever.
     async fn flush(&mut self) -> Result<(), Closed> {
-        for chunk in self.session.take_output() {
-            match tokio::time::timeout(WRITE_TIMEOUT, self.socket.write_all(&chunk)).await {
-                Ok(result) => {
-                    result?;
-                    Counters::add(&self.ctx.counters.rtmp_bytes_out, chunk.len());
-                }
-                Err(_) => return Err(Closed::WriteTimeout(WRITE_TIMEOUT)),
-            }
+        let mut pieces: VecDeque<Bytes> = self.session.take_output().into();
+        let bytes: usize = pieces.iter().map(Bytes::len).sum();
+        match tokio::time::timeout(WRITE_TIMEOUT, write_pieces(&mut self.socket, &mut pieces)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(Closed::WriteTimeout(WRITE_TIMEOUT)),
         }
+        Counters::add(&self.ctx.counters.rtmp_bytes_out, bytes);
         Ok(())
     }
 }

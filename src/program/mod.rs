@@ -29,6 +29,9 @@ use slate::{Slate, SlatePlayer};
 const MAX_CONSUMER_LAG: Duration = Duration::from_secs(10);
 /// How often the program checks that the on-air DJ is still sending.
 const WATCHDOG: Duration = Duration::from_millis(250);
+/// How long the program waits, after the on-air DJ leaves, for the queue to name the next
+/// one before it fills in with the slate (the queue normally answers within milliseconds).
+const DECISION_WAIT: Duration = Duration::from_millis(500);
 /// Requests waiting for the program task.
 const MAILBOX: usize = 64;
 
@@ -130,6 +133,7 @@ pub fn spawn(
         wanted: None,
         slots: [None, None],
         slate: None,
+        decision_due: None,
         status: status.clone(),
     };
     tokio::spawn(program.run(source, mailbox, shutdown));
@@ -146,6 +150,8 @@ struct Program {
     /// At most two publishers are read at once: the one on air and the one about to be.
     slots: [Option<Feed>; 2],
     slate: Option<SlatePlayer>,
+    /// Set while the program waits for the queue's next choice after the on-air DJ left.
+    decision_due: Option<Instant>,
     status: Arc<Mutex<ProgramStatus>>,
 }
 
@@ -171,6 +177,10 @@ impl Program {
                 }
                 (slot, event) = next_any(&mut self.slots) => self.on_feed(slot, event),
                 _ = sleep_until(slate_at) => self.play_slate(Instant::now()),
+                _ = sleep_until(self.decision_due) => {
+                    self.reconcile(Instant::now());
+                    self.decision_due = None;
+                }
                 _ = watchdog.tick() => self.check_stall(Instant::now()),
                 command = mailbox.recv() => match command {
                     Some(BusCommand::Subscribe { name, tx }) => self.fanout.add(name, tx),
@@ -187,6 +197,7 @@ impl Program {
 
     /// The queue changed who should be on air.
     fn want(&mut self, conn: Option<ConnId>, now: Instant) {
+        self.decision_due = None;
         self.wanted = match (conn, &self.config.idle) {
             (Some(conn), _) => Some(Source::Publisher(conn)),
             (None, IdleMode::Slate(_)) => Some(Source::Slate),
@@ -223,6 +234,12 @@ impl Program {
                     (None, Source::Publisher(conn)) => {
                         if self.start_replay(conn, now) {
                             Source::Publisher(conn)
+                        } else if self.publishers.get(conn).is_none()
+                            && now < *self.decision_due.get_or_insert(now + DECISION_WAIT)
+                        {
+                            // The DJ on air just left and the queue has not yet said who is
+                            // next: wait a moment for that rather than flash the slate.
+                            return;
                         } else if slate_available {
                             Source::Slate
                         } else {
@@ -388,8 +405,12 @@ impl Program {
                 "program: publisher {conn} sent nothing for {:?}; covering with the slate",
                 self.config.fill_after
             );
+            // The slate directly (not a replay of the DJ's cached GOP, which was aired
+            // already); once it is on, the DJ is selected again and returns at their next
+            // live keyframe.
             self.switcher.source_ended(Source::Publisher(conn));
-            self.reconcile(now);
+            self.select(Source::Slate, now);
+            self.sync_slate(now);
         }
     }
 

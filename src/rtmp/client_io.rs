@@ -7,8 +7,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::io::write_pieces;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 use super::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
@@ -131,17 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtmpClient<S> {
     /// Writes out everything the session has queued.
     async fn flush(&mut self) -> Result<(), ClientError> {
         self.output.extend(self.session.take_output());
-        while let Some(front) = self.output.front_mut() {
-            if front.is_empty() {
-                self.output.pop_front();
-                continue;
-            }
-            let n = self.io.write(front).await?;
-            if n == 0 {
-                return Err(ClientError::Closed);
-            }
-            front.advance(n);
-        }
+        write_pieces(&mut self.io, &mut self.output).await?;
         Ok(())
     }
 }

@@ -35,6 +35,7 @@ pub mod client;
 pub mod client_io;
 mod connection;
 pub mod handshake;
+pub mod io;
 pub mod message;
 mod output;
 pub mod server;

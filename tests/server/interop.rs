@@ -77,7 +77,10 @@ fn ffmpeg_decode_errors(path: &std::path::Path, keep_as: Option<&str>) -> String
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-v", "error", "-i"])
         .arg(path)
-        .args(["-f", "null", "-"])
+        // Frames keep their own (variable-rate, millisecond) timestamps: with ffmpeg's
+        // default constant-rate output, two frames of different DJs' frame rates may round
+        // to the same output tick, which says nothing about the stream.
+        .args(["-fps_mode", "passthrough", "-enc_time_base", "1:1000", "-f", "null", "-"])
         .output()
         .expect("run ffmpeg");
     assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
