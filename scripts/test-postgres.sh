@@ -22,6 +22,12 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${MOTHERSTREAM_TEST_PG_DIR:-${CARGO_TARGET_DIR:-$repo/target}/test-postgres}"
+# As root the server runs as `postgres`, which must reach its directory; a checkout under a
+# private home (e.g. /root) is out of its reach, so use a per-checkout directory in /tmp.
+if [ -z "${MOTHERSTREAM_TEST_PG_DIR:-}" ] && [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 &&
+  ! runuser -u postgres -- test -x "$repo" 2>/dev/null; then
+  dir="/tmp/motherstream-test-postgres-$(printf '%s' "$repo" | md5sum | cut -c1-12)"
+fi
 data="$dir/data"
 role=motherstream
 password=motherstream-test
@@ -47,7 +53,7 @@ bindir() {
 # Runs a command as the cluster's owner: `postgres` when we are root, else ourselves.
 as_owner() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u postgres -- "$@"
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
