@@ -35,6 +35,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
 
 use super::destination::{DestinationStatus, Destinations, State};
+use super::error_chain;
 use crate::config::ConfigError;
 use crate::queue::engine::Notice;
 
@@ -867,22 +868,6 @@ fn describe_body(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = truncate_chars(text.trim(), MAX_LOGGED_BODY_CHARS);
     if text.is_empty() { "(no body)".to_owned() } else { text.escape_debug().to_string() }
-}
-
-/// An error with its causes (`reqwest` puts the interesting part, e.g. "connection
-/// refused" or "operation timed out", in the sources).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -14,3 +14,20 @@ pub mod destination;
 pub mod discord;
 pub mod obs;
 pub mod tls;
+
+/// An error and its causes on one line. Client libraries keep the telling part in the
+/// sources (`reqwest`: "connection refused"; obws: the socket error behind "failed to
+/// connect"); repeats of text already shown are skipped.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

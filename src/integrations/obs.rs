@@ -44,6 +44,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use super::backoff::Backoff;
+use super::error_chain;
 use crate::config::ConfigError;
 use crate::queue::actor::QueueHandle;
 use crate::queue::engine::{Notice, Status};
@@ -779,20 +780,10 @@ fn describe_connect_error(error: &obws::error::Error) -> String {
     chain(error)
 }
 
-/// The error and its causes on one line: obws's own messages are generic ("failed to
-/// connect"), the cause says what happened ("Connection refused").
+/// The error and its causes on one line, shortened: obws's own messages are generic
+/// ("failed to connect"), the cause says what happened ("Connection refused").
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let more = inner.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = inner.source();
-    }
-    truncate(text)
+    truncate(error_chain(error))
 }
 
 fn truncate(mut text: String) -> String {

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::AppState;
 use super::api::remaining;
 use super::error::ApiError;
+use super::seed::dj_names;
 
 /// Events buffered per subscriber before it is considered gone.
 const SUBSCRIBER_BUFFER: usize = 16;
@@ -61,15 +62,9 @@ pub async fn events(State(state): State<AppState>) -> Result<impl IntoResponse, 
 
 async fn queue_event(state: &AppState) -> Result<Event, ApiError> {
     let status = state.queue.status().await?;
-    let names: Vec<&str> = status
-        .lead
-        .iter()
-        .map(|l| l.dj.dj_name.as_str())
-        .chain(status.waiting.iter().map(|w| w.dj.dj_name.as_str()))
-        .collect();
     let data = json!({
         "on_air": status.lead.as_ref().map(|l| &l.dj.dj_name),
-        "stream_queue": names,
+        "stream_queue": dj_names(&status),
         "remaining_time": remaining(&status),
     });
     Ok(Event::default().event("queue").data(data.to_string()))

@@ -137,7 +137,7 @@ pub async fn update_block_toggle(
 }
 
 /// Lead first, then the waiting DJs in order.
-fn dj_names(status: &Status) -> Vec<String> {
+pub(super) fn dj_names(status: &Status) -> Vec<String> {
     status
         .lead
         .iter()
