@@ -47,8 +47,24 @@ pub fn validate_password(password: &str) -> Result<(), String> {
 
 /// A fresh random stream key: lower-case hex, so it always matches [`is_well_formed_key`].
 pub fn generate_stream_key() -> String {
-    let mut bytes = [0u8; STREAM_KEY_BYTES];
+    random_hex(STREAM_KEY_BYTES)
+}
+
+/// `n` random bytes from the OS-seeded CSPRNG, as lower-case hex: session, CSRF and reset
+/// tokens.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
     rand::rng().fill_bytes(&mut bytes);
+    hex(&bytes)
+}
+
+/// SHA-256 of a bearer token, hex: what the database keeps instead of the token itself.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -129,9 +145,7 @@ impl TokenKeys {
             }
             Err(_) => {}
         }
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = random_hex(32);
         write_private(&path, secret.as_bytes())
             .map_err(|e| format!("JWT_SECRET: cannot write {}: {e}", path.display()))?;
         Ok(Self::from_secret(secret.as_bytes()))

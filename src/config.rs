@@ -176,6 +176,7 @@ pub struct FileLimits {
     pub max_message_size: Option<usize>,
     pub publish_attempts_per_minute: Option<u32>,
     pub login_attempts_per_minute: Option<u32>,
+    pub signup_attempts_per_minute: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,8 +200,10 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Publish attempts with a bad key tolerated per IP and minute before refusing outright.
     pub publish_attempts_per_minute: u32,
-    /// Login attempts per IP and minute on the HTTP API.
+    /// Login attempts per IP and minute (API and login page together).
     pub login_attempts_per_minute: u32,
+    /// Sign-ups and password reset requests per IP and minute.
+    pub signup_attempts_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -213,6 +216,7 @@ impl Default for Limits {
             max_message_size: 8 * 1024 * 1024,
             publish_attempts_per_minute: 10,
             login_attempts_per_minute: 10,
+            signup_attempts_per_minute: 5,
         }
     }
 }
@@ -302,6 +306,10 @@ impl Config {
             login_attempts_per_minute: positive(
                 "limits.login_attempts_per_minute",
                 fl.login_attempts_per_minute.unwrap_or(defaults.login_attempts_per_minute),
+            )?,
+            signup_attempts_per_minute: positive(
+                "limits.signup_attempts_per_minute",
+                fl.signup_attempts_per_minute.unwrap_or(defaults.signup_attempts_per_minute),
             )?,
         };
 

@@ -12,6 +12,7 @@ use crate::config::{Config, IdleSetting};
 use crate::ingest::{self, IngestContext, Publishers};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::discord::Discord;
+use crate::integrations::email::Mailer;
 use crate::integrations::obs::Obs;
 use crate::integrations::tls::Connector;
 use crate::media::recorder;
@@ -124,6 +125,9 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         expected_profile: Arc::new(config.expected_profile.clone()),
         tokens,
         login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
+        signup_attempts: Arc::new(RateLimiter::per_minute(config.limits.signup_attempts_per_minute)),
+        data_dir: config.store.data_dir.clone(),
+        mailer: Mailer::log_only(),
         counters,
         rtmp_listening: rtmp_listening.clone(),
     });

@@ -12,6 +12,7 @@
 mod backoff;
 pub mod destination;
 pub mod discord;
+pub mod email;
 pub mod obs;
 pub mod tls;
 

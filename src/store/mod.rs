@@ -20,6 +20,8 @@
 //! `connect_timeout` URL parameter; this timeout is the one that applies. Broken pooled
 //! connections (a restarted Postgres) are detected by a ping when acquired and replaced.
 
+mod sessions;
+mod sets;
 mod users;
 
 use std::path::Path;
@@ -32,7 +34,8 @@ use sqlx::{AnyPool, ConnectOptions};
 
 use crate::config::{StoreConfig, redact_url};
 
-pub use users::{NewUser, User};
+pub use sets::{SetRecord, Track};
+pub use users::{NewUser, Profile, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");

@@ -21,7 +21,7 @@ pub struct User {
 
 /// A `users` row as stored: flags are 0/1 integers (see the migrations).
 #[derive(FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: i64,
     dj_name: String,
     email: String,
@@ -51,6 +51,14 @@ impl From<UserRow> for User {
     }
 }
 
+/// The fields a user edits on their settings page; validated by the caller.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub dj_name: String,
+    pub email: String,
+    pub timezone: String,
+}
+
 /// What it takes to create an account; inputs are expected to be validated already.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -62,7 +70,7 @@ pub struct NewUser {
     pub is_admin: bool,
 }
 
-const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, stream_key, is_active, \
+pub(super) const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, stream_key, is_active, \
                        is_admin, profile_picture, created_at";
 
 impl Store {
@@ -163,6 +171,62 @@ impl Store {
             .bind(id)
             .execute(&self.pool)
             .await?;
+        found(done.rows_affected())
+    }
+
+    /// Changes what a user shows and logs in with. DJ name and email stay unique
+    /// ([`StoreError::Conflict`] names the taken one).
+    pub async fn update_profile(&self, id: i64, profile: &Profile) -> Result<(), StoreError> {
+        for (field, value) in
+            [("dj_name", &profile.dj_name), ("email", &profile.email), ("timezone", &profile.timezone)]
+        {
+            refuse_nul(field, value)?;
+        }
+        let done =
+            sqlx::query("UPDATE users SET dj_name = $1, dj_name_key = $2, email = $3, timezone = $4 WHERE id = $5")
+                .bind(&profile.dj_name)
+                .bind(dj_name_key(&profile.dj_name))
+                .bind(profile.email.to_lowercase())
+                .bind(&profile.timezone)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(map_conflict)?;
+        found(done.rows_affected())
+    }
+
+    pub async fn set_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(password_hash)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(done.rows_affected())
+    }
+
+    pub async fn set_admin(&self, id: i64, admin: bool) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
+            .bind(i64::from(admin))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(done.rows_affected())
+    }
+
+    /// Sets (or clears) the file name of a user's profile picture.
+    pub async fn set_profile_picture(&self, id: i64, file: Option<&str>) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE users SET profile_picture = $1 WHERE id = $2")
+            .bind(file.map(str::to_owned))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        found(done.rows_affected())
+    }
+
+    /// Deletes an account with its sessions, reset links, sets and tracks (foreign keys
+    /// cascade; recordings on disk are kept for the organisers).
+    pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await?;
         found(done.rows_affected())
     }
 
@@ -284,6 +348,44 @@ mod tests {
             assert!(!store.user_by_id(a.id).await.unwrap().unwrap().is_active);
             assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
             assert_eq!(store.list_users().await.unwrap().len(), 1);
+        }
+    }
+
+    store_test! {
+        async fn profile_password_role_picture_and_deletion(store) {
+            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
+            let profile = |name: &str, email: &str| Profile {
+                dj_name: name.into(),
+                email: email.into(),
+                timezone: "Europe/Paris".into(),
+            };
+            store.update_profile(b.id, &profile("Bobby", "Bobby@Example.org")).await.unwrap();
+            let bobby = store.user_by_login("bobby").await.unwrap().unwrap();
+            assert_eq!((bobby.email.as_str(), bobby.timezone.as_str()), ("bobby@example.org", "Europe/Paris"));
+            assert!(matches!(
+                store.update_profile(b.id, &profile("ALICE", "x@example.org")).await,
+                Err(StoreError::Conflict("dj_name"))
+            ));
+            assert!(matches!(
+                store.update_profile(b.id, &profile("Bob", "alice@example.org")).await,
+                Err(StoreError::Conflict("email"))
+            ));
+
+            store.set_password_hash(b.id, "new-hash").await.unwrap();
+            store.set_admin(b.id, true).await.unwrap();
+            store.set_profile_picture(b.id, Some("2-abc.png")).await.unwrap();
+            let b2 = store.user_by_id(b.id).await.unwrap().unwrap();
+            assert_eq!(b2.password_hash, "new-hash");
+            assert!(b2.is_admin);
+            assert_eq!(b2.profile_picture.as_deref(), Some("2-abc.png"));
+
+            store.create_session("s", b.id, crate::store::unix_now() + 60).await.unwrap();
+            store.delete_user(b.id).await.unwrap();
+            assert!(store.user_by_id(b.id).await.unwrap().is_none());
+            assert!(store.session_user("s").await.unwrap().is_none(), "sessions go with the account");
+            assert!(matches!(store.delete_user(b.id).await, Err(StoreError::NotFound)));
+            assert!(store.user_by_id(a.id).await.unwrap().is_some());
         }
     }
 

@@ -2,14 +2,20 @@
 //!
 //! Handlers are thin: they authenticate, validate, then ask the queue actor or the store.
 
+mod accounts;
 mod api;
+mod assets;
 mod auth;
 mod error;
 mod events;
 mod metrics;
+mod pages;
+mod pictures;
 mod program;
 mod seed;
+mod session;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -22,6 +28,7 @@ use crate::auth::TokenKeys;
 use crate::config::ExpectedProfile;
 use crate::ingest::Publishers;
 use crate::integrations::destination::Destinations;
+use crate::integrations::email::Mailer;
 use crate::media::recorder::RecorderHandle;
 use crate::metrics::Counters;
 use crate::program::ProgramBus;
@@ -45,13 +52,31 @@ pub struct AppState {
     pub expected_profile: Arc<ExpectedProfile>,
     pub tokens: TokenKeys,
     pub login_attempts: Arc<RateLimiter>,
+    pub signup_attempts: Arc<RateLimiter>,
+    /// Where profile pictures are stored (under `pictures/`).
+    pub data_dir: PathBuf,
+    pub mailer: Mailer,
     pub counters: Arc<Counters>,
     /// True while the RTMP listener accepts connections.
     pub rtmp_listening: Arc<AtomicBool>,
 }
 
+/// The HTML pages: they share the CSRF cookie middleware.
+fn pages() -> Router<AppState> {
+    use pages::account;
+    Router::new()
+        .route("/", get(account::home))
+        .route("/signup", get(account::signup_page).post(account::signup))
+        .route("/login", get(account::login_page).post(account::login))
+        .route("/logout", post(account::logout))
+        .layer(axum::middleware::from_fn(session::csrf_cookie))
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(pages())
+        .route("/assets/{name}", get(assets::asset))
+        .route("/pictures/{file}", get(pictures::serve))
         // Seed-compatible paths and shapes.
         .route("/queue-json", get(seed::queue_json))
         .route("/queue-list", get(seed::queue_list))

@@ -1,0 +1,230 @@
+//! Set history and now playing: the `sets` and `tracks` tables.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::users::refuse_nul;
+use super::{Store, StoreError};
+
+/// A track announced before going on air belongs to the set that starts within this many
+/// seconds (DJ software posts the first track while the DJ waits in the queue).
+pub const ADOPT_WINDOW_SECS: i64 = 15 * 60;
+
+/// One announced track; `at` is Unix seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Track {
+    pub artist: String,
+    pub title: String,
+    pub at: i64,
+}
+
+/// One past or current set with its tracklist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetRecord {
+    pub id: i64,
+    pub dj_name: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+    /// The recording's path, when the set was recorded.
+    pub recording: Option<String>,
+    pub tracks: Vec<Track>,
+}
+
+#[derive(FromRow)]
+struct SetRow {
+    id: i64,
+    dj_name: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    end_reason: Option<String>,
+    recording: Option<String>,
+}
+
+impl Store {
+    /// Opens a set for a DJ who just went on air. Only one set airs at a time, so any set
+    /// still open (the server stopped mid-set) is closed first. Tracks the DJ announced in
+    /// the last [`ADOPT_WINDOW_SECS`] without a set join this one.
+    pub async fn start_set(&self, user_id: i64, dj_name: &str, started_at: i64) -> Result<i64, StoreError> {
+        refuse_nul("dj_name", dj_name)?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE sets SET ended_at = $1, end_reason = 'interrupted' WHERE ended_at IS NULL")
+            .bind(started_at)
+            .execute(&mut *tx)
+            .await?;
+        let (id,): (i64,) =
+            sqlx::query_as("INSERT INTO sets (user_id, dj_name, started_at) VALUES ($1, $2, $3) RETURNING id")
+                .bind(user_id)
+                .bind(dj_name)
+                .bind(started_at)
+                .fetch_one(&mut *tx)
+                .await?;
+        sqlx::query("UPDATE tracks SET set_id = $1 WHERE user_id = $2 AND set_id IS NULL AND at >= $3")
+            .bind(id)
+            .bind(user_id)
+            .bind(started_at - ADOPT_WINDOW_SECS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Closes the DJ's open set, if any; returns its id.
+    pub async fn end_set(&self, user_id: i64, ended_at: i64, reason: &str) -> Result<Option<i64>, StoreError> {
+        refuse_nul("end_reason", reason)?;
+        let row: Option<(i64,)> = sqlx::query_as(
+            "UPDATE sets SET ended_at = $1, end_reason = $2 WHERE user_id = $3 AND ended_at IS NULL RETURNING id",
+        )
+        .bind(ended_at)
+        .bind(reason)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// The DJ's set on air now, if any.
+    pub async fn open_set(&self, user_id: i64) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM sets WHERE user_id = $1 AND ended_at IS NULL")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    pub async fn set_recording(&self, set_id: i64, path: &str) -> Result<(), StoreError> {
+        refuse_nul("recording", path)?;
+        sqlx::query("UPDATE sets SET recording = $1 WHERE id = $2").bind(path).bind(set_id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Announces a track for a DJ: it joins their open set's tracklist, or waits for their
+    /// next set (see [`Store::start_set`]). Returns the set it joined.
+    pub async fn add_track(&self, user_id: i64, track: &Track) -> Result<Option<i64>, StoreError> {
+        refuse_nul("artist", &track.artist)?;
+        refuse_nul("title", &track.title)?;
+        let set_id = self.open_set(user_id).await?;
+        sqlx::query("INSERT INTO tracks (user_id, set_id, artist, title, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(user_id)
+            .bind(set_id)
+            .bind(&track.artist)
+            .bind(&track.title)
+            .bind(track.at)
+            .execute(&self.pool)
+            .await?;
+        Ok(set_id)
+    }
+
+    /// What the DJ plays now: the last track of their open set, or, off air, the last one
+    /// announced within [`ADOPT_WINDOW_SECS`] of `now`.
+    pub async fn current_track(&self, user_id: i64, now: i64) -> Result<Option<Track>, StoreError> {
+        let track = match self.open_set(user_id).await? {
+            Some(set_id) => {
+                sqlx::query_as::<_, Track>(
+                    "SELECT artist, title, at FROM tracks WHERE set_id = $1 ORDER BY at DESC, id DESC LIMIT 1",
+                )
+                .bind(set_id)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as::<_, Track>(
+                    "SELECT artist, title, at FROM tracks WHERE user_id = $1 AND set_id IS NULL AND at >= $2 \
+                     ORDER BY at DESC, id DESC LIMIT 1",
+                )
+                .bind(user_id)
+                .bind(now - ADOPT_WINDOW_SECS)
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        Ok(track)
+    }
+
+    pub async fn tracklist(&self, set_id: i64) -> Result<Vec<Track>, StoreError> {
+        let tracks =
+            sqlx::query_as::<_, Track>("SELECT artist, title, at FROM tracks WHERE set_id = $1 ORDER BY at, id")
+                .bind(set_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(tracks)
+    }
+
+    /// A DJ's most recent sets, newest first, with their tracklists.
+    pub async fn sets_of(&self, user_id: i64, limit: i64) -> Result<Vec<SetRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, SetRow>(
+            "SELECT id, dj_name, started_at, ended_at, end_reason, recording FROM sets \
+             WHERE user_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sets = Vec::with_capacity(rows.len());
+        for row in rows {
+            let tracks = self.tracklist(row.id).await?;
+            sets.push(SetRecord {
+                id: row.id,
+                dj_name: row.dj_name,
+                started_at: row.started_at,
+                ended_at: row.ended_at,
+                end_reason: row.end_reason,
+                recording: row.recording,
+                tracks,
+            });
+        }
+        Ok(sets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewUser;
+    use crate::store::tests::store_test;
+
+    fn track(artist: &str, at: i64) -> Track {
+        Track { artist: artist.into(), title: format!("{artist} song"), at }
+    }
+
+    store_test! {
+        async fn sets_adopt_recent_tracks_and_keep_their_tracklist(store) {
+            let dj = store
+                .create_user(&NewUser {
+                    dj_name: "Ada".into(),
+                    email: "ada@example.org".into(),
+                    password_hash: "hash".into(),
+                    stream_key: "k1".into(),
+                    is_admin: false,
+                })
+                .await
+                .unwrap();
+            let t0 = 1_800_000_000;
+            // Announced long before: stale. Announced while queued: the opener of the set.
+            assert_eq!(store.add_track(dj.id, &track("Old", t0 - ADOPT_WINDOW_SECS - 60)).await.unwrap(), None);
+            store.add_track(dj.id, &track("Opener", t0 - 30)).await.unwrap();
+            assert_eq!(store.current_track(dj.id, t0).await.unwrap().unwrap().artist, "Opener");
+
+            let set = store.start_set(dj.id, "Ada", t0).await.unwrap();
+            assert_eq!(store.add_track(dj.id, &track("Second", t0 + 300)).await.unwrap(), Some(set));
+            assert_eq!(store.current_track(dj.id, t0 + 301).await.unwrap().unwrap().artist, "Second");
+            assert_eq!(store.end_set(dj.id, t0 + 600, "time is up").await.unwrap(), Some(set));
+            assert_eq!(store.end_set(dj.id, t0 + 601, "again").await.unwrap(), None, "nothing left open");
+            assert_eq!(store.current_track(dj.id, t0 + 602).await.unwrap(), None, "off air, nothing new");
+            store.set_recording(set, "/rec/Ada/x.flv").await.unwrap();
+
+            // A set left open by a crash is closed by the next one.
+            let crashed = store.start_set(dj.id, "Ada", t0 + 700).await.unwrap();
+            store.start_set(dj.id, "Ada", t0 + 900).await.unwrap();
+            let sets = store.sets_of(dj.id, 10).await.unwrap();
+            assert_eq!(sets.len(), 3);
+            assert_eq!(sets[1].id, crashed);
+            assert_eq!(sets[1].end_reason.as_deref(), Some("interrupted"));
+            let first = &sets[2];
+            assert_eq!(first.recording.as_deref(), Some("/rec/Ada/x.flv"));
+            assert_eq!(first.end_reason.as_deref(), Some("time is up"));
+            let artists: Vec<_> = first.tracks.iter().map(|t| t.artist.as_str()).collect();
+            assert_eq!(artists, ["Opener", "Second"]);
+        }
+    }
+}
