@@ -103,6 +103,11 @@ pub struct ServeArgs {
     #[arg(long, env = "MOTHERSTREAM_SLATE")]
     pub slate: Option<PathBuf>,
 
+    /// The RTMP server URL shown to DJs (`rtmp://stream.example.org:1935/live`); default:
+    /// the host of the web page with the RTMP port.
+    #[arg(long, env = "MOTHERSTREAM_PUBLIC_RTMP_URL")]
+    pub public_rtmp_url: Option<String>,
+
     /// Discord webhook for announcements (a secret: its value is never printed).
     #[arg(long, env = "DISCORD_WEBHOOK_URL", hide_env_values = true)]
     pub discord_webhook_url: Option<String>,
@@ -141,6 +146,7 @@ pub struct FileConfig {
     pub record_program: Option<bool>,
     pub idle: Option<String>,
     pub slate: Option<PathBuf>,
+    pub public_rtmp_url: Option<String>,
     pub discord_webhook_url: Option<String>,
     pub discord_notifications: Option<bool>,
     #[serde(default)]
@@ -253,6 +259,8 @@ pub struct Config {
     pub idle: IdleSetting,
     pub recording: RecorderConfig,
     pub expected_profile: ExpectedProfile,
+    /// The RTMP server URL shown to DJs, if it is not the web host's.
+    pub public_rtmp_url: Option<String>,
     /// Announcements to a Discord webhook, if configured and turned on.
     pub discord: Option<DiscordConfig>,
     /// OBS automation, if an OBS host is configured.
@@ -364,6 +372,15 @@ impl Config {
                 configs
             },
             destination_ca_file: file.destination_ca_file.clone(),
+            public_rtmp_url: match serve.public_rtmp_url.clone().or_else(|| file.public_rtmp_url.clone()) {
+                Some(url) if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) => {
+                    return Err(ConfigError::new(
+                        "--public-rtmp-url",
+                        format!("`{url}` must start with rtmp:// or rtmps://"),
+                    ));
+                }
+                url => url.map(|u| u.trim_end_matches('/').to_owned()),
+            },
             idle: match serve.idle.as_deref().or(file.idle.as_deref()) {
                 None | Some("slate") => IdleSetting::Slate(serve.slate.clone().or_else(|| file.slate.clone())),
                 Some("disconnect") => IdleSetting::Disconnect,

@@ -14,8 +14,10 @@
 //! - [`config`], [`cli`], [`server`]: configuration, command line, and start-up wiring.
 
 pub mod auth;
+pub mod calendar;
 pub mod cli;
 pub mod config;
+pub mod history;
 pub mod ingest;
 pub mod integrations;
 pub mod media;

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::auth::TokenKeys;
 use crate::config::{Config, IdleSetting};
+use crate::history;
 use crate::ingest::{self, IngestContext, Publishers};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::discord::Discord;
@@ -90,6 +91,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             let _ = task.await;
         });
     }
+    let history = history::spawn(store.clone(), queue.subscribe(), recorder.clone(), shutdown.clone());
+    finishing.spawn(async move {
+        let _ = history.await;
+    });
     let destinations =
         Destinations::spawn(destinations, &program, &connector, &Tuning::default(), &shutdown, &mut finishing);
     if let Some(obs) = config.obs.clone() {
@@ -128,6 +133,8 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         signup_attempts: Arc::new(RateLimiter::per_minute(config.limits.signup_attempts_per_minute)),
         data_dir: config.store.data_dir.clone(),
         mailer: Mailer::log_only(),
+        rtmp_port: rtmp_addr.port(),
+        public_rtmp_url: config.public_rtmp_url.clone(),
         counters,
         rtmp_listening: rtmp_listening.clone(),
     });

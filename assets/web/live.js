@@ -84,6 +84,132 @@
     };
   };
 
+  // The DJ's dashboard: their status, countdown and upload graph, live.
+  MS.dashboard = function (root) {
+    const me = root.dataset.dj;
+    const status = document.getElementById("live-status");
+    const text = document.getElementById("live-status-text");
+    const detail = document.getElementById("live-status-detail");
+    const timer = document.getElementById("time-left");
+    const countdown = MS.Countdown([timer]);
+    const graph = MS.Graph(document.getElementById("upload-graph"));
+    const kbps = document.getElementById("upload-kbps"), fps = document.getElementById("upload-fps");
+    const key = document.getElementById("stream-key"), show = document.getElementById("show-stream-key");
+    show.addEventListener("click", () => {
+      const hidden = key.type === "password";
+      key.type = hidden ? "text" : "password";
+      show.textContent = hidden ? "Hide" : "Show";
+    });
+    MS.connect({
+      queue(q) {
+        const index = q.stream_queue.indexOf(me);
+        let state = "offline";
+        if (q.on_air === me) state = "on_air";
+        else if (index >= 0) state = "queued";
+        status.dataset.state = state;
+        timer.hidden = state === "offline";
+        if (state === "on_air") {
+          text.textContent = "On air";
+          detail.textContent = q.timer_paused ? "Timer paused by the organisers" : "Time left in your set";
+          countdown.set(q.remaining_time, q.timer_paused);
+        } else if (state === "queued") {
+          const position = q.on_air ? index : index + 1;
+          text.textContent = "Queued at position " + position;
+          detail.textContent = "Estimated wait";
+          countdown.set(q.remaining_time + (position - 1) * q.swap_interval, q.timer_paused);
+        } else {
+          text.textContent = "Not streaming";
+          detail.textContent = "Start streaming in OBS to join the queue.";
+        }
+        if (q.now && q.now.dj_name === me && q.now.track) {
+          const current = document.getElementById("current-track");
+          const strong = document.createElement("strong");
+          strong.textContent = q.now.track.artist;
+          current.replaceChildren(strong, " – " + q.now.track.title);
+        }
+      },
+      stats(s) {
+        const mine = (s.publishers || []).find((p) => p.dj_name === me);
+        graph.push(mine ? mine.bitrate_bps : 0, mine ? mine.video_fps : 0);
+        kbps.textContent = mine ? Math.round(mine.bitrate_bps / 1000) + " kbit/s" : "not streaming";
+        fps.textContent = mine && mine.video_fps ? mine.video_fps.toFixed(1) + " fps" : "— fps";
+      },
+    });
+  };
+
+  // The admin console: who is on air, the queue table, graphs for every publisher and
+  // destination.
+  MS.admin = function (root) {
+    const status = document.getElementById("live-status");
+    const text = document.getElementById("live-status-text");
+    const detail = document.getElementById("live-status-detail");
+    const countdown = MS.Countdown([document.getElementById("time-left")]);
+    const publisherBox = document.getElementById("publisher-graphs");
+    const none = document.getElementById("no-publishers");
+    const graphs = new Map();
+    for (const canvas of root.querySelectorAll("canvas[data-destination]")) {
+      graphs.set("d:" + canvas.dataset.destination, MS.Graph(canvas));
+    }
+    const publisherGraph = (name) => {
+      let graph = graphs.get("p:" + name);
+      if (!graph) {
+        const box = document.createElement("div");
+        box.dataset.publisherBox = name;
+        const title = document.createElement("div");
+        title.className = "row between";
+        title.innerHTML = '<strong></strong><span class="muted small" data-role="numbers"></span>';
+        title.querySelector("strong").textContent = name;
+        const canvas = document.createElement("canvas");
+        canvas.className = "graph";
+        canvas.dataset.publisher = name;
+        canvas.setAttribute("role", "img");
+        canvas.setAttribute("aria-label", "Upload of " + name);
+        box.append(title, canvas);
+        publisherBox.append(box);
+        graph = MS.Graph(canvas);
+        graphs.set("p:" + name, graph);
+      }
+      return graph;
+    };
+    let shownQueue = Array.from(document.querySelectorAll("#queue-table tr[data-dj]")).map((r) => r.dataset.dj);
+    const refreshQueue = async () => {
+      const page = await fetch("/admin", { cache: "no-store" }).then((r) => r.text());
+      const fresh = new DOMParser().parseFromString(page, "text/html").querySelector("#queue-table tbody");
+      if (fresh) document.querySelector("#queue-table tbody").replaceWith(fresh);
+    };
+    MS.connect({
+      queue(q) {
+        status.dataset.state = q.on_air ? "on_air" : "offline";
+        text.textContent = q.on_air || "Nobody — slate on air";
+        detail.textContent = q.on_air ? (q.timer_paused ? "Timer paused" : "Time left") : "Waiting for a DJ";
+        countdown.set(q.remaining_time, q.timer_paused);
+        if (q.stream_queue.join("\n") !== shownQueue.join("\n")) {
+          shownQueue = q.stream_queue;
+          refreshQueue().catch(() => {});
+        }
+      },
+      stats(s) {
+        const live = new Set();
+        for (const p of s.publishers || []) {
+          live.add(p.dj_name);
+          publisherGraph(p.dj_name).push(p.bitrate_bps, p.video_fps);
+          const numbers = publisherBox.querySelector('[data-publisher-box="' + CSS.escape(p.dj_name) + '"] [data-role="numbers"]');
+          if (numbers) numbers.textContent = Math.round(p.bitrate_bps / 1000) + " kbit/s · " + (p.video_fps ? p.video_fps.toFixed(1) : "—") + " fps";
+        }
+        for (const box of publisherBox.querySelectorAll("[data-publisher-box]")) {
+          if (!live.has(box.dataset.publisherBox)) { box.remove(); graphs.delete("p:" + box.dataset.publisherBox); }
+        }
+        none.hidden = live.size > 0;
+        for (const d of s.destinations || []) {
+          const graph = graphs.get("d:" + d.name);
+          if (graph) graph.push(d.bitrate_bps, 0);
+          const badge = root.querySelector('.destination[data-name="' + CSS.escape(d.name) + '"] [data-role="state"]');
+          if (badge) { badge.textContent = d.state; badge.className = "badge " + d.state; }
+        }
+      },
+    });
+  };
+
   // Copy buttons: <button data-copy="element-id">.
   document.addEventListener("click", async (e) => {
     const button = e.target.closest("[data-copy]");

@@ -19,7 +19,7 @@ use super::codec::is_video_keyframe;
 use super::flv::{FlvHeader, FlvTag};
 use crate::ingest::{PublisherFeed, Publishers};
 use crate::program::ProgramBus;
-use crate::queue::engine::ConnId;
+use crate::queue::engine::{ConnId, UserId};
 
 /// Write buffer per open recording.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -48,15 +48,29 @@ pub struct RecordingStatus {
     pub bytes: u64,
 }
 
+/// The file of the set recorded most recently, for the set history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetFile {
+    pub user_id: UserId,
+    pub path: PathBuf,
+    pub started: SystemTime,
+}
+
 /// Shared view of the recorder's state.
 #[derive(Clone, Default)]
 pub struct RecorderHandle {
     status: Arc<Mutex<RecorderStatus>>,
+    last_set: Arc<Mutex<Option<SetFile>>>,
 }
 
 impl RecorderHandle {
     pub fn status(&self) -> RecorderStatus {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The last set file opened for `user_id`, if the last set recorded was theirs.
+    pub fn last_set_file(&self, user_id: UserId) -> Option<SetFile> {
+        self.last_set.lock().unwrap_or_else(|p| p.into_inner()).clone().filter(|f| f.user_id == user_id)
     }
 
     fn update(&self, f: impl FnOnce(&mut RecorderStatus)) {
@@ -97,7 +111,10 @@ async fn record_sets(
         let conn = *source.borrow_and_update();
         if let Some(publisher) = conn.and_then(|c| publishers.get(c)) {
             let feed = publisher.subscribe();
-            let path = dir.join(safe_file_name(&publisher.dj.dj_name)).join(file_name(SystemTime::now()));
+            let started = SystemTime::now();
+            let path = dir.join(safe_file_name(&publisher.dj.dj_name)).join(file_name(started));
+            *handle.last_set.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(SetFile { user_id: publisher.dj.user_id, path: path.clone(), started });
             drop(publisher); // do not keep the publisher alive: its end closes `feed.live`
             let written = record_set(&path, feed, conn, &mut source, &mut shutdown, &handle).await;
             handle.update(|s| s.set = None);
@@ -243,23 +260,8 @@ pub fn safe_file_name(name: &str) -> String {
 pub fn file_name(at: SystemTime) -> String {
     let secs = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::calendar::civil_from_days(days);
     format!("{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z.flv", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Gregorian date of a day count since 1970-01-01 (the proleptic calendar algorithm
-/// published by H. Hinnant, restated here).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ use sqlx::{AnyPool, ConnectOptions};
 
 use crate::config::{StoreConfig, redact_url};
 
-pub use sets::{SetRecord, Track};
+pub use sets::{OpenSet, SetRecord, Track};
 pub use users::{NewUser, Profile, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -31,6 +31,13 @@ pub struct SetRecord {
     pub tracks: Vec<Track>,
 }
 
+/// The set a DJ is airing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct OpenSet {
+    pub id: i64,
+    pub started_at: i64,
+}
+
 #[derive(FromRow)]
 struct SetRow {
     id: i64,
@@ -69,27 +76,29 @@ impl Store {
         Ok(id)
     }
 
-    /// Closes the DJ's open set, if any; returns its id.
-    pub async fn end_set(&self, user_id: i64, ended_at: i64, reason: &str) -> Result<Option<i64>, StoreError> {
+    /// Closes the DJ's open set, if any, and returns it.
+    pub async fn end_set(&self, user_id: i64, ended_at: i64, reason: &str) -> Result<Option<OpenSet>, StoreError> {
         refuse_nul("end_reason", reason)?;
-        let row: Option<(i64,)> = sqlx::query_as(
-            "UPDATE sets SET ended_at = $1, end_reason = $2 WHERE user_id = $3 AND ended_at IS NULL RETURNING id",
+        let set = sqlx::query_as::<_, OpenSet>(
+            "UPDATE sets SET ended_at = $1, end_reason = $2 WHERE user_id = $3 AND ended_at IS NULL \
+             RETURNING id, started_at",
         )
         .bind(ended_at)
         .bind(reason)
         .bind(user_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(id,)| id))
+        Ok(set)
     }
 
     /// The DJ's set on air now, if any.
-    pub async fn open_set(&self, user_id: i64) -> Result<Option<i64>, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM sets WHERE user_id = $1 AND ended_at IS NULL")
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|(id,)| id))
+    pub async fn open_set(&self, user_id: i64) -> Result<Option<OpenSet>, StoreError> {
+        let set =
+            sqlx::query_as::<_, OpenSet>("SELECT id, started_at FROM sets WHERE user_id = $1 AND ended_at IS NULL")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(set)
     }
 
     pub async fn set_recording(&self, set_id: i64, path: &str) -> Result<(), StoreError> {
@@ -100,30 +109,30 @@ impl Store {
 
     /// Announces a track for a DJ: it joins their open set's tracklist, or waits for their
     /// next set (see [`Store::start_set`]). Returns the set it joined.
-    pub async fn add_track(&self, user_id: i64, track: &Track) -> Result<Option<i64>, StoreError> {
+    pub async fn add_track(&self, user_id: i64, track: &Track) -> Result<Option<OpenSet>, StoreError> {
         refuse_nul("artist", &track.artist)?;
         refuse_nul("title", &track.title)?;
-        let set_id = self.open_set(user_id).await?;
+        let set = self.open_set(user_id).await?;
         sqlx::query("INSERT INTO tracks (user_id, set_id, artist, title, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(user_id)
-            .bind(set_id)
+            .bind(set.map(|s| s.id))
             .bind(&track.artist)
             .bind(&track.title)
             .bind(track.at)
             .execute(&self.pool)
             .await?;
-        Ok(set_id)
+        Ok(set)
     }
 
     /// What the DJ plays now: the last track of their open set, or, off air, the last one
     /// announced within [`ADOPT_WINDOW_SECS`] of `now`.
     pub async fn current_track(&self, user_id: i64, now: i64) -> Result<Option<Track>, StoreError> {
         let track = match self.open_set(user_id).await? {
-            Some(set_id) => {
+            Some(set) => {
                 sqlx::query_as::<_, Track>(
                     "SELECT artist, title, at FROM tracks WHERE set_id = $1 ORDER BY at DESC, id DESC LIMIT 1",
                 )
-                .bind(set_id)
+                .bind(set.id)
                 .fetch_optional(&self.pool)
                 .await?
             }
@@ -206,9 +215,11 @@ mod tests {
             assert_eq!(store.current_track(dj.id, t0).await.unwrap().unwrap().artist, "Opener");
 
             let set = store.start_set(dj.id, "Ada", t0).await.unwrap();
-            assert_eq!(store.add_track(dj.id, &track("Second", t0 + 300)).await.unwrap(), Some(set));
+            let open = Some(OpenSet { id: set, started_at: t0 });
+            assert_eq!(store.open_set(dj.id).await.unwrap(), open);
+            assert_eq!(store.add_track(dj.id, &track("Second", t0 + 300)).await.unwrap(), open);
             assert_eq!(store.current_track(dj.id, t0 + 301).await.unwrap().unwrap().artist, "Second");
-            assert_eq!(store.end_set(dj.id, t0 + 600, "time is up").await.unwrap(), Some(set));
+            assert_eq!(store.end_set(dj.id, t0 + 600, "time is up").await.unwrap(), open);
             assert_eq!(store.end_set(dj.id, t0 + 601, "again").await.unwrap(), None, "nothing left open");
             assert_eq!(store.current_track(dj.id, t0 + 602).await.unwrap(), None, "off air, nothing new");
             store.set_recording(set, "/rec/Ada/x.flv").await.unwrap();

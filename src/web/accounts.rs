@@ -29,7 +29,7 @@ impl AccountError {
         Self { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
 
-    fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!("{context}: {err}");
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: "Something went wrong on our side.".into() }
     }
@@ -169,6 +169,21 @@ pub fn validate_timezone(tz: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err("timezone must be a zone name like Europe/Paris or UTC".into()) }
 }
 
+/// Disables an account: its key stops working and the DJ leaves the queue (kicked if
+/// publishing).
+pub async fn disable(state: &AppState, user: &User) -> Result<(), AccountError> {
+    state.store.set_active(user.id, false).await.map_err(|e| AccountError::from_store("disabling a user", e))?;
+    leave_queue(state, user).await
+}
+
+async fn leave_queue(state: &AppState, user: &User) -> Result<(), AccountError> {
+    match state.queue.admin(AdminCommand::DisableUser { user_id: user.id }).await {
+        Ok(Ok(()) | Err(AdminError::NotInQueue)) => Ok(()),
+        Ok(Err(e)) => Err(AccountError::internal("leaving the queue", e)),
+        Err(e) => Err(AccountError::internal("leaving the queue", e)),
+    }
+}
+
 /// Gives the user a new stream key; the old one stops working at once.
 pub async fn regenerate_key(state: &AppState, user: &User) -> Result<String, AccountError> {
     let key = generate_stream_key();
@@ -179,11 +194,16 @@ pub async fn regenerate_key(state: &AppState, user: &User) -> Result<String, Acc
 
 /// Deletes an account: out of the queue (kicked if publishing), then from the database.
 pub async fn delete_account(state: &AppState, user: &User) -> Result<(), AccountError> {
-    match state.queue.admin(AdminCommand::DisableUser { user_id: user.id }).await {
-        Ok(Ok(()) | Err(AdminError::NotInQueue)) => {}
-        Ok(Err(e)) => return Err(AccountError::internal("leaving the queue", e)),
-        Err(e) => return Err(AccountError::internal("leaving the queue", e)),
+    if user.is_admin {
+        let users = state.store.list_users().await.map_err(|e| AccountError::internal("listing admins", e))?;
+        if !users.iter().any(|u| u.is_admin && u.is_active && u.id != user.id) {
+            return Err(AccountError {
+                status: StatusCode::FORBIDDEN,
+                message: "You are the only admin: make someone else an admin before deleting your account".into(),
+            });
+        }
     }
+    leave_queue(state, user).await?;
     if let Some(file) = &user.profile_picture {
         super::pictures::remove(state, file).await;
     }

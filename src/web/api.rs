@@ -1,7 +1,6 @@
 //! The JSON API under `/api/v1`.
 
 use std::net::SocketAddr;
-use std::sync::LazyLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
@@ -12,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::{AdminUser, CurrentUser};
+use super::accounts;
+use super::auth::AdminUser;
 use super::error::{ApiError, rejection};
-use crate::auth::{generate_stream_key, hash_password, verify_password};
 use crate::media::health::{Health, check as check_health};
 use crate::media::stats::StatsSnapshot;
 use crate::queue::engine::{AdminCommand, AdminError, ConnId, Status};
@@ -37,75 +36,10 @@ pub async fn login(
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts; try again in a minute"));
     }
     let Form(form) = form.map_err(rejection)?;
-    let user = state.store.user_by_login(&form.username).await.map_err(|e| ApiError::internal("login lookup", e))?;
-    // Verify even for unknown users so response time does not reveal which emails exist.
-    let hash = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
-    let password = form.password;
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(|e| ApiError::internal("password check", e))?;
-    let user = match user {
-        Some(user) if valid => user,
-        _ => return Err(ApiError::bad_request("Incorrect email or password")),
-    };
-    if !user.is_active {
-        return Err(ApiError::bad_request("Inactive user"));
-    }
+    let user = accounts::authenticate(&state, &form.username, &form.password).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let token = state.tokens.issue(user.id, now).map_err(|e| ApiError::internal("signing a token", e))?;
     Ok(Json(json!({ "access_token": token, "token_type": "bearer" })))
-}
-
-/// A real argon2id hash (of a random password), checked when the login name is unknown so
-/// that both cases cost the same.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password(&generate_stream_key()).unwrap_or_default());
-
-/// A user as shown to themselves (their own stream key included) or to admins.
-#[derive(Serialize)]
-pub struct UserView {
-    id: i64,
-    dj_name: String,
-    email: String,
-    timezone: String,
-    stream_key: String,
-    is_active: bool,
-    is_superuser: bool,
-}
-
-impl From<User> for UserView {
-    fn from(u: User) -> Self {
-        Self {
-            id: u.id,
-            dj_name: u.dj_name,
-            email: u.email,
-            timezone: u.timezone,
-            stream_key: u.stream_key,
-            is_active: u.is_active,
-            is_superuser: u.is_admin,
-        }
-    }
-}
-
-/// `GET /api/v1/users/me`.
-pub async fn me(CurrentUser(user): CurrentUser) -> Json<UserView> {
-    Json(user.into())
-}
-
-/// `POST /api/v1/users/{dj_name}/disable`: the key stops working and the DJ is kicked.
-pub async fn disable_user(
-    AdminUser(admin): AdminUser,
-    State(state): State<AppState>,
-    Path(dj_name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let user = find_user(&state, &dj_name).await?;
-    tracing::info!("admin {}: disabling {}", admin.dj_name, user.dj_name);
-    state.store.set_active(user.id, false).await.map_err(|e| ApiError::internal("disabling a user", e))?;
-    // Not being in the queue is fine here: the account is disabled either way.
-    match state.queue.admin(AdminCommand::DisableUser { user_id: user.id }).await? {
-        Ok(()) | Err(AdminError::NotInQueue) => {}
-        Err(e) => return Err(admin_error(e)),
-    }
-    Ok(Json(json!({ "status": "success", "dj_name": user.dj_name, "is_active": false })))
 }
 
 /// A publisher's live statistics, as reported in the status.

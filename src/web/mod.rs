@@ -9,11 +9,13 @@ mod auth;
 mod error;
 mod events;
 mod metrics;
+mod nowplaying;
 mod pages;
 mod pictures;
 mod program;
 mod seed;
 mod session;
+mod users;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,6 +58,11 @@ pub struct AppState {
     /// Where profile pictures are stored (under `pictures/`).
     pub data_dir: PathBuf,
     pub mailer: Mailer,
+    /// The RTMP port DJs publish to, for the server URL shown on the dashboard.
+    pub rtmp_port: u16,
+    /// The RTMP server URL to show DJs (`rtmp://host:port/live`) when the host they reach
+    /// differs from the web page's (a proxy, another name).
+    pub public_rtmp_url: Option<String>,
     pub counters: Arc<Counters>,
     /// True while the RTMP listener accepts connections.
     pub rtmp_listening: Arc<AtomicBool>,
@@ -63,12 +70,35 @@ pub struct AppState {
 
 /// The HTML pages: they share the CSRF cookie middleware.
 fn pages() -> Router<AppState> {
-    use pages::account;
+    use pages::{account, admin, dashboard, settings};
     Router::new()
         .route("/", get(account::home))
         .route("/signup", get(account::signup_page).post(account::signup))
         .route("/login", get(account::login_page).post(account::login))
         .route("/logout", post(account::logout))
+        .route("/dashboard", get(dashboard::dashboard))
+        .route("/dashboard/track", post(dashboard::post_track))
+        .route("/sets", get(dashboard::sets))
+        .route("/settings", get(settings::settings))
+        .route("/settings/profile", post(settings::profile))
+        .route(
+            "/settings/picture",
+            post(settings::picture).layer(DefaultBodyLimit::max(pictures::MAX_PICTURE_BYTES + MAX_BODY)),
+        )
+        .route("/settings/picture/remove", post(settings::remove_picture))
+        .route("/settings/password", post(settings::password))
+        .route("/settings/stream-key", post(settings::stream_key))
+        .route("/settings/delete", post(settings::delete))
+        .route("/admin", get(admin::admin))
+        .route("/admin/queue/skip", post(admin::skip))
+        .route("/admin/queue/pause", post(admin::pause))
+        .route("/admin/queue/resume", post(admin::resume))
+        .route("/admin/queue/remaining", post(admin::set_remaining))
+        .route("/admin/queue/swap-interval", post(admin::set_swap_interval))
+        .route("/admin/queue/block", post(admin::set_block))
+        .route("/admin/queue/{dj_name}/{action}", post(admin::queue_action))
+        .route("/admin/users/{id}/{action}", post(admin::user_action))
+        .route("/admin/destinations/{name}/restart", post(admin::restart_destination))
         .layer(axum::middleware::from_fn(session::csrf_cookie))
 }
 
@@ -87,8 +117,13 @@ pub fn router(state: AppState) -> Router {
         .route("/update-block-toggle/", post(seed::update_block_toggle))
         // JSON API.
         .route("/api/v1/login/access-token", post(api::login))
-        .route("/api/v1/users/me", get(api::me))
-        .route("/api/v1/users/{dj_name}/disable", post(api::disable_user))
+        .route("/api/v1/users/signup", post(users::signup))
+        .route("/api/v1/users/", get(users::list))
+        .route("/api/v1/users/me", get(users::me).patch(users::update_me).delete(users::delete_me))
+        .route("/api/v1/users/me/password", axum::routing::patch(users::update_password))
+        .route("/api/v1/users/{dj_name}/disable", post(users::disable))
+        .route("/api/v1/users/me/track", post(nowplaying::post_track))
+        .route("/song-json", get(nowplaying::song_json))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/destinations/{name}/restart", post(api::restart_destination))

@@ -1,0 +1,119 @@
+//! The DJ's own pages: dashboard (key, OBS set-up, live status, now playing) and past sets.
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::Deserialize;
+
+use super::{PageError, base_context, render};
+use crate::store::unix_now;
+use crate::web::AppState;
+use crate::web::api::remaining;
+use crate::web::nowplaying::{TrackForm, announce};
+use crate::web::session::{CsrfForm, Member};
+
+/// How many past sets the page lists.
+const SETS_SHOWN: i64 = 50;
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    welcome: Option<String>,
+    saved: Option<String>,
+}
+
+/// `rtmp://<the host the browser used>:<rtmp port>/live`, unless configured.
+fn server_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.public_rtmp_url {
+        return url.clone();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    // Strip the HTTP port (IPv6 literals keep their brackets).
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty() => name,
+        _ => host,
+    };
+    format!("rtmp://{host}:{}/live", state.rtmp_port)
+}
+
+/// `GET /dashboard`.
+pub async fn dashboard(
+    State(state): State<AppState>,
+    member: Member,
+    headers: HeaderMap,
+    Query(query): Query<DashboardQuery>,
+) -> Result<Response, PageError> {
+    let user = &member.user;
+    let status = state.queue.status().await?;
+    let on_air = status.lead.as_ref().is_some_and(|l| l.dj.user_id == user.id);
+    let position = status.waiting.iter().find(|w| w.dj.user_id == user.id).map(|w| w.position);
+    let track = state
+        .store
+        .current_track(user.id, unix_now())
+        .await
+        .map_err(|e| PageError::internal("loading the current track", e))?;
+    let profile = &state.expected_profile;
+    Ok(render(
+        "dashboard.html",
+        context! {
+            active => "dashboard",
+            server_url => server_url(&state, &headers),
+            stream_key => user.stream_key,
+            me => user.dj_name,
+            on_air => on_air,
+            position => position,
+            remaining_time => remaining(&status),
+            swap_interval => status.swap_interval.as_secs(),
+            track => track,
+            welcome => query.welcome.is_some(),
+            saved => query.saved,
+            expected => context! {
+                video_codec => profile.video_codec, width => profile.width, height => profile.height,
+                fps => profile.fps, audio_codec => profile.audio_codec, sample_rate => profile.sample_rate,
+            },
+            ..base_context(&member.session)
+        },
+    )?
+    .into_response())
+}
+
+/// `POST /dashboard/track`: the DJ announces what is playing.
+pub async fn post_track(
+    State(state): State<AppState>,
+    member: Member,
+    CsrfForm(form): CsrfForm<TrackForm>,
+) -> Result<Response, PageError> {
+    announce(&state, &member.user, form).await.map_err(|e| PageError::new(e.status, e.detail))?;
+    Ok(Redirect::to("/dashboard?saved=track").into_response())
+}
+
+/// `GET /sets`: the DJ's past sets with their tracklists.
+pub async fn sets(State(state): State<AppState>, member: Member) -> Result<Response, PageError> {
+    let sets = state
+        .store
+        .sets_of(member.user.id, SETS_SHOWN)
+        .await
+        .map_err(|e| PageError::internal("loading past sets", e))?;
+    let sets: Vec<_> = sets
+        .into_iter()
+        .map(|set| {
+            let duration = set.ended_at.map(|end| (end - set.started_at).max(0));
+            let recording = set
+                .recording
+                .as_deref()
+                .and_then(|p| std::path::Path::new(p).file_name())
+                .map(|f| f.to_string_lossy().into_owned());
+            let tracks: Vec<_> = set
+                .tracks
+                .iter()
+                .map(|t| context! { offset => (t.at - set.started_at).max(0), artist => t.artist, title => t.title })
+                .collect();
+            context! {
+                started_at => set.started_at, duration => duration, end_reason => set.end_reason,
+                recording => recording, tracks => tracks,
+            }
+        })
+        .collect();
+    Ok(render("sets.html", context! { active => "sets", sets => sets, ..base_context(&member.session) })?
+        .into_response())
+}
