@@ -182,7 +182,8 @@
         status.dataset.state = q.on_air ? "on_air" : "offline";
         text.textContent = q.on_air || "Nobody — slate on air";
         detail.textContent = q.on_air ? (q.timer_paused ? "Timer paused" : "Time left") : "Waiting for a DJ";
-        countdown.set(q.remaining_time, q.timer_paused);
+        countdown.set(q.remaining_time, q.timer_paused || !q.on_air);
+        document.getElementById("time-left").hidden = !q.on_air;
         if (q.stream_queue.join("\n") !== shownQueue.join("\n")) {
           shownQueue = q.stream_queue;
           refreshQueue().catch(() => {});

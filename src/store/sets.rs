@@ -76,9 +76,11 @@ impl Store {
         Ok(id)
     }
 
-    /// Closes the DJ's open set, if any, and returns it.
+    /// Closes the DJ's open set, if any, and returns it. Tracks announced while the set
+    /// was starting (see [`Store::add_track`]) join it now.
     pub async fn end_set(&self, user_id: i64, ended_at: i64, reason: &str) -> Result<Option<OpenSet>, StoreError> {
         refuse_nul("end_reason", reason)?;
+        let mut tx = self.pool.begin().await?;
         let set = sqlx::query_as::<_, OpenSet>(
             "UPDATE sets SET ended_at = $1, end_reason = $2 WHERE user_id = $3 AND ended_at IS NULL \
              RETURNING id, started_at",
@@ -86,8 +88,17 @@ impl Store {
         .bind(ended_at)
         .bind(reason)
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
+        if let Some(set) = set {
+            sqlx::query("UPDATE tracks SET set_id = $1 WHERE user_id = $2 AND set_id IS NULL AND at >= $3")
+                .bind(set.id)
+                .bind(user_id)
+                .bind(set.started_at - ADOPT_WINDOW_SECS)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(set)
     }
 
@@ -109,44 +120,43 @@ impl Store {
 
     /// Announces a track for a DJ: it joins their open set's tracklist, or waits for their
     /// next set (see [`Store::start_set`]). Returns the set it joined.
+    ///
+    /// The set is looked up in the INSERT itself; a set that starts concurrently may still
+    /// miss the track (under Postgres' READ COMMITTED), so [`Store::current_track`] also
+    /// counts unattached tracks and [`Store::end_set`] adopts them.
     pub async fn add_track(&self, user_id: i64, track: &Track) -> Result<Option<OpenSet>, StoreError> {
         refuse_nul("artist", &track.artist)?;
         refuse_nul("title", &track.title)?;
-        let set = self.open_set(user_id).await?;
-        sqlx::query("INSERT INTO tracks (user_id, set_id, artist, title, at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(user_id)
-            .bind(set.map(|s| s.id))
-            .bind(&track.artist)
-            .bind(&track.title)
-            .bind(track.at)
-            .execute(&self.pool)
-            .await?;
-        Ok(set)
+        sqlx::query(
+            "INSERT INTO tracks (user_id, set_id, artist, title, at) \
+             VALUES ($1, (SELECT id FROM sets WHERE user_id = $1 AND ended_at IS NULL), $2, $3, $4)",
+        )
+        .bind(user_id)
+        .bind(&track.artist)
+        .bind(&track.title)
+        .bind(track.at)
+        .execute(&self.pool)
+        .await?;
+        self.open_set(user_id).await
     }
 
     /// What the DJ plays now: the last track of their open set, or, off air, the last one
     /// announced within [`ADOPT_WINDOW_SECS`] of `now`.
     pub async fn current_track(&self, user_id: i64, now: i64) -> Result<Option<Track>, StoreError> {
-        let track = match self.open_set(user_id).await? {
-            Some(set) => {
-                sqlx::query_as::<_, Track>(
-                    "SELECT artist, title, at FROM tracks WHERE set_id = $1 ORDER BY at DESC, id DESC LIMIT 1",
-                )
-                .bind(set.id)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as::<_, Track>(
-                    "SELECT artist, title, at FROM tracks WHERE user_id = $1 AND set_id IS NULL AND at >= $2 \
-                     ORDER BY at DESC, id DESC LIMIT 1",
-                )
-                .bind(user_id)
-                .bind(now - ADOPT_WINDOW_SECS)
-                .fetch_optional(&self.pool)
-                .await?
-            }
+        let (set_id, since) = match self.open_set(user_id).await? {
+            Some(set) => (Some(set.id), set.started_at - ADOPT_WINDOW_SECS),
+            None => (None, now - ADOPT_WINDOW_SECS),
         };
+        let track = sqlx::query_as::<_, Track>(
+            "SELECT artist, title, at FROM tracks \
+             WHERE user_id = $1 AND (set_id IS NULL OR set_id = $2) AND at >= $3 \
+             ORDER BY at DESC, id DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(set_id)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(track)
     }
 

@@ -106,8 +106,8 @@ impl FromRequestParts<AppState> for Member {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let mut session = WebSession::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
-        match session.user.take() {
+        let session = WebSession::from_request_parts(parts, state).await.map_err(IntoResponse::into_response)?;
+        match session.user.clone() {
             Some(user) => Ok(Self { user, session }),
             None => {
                 let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/dashboard");

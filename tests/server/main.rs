@@ -10,6 +10,7 @@ mod program;
 mod publisher;
 mod queue_rules;
 mod robustness;
+mod web;
 // Shared with tests/destinations.rs, which uses more of it.
 #[allow(dead_code)]
 #[path = "../destinations/sink.rs"]
