@@ -211,6 +211,24 @@
     });
   };
 
+  // Times rendered in UTC by the server, shown in the DJ's own time zone (settings).
+  const localTimes = () => {
+    const zone = document.body.dataset.tz;
+    let format;
+    try {
+      format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZone: zone || undefined, timeZoneName: "short" });
+    } catch {
+      format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" });
+    }
+    for (const el of document.querySelectorAll("time[data-unix]")) {
+      const date = new Date(Number(el.dataset.unix) * 1000);
+      el.dateTime = date.toISOString();
+      el.textContent = format.format(date);
+    }
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", localTimes);
+  else localTimes();
+
   // Copy buttons: <button data-copy="element-id">.
   document.addEventListener("click", async (e) => {
     const button = e.target.closest("[data-copy]");

@@ -110,7 +110,12 @@ impl FromRequestParts<AppState> for Member {
         match session.user.clone() {
             Some(user) => Ok(Self { user, session }),
             None => {
-                let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/dashboard");
+                // A form posted after the session expired cannot be replayed: come back to
+                // the dashboard instead.
+                let next = match parts.method {
+                    axum::http::Method::GET => parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/dashboard"),
+                    _ => "/dashboard",
+                };
                 let target = format!("/login?next={}", urlencode(next));
                 Err(Redirect::to(&target).into_response())
             }

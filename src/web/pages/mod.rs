@@ -70,7 +70,10 @@ pub fn render_status(status: StatusCode, name: &str, ctx: Value) -> Response {
 
 /// What every page's layout needs: who is logged in and the CSRF token for forms.
 pub fn base_context(session: &WebSession) -> Value {
-    let user = session.user.as_ref().map(|u| context! { dj_name => u.dj_name, is_admin => u.is_admin });
+    let user = session
+        .user
+        .as_ref()
+        .map(|u| context! { dj_name => u.dj_name, is_admin => u.is_admin, timezone => u.timezone });
     context! { user => user, csrf => session.csrf }
 }
 
