@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Installs the external tools the tests use (Debian/Ubuntu): ffmpeg/ffprobe as a real RTMP
-# publisher and media checker, and PostgreSQL's server for the store and database tests
-# (scripts/test-postgres.sh runs a throwaway cluster from it). Safe to run repeatedly.
+# publisher and media checker, PostgreSQL's server for the store and database tests
+# (scripts/test-postgres.sh runs a throwaway cluster from it), and headless Chromium with its
+# chromedriver for the browser tests. Safe to run repeatedly.
 set -euo pipefail
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 # Debian keeps the server binaries in /usr/lib/postgresql/<major>/bin, out of PATH.
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# Debian's package names: Ubuntu ships Chromium only as a snap, which does not run in containers.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# Without recommended packages nothing may pull in a font, and pages would screenshot as boxes.
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies already installed"
   exit 0

@@ -1,6 +1,7 @@
 //! Integration tests: the real `motherstream` binary over real RTMP and HTTP.
 //! One test binary (modules below) keeps link time down.
 
+mod browser;
 mod database;
 mod harness;
 mod http_api;
@@ -11,6 +12,7 @@ mod publisher;
 mod queue_rules;
 mod robustness;
 mod web;
+mod webdriver;
 // Shared with tests/destinations.rs, which uses more of it.
 #[allow(dead_code)]
 #[path = "../destinations/sink.rs"]

@@ -1,0 +1,245 @@
+//! The web pages in a real browser (headless Chromium over WebDriver) against the real server,
+//! with real RTMP publishers: what a DJ, an organiser and a stream overlay see.
+//! Screenshots of every page land in `<target>/screenshots/`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{Options, PASSWORD, Server, require_tool};
+use crate::publisher::{Dj, FIXTURE};
+use crate::webdriver::{Driver, Read, Viewport};
+
+/// Pages follow the server over SSE: a change must show within this without a reload. A page
+/// that only catches up on a slow poll or a reload fails.
+const LIVE: Duration = Duration::from_secs(5);
+
+/// `ffmpeg -re -stream_loop -1 -i fixture -c copy -f flv URL`: a real encoder publishing in
+/// real time, as OBS would. Killed when dropped, also when the test fails.
+struct Ffmpeg(Child);
+
+impl Ffmpeg {
+    fn publish(url: &str) -> Self {
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", FIXTURE])
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ffmpeg");
+        Self(child)
+    }
+}
+
+impl Drop for Ffmpeg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `mm:ss` as the timers show it (sets here are shorter than an hour).
+fn is_mm_ss(s: &str) -> bool {
+    time_parts(s).is_some_and(|(_, ss)| ss < "60")
+}
+
+/// `HH:MM` as a wall clock shows it.
+fn is_hh_mm(s: &str) -> bool {
+    time_parts(s).is_some_and(|(hh, mm)| hh.len() == 2 && hh < "24" && mm < "60")
+}
+
+/// `a:bb`: one or two digits, a colon, two digits.
+fn time_parts(s: &str) -> Option<(&str, &str)> {
+    let (a, b) = s.trim().split_once(':')?;
+    let digits = |p: &str| (1..=2).contains(&p.len()) && p.bytes().all(|c| c.is_ascii_digit());
+    (digits(a) && digits(b) && b.len() == 2).then_some((a, b))
+}
+
+/// Cheap check of the harness itself against a page that predates the web UI: the seed's
+/// `/queue-list` picks up a DJ who starts publishing after the page was opened.
+#[tokio::test]
+async fn queue_list_page_follows_a_publishing_dj() {
+    let Some(driver) = Driver::start().await else { return };
+    let server = Server::start(Options::default());
+    let key = server.add_user("Alice", false);
+    let browser = driver.session("overlay", &server.url(""), Viewport::Desktop).await;
+    browser.goto("/queue-list").await;
+    browser.wait_for_all("ol#queue li", Read::Text, LIVE, |names| names.is_empty()).await;
+
+    let alice = Dj::publish(server.rtmp, &key).await.expect("publish");
+    server.wait_for_queue(&["Alice"]).await;
+    browser.wait_for_all("ol#queue li", Read::Text, LIVE, |names| names == ["Alice"]).await;
+    browser.screenshot("queue-list").await;
+
+    alice.stop().await;
+    browser.wait_for_all("ol#queue li", Read::Text, LIVE, |names| names.is_empty()).await;
+    browser.close().await;
+}
+
+/// The acceptance path of the web UI: a new DJ signs up, gets a key that works in an encoder
+/// at once, sees themself go on air live; an organiser skips them from the admin console and
+/// the DJ's dashboard and the stream overlay follow without a reload.
+#[tokio::test]
+async fn signup_to_on_air_then_admin_skips() {
+    const NEW_DJ: &str = "Newcomer";
+    const NEW_EMAIL: &str = "newcomer@example.org";
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let Some(driver) = Driver::start().await else { return };
+    // A set of 15 minutes keeps the "mm:ss" timers under an hour, where the format is plain.
+    let server = Server::start(Options { swap_interval: 900, ..Options::default() });
+    let base = server.url("");
+    server.add_user("Organiser", true);
+    let second_key = server.add_user("Second", false);
+
+    // A new DJ signs up and finds what to put into OBS on the dashboard.
+    let dj = driver.session("A (new DJ)", &base, Viewport::Desktop).await;
+    let signup_started = Instant::now();
+    dj.goto("/signup").await;
+    dj.wait_present("form#signup").await;
+    dj.screenshot("signup").await;
+    dj.fill("#signup input[name=dj_name]", NEW_DJ).await;
+    dj.fill("#signup input[name=email]", NEW_EMAIL).await;
+    dj.fill("#signup input[name=password]", PASSWORD).await;
+    dj.click("#signup-submit").await;
+    dj.wait_path("/dashboard").await;
+    let key = dj.wait_attr("#stream-key", "value", |v| !v.trim().is_empty()).await.trim().to_owned();
+    let server_url =
+        dj.wait_text("#server-url", |t| t.trim().starts_with("rtmp://") && t.trim().ends_with("/live")).await;
+    let server_url = server_url.trim().to_owned();
+    let to_key = signup_started.elapsed();
+    eprintln!("sign-up page opened -> stream key visible on the dashboard: {to_key:?}");
+    assert!(to_key < Duration::from_secs(60), "a new DJ should see their key within a minute, took {to_key:?}");
+    for css in ["#copy-server-url", "#copy-stream-key", "#obs-steps li", "form#track-form", "canvas#upload-graph"] {
+        dj.wait_present(css).await;
+    }
+    dj.wait_attr("#live-status", "data-state", |s| s == "offline").await;
+    dj.screenshot("dashboard").await;
+
+    dj.goto("/settings").await;
+    for css in
+        ["form#profile-form", "form#picture-form", "form#password-form", "form#regenerate-key-form", "form#delete-form"]
+    {
+        dj.wait_present(css).await;
+    }
+    dj.screenshot("settings").await;
+    dj.goto("/dashboard").await;
+    dj.wait_attr("#stream-key", "value", |v| v.trim() == key).await;
+
+    // The DJ publishes with exactly what the dashboard shows, and the dashboard follows.
+    let _dj_stream = Ffmpeg::publish(&format!("{server_url}/{key}"));
+    server.wait_for_queue(&[NEW_DJ]).await;
+    dj.wait_for("#live-status", Read::Attr("data-state"), LIVE, |s| s == "on_air").await;
+    dj.wait_text("#time-left", is_mm_ss).await;
+    let _second_stream = Ffmpeg::publish(&server.rtmp_url(&second_key));
+    server.wait_for_queue(&[NEW_DJ, "Second"]).await;
+    dj.wait_attr("#live-status", "data-state", |s| s == "on_air").await;
+    dj.screenshot("dashboard-on-air").await;
+
+    // The same account on a phone, in a separate browser: logging in by e-mail shows the same key.
+    let phone = driver.session("phone (new DJ)", &base, Viewport::Phone).await;
+    phone.goto("/login").await;
+    phone.fill("#login input[name=username]", NEW_EMAIL).await;
+    phone.fill("#login input[name=password]", "not the password").await;
+    phone.click("#login-submit").await;
+    phone.wait_text(".error[role=alert]", |t| t.contains("Incorrect email or password")).await;
+    phone.wait_path("/login").await;
+    phone.screenshot("login-refused-phone").await;
+    phone.fill("#login input[name=username]", NEW_EMAIL).await;
+    phone.fill("#login input[name=password]", PASSWORD).await;
+    phone.click("#login-submit").await;
+    phone.wait_path("/dashboard").await;
+    phone.wait_attr("#stream-key", "value", |v| v.trim() == key).await;
+    phone.wait_attr("#live-status", "data-state", |s| s == "on_air").await;
+    phone.screenshot("dashboard-phone").await;
+    // Not an admin: the console's controls are not for them.
+    phone.goto("/admin").await;
+    phone.assert_absent("#skip").await;
+    phone.screenshot("admin-refused-phone").await;
+    phone.close().await;
+
+    // The overlays a streamer puts into OBS.
+    let overlay = driver.session("overlays", &base, Viewport::Desktop).await;
+    overlay.goto("/overlay/next").await;
+    overlay.wait_text("#up-next-name", |t| t.trim() == "Second").await;
+    overlay.screenshot("overlay-next").await;
+    overlay.goto("/overlay/queue").await;
+    overlay.wait_for_all("ol#queue-list li", Read::Text, LIVE, |names| names == [NEW_DJ, "Second"]).await;
+    overlay.screenshot("overlay-queue").await;
+    overlay.goto("/overlay/timer").await;
+    overlay.wait_text("#timer", is_mm_ss).await;
+    overlay.screenshot("overlay-timer").await;
+    overlay.goto("/overlay/clock").await;
+    overlay.wait_text("#clock", is_hh_mm).await;
+    overlay.screenshot("overlay-clock").await;
+    overlay.goto("/overlay/clock?tz=Europe/Paris").await;
+    overlay.wait_text("#clock", is_hh_mm).await;
+    overlay.screenshot("overlay-clock-paris").await;
+    overlay.goto("/overlay/now").await;
+    overlay.wait_text("#on-air-name", |t| t.trim() == NEW_DJ).await;
+    overlay.wait_text("#on-air-time", is_mm_ss).await;
+    // OBS composites the page over the video: only the text may be opaque.
+    for css in ["html", "body"] {
+        overlay.wait_for(css, Read::Css("background-color"), LIVE, |c| c == "rgba(0, 0, 0, 0)").await;
+    }
+    let markup = overlay.source().await;
+    assert!(!markup.contains(&key) && !markup.contains(&second_key), "a stream key on a public overlay");
+    overlay.screenshot("overlay-now").await;
+
+    // The DJ says what is playing; the overlay shows it.
+    dj.fill("#track-form input[name=artist]", "Moodymann").await;
+    dj.fill("#track-form input[name=title]", "Shades of Jae").await;
+    dj.click("#track-submit").await;
+    dj.wait_path("/dashboard").await;
+    dj.wait_text("#current-track", |t| t.contains("Moodymann") && t.contains("Shades of Jae")).await;
+    overlay
+        .wait_for("#on-air-track", Read::Text, LIVE, |t| t.contains("Moodymann") && t.contains("Shades of Jae"))
+        .await;
+    overlay.screenshot("overlay-now-track").await;
+
+    // The organiser logs in on the way to the console and skips the set.
+    let admin = driver.session("B (organiser)", &base, Viewport::Desktop).await;
+    admin.goto("/admin").await;
+    admin.wait_path("/login").await;
+    admin.screenshot("login").await;
+    admin.fill("#login input[name=username]", "Organiser").await;
+    admin.fill("#login input[name=password]", PASSWORD).await;
+    admin.click("#login-submit").await;
+    admin.wait_path("/admin").await;
+    admin.wait_for_all("#queue-table tr[data-dj]", Read::Attr("data-dj"), LIVE, |djs| djs == [NEW_DJ, "Second"]).await;
+    admin.wait_text("#live-status", |t| t.contains(NEW_DJ)).await;
+    admin
+        .wait_for_all("#users-table tr[data-user]", Read::Attr("data-user"), LIVE, |users| {
+            ["Organiser", "Second", NEW_DJ].iter().all(|u| users.iter().any(|have| have == u))
+        })
+        .await;
+    admin.wait_present("#destinations").await;
+    admin.screenshot("admin").await;
+    let skipped_at = Instant::now();
+    admin.click("#skip").await;
+
+    // Everyone else's page follows on its own.
+    let state = dj.wait_for("#live-status", Read::Attr("data-state"), LIVE, |s| s != "on_air").await;
+    overlay.wait_for("#on-air-name", Read::Text, LIVE, |t| t.trim() == "Second").await;
+    eprintln!("skip -> dashboard ({state}) and overlay updated: {:?}", skipped_at.elapsed());
+    server.wait_for_queue(&["Second"]).await;
+    admin.wait_for_all("#queue-table tr[data-dj]", Read::Attr("data-dj"), LIVE, |djs| djs == ["Second"]).await;
+    admin.wait_text("#live-status", |t| t.contains("Second")).await;
+    dj.screenshot("dashboard-after-skip").await;
+    overlay.screenshot("overlay-now-after-skip").await;
+    admin.screenshot("admin-after-skip").await;
+
+    dj.goto("/sets").await;
+    dj.wait_path("/sets").await;
+    dj.screenshot("sets").await;
+
+    admin.click("#logout-submit").await;
+    admin.wait_path("/login").await;
+    admin.goto("/admin").await;
+    admin.wait_path("/login").await;
+
+    for browser in [dj, overlay, admin] {
+        browser.close().await;
+    }
+}
