@@ -18,6 +18,7 @@ mod session;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -56,6 +57,10 @@ pub struct AppState {
     /// Where profile pictures are stored (under `pictures/`).
     pub data_dir: PathBuf,
     pub mailer: Mailer,
+    /// The site's address (no trailing slash) for links in emails; `None`: the Host header.
+    pub public_url: Option<String>,
+    /// How long a password reset link stays valid.
+    pub password_reset_ttl: Duration,
     pub counters: Arc<Counters>,
     /// True while the RTMP listener accepts connections.
     pub rtmp_listening: Arc<AtomicBool>,
