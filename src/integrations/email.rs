@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 
 use super::backoff::Backoff;
 use super::error_chain;
+use crate::auth::random_hex;
 use crate::config::ConfigError;
 use crate::store::User;
 
@@ -248,7 +249,10 @@ impl Smtp {
             .map_err(|e: lettre::address::AddressError| e.to_string())
             .map(|address| Mailbox::new(Some(user.dj_name.clone()), address))
             .and_then(|to| {
+                // Not every submission server adds a Message-ID, and spam filters score its
+                // absence; the sender's domain is a better right-hand side than our host name.
                 Message::builder()
+                    .message_id(Some(format!("<{}@{}>", random_hex(16), self.from.email.domain())))
                     .from(self.from.clone())
                     .to(to)
                     .subject(subject)
