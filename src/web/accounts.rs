@@ -25,11 +25,11 @@ pub struct AccountError {
 }
 
 impl AccountError {
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
 
-    fn internal(context: &str, err: impl std::fmt::Display) -> Self {
+    pub(super) fn internal(context: &str, err: impl std::fmt::Display) -> Self {
         tracing::error!("{context}: {err}");
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: "Something went wrong on our side.".into() }
     }

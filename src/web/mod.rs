@@ -12,6 +12,7 @@ mod metrics;
 mod pages;
 mod pictures;
 mod program;
+mod resets;
 mod seed;
 mod session;
 
@@ -68,12 +69,14 @@ pub struct AppState {
 
 /// The HTML pages: they share the CSRF cookie middleware.
 fn pages() -> Router<AppState> {
-    use pages::account;
+    use pages::{account, reset};
     Router::new()
         .route("/", get(account::home))
         .route("/signup", get(account::signup_page).post(account::signup))
         .route("/login", get(account::login_page).post(account::login))
         .route("/logout", post(account::logout))
+        .route("/password-reset", get(reset::request_page).post(reset::request))
+        .route("/password-reset/{token}", get(reset::form_page).post(reset::reset))
         .layer(axum::middleware::from_fn(session::csrf_cookie))
 }
 
@@ -93,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         // JSON API.
         .route("/api/v1/login/access-token", post(api::login))
         .route("/api/v1/users/me", get(api::me))
+        .route("/api/v1/password-recovery/{email}", post(resets::recover_password))
+        .route("/api/v1/reset-password/", post(resets::reset_password))
         .route("/api/v1/users/{dj_name}/disable", post(api::disable_user))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/events", get(events::events))

@@ -13,6 +13,7 @@ use minijinja::{Environment, Value, context};
 use super::session::WebSession;
 
 pub mod account;
+pub mod reset;
 
 /// Every template, embedded at build time.
 macro_rules! templates {
@@ -21,7 +22,15 @@ macro_rules! templates {
     };
 }
 
-const TEMPLATES: &[(&str, &str)] = templates!["base.html", "error.html", "home.html", "signup.html", "login.html",];
+const TEMPLATES: &[(&str, &str)] = templates![
+    "base.html",
+    "error.html",
+    "home.html",
+    "signup.html",
+    "login.html",
+    "reset_request.html",
+    "reset_form.html",
+];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
