@@ -2,6 +2,7 @@
 //! One test binary (modules below) keeps link time down.
 
 mod database;
+mod email;
 mod harness;
 mod http_api;
 mod interop;
@@ -10,6 +11,7 @@ mod program;
 mod publisher;
 mod queue_rules;
 mod robustness;
+mod smtp_sink;
 // Shared with tests/destinations.rs, which uses more of it.
 #[allow(dead_code)]
 #[path = "../destinations/sink.rs"]
