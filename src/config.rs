@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::integrations::destination::{Destination, DestinationConfig};
 use crate::integrations::discord::DiscordConfig;
+use crate::integrations::email::{SmtpConfig, SmtpSettings};
 use crate::integrations::obs::{ObsConfig, ObsEnv, ObsFileConfig};
 use crate::media::recorder::RecorderConfig;
 
@@ -115,6 +116,40 @@ pub struct ServeArgs {
     /// Turns Discord announcements on (the seed's TOGGLE_DISCORD_NOTIFICATIONS).
     #[arg(long = "discord-notifications", env = "TOGGLE_DISCORD_NOTIFICATIONS")]
     pub discord_notifications: Option<String>,
+
+    /// SMTP server for account emails (welcome, password reset); without one, reset links
+    /// are written to the log.
+    #[arg(long, env = "MOTHERSTREAM_SMTP_HOST")]
+    pub smtp_host: Option<String>,
+
+    /// SMTP port (default 587, or 465 with `--smtp-tls tls`).
+    #[arg(long, env = "MOTHERSTREAM_SMTP_PORT")]
+    pub smtp_port: Option<u16>,
+
+    /// SMTP login name.
+    #[arg(long, env = "MOTHERSTREAM_SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+
+    /// SMTP password (a secret: prefer the environment; its value is never printed).
+    #[arg(long, env = "MOTHERSTREAM_SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+
+    /// Sender of the emails, e.g. `motherstream <noreply@example.org>`.
+    #[arg(long, env = "MOTHERSTREAM_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
+    /// `starttls` (default), `tls` (TLS from the start) or `none` (local relays only).
+    #[arg(long, env = "MOTHERSTREAM_SMTP_TLS")]
+    pub smtp_tls: Option<String>,
+
+    /// The site's public address (e.g. `https://radio.example.org`), base of the links in
+    /// emails; unset, links follow the Host header of the request.
+    #[arg(long, env = "MOTHERSTREAM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Seconds a password reset link stays valid.
+    #[arg(long, env = "MOTHERSTREAM_PASSWORD_RESET_TTL")]
+    pub password_reset_ttl: Option<u64>,
 }
 
 /// The seed's truthy values for RECORD_STREAM and friends.
@@ -149,6 +184,14 @@ pub struct FileConfig {
     pub public_rtmp_url: Option<String>,
     pub discord_webhook_url: Option<String>,
     pub discord_notifications: Option<bool>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_from: Option<String>,
+    pub smtp_tls: Option<String>,
+    pub public_url: Option<String>,
+    pub password_reset_ttl: Option<u64>,
     #[serde(default)]
     pub obs: Option<ObsFileConfig>,
     #[serde(default)]
@@ -265,6 +308,12 @@ pub struct Config {
     pub discord: Option<DiscordConfig>,
     /// OBS automation, if an OBS host is configured.
     pub obs: Option<ObsConfig>,
+    /// Account emails over SMTP, if an SMTP host is configured.
+    pub smtp: Option<SmtpConfig>,
+    /// The site's address without a trailing slash, for links in emails.
+    pub public_url: Option<String>,
+    /// How long a password reset link stays valid.
+    pub password_reset_ttl: Duration,
 }
 
 /// What the program shows when nobody is on air.
@@ -322,7 +371,7 @@ impl Config {
         };
 
         let data_dir = store_config.data_dir.clone();
-        Ok(Self {
+        let config = Self {
             store: store_config,
             rtmp_listen: socket_addr(
                 "--rtmp-listen",
@@ -407,7 +456,31 @@ impl Config {
                 DiscordConfig::parse(url, toggle.as_deref())?.filter(|d| d.enabled)
             },
             obs: ObsConfig::resolve(file.obs.as_ref(), obs_env)?,
-        })
+            smtp: SmtpConfig::parse(SmtpSettings {
+                host: serve.smtp_host.as_deref().or(file.smtp_host.as_deref()),
+                port: serve.smtp_port.or(file.smtp_port),
+                username: serve.smtp_username.as_deref().or(file.smtp_username.as_deref()),
+                password: serve.smtp_password.as_deref().or(file.smtp_password.as_deref()),
+                from: serve.smtp_from.as_deref().or(file.smtp_from.as_deref()),
+                tls: serve.smtp_tls.as_deref().or(file.smtp_tls.as_deref()),
+            })?,
+            public_url: public_url(serve.public_url.as_deref().or(file.public_url.as_deref()))?,
+            password_reset_ttl: seconds(
+                "--password-reset-ttl",
+                serve.password_reset_ttl.or(file.password_reset_ttl),
+                Duration::from_secs(3600),
+            )?,
+        };
+        if config.smtp.is_some() && config.public_url.is_none() {
+            // Otherwise links in emails would follow the Host header a client sends, and a
+            // forged one would point a victim's reset link at someone else's site.
+            return Err(ConfigError::new(
+                "--public-url",
+                "required when SMTP is configured (the site's address, e.g. https://radio.example.org), \
+                 so links in emails never depend on what a client sends",
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -564,6 +637,23 @@ fn seconds(setting: &str, value: Option<u64>, default: Duration) -> Result<Durat
     }
 }
 
+/// `--public-url`: an `http(s)://` address without query or fragment; returned without a
+/// trailing slash, so paths can be appended.
+fn public_url(value: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| ConfigError::new("--public-url", format!("`{raw}` {why} (e.g. https://radio.example.org)"));
+    let url = reqwest::Url::parse(raw).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("must be an http:// or https:// address"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not have a query, fragment or login"));
+    }
+    Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
+}
+
 fn positive<T: PartialEq + Default>(setting: &str, value: T) -> Result<T, ConfigError> {
     if value == T::default() { Err(ConfigError::new(setting, "must be greater than 0")) } else { Ok(value) }
 }
@@ -571,6 +661,7 @@ fn positive<T: PartialEq + Default>(setting: &str, value: T) -> Result<T, Config
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::integrations::email::SmtpTls;
 
     fn resolve(store: StoreArgs, serve: ServeArgs, file: &str, env: EnvDb) -> Result<Config, ConfigError> {
         let file = parse_file(file).map_err(|e| ConfigError::new("--config", e))?;
@@ -671,6 +762,46 @@ mod tests {
         assert_eq!(c.recording, RecorderConfig { dir: "./data/recordings".into(), sets: false, program: true });
         assert_eq!(parse_truthy("Yes"), Ok(true));
         assert!(parse_truthy("maybe").is_err());
+    }
+
+    #[test]
+    fn email_settings_layer_and_validate() {
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        assert_eq!((c.smtp.as_ref(), c.public_url.as_deref()), (None, None));
+        assert_eq!(c.password_reset_ttl, Duration::from_secs(3600));
+
+        let file = "smtp_host = \"mail.example.org\"\nsmtp_from = \"radio <noreply@example.org>\"\n\
+                    smtp_port = 2525\npublic_url = \"https://radio.example.org/\"\npassword_reset_ttl = 600\n";
+        let serve = ServeArgs {
+            smtp_tls: Some("tls".into()),
+            smtp_username: Some("radio".into()),
+            smtp_password: Some("s3cret-pass".into()),
+            ..Default::default()
+        };
+        let c = resolve(StoreArgs::default(), serve, file, EnvDb::default()).unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port, smtp.tls), ("mail.example.org", 2525, SmtpTls::Tls));
+        assert_eq!(smtp.credentials.map(|(user, _)| user).as_deref(), Some("radio"));
+        assert_eq!(c.public_url.as_deref(), Some("https://radio.example.org"), "trailing slash dropped");
+        assert_eq!(c.password_reset_ttl, Duration::from_secs(600));
+
+        let sub_path = ServeArgs { public_url: Some("http://example.org/radio/".into()), ..Default::default() };
+        let c = resolve(StoreArgs::default(), sub_path, "", EnvDb::default()).unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("http://example.org/radio"));
+        for bad in ["radio.example.org", "ftp://radio.example.org", "https://radio.example.org/?x=1"] {
+            let serve = ServeArgs { public_url: Some(bad.into()), ..Default::default() };
+            let e = resolve(StoreArgs::default(), serve, "", EnvDb::default()).unwrap_err();
+            assert_eq!(e.setting, "--public-url", "{bad}: {e}");
+        }
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), "smtp_from = \"a@example.org\"", EnvDb::default())
+            .unwrap_err();
+        assert_eq!(e.setting, "--smtp-host");
+        let no_site = "smtp_host = \"mail.example.org\"\nsmtp_from = \"a@example.org\"";
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), no_site, EnvDb::default()).unwrap_err();
+        assert_eq!(e.setting, "--public-url", "links in emails must not follow the Host header");
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), "password_reset_ttl = 0", EnvDb::default())
+            .unwrap_err();
+        assert_eq!(e.setting, "--password-reset-ttl");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::history;
 use crate::ingest::{self, IngestContext, Publishers};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::discord::Discord;
-use crate::integrations::email::Mailer;
+use crate::integrations::email::{MailSettings, Mailer};
 use crate::integrations::obs::Obs;
 use crate::integrations::tls::Connector;
 use crate::media::recorder;
@@ -111,6 +111,23 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         });
     }
 
+    let mail_settings = MailSettings { public_url: config.public_url.clone(), reset_ttl: config.password_reset_ttl };
+    let mailer = match &config.smtp {
+        Some(smtp) => {
+            let (mailer, task) =
+                Mailer::spawn(smtp, mail_settings, shutdown.clone()).map_err(|e| StartupError(e.to_string()))?;
+            finishing.spawn(async move {
+                let _ = task.await;
+            });
+            tracing::info!("sending account emails through {}:{} as {}", smtp.host, smtp.port, smtp.from);
+            mailer
+        }
+        None => {
+            tracing::info!("SMTP not configured: password reset links are written to this log");
+            Mailer::log_only(mail_settings)
+        }
+    };
+
     let ingest_ctx = Arc::new(IngestContext::new(
         store.clone(),
         queue.clone(),
@@ -132,9 +149,11 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
         signup_attempts: Arc::new(RateLimiter::per_minute(config.limits.signup_attempts_per_minute)),
         data_dir: config.store.data_dir.clone(),
-        mailer: Mailer::log_only(),
+        mailer,
         rtmp_port: rtmp_addr.port(),
         public_rtmp_url: config.public_rtmp_url.clone(),
+        public_url: config.public_url.clone(),
+        password_reset_ttl: config.password_reset_ttl,
         counters,
         rtmp_listening: rtmp_listening.clone(),
     });

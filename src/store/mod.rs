@@ -20,6 +20,7 @@
 //! `connect_timeout` URL parameter; this timeout is the one that applies. Broken pooled
 //! connections (a restarted Postgres) are detected by a ping when acquired and replaced.
 
+mod resets;
 mod sessions;
 mod sets;
 mod users;

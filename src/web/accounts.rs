@@ -25,7 +25,7 @@ pub struct AccountError {
 }
 
 impl AccountError {
-    fn invalid(message: impl Into<String>) -> Self {
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
 

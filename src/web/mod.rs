@@ -13,6 +13,7 @@ mod nowplaying;
 mod pages;
 mod pictures;
 mod program;
+mod resets;
 mod seed;
 mod session;
 mod users;
@@ -20,6 +21,7 @@ mod users;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -63,6 +65,10 @@ pub struct AppState {
     /// The RTMP server URL to show DJs (`rtmp://host:port/live`) when the host they reach
     /// differs from the web page's (a proxy, another name).
     pub public_rtmp_url: Option<String>,
+    /// The site's address (no trailing slash) for links in emails; `None`: the Host header.
+    pub public_url: Option<String>,
+    /// How long a password reset link stays valid.
+    pub password_reset_ttl: Duration,
     pub counters: Arc<Counters>,
     /// True while the RTMP listener accepts connections.
     pub rtmp_listening: Arc<AtomicBool>,
@@ -70,12 +76,14 @@ pub struct AppState {
 
 /// The HTML pages: they share the CSRF cookie middleware.
 fn pages() -> Router<AppState> {
-    use pages::{account, admin, dashboard, settings};
+    use pages::{account, admin, dashboard, reset, settings};
     Router::new()
         .route("/", get(account::home))
         .route("/signup", get(account::signup_page).post(account::signup))
         .route("/login", get(account::login_page).post(account::login))
         .route("/logout", post(account::logout))
+        .route("/password-reset", get(reset::request_page).post(reset::request))
+        .route("/password-reset/{token}", get(reset::form_page).post(reset::reset))
         .route("/dashboard", get(dashboard::dashboard))
         .route("/dashboard/track", post(dashboard::post_track))
         .route("/sets", get(dashboard::sets))
@@ -124,6 +132,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/users/{dj_name}/disable", post(users::disable))
         .route("/api/v1/users/me/track", post(nowplaying::post_track))
         .route("/song-json", get(nowplaying::song_json))
+        .route("/api/v1/password-recovery/{email}", post(resets::recover_password))
+        .route("/api/v1/reset-password/", post(resets::reset_password))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/events", get(events::events))
         .route("/api/v1/destinations/{name}/restart", post(api::restart_destination))

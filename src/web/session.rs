@@ -27,8 +27,8 @@ pub const SESSION_COOKIE: &str = "ms_session";
 pub const CSRF_COOKIE: &str = "ms_csrf";
 /// A browser stays logged in this long after logging in.
 pub const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Random bytes in session and CSRF tokens.
-const TOKEN_BYTES: usize = 32;
+/// Random bytes in session, CSRF and password reset tokens.
+pub const TOKEN_BYTES: usize = 32;
 
 /// The CSRF token of this browser, put in every form as `csrf`. Set by [`csrf_cookie`].
 #[derive(Clone, Debug)]
@@ -36,7 +36,7 @@ pub struct CsrfToken(pub String);
 
 /// True when the client reached us over TLS (directly or through a proxy that says so):
 /// cookies then get the Secure flag.
-fn is_tls(headers: &HeaderMap) -> bool {
+pub fn is_tls(headers: &HeaderMap) -> bool {
     headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
@@ -50,7 +50,8 @@ fn cookie(name: &'static str, value: String, max_age: Duration, secure: bool) ->
         .build()
 }
 
-fn is_token(value: &str) -> bool {
+/// True for a value shaped like our tokens; anything else never reaches the database.
+pub fn is_token(value: &str) -> bool {
     value.len() == TOKEN_BYTES * 2 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

@@ -3,6 +3,7 @@
 
 mod browser;
 mod database;
+mod email;
 mod harness;
 mod http_api;
 mod interop;
@@ -11,6 +12,7 @@ mod program;
 mod publisher;
 mod queue_rules;
 mod robustness;
+mod smtp_sink;
 mod web;
 mod webdriver;
 // Shared with tests/destinations.rs, which uses more of it.

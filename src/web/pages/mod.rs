@@ -15,6 +15,7 @@ use super::session::WebSession;
 pub mod account;
 pub mod admin;
 pub mod dashboard;
+pub mod reset;
 pub mod settings;
 
 /// Every template, embedded at build time.
@@ -36,6 +37,8 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "settings.html",
     "sets.html",
     "admin.html",
+    "reset_request.html",
+    "reset_form.html",
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
