@@ -229,6 +229,20 @@ pub(crate) mod tests {
     /// `scripts/test-postgres.sh start`.
     pub(crate) const POSTGRES_ENV: &str = "MOTHERSTREAM_TEST_POSTGRES";
 
+    /// Creates a DJ named `name` (`<name>@example.org`, key `key-<name>`).
+    pub(crate) async fn test_user(store: &Store, name: &str) -> User {
+        store
+            .create_user(&NewUser {
+                dj_name: name.into(),
+                email: format!("{}@example.org", name.to_lowercase()),
+                password_hash: "hash".into(),
+                stream_key: format!("key-{name}"),
+                is_admin: false,
+            })
+            .await
+            .unwrap()
+    }
+
     /// A fresh, empty store on one backend; `finish` removes it.
     pub(crate) struct TestStore {
         pub(crate) store: Store,

@@ -61,25 +61,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::tests::store_test;
-    use crate::store::{NewUser, Store, User, unix_now};
-
-    async fn user(store: &Store, name: &str) -> User {
-        store
-            .create_user(&NewUser {
-                dj_name: name.into(),
-                email: format!("{}@example.org", name.to_lowercase()),
-                password_hash: "hash".into(),
-                stream_key: format!("key-{name}"),
-                is_admin: false,
-            })
-            .await
-            .unwrap()
-    }
+    use crate::store::tests::{store_test, test_user};
+    use crate::store::unix_now;
 
     store_test! {
         async fn a_reset_link_works_once(store) {
-            let ada = user(&store, "Ada").await;
+            let ada = test_user(&store, "Ada").await;
             store.create_password_reset("t1", ada.id, unix_now() + 3600).await.unwrap();
             assert_eq!(store.password_reset_user("t1").await.unwrap(), Some(ada.id));
             assert_eq!(store.password_reset_user("t1").await.unwrap(), Some(ada.id), "looking does not use it");
@@ -92,8 +79,8 @@ mod tests {
 
     store_test! {
         async fn expired_and_superseded_links_do_not_work(store) {
-            let ada = user(&store, "Ada").await;
-            let bob = user(&store, "Bob").await;
+            let ada = test_user(&store, "Ada").await;
+            let bob = test_user(&store, "Bob").await;
             store.create_password_reset("stale", ada.id, unix_now() - 1).await.unwrap();
             assert_eq!(store.password_reset_user("stale").await.unwrap(), None);
             assert_eq!(store.use_password_reset("stale").await.unwrap(), None);
@@ -109,7 +96,7 @@ mod tests {
 
     store_test! {
         async fn concurrent_uses_of_one_link_let_only_one_through(store) {
-            let ada = user(&store, "Ada").await;
+            let ada = test_user(&store, "Ada").await;
             for round in 0..5 {
                 let token = format!("t{round}");
                 store.create_password_reset(&token, ada.id, unix_now() + 3600).await.unwrap();

@@ -49,21 +49,11 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::NewUser;
-    use crate::store::tests::store_test;
+    use crate::store::tests::{store_test, test_user};
 
     store_test! {
         async fn sessions_resolve_expire_and_end(store) {
-            let user = store
-                .create_user(&NewUser {
-                    dj_name: "Ada".into(),
-                    email: "ada@example.org".into(),
-                    password_hash: "hash".into(),
-                    stream_key: "k1".into(),
-                    is_admin: false,
-                })
-                .await
-                .unwrap();
+            let user = test_user(&store, "Ada").await;
             let now = crate::store::unix_now();
             store.create_session("live", user.id, now + 3600).await.unwrap();
             store.create_session("other", user.id, now + 3600).await.unwrap();

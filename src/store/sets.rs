@@ -199,8 +199,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewUser;
-    use crate::store::tests::store_test;
+    use crate::store::tests::{store_test, test_user};
 
     fn track(artist: &str, at: i64) -> Track {
         Track { artist: artist.into(), title: format!("{artist} song"), at }
@@ -208,16 +207,7 @@ mod tests {
 
     store_test! {
         async fn sets_adopt_recent_tracks_and_keep_their_tracklist(store) {
-            let dj = store
-                .create_user(&NewUser {
-                    dj_name: "Ada".into(),
-                    email: "ada@example.org".into(),
-                    password_hash: "hash".into(),
-                    stream_key: "k1".into(),
-                    is_admin: false,
-                })
-                .await
-                .unwrap();
+            let dj = test_user(&store, "Ada").await;
             let t0 = 1_800_000_000;
             // Announced long before: stale. Announced while queued: the opener of the set.
             assert_eq!(store.add_track(dj.id, &track("Old", t0 - ADOPT_WINDOW_SECS - 60)).await.unwrap(), None);

@@ -223,7 +223,7 @@ pub async fn move_down(
     admin_ok(&state, &admin, AdminCommand::MoveDown { user_id: user.id }).await
 }
 
-async fn find_user(state: &AppState, dj_name: &str) -> Result<User, ApiError> {
+pub(super) async fn find_user(state: &AppState, dj_name: &str) -> Result<User, ApiError> {
     state
         .store
         .user_by_dj_name(dj_name)

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::accounts;
+use super::api::find_user;
 use super::auth::{AdminUser, CurrentUser};
 use super::error::{ApiError, rejection};
 use super::pictures;
@@ -161,12 +162,7 @@ pub async fn disable(
     State(state): State<AppState>,
     Path(dj_name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let user = state
-        .store
-        .user_by_dj_name(&dj_name)
-        .await
-        .map_err(|e| ApiError::internal("user lookup", e))?
-        .ok_or_else(|| ApiError::not_found(format!("No DJ named {dj_name}")))?;
+    let user = find_user(&state, &dj_name).await?;
     tracing::info!("admin {}: disabling {}", admin.dj_name, user.dj_name);
     accounts::disable(&state, &user).await?;
     Ok(Json(json!({ "status": "success", "dj_name": user.dj_name, "is_active": false })))

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::harness::{Options, PASSWORD, Server};
 use crate::smtp_sink::{Received, SmtpSink};
@@ -96,16 +96,6 @@ fn path_of(link: &str) -> String {
     path.to_owned()
 }
 
-async fn api_login(server: &Server, login: &str, password: &str) -> u16 {
-    let resp = reqwest::Client::new()
-        .post(server.url("/api/v1/login/access-token"))
-        .form(&[("username", login), ("password", password)])
-        .send()
-        .await
-        .unwrap();
-    resp.status().as_u16()
-}
-
 fn with_smtp(sink: &SmtpSink, extra: &str) -> Options {
     let config = format!("{}public_url = \"{PUBLIC_URL}/\"\n{extra}", sink.config());
     Options { config: Some(config), ..Default::default() }
@@ -147,8 +137,8 @@ async fn a_reset_link_from_the_page_works_once_and_logs_out_everywhere() {
 
     let page = browser.post(&path, &[("password", NEW_PASSWORD)]).await;
     assert_eq!((page.status, page.location.as_deref()), (303, Some("/login?reset=1")), "{}", page.body);
-    assert_eq!(api_login(&server, "ada@example.org", NEW_PASSWORD).await, 200);
-    assert_eq!(api_login(&server, "ada@example.org", PASSWORD).await, 400, "the old password is gone");
+    assert_eq!(server.login_status("ada@example.org", NEW_PASSWORD).await, 200);
+    assert_eq!(server.login_status("ada@example.org", PASSWORD).await, 400, "the old password is gone");
     assert_eq!(logged_in.get("/").await.status, 200, "the other browser's session ended");
 
     // Used: the link is dead, for showing the form and for posting it.
@@ -158,7 +148,7 @@ async fn a_reset_link_from_the_page_works_once_and_logs_out_everywhere() {
     let page = browser.post(&path, &[("password", "yet another passphrase")]).await;
     assert_eq!(page.status, 400);
     assert!(page.body.contains("class=\"error\""), "{}", page.body);
-    assert_eq!(api_login(&server, "ada@example.org", NEW_PASSWORD).await, 200);
+    assert_eq!(server.login_status("ada@example.org", NEW_PASSWORD).await, 200);
     assert_eq!(browser.get("/password-reset/not-a-token").await.status, 400);
 }
 
@@ -200,7 +190,7 @@ async fn a_newer_link_replaces_the_older_and_expired_links_are_refused() {
     assert!(page.body.contains("class=\"error\""), "{}", page.body);
     let page = browser.post(&second, &[("password", NEW_PASSWORD)]).await;
     assert_eq!(page.status, 400);
-    assert_eq!(api_login(&server, "ada@example.org", PASSWORD).await, 200, "the password did not change");
+    assert_eq!(server.login_status("ada@example.org", PASSWORD).await, 200, "the password did not change");
 }
 
 #[tokio::test]
@@ -220,7 +210,7 @@ async fn the_seed_api_recovers_and_resets_passwords() {
     let reset = json!({ "token": token, "new_password": NEW_PASSWORD });
     let done = json!({ "msg": "Password updated successfully" });
     assert_eq!(server.post("/api/v1/reset-password/", None, Some(reset.clone())).await, (200, done));
-    assert_eq!(api_login(&server, "ada@example.org", NEW_PASSWORD).await, 200);
+    assert_eq!(server.login_status("ada@example.org", NEW_PASSWORD).await, 200);
     let invalid = (400, json!({ "detail": "Invalid token" }));
     assert_eq!(server.post("/api/v1/reset-password/", None, Some(reset)).await, invalid, "single use");
     let unknown = json!({ "token": "0".repeat(64), "new_password": NEW_PASSWORD });
@@ -245,7 +235,7 @@ async fn without_smtp_reset_links_are_logged() {
     let token = logs.split(marker).nth(1).unwrap().split_whitespace().next().unwrap();
     let reset = json!({ "token": token, "new_password": NEW_PASSWORD });
     assert_eq!(server.post("/api/v1/reset-password/", None, Some(reset)).await.0, 200);
-    assert_eq!(api_login(&server, "Ada", NEW_PASSWORD).await, 200);
+    assert_eq!(server.login_status("Ada", NEW_PASSWORD).await, 200);
 }
 
 #[tokio::test]
@@ -264,15 +254,7 @@ async fn signing_up_on_the_page_sends_a_welcome_without_the_stream_key() {
     let text = mail.part("text/plain");
     assert!(text.contains("Hi Zoe") && text.contains("https://radio.example.org/dashboard"), "{text}");
     let token = server.token("zoe@example.org").await;
-    let me: Value = reqwest::Client::new()
-        .get(server.url("/api/v1/users/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = server.get_json_as("/api/v1/users/me", &token).await;
     let key = me["stream_key"].as_str().unwrap();
     assert!(!mail.data.contains(key) && !mail.part("text/html").contains(key), "the stream key was emailed");
 }

@@ -205,6 +205,24 @@ impl Server {
         resp.json().await.expect("json")
     }
 
+    /// GETs JSON with a bearer token.
+    pub async fn get_json_as(&self, path: &str, token: &str) -> Value {
+        let resp = reqwest::Client::new().get(self.url(path)).bearer_auth(token).send().await.expect("GET");
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    /// The status of an API login with these credentials.
+    pub async fn login_status(&self, login: &str, password: &str) -> u16 {
+        let resp = reqwest::Client::new()
+            .post(self.url("/api/v1/login/access-token"))
+            .form(&[("username", login), ("password", password)])
+            .send()
+            .await
+            .expect("login");
+        resp.status().as_u16()
+    }
+
     /// `GET /queue-json` as a list of names.
     pub async fn queue(&self) -> Vec<String> {
         let v = self.get_json("/queue-json").await;

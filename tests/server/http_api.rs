@@ -114,25 +114,9 @@ async fn block_toggle_shows_the_last_key_to_admins_only() {
     let public = server.get_json("/block-toggle").await;
     assert_eq!(public["is_blocked"], true);
     assert!(public.get("last_stream_key").is_none(), "{public}");
-    let as_alice: serde_json::Value = reqwest::Client::new()
-        .get(server.url("/block-toggle"))
-        .bearer_auth(&alice_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let as_alice = server.get_json_as("/block-toggle", &alice_token).await;
     assert!(as_alice.get("last_stream_key").is_none(), "{as_alice}");
-    let as_admin: serde_json::Value = reqwest::Client::new()
-        .get(server.url("/block-toggle"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let as_admin = server.get_json_as("/block-toggle", &admin).await;
     assert_eq!(as_admin["last_stream_key"], key);
 
     let (status, body) = server.post("/update-block-toggle/", Some(&admin), Some(json!({ "is_blocked": false }))).await;
@@ -199,8 +183,7 @@ async fn login_me_and_bad_input() {
     assert_eq!(body["detail"], "Incorrect email or password");
 
     let token = server.token("alice@example.org").await;
-    let me: serde_json::Value =
-        client.get(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let me = server.get_json_as("/api/v1/users/me", &token).await;
     assert_eq!(me["dj_name"], "Alice");
     assert_eq!(me["stream_key"], key, "users see their own key");
     assert_eq!(me["is_superuser"], true, "first account is an admin");

@@ -158,13 +158,7 @@ async fn login_and_sign_up_are_rate_limited_per_address_with_generic_errors() {
     assert!(limited, "login attempts are limited");
     // The limit holds for the right password too, and for the API.
     assert_eq!(browser.log_in("ada", PASSWORD).await.0, StatusCode::TOO_MANY_REQUESTS);
-    let resp = reqwest::Client::new()
-        .post(server.url("/api/v1/login/access-token"))
-        .form(&[("username", "ada"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(server.login_status("ada", PASSWORD).await, 429);
 
     let statuses: Vec<StatusCode> = futures_util::future::join_all((0..7).map(|i| {
         let browser = &browser;
@@ -296,15 +290,7 @@ async fn stream_keys_never_appear_in_public_or_non_admin_responses() {
         bodies.push((format!("Carol {path}"), carol.get(path).await.1));
     }
     let carol_token = server.token("carol").await;
-    let me: Value = reqwest::Client::new()
-        .get(server.url("/api/v1/users/me"))
-        .bearer_auth(&carol_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = server.get_json_as("/api/v1/users/me", &carol_token).await;
     bodies.push(("Carol /api/v1/users/me".into(), me.to_string()));
     // The event stream, for a few seconds.
     let mut events = reqwest::get(server.url("/api/v1/events")).await.unwrap();
@@ -384,25 +370,11 @@ async fn the_user_api_signs_up_edits_changes_passwords_and_deletes() {
         .await
         .unwrap();
     assert_eq!(changed.status(), StatusCode::OK);
-    let login = |password: &'static str| {
-        let client = client.clone();
-        let url = server.url("/api/v1/login/access-token");
-        async move {
-            client
-                .post(url)
-                .form(&[("username", "ada lovelace"), ("password", password)])
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-    assert_eq!(login(PASSWORD).await, StatusCode::BAD_REQUEST);
-    assert_eq!(login("brand new secret").await, StatusCode::OK);
+    assert_eq!(server.login_status("ada lovelace", PASSWORD).await, 400);
+    assert_eq!(server.login_status("ada lovelace", "brand new secret").await, 200);
 
     let admin = server.token("organiser").await;
-    let list: Value =
-        client.get(server.url("/api/v1/users/")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let list = server.get_json_as("/api/v1/users/", &admin).await;
     assert_eq!(list["count"], 2);
     let deleted = client.delete(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(deleted.status(), StatusCode::OK);
