@@ -1,11 +1,10 @@
 //! The JSON API under `/api/v1`.
 
-use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::accounts;
 use super::auth::AdminUser;
+use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
 use crate::media::health::{Health, check as check_health};
 use crate::media::stats::StatsSnapshot;
@@ -29,10 +29,10 @@ pub struct LoginForm {
 /// or the DJ name) → `{"access_token": …, "token_type": "bearer"}`.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.login_attempts.allow(peer.ip()) {
+    if !state.login_attempts.allow(client) {
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts; try again in a minute"));
     }
     let Form(form) = form.map_err(rejection)?;

@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod assets;
 mod auth;
+mod client_ip;
 mod error;
 mod events;
 mod metrics;

@@ -6,17 +6,16 @@
 //! once, for `password_reset_ttl`, and asking again replaces the older links of the account.
 //! Nothing tells whether an account exists for an address: the answer is the same either way.
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::accounts::{AccountError, set_password};
+use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
 use super::session::{TOKEN_BYTES, is_tls, is_token};
 use crate::auth::{random_hex, token_digest, validate_password};
@@ -112,11 +111,11 @@ pub async fn reset_with_token(state: &AppState, token: &str, new_password: &str)
 /// or not; rate-limited per IP with sign-ups.
 pub async fn recover_password(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     Path(email): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.signup_attempts.allow(peer.ip()) {
+    if !state.signup_attempts.allow(client) {
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests; try again in a minute"));
     }
     request_reset(&state, &headers, &email).await?;

@@ -1,10 +1,8 @@
 //! Seed-compatible user endpoints under `/api/v1/users` (bearer tokens, JSON).
 
-use std::net::SocketAddr;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -13,6 +11,7 @@ use super::AppState;
 use super::accounts;
 use super::api::find_user;
 use super::auth::{AdminUser, CurrentUser};
+use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
 use super::pictures;
 use crate::store::{Profile, User};
@@ -58,10 +57,10 @@ pub struct SignupBody {
 /// stream key). Rate-limited per IP like the sign-up page.
 pub async fn signup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     body: Result<Json<SignupBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    if !state.signup_attempts.allow(peer.ip()) {
+    if !state.signup_attempts.allow(client) {
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many sign-ups; try again in a minute"));
     }
     let Json(body) = body.map_err(rejection)?;

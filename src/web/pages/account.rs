@@ -1,8 +1,6 @@
 //! Home, sign-up, log-in and log-out pages.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
@@ -11,6 +9,7 @@ use serde::Deserialize;
 use super::{PageError, base_context, render, render_status};
 use crate::web::AppState;
 use crate::web::accounts::{self, BAD_LOGIN};
+use crate::web::client_ip::ClientIp;
 use crate::web::seed::dj_names;
 use crate::web::session::{CsrfForm, WebSession, end_session, start_session};
 
@@ -48,7 +47,7 @@ pub async fn signup_page(session: WebSession) -> Result<Response, PageError> {
 /// `POST /signup`: creates the account, logs the browser in, shows the dashboard.
 pub async fn signup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     session: WebSession,
     CsrfForm(form): CsrfForm<SignupForm>,
@@ -61,7 +60,7 @@ pub async fn signup(
             dj_name => form.dj_name, email => form.email, ..base_context(&session) },
         )
     };
-    if !state.signup_attempts.allow(peer.ip()) {
+    if !state.signup_attempts.allow(client) {
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many sign-ups from your address; try again in a minute.");
     }
     let user = match accounts::sign_up(&state, &form.dj_name, &form.email, &form.password).await {
@@ -114,7 +113,7 @@ pub async fn login_page(session: WebSession, Query(query): Query<LoginQuery>) ->
 /// `POST /login`.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     session: WebSession,
     CsrfForm(form): CsrfForm<LoginForm>,
@@ -127,7 +126,7 @@ pub async fn login(
             username => form.username, next => form.next, ..base_context(&session) },
         )
     };
-    if !state.login_attempts.allow(peer.ip()) {
+    if !state.login_attempts.allow(client) {
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many attempts from your address; try again in a minute.");
     }
     let user = match accounts::authenticate(&state, &form.username, &form.password).await {

@@ -1,8 +1,6 @@
 //! Password reset pages: asking for a link, and the link's page that sets a new password.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
@@ -10,6 +8,7 @@ use serde::Deserialize;
 
 use super::{PageError, base_context, render, render_status};
 use crate::web::AppState;
+use crate::web::client_ip::ClientIp;
 use crate::web::resets::{self, ResetError};
 use crate::web::session::{CsrfForm, WebSession};
 
@@ -44,7 +43,7 @@ pub struct RequestForm {
 /// `POST /password-reset`: sends a link if the account exists, answers the same either way.
 pub async fn request(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     session: WebSession,
     CsrfForm(form): CsrfForm<RequestForm>,
@@ -56,7 +55,7 @@ pub async fn request(
             context! { active => "login", error => error, email => form.email, ..base_context(&session) },
         )
     };
-    if !state.signup_attempts.allow(peer.ip()) {
+    if !state.signup_attempts.allow(client) {
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many requests from your address; try again in a minute.");
     }
     match resets::request_reset(&state, &headers, &form.email).await {
