@@ -106,6 +106,20 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         });
     }
 
+    // Event streams never end by themselves: the live state closes them as the HTTP server
+    // starts its graceful shutdown, which would otherwise wait for them forever.
+    let (http_stopping_tx, http_stopping) = watch::channel(false);
+    let live = web::LiveState::spawn(
+        web::LiveSources {
+            queue: queue.clone(),
+            store: store.clone(),
+            publishers: publishers.clone(),
+            destinations: destinations.clone(),
+        },
+        http_stopping,
+    )
+    .await;
+
     let ingest_ctx = Arc::new(IngestContext::new(
         store.clone(),
         queue.clone(),
@@ -130,6 +144,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         mailer: Mailer::log_only(),
         counters,
         rtmp_listening: rtmp_listening.clone(),
+        live,
     });
 
     tracing::info!(
@@ -140,7 +155,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
 
     let ingest = tokio::spawn(ingest::serve(rtmp, ingest_ctx));
     let http_server = axum::serve(http, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal());
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = http_stopping_tx.send(true);
+        });
     if let Err(e) = http_server.await {
         tracing::error!("http server failed: {e}");
     }

@@ -8,6 +8,7 @@ mod assets;
 mod auth;
 mod error;
 mod events;
+mod live;
 mod metrics;
 mod pages;
 mod pictures;
@@ -36,6 +37,7 @@ use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 pub use error::ApiError;
+pub use live::{LiveState, Sources as LiveSources};
 
 /// Largest request body accepted (JSON and forms are tiny).
 const MAX_BODY: usize = 64 * 1024;
@@ -59,6 +61,8 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// True while the RTMP listener accepts connections.
     pub rtmp_listening: Arc<AtomicBool>,
+    /// The public live state (on air, queue, clock, rates) for pages, overlays and SSE.
+    pub live: LiveState,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.

@@ -5,6 +5,7 @@ mod database;
 mod harness;
 mod http_api;
 mod interop;
+mod live;
 mod operations;
 mod program;
 mod publisher;
