@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod live;
 mod metrics;
+mod overlays;
 mod pages;
 mod pictures;
 mod program;
@@ -73,6 +74,7 @@ fn pages() -> Router<AppState> {
         .route("/signup", get(account::signup_page).post(account::signup))
         .route("/login", get(account::login_page).post(account::login))
         .route("/logout", post(account::logout))
+        .route("/overlays", get(overlays::index))
         .layer(axum::middleware::from_fn(session::csrf_cookie))
 }
 
@@ -81,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages())
         .route("/assets/{name}", get(assets::asset))
         .route("/pictures/{file}", get(pictures::serve))
+        .route("/overlay/{name}", get(overlays::overlay))
         // Seed-compatible paths and shapes.
         .route("/queue-json", get(seed::queue_json))
         .route("/queue-list", get(seed::queue_list))

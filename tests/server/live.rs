@@ -81,3 +81,63 @@ async fn event_streams_end_at_shutdown() {
     server.terminate();
     assert!(events.ends().await, "the event stream outlived the server");
 }
+
+async fn get_page(server: &Server, path: &str) -> (u16, String) {
+    let resp = reqwest::get(server.url(path)).await.expect("GET");
+    (resp.status().as_u16(), resp.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn overlays_render_the_lineup_and_no_secrets() {
+    let server = Server::start(Options::default());
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", true);
+    let _alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    let _bob = Dj::publish(server.rtmp, &bob_key).await.unwrap();
+    // Overlays render the shared live state: wait until it has both DJs.
+    let mut events = Events::open(&server).await;
+    events.next("queue", |q| q["up_next"] == "Bob").await;
+
+    let mut pages = Vec::new();
+    for name in ["now", "next", "queue", "timer", "clock"] {
+        let resp = reqwest::get(server.url(&format!("/overlay/{name}"))).await.unwrap();
+        assert_eq!(resp.status(), 200, "/overlay/{name}");
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("/assets/overlay.js") && !html.contains("topbar"), "an overlay has no nav: {html}");
+        pages.push((name, html));
+    }
+    let page = |name: &str| &pages.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert!(page("now").contains(r#"id="on-air-name" class="name">Alice</p>"#), "{}", page("now"));
+    assert!(page("next").contains(r#"id="up-next-name" class="name">Bob</p>"#), "{}", page("next"));
+    assert!(page("queue").contains("<li>Alice</li><li>Bob</li>"), "{}", page("queue"));
+    assert!(page("timer").contains(">59:5") || page("timer").contains(">1:00:00<"), "{}", page("timer"));
+    assert!(page("clock").contains(r#"id="clock""#));
+    for (name, html) in &pages {
+        for key in [&alice_key, &bob_key] {
+            assert!(!html.contains(key.as_str()), "a stream key on /overlay/{name}");
+        }
+        assert!(!html.contains("@example.org"), "an email on /overlay/{name}");
+    }
+
+    let (status, styled) = get_page(&server, "/overlay/now?align=right&scale=1.5&tz=Europe/Paris").await;
+    assert_eq!(status, 200);
+    assert!(styled.contains("align-right") && styled.contains("--scale: 1.5"), "{styled}");
+    assert_eq!(get_page(&server, "/overlay/now?scale=lots").await.0, 200, "bad options fall back to defaults");
+    assert_eq!(get_page(&server, "/overlay/nope").await.0, 404);
+    for asset in ["/assets/overlay.css", "/assets/overlay.js"] {
+        assert_eq!(get_page(&server, asset).await.0, 200, "{asset}");
+    }
+
+    let (status, index) = get_page(&server, "/overlays").await;
+    assert_eq!(status, 200);
+    for name in ["now", "next", "queue", "timer", "clock"] {
+        assert!(index.contains(&format!(r#"data-path="/overlay/{name}""#)), "/overlays lists {name}");
+        assert!(index.contains(&format!(r#"<iframe src="/overlay/{name}?scale=0.5""#)), "/overlays previews {name}");
+    }
+    assert!(index.contains("Shutdown source when not visible"));
+
+    for key in [&alice_key, &bob_key] {
+        assert!(!events.seen.contains(key.as_str()), "a stream key in the event stream");
+    }
+}

@@ -21,7 +21,20 @@ macro_rules! templates {
     };
 }
 
-const TEMPLATES: &[(&str, &str)] = templates!["base.html", "error.html", "home.html", "signup.html", "login.html",];
+const TEMPLATES: &[(&str, &str)] = templates![
+    "base.html",
+    "error.html",
+    "home.html",
+    "signup.html",
+    "login.html",
+    "overlays.html",
+    "overlay_base.html",
+    "overlay_now.html",
+    "overlay_next.html",
+    "overlay_queue.html",
+    "overlay_timer.html",
+    "overlay_clock.html",
+];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
