@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::api::remaining;
@@ -22,8 +22,8 @@ use super::pictures;
 use super::seed::dj_names;
 use crate::ingest::Publishers;
 use crate::integrations::destination::{DestinationStatus, Destinations, State as DestinationState};
-use crate::queue::actor::QueueHandle;
-use crate::queue::engine::{Dj, LeadStatus, Status, UserId};
+use crate::queue::actor::{QueueGone, QueueHandle};
+use crate::queue::engine::{Dj, LeadStatus, Notice, Status, UserId};
 use crate::store::{Store, unix_now};
 
 /// How often the clock and the rates are refreshed.
@@ -176,11 +176,12 @@ struct Producer {
 impl Producer {
     async fn run(
         mut self,
-        mut notices: tokio::sync::broadcast::Receiver<crate::queue::engine::Notice>,
+        mut notices: broadcast::Receiver<Notice>,
         poke: Arc<Notify>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(TICK);
+        // Not at once: the state was just built, and rates need a second between readings.
+        let mut tick = tokio::time::interval_at(Instant::now() + TICK, TICK);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let refresh = tokio::select! {
@@ -200,7 +201,7 @@ impl Producer {
         }
     }
 
-    async fn refresh(&mut self, refresh: Refresh) -> Result<(), crate::queue::actor::QueueGone> {
+    async fn refresh(&mut self, refresh: Refresh) -> Result<(), QueueGone> {
         let status = self.sources.queue.status().await?;
         let now = self.now_playing(status.lead.as_ref(), refresh == Refresh::Poked).await;
         let view = Arc::new(queue_view(&status, now));
@@ -464,5 +465,55 @@ mod tests {
         assert_eq!(bitrate(1000, Duration::ZERO), 0);
         let json = serde_json::to_string(&rates).unwrap();
         assert!(!json.contains("rtmp://"), "no destination URLs in public views: {json}");
+    }
+
+    #[tokio::test]
+    async fn the_lead_is_looked_up_when_it_changes_and_when_poked() {
+        use crate::queue::actor;
+        use crate::store::{NewUser, Track};
+
+        let test = crate::store::tests::TestStore::sqlite().await;
+        let store = test.store.clone();
+        let new = NewUser {
+            dj_name: "Alice".into(),
+            email: "alice@example.org".into(),
+            password_hash: "not a hash".into(),
+            stream_key: "k".repeat(32),
+            is_admin: false,
+        };
+        let user = store.create_user(&new).await.unwrap();
+        store.set_profile_picture(user.id, Some("1-0123456789abcdef.png")).await.unwrap();
+        let queue = actor::spawn(store.clone(), crate::queue::engine::Settings::default()).await;
+        let (stop_tx, stop) = watch::channel(false);
+        let sources = Sources {
+            queue: queue.clone(),
+            store: store.clone(),
+            publishers: Publishers::default(),
+            destinations: Destinations::default(),
+        };
+        let live = LiveState::spawn(sources, stop).await;
+        let mut updates = live.queue_updates();
+
+        let (kick, _kicked) = tokio::sync::oneshot::channel();
+        queue.publish(1, Dj { user_id: user.id, dj_name: "Alice".into() }, kick).await.unwrap();
+        let on_air = updates.wait_for(|v| v.lineup.now.is_some()).await.unwrap().clone();
+        let now = on_air.lineup.now.as_ref().unwrap();
+        assert_eq!(now.picture_url.as_deref(), Some("/pictures/1-0123456789abcdef.png"));
+        assert_eq!(now.track, None);
+
+        let track = Track { artist: "Moodymann".into(), title: "Shades of Jae".into(), at: unix_now() };
+        store.add_track(user.id, &track).await.unwrap();
+        let has_track = |v: &Arc<QueueView>| v.lineup.now.as_ref().is_some_and(|n| n.track.is_some());
+        let unpoked = tokio::time::timeout(Duration::from_millis(2500), updates.wait_for(has_track)).await.is_err();
+        assert!(unpoked, "the store is not read every second");
+        live.poke();
+        let poked =
+            tokio::time::timeout(Duration::from_secs(5), updates.wait_for(has_track)).await.unwrap().unwrap().clone();
+        let expected = TrackView { artist: "Moodymann".into(), title: "Shades of Jae".into() };
+        assert_eq!(poked.lineup.now.as_ref().unwrap().track, Some(expected));
+
+        stop_tx.send(true).unwrap();
+        assert!(updates.changed().await.is_err(), "the producer ends when told to stop");
+        test.finish().await;
     }
 }
