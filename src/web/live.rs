@@ -28,6 +28,8 @@ use crate::store::{Store, unix_now};
 
 /// How often the clock and the rates are refreshed.
 const TICK: Duration = Duration::from_secs(1);
+/// The most the lead's store lookups may hold the state up (the database may be down).
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `queue` event: the channel as the audience sees it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -242,26 +244,22 @@ impl Producer {
 
     async fn look_up(&self, dj: &Dj) -> NowPlaying {
         let store = &self.sources.store;
-        // A failed lookup costs the overlay a picture or a title, not the whole state.
-        let picture = match store.user_by_id(dj.user_id).await {
-            Ok(user) => user.and_then(|u| u.profile_picture),
-            Err(e) => {
-                tracing::warn!("live state: loading {}'s profile: {e}", dj.dj_name);
-                None
-            }
+        let lookups = async { tokio::join!(store.user_by_id(dj.user_id), store.current_track(dj.user_id, unix_now())) };
+        let mut now = NowPlaying { dj_name: dj.dj_name.clone(), picture_url: None, track: None };
+        // A slow or failed lookup costs the overlays a picture or a title, never the state.
+        let Ok((user, track)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookups).await else {
+            tracing::warn!("live state: no answer from the store for {} within {LOOKUP_TIMEOUT:?}", dj.dj_name);
+            return now;
         };
-        let track = match store.current_track(dj.user_id, unix_now()).await {
-            Ok(track) => track,
-            Err(e) => {
-                tracing::warn!("live state: loading {}'s track: {e}", dj.dj_name);
-                None
-            }
-        };
-        NowPlaying {
-            dj_name: dj.dj_name.clone(),
-            picture_url: picture.as_deref().map(pictures::url),
-            track: track.map(|t| TrackView { artist: t.artist, title: t.title }),
+        match user {
+            Ok(user) => now.picture_url = user.and_then(|u| u.profile_picture).as_deref().map(pictures::url),
+            Err(e) => tracing::warn!("live state: loading {}'s profile: {e}", dj.dj_name),
         }
+        match track {
+            Ok(track) => now.track = track.map(|t| TrackView { artist: t.artist, title: t.title }),
+            Err(e) => tracing::warn!("live state: loading {}'s track: {e}", dj.dj_name),
+        }
+        now
     }
 
     fn publisher_rates(&self, status: &Status) -> Vec<PublisherRate> {
