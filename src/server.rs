@@ -127,6 +127,19 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             Mailer::log_only(mail_settings)
         }
     };
+    // Event streams never end by themselves: the live state closes them as the HTTP server
+    // starts its graceful shutdown, which would otherwise wait for them forever.
+    let (http_stopping_tx, http_stopping) = watch::channel(false);
+    let live = web::LiveState::spawn(
+        web::LiveSources {
+            queue: queue.clone(),
+            store: store.clone(),
+            publishers: publishers.clone(),
+            destinations: destinations.clone(),
+        },
+        http_stopping,
+    )
+    .await;
 
     let ingest_ctx = Arc::new(IngestContext::new(
         store.clone(),
@@ -156,6 +169,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         password_reset_ttl: config.password_reset_ttl,
         counters,
         rtmp_listening: rtmp_listening.clone(),
+        live,
     });
 
     tracing::info!(
@@ -166,7 +180,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
 
     let ingest = tokio::spawn(ingest::serve(rtmp, ingest_ctx));
     let http_server = axum::serve(http, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal());
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = http_stopping_tx.send(true);
+        });
     if let Err(e) = http_server.await {
         tracing::error!("http server failed: {e}");
     }

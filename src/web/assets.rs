@@ -14,6 +14,8 @@ const ASSETS: &[(&str, &str, &[u8])] = assets![
     ("style.css", "text/css; charset=utf-8"),
     ("icon.svg", "image/svg+xml"),
     ("live.js", "text/javascript; charset=utf-8"),
+    ("overlay.css", "text/css; charset=utf-8"),
+    ("overlay.js", "text/javascript; charset=utf-8"),
 ];
 
 /// `GET /assets/{name}`.

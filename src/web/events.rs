@@ -1,9 +1,11 @@
 //! `GET /api/v1/events`: Server-Sent Events for live pages and overlays.
 //!
-//! Every queue notice is sent as `event: notice` (`{"message": …}`), followed by the new
-//! public state as `event: queue` (`{"on_air", "stream_queue", "remaining_time"}`); a new
-//! subscriber gets the state at once, and a `queue` event every few seconds keeps timers
-//! right without polling. No secrets are sent.
+//! A new subscriber gets `event: queue` and `event: stats` at once. Then: `queue` whenever
+//! the lineup changes or the clock jumps (and at least every [`REFRESH`], so a countdown
+//! never drifts for long), `stats` every second, and `notice` (`{"message": …}`) for each
+//! queue notice, before the state it led to. Everything comes from the shared
+//! [`LiveState`](super::LiveState), so subscribers cost no queue or store queries. The stream
+//! ends when the server shuts down. No secrets are sent.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -11,61 +13,66 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
-use super::api::remaining;
-use super::error::ApiError;
-use super::seed::dj_names;
 
-/// Events buffered per subscriber before it is considered gone.
+/// Events buffered per subscriber. A subscriber that falls behind blocks only its own task,
+/// which then sends the latest state, never a backlog of stale ones.
 const SUBSCRIBER_BUFFER: usize = 16;
-/// A full state refresh this often, for countdowns.
+/// The queue state is sent at least this often.
 const REFRESH: Duration = Duration::from_secs(5);
 
-pub async fn events(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn events(State(state): State<AppState>) -> impl IntoResponse {
     let mut notices = state.queue.subscribe();
-    let first = queue_event(&state).await?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(SUBSCRIBER_BUFFER);
+    let mut queue = state.live.queue_updates();
+    let mut stats = state.live.stats_updates();
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(SUBSCRIBER_BUFFER);
     tokio::spawn(async move {
-        if tx.send(Ok(first)).await.is_err() {
-            return;
+        let first = [event("queue", &**queue.borrow_and_update()), event("stats", &**stats.borrow_and_update())];
+        for event in first {
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
         }
-        let mut refresh = tokio::time::interval(REFRESH);
-        refresh.tick().await;
+        let mut refresh = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH, REFRESH);
         loop {
-            let notice = tokio::select! {
+            // Biased: a notice goes out before the state it led to.
+            let event = tokio::select! {
+                biased;
+                _ = tx.closed() => return,
                 notice = notices.recv() => match notice {
-                    Ok(notice) => Some(notice.to_string()),
-                    Err(RecvError::Lagged(_)) => None,
+                    Ok(notice) => event("notice", &json!({ "message": notice.to_string() })),
+                    Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => return,
                 },
-                _ = refresh.tick() => None,
-                _ = tx.closed() => return,
+                changed = queue.changed() => match changed {
+                    Ok(()) => {
+                        refresh.reset();
+                        event("queue", &**queue.borrow_and_update())
+                    }
+                    Err(_) => return,
+                },
+                changed = stats.changed() => match changed {
+                    Ok(()) => event("stats", &**stats.borrow_and_update()),
+                    Err(_) => return,
+                },
+                _ = refresh.tick() => event("queue", &**queue.borrow_and_update()),
             };
-            if let Some(message) = notice {
-                let event = Event::default().event("notice").data(json!({ "message": message }).to_string());
-                if tx.send(Ok(event)).await.is_err() {
-                    return;
-                }
-            }
-            let Ok(event) = queue_event(&state).await else { return };
             if tx.send(Ok(event)).await.is_err() {
                 return;
             }
         }
     });
-    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }
 
-async fn queue_event(state: &AppState) -> Result<Event, ApiError> {
-    let status = state.queue.status().await?;
-    let data = json!({
-        "on_air": status.lead.as_ref().map(|l| &l.dj.dj_name),
-        "stream_queue": dj_names(&status),
-        "remaining_time": remaining(&status),
-    });
-    Ok(Event::default().event("queue").data(data.to_string()))
+fn event(name: &str, data: &impl Serialize) -> Event {
+    // Our views always serialise; an empty object keeps the stream going if one ever failed.
+    let data = serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned());
+    Event::default().event(name).data(data)
 }

@@ -9,8 +9,10 @@ mod auth;
 mod client_ip;
 mod error;
 mod events;
+mod live;
 mod metrics;
 mod nowplaying;
+mod overlays;
 mod pages;
 mod pictures;
 mod program;
@@ -41,6 +43,7 @@ use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 pub use error::ApiError;
+pub use live::{LiveState, Sources as LiveSources};
 
 /// Largest request body accepted (JSON and forms are tiny).
 const MAX_BODY: usize = 64 * 1024;
@@ -73,6 +76,8 @@ pub struct AppState {
     pub counters: Arc<Counters>,
     /// True while the RTMP listener accepts connections.
     pub rtmp_listening: Arc<AtomicBool>,
+    /// The public live state (on air, queue, clock, rates) for pages, overlays and SSE.
+    pub live: LiveState,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
@@ -108,6 +113,7 @@ fn pages() -> Router<AppState> {
         .route("/admin/queue/{dj_name}/{action}", post(admin::queue_action))
         .route("/admin/users/{id}/{action}", post(admin::user_action))
         .route("/admin/destinations/{name}/restart", post(admin::restart_destination))
+        .route("/overlays", get(overlays::index))
         .layer(axum::middleware::from_fn(session::csrf_cookie))
 }
 
@@ -116,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages())
         .route("/assets/{name}", get(assets::asset))
         .route("/pictures/{file}", get(pictures::serve))
+        .route("/overlay/{name}", get(overlays::overlay))
         // Seed-compatible paths and shapes.
         .route("/queue-json", get(seed::queue_json))
         .route("/queue-list", get(seed::queue_list))

@@ -46,6 +46,7 @@ pub async fn announce(state: &AppState, user: &User, form: TrackForm) -> Result<
         .await
         .map_err(|e| ApiError::internal("recording a track", e))?;
     tracing::info!("{} is playing {} – {}", user.dj_name, track.artist, track.title);
+    state.live.poke();
     Ok(track)
 }
 

@@ -94,6 +94,7 @@ pub async fn update_me(
         timezone: patch.timezone.unwrap_or_else(|| user.timezone.clone()),
     };
     accounts::update_profile(&state, &user, profile).await?;
+    state.live.poke();
     let updated = state
         .store
         .user_by_id(user.id)

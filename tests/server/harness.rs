@@ -273,6 +273,64 @@ impl Server {
     }
 }
 
+/// A subscriber to `/api/v1/events` that keeps everything it read, to check for secrets.
+pub struct Events {
+    body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+    /// Every byte read so far.
+    pub seen: String,
+}
+
+impl Events {
+    pub async fn open(server: &Server) -> Self {
+        let resp = reqwest::get(server.url("/api/v1/events")).await.expect("GET /api/v1/events");
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Self { body: Box::pin(resp.bytes_stream()), buffer: String::new(), seen: String::new() }
+    }
+
+    /// Reads events until one of `kind` whose data satisfies `wanted`; returns its data.
+    pub async fn next(&mut self, kind: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        use futures_util::StreamExt;
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let event = block.lines().find_map(|l| l.strip_prefix("event:")).map(str::trim);
+                let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
+                if let (Some(event), Some(data)) = (event, data)
+                    && event == kind
+                {
+                    let data: Value = serde_json::from_str(data).expect("event data is JSON");
+                    if wanted(&data) {
+                        return data;
+                    }
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let chunk = match tokio::time::timeout(left, self.body.next()).await {
+                Ok(Some(chunk)) => chunk.expect("event stream"),
+                Ok(None) => panic!("the event stream ended while waiting for {kind}"),
+                Err(_) => panic!("no matching {kind} event; read:\n{}", self.seen),
+            };
+            let text = String::from_utf8_lossy(&chunk);
+            self.seen.push_str(&text);
+            self.buffer.push_str(&text);
+        }
+    }
+
+    /// Whether the server ends the stream within [`PATIENCE`].
+    pub async fn ends(&mut self) -> bool {
+        use futures_util::StreamExt;
+        let deadline = Instant::now() + PATIENCE;
+        while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline.into(), self.body.next()).await {
+            if chunk.is_err() {
+                return true;
+            }
+        }
+        Instant::now() < deadline
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

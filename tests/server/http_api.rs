@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{Options, PASSWORD, Server};
+use crate::harness::{Events, Options, PASSWORD, Server};
 use crate::publisher::Dj;
 
 /// Every state-changing endpoint, with a body it would accept from an admin.
@@ -242,47 +242,17 @@ async fn login_is_rate_limited_per_address() {
     assert_eq!(resp.status(), 429);
 }
 
-/// Reads Server-Sent Events until one of `kind` whose data contains `needle`.
-async fn next_event(
-    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    buffer: &mut String,
-    kind: &str,
-    needle: &str,
-) -> serde_json::Value {
-    use futures_util::StreamExt;
-    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
-    loop {
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let event = block.lines().find_map(|l| l.strip_prefix("event:")).map(str::trim);
-            let data = block.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
-            if let (Some(event), Some(data)) = (event, data)
-                && event == kind
-                && data.contains(needle)
-            {
-                return serde_json::from_str(data).unwrap();
-            }
-        }
-        assert!(std::time::Instant::now() < deadline, "no {kind} event with {needle:?}");
-        let chunk = tokio::time::timeout(crate::harness::PATIENCE, body.next()).await.unwrap().unwrap().unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-    }
-}
-
 #[tokio::test]
 async fn events_stream_queue_changes_live() {
     let server = Server::start(Options::default());
     let key = server.add_user("Alice", false);
-    let resp = reqwest::get(server.url("/api/v1/events")).await.unwrap();
-    assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut body = resp.bytes_stream();
-    let mut buffer = String::new();
-    let first = next_event(&mut body, &mut buffer, "queue", "").await;
+    let mut events = Events::open(&server).await;
+    let first = events.next("queue", |_| true).await;
     assert_eq!(first["stream_queue"], json!([]));
     let _alice = Dj::publish(server.rtmp, &key).await.unwrap();
-    let notice = next_event(&mut body, &mut buffer, "notice", "Alice").await;
+    let notice = events.next("notice", |n| n["message"].as_str().is_some_and(|m| m.contains("Alice"))).await;
     assert!(notice["message"].as_str().unwrap().contains("Alice"), "{notice}");
-    let queue = next_event(&mut body, &mut buffer, "queue", "Alice").await;
-    assert_eq!(queue["on_air"], "Alice");
-    assert!(!buffer.contains(&key), "no stream keys in events");
+    let queue = events.next("queue", |q| q["on_air"] == "Alice").await;
+    assert_eq!(queue["stream_queue"], json!(["Alice"]));
+    assert!(!events.seen.contains(&key), "no stream keys in events");
 }

@@ -7,6 +7,7 @@ mod email;
 mod harness;
 mod http_api;
 mod interop;
+mod live;
 mod operations;
 mod program;
 mod publisher;

@@ -39,6 +39,13 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "admin.html",
     "reset_request.html",
     "reset_form.html",
+    "overlays.html",
+    "overlay_base.html",
+    "overlay_now.html",
+    "overlay_next.html",
+    "overlay_queue.html",
+    "overlay_timer.html",
+    "overlay_clock.html",
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {

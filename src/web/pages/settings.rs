@@ -59,7 +59,10 @@ pub struct ProfileForm {
 pub async fn profile(State(state): State<AppState>, member: Member, CsrfForm(form): CsrfForm<ProfileForm>) -> Response {
     let profile = Profile { dj_name: form.dj_name, email: form.email, timezone: form.timezone };
     match accounts::update_profile(&state, &member.user, profile).await {
-        Ok(()) => saved("profile"),
+        Ok(()) => {
+            state.live.poke(); // the name may be on the overlays
+            saved("profile")
+        }
         Err(e) => failed(&member, "profile", e.status, &e.message),
     }
 }
@@ -72,7 +75,10 @@ pub async fn picture(
     multipart: Multipart,
 ) -> Response {
     match store_picture(&state, &member, &headers, multipart).await {
-        Ok(()) => saved("picture"),
+        Ok(()) => {
+            state.live.poke();
+            saved("picture")
+        }
         Err(e) => failed(&member, "picture", e.status, &e.message),
     }
 }
@@ -141,6 +147,7 @@ pub async fn remove_picture(
     if let Some(old) = &member.user.profile_picture {
         pictures::remove(&state, old).await;
     }
+    state.live.poke();
     Ok(saved("picture"))
 }
 
