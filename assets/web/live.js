@@ -50,8 +50,8 @@
     };
   };
 
-  // A small two-line chart (kbit/s and fps) of the last two minutes.
-  MS.Graph = function (canvas, points = 120) {
+  // A small two-line chart (kbit/s and fps) of the last minute, one point a second.
+  MS.Graph = function (canvas, points = 60) {
     const kbps = [], fps = [];
     const css = getComputedStyle(document.documentElement);
     const draw = () => {
@@ -61,18 +61,20 @@
       const ctx = canvas.getContext("2d");
       ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
       ctx.clearRect(0, 0, w, h);
-      const line = (values, max, color) => {
+      const line = (values, max, color, fill) => {
         if (values.length < 2) return;
+        const x = (i) => w - (values.length - 1 - i) * (w / (points - 1));
+        const y = (v) => h - 4 - (Math.min(v, max) / max) * (h - 12);
         ctx.beginPath();
-        values.forEach((v, i) => {
-          const x = w - (values.length - 1 - i) * (w / (points - 1));
-          const y = h - 4 - (Math.min(v, max) / max) * (h - 12);
-          i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
-        });
+        values.forEach((v, i) => (i ? ctx.lineTo(x(i), y(v)) : ctx.moveTo(x(i), y(v))));
         ctx.strokeStyle = color; ctx.lineWidth = 2; ctx.stroke();
+        if (fill) {
+          ctx.lineTo(x(values.length - 1), h); ctx.lineTo(x(0), h); ctx.closePath();
+          ctx.globalAlpha = 0.15; ctx.fillStyle = color; ctx.fill(); ctx.globalAlpha = 1;
+        }
       };
       const kMax = Math.max(1000, ...kbps) * 1.15, fMax = Math.max(30, ...fps) * 1.15;
-      line(kbps, kMax, css.getPropertyValue("--accent").trim() || "#ff4f7b");
+      line(kbps, kMax, css.getPropertyValue("--accent").trim() || "#ff4f7b", true);
       line(fps, fMax, css.getPropertyValue("--ok").trim() || "#3ddc97");
     };
     return {

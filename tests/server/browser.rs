@@ -69,7 +69,7 @@ async fn queue_list_page_follows_a_publishing_dj() {
     let alice = Dj::publish(server.rtmp, &key).await.expect("publish");
     server.wait_for_queue(&["Alice"]).await;
     browser.wait_for_all("ol#queue li", Read::Text, LIVE, |names| names == ["Alice"]).await;
-    browser.screenshot("queue-list").await;
+    browser.screenshot_over_video("queue-list").await;
 
     alice.stop().await;
     browser.wait_for_all("ol#queue li", Read::Text, LIVE, |names| names.is_empty()).await;
@@ -163,19 +163,19 @@ async fn signup_to_on_air_then_admin_skips() {
     let overlay = driver.session("overlays", &base, Viewport::Desktop).await;
     overlay.goto("/overlay/next").await;
     overlay.wait_text("#up-next-name", |t| t.trim() == "Second").await;
-    overlay.screenshot("overlay-next").await;
+    overlay.screenshot_over_video("overlay-next").await;
     overlay.goto("/overlay/queue").await;
     overlay.wait_for_all("ol#queue-list li", Read::Text, LIVE, |names| names == [NEW_DJ, "Second"]).await;
-    overlay.screenshot("overlay-queue").await;
+    overlay.screenshot_over_video("overlay-queue").await;
     overlay.goto("/overlay/timer").await;
     overlay.wait_text("#timer", is_mm_ss).await;
-    overlay.screenshot("overlay-timer").await;
+    overlay.screenshot_over_video("overlay-timer").await;
     overlay.goto("/overlay/clock").await;
     overlay.wait_text("#clock", is_hh_mm).await;
-    overlay.screenshot("overlay-clock").await;
+    overlay.screenshot_over_video("overlay-clock").await;
     overlay.goto("/overlay/clock?tz=Europe/Paris").await;
     overlay.wait_text("#clock", is_hh_mm).await;
-    overlay.screenshot("overlay-clock-paris").await;
+    overlay.screenshot_over_video("overlay-clock-paris").await;
     overlay.goto("/overlay/now").await;
     overlay.wait_text("#on-air-name", |t| t.trim() == NEW_DJ).await;
     overlay.wait_text("#on-air-time", is_mm_ss).await;
@@ -185,7 +185,7 @@ async fn signup_to_on_air_then_admin_skips() {
     }
     let markup = overlay.source().await;
     assert!(!markup.contains(&key) && !markup.contains(&second_key), "a stream key on a public overlay");
-    overlay.screenshot("overlay-now").await;
+    overlay.screenshot_over_video("overlay-now").await;
 
     // The DJ says what is playing; the overlay shows it.
     dj.fill("#track-form input[name=artist]", "Moodymann").await;
@@ -196,7 +196,7 @@ async fn signup_to_on_air_then_admin_skips() {
     overlay
         .wait_for("#on-air-track", Read::Text, LIVE, |t| t.contains("Moodymann") && t.contains("Shades of Jae"))
         .await;
-    overlay.screenshot("overlay-now-track").await;
+    overlay.screenshot_over_video("overlay-now-track").await;
 
     // The organiser logs in on the way to the console and skips the set.
     let admin = driver.session("B (organiser)", &base, Viewport::Desktop).await;
@@ -227,7 +227,7 @@ async fn signup_to_on_air_then_admin_skips() {
     admin.wait_for_all("#queue-table tr[data-dj]", Read::Attr("data-dj"), LIVE, |djs| djs == ["Second"]).await;
     admin.wait_text("#live-status", |t| t.contains("Second")).await;
     dj.screenshot("dashboard-after-skip").await;
-    overlay.screenshot("overlay-now-after-skip").await;
+    overlay.screenshot_over_video("overlay-now-after-skip").await;
     admin.screenshot("admin-after-skip").await;
 
     dj.goto("/sets").await;

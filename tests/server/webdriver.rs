@@ -318,6 +318,22 @@ impl Browser {
         path
     }
 
+    /// A screenshot of a transparent overlay as OBS would show it, over a dark backdrop
+    /// standing in for the video (a plain screenshot would show white text on white). The
+    /// backdrop is removed again, so later checks see the page as served.
+    pub async fn screenshot_over_video(&self, name: &str) -> PathBuf {
+        let set = |background: &'static str| async move {
+            let script = "document.documentElement.style.background = arguments[0]";
+            if let Err(e) = self.client.execute(script, vec![background.into()]).await {
+                panic!("{}", self.failure(&format!("backdrop for {name}: {e}")).await);
+            }
+        };
+        set("repeating-conic-gradient(#2a2f3b 0% 25%, #1b1e26 0% 50%) 50% / 32px 32px").await;
+        let path = self.screenshot(name).await;
+        set("").await;
+        path
+    }
+
     /// Ends the session (the browser quits and its profile is deleted).
     pub async fn close(self) {
         if let Err(e) = self.client.close().await {
