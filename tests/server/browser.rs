@@ -161,6 +161,12 @@ async fn signup_to_on_air_then_admin_skips() {
 
     // The overlays a streamer puts into OBS.
     let overlay = driver.session("overlays", &base, Viewport::Desktop).await;
+    overlay.goto("/password-reset").await;
+    overlay.wait_text("#reset-request-submit", |t| !t.trim().is_empty()).await;
+    overlay.screenshot("password-reset").await;
+    overlay.goto("/overlays").await;
+    overlay.wait_text("main", |t| t.contains("/overlay/now")).await;
+    overlay.screenshot("overlays-index").await;
     overlay.goto("/overlay/next").await;
     overlay.wait_text("#up-next-name", |t| t.trim() == "Second").await;
     overlay.screenshot_over_video("overlay-next").await;
