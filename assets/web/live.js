@@ -12,25 +12,41 @@
     return (h ? h + ":" : "") + mm + ":" + String(s).padStart(2, "0");
   };
 
-  // Subscribes to /api/v1/events. EventSource retries dropped connections by itself, but
-  // gives up for good on an HTTP error (a proxy's 502 while the server restarts): then we
-  // start over after a pause, so pages and overlays recover alone.
-  MS.connect = function (handlers) {
-    let source;
-    const open = () => {
-      source = new EventSource("/api/v1/events");
-      for (const [name, handler] of Object.entries(handlers)) {
-        source.addEventListener(name, (e) => {
-          try { handler(JSON.parse(e.data)); } catch (err) { console.error(err); }
-        });
-      }
-      source.onopen = () => document.documentElement.classList.remove("offline");
-      source.onerror = () => {
-        document.documentElement.classList.add("offline");
-        if (source.readyState === EventSource.CLOSED) setTimeout(open, 2000);
-      };
+  // Subscribes to /api/v1/events. One EventSource serves every subscriber of a page and of
+  // the same-site frames in it (the /overlays previews): browsers allow only six HTTP/1.1
+  // connections per site, and a page of live previews would otherwise take them all.
+  // EventSource retries dropped connections by itself, but gives up for good on an HTTP
+  // error (a proxy's 502 while the server restarts): then we start over after a pause, so
+  // pages and overlays recover alone.
+  const subscribers = [];
+  let source = null;
+  const dispatch = (name, e) => {
+    let data;
+    try { data = JSON.parse(e.data); } catch (err) { console.error(err); return; }
+    for (const handlers of subscribers) {
+      if (!handlers[name]) continue;
+      try { handlers[name](data); } catch (err) { console.error(err); }
+    }
+  };
+  const open = () => {
+    source = new EventSource("/api/v1/events");
+    for (const name of ["queue", "stats", "notice"]) source.addEventListener(name, (e) => dispatch(name, e));
+    source.onopen = () => document.documentElement.classList.remove("offline");
+    source.onerror = () => {
+      document.documentElement.classList.add("offline");
+      if (source.readyState === EventSource.CLOSED) setTimeout(open, 2000);
     };
-    open();
+  };
+  MS.connect = function (handlers) {
+    try {
+      if (window.parent !== window && window.parent.MS && window.parent.MS.connect) {
+        return window.parent.MS.connect(handlers);
+      }
+    } catch {
+      // A frame of another site: keep our own connection.
+    }
+    subscribers.push(handlers);
+    if (source === null) open();
   };
 
   // A countdown that ticks locally between server updates.

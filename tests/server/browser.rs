@@ -2,11 +2,12 @@
 //! with real RTMP publishers: what a DJ, an organiser and a stream overlay see.
 //! Screenshots of every page land in `<target>/screenshots/`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Options, PASSWORD, Server, require_tool};
-use crate::publisher::{Dj, FIXTURE};
+use crate::interop::ffmpeg_publish;
+use crate::publisher::Dj;
 use crate::webdriver::{Driver, Read, Viewport};
 
 /// Pages follow the server over SSE: a change must show within this without a reload. A page
@@ -19,15 +20,7 @@ struct Ffmpeg(Child);
 
 impl Ffmpeg {
     fn publish(url: &str) -> Self {
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", FIXTURE])
-            .args(["-c", "copy", "-f", "flv", url])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ffmpeg");
-        Self(child)
+        Self(ffmpeg_publish(url))
     }
 }
 

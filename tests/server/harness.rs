@@ -21,6 +21,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub struct Options {
     pub swap_interval: u64,
     pub grace_period: u64,
+    /// Long by default: a test machine under load can pause a test publisher for seconds,
+    /// which must not count as a stall unless the test is about stalls.
     pub stall_timeout: u64,
     /// `motherstream.toml` contents, written to the data dir and passed with `--config`.
     pub config: Option<String>,
@@ -29,7 +31,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { swap_interval: 3600, grace_period: 2, stall_timeout: 2, config: None, extra_args: Vec::new() }
+        Self { swap_interval: 3600, grace_period: 2, stall_timeout: 10, config: None, extra_args: Vec::new() }
     }
 }
 

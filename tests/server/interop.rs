@@ -6,7 +6,7 @@ use crate::harness::{Options, Server, require_tool};
 use crate::publisher::FIXTURE;
 
 /// Starts `ffmpeg -re -stream_loop -1 -i fixture -c copy -f flv URL` (what a DJ would run).
-fn ffmpeg_publish(url: &str) -> std::process::Child {
+pub fn ffmpeg_publish(url: &str) -> std::process::Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", FIXTURE])
         .args(["-c", "copy", "-f", "flv", url])
