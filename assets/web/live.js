@@ -37,6 +37,14 @@
       if (source.readyState === EventSource.CLOSED) setTimeout(open, 2000);
     };
   };
+  // A page kept in the back/forward cache must not keep its connection: browsers would
+  // count it against the six per site, and enough cached pages starve the one on screen.
+  window.addEventListener("pagehide", () => {
+    if (source) { source.close(); source = null; }
+  });
+  window.addEventListener("pageshow", (e) => {
+    if (e.persisted && subscribers.length && source === null) open();
+  });
   MS.connect = function (handlers) {
     try {
       if (window.parent !== window && window.parent.MS && window.parent.MS.connect) {

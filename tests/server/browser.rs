@@ -133,6 +133,8 @@ async fn signup_to_on_air_then_admin_skips() {
     // The same account on a phone, in a separate browser: logging in by e-mail shows the same key.
     let phone = driver.session("phone (new DJ)", &base, Viewport::Phone).await;
     phone.goto("/login").await;
+    // The system's dark theme applies (the stylesheet's `--bg` in dark mode).
+    phone.wait_for("body", Read::Css("background-color"), LIVE, |c| c == "rgba(15, 17, 23, 1)").await;
     phone.fill("#login input[name=username]", NEW_EMAIL).await;
     phone.fill("#login input[name=password]", "not the password").await;
     phone.click("#login-submit").await;

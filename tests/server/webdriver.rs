@@ -21,7 +21,8 @@ pub enum Viewport {
     /// 1280x900: a laptop.
     Desktop,
     /// 390x844, emulated as a touch-screen phone so that the pages' viewport meta and media
-    /// queries apply as they would on one.
+    /// queries apply as they would on one; in dark mode, as many phones are at night, so that
+    /// both of the pages' themes are exercised (desktops get the light one).
     Phone,
 }
 
@@ -110,6 +111,9 @@ impl Driver {
         // Chromium refuses to start its sandbox as root (CI containers run as root).
         if is_root() {
             args.push("--no-sandbox".to_owned());
+        }
+        if let Viewport::Phone = viewport {
+            args.push("--force-dark-mode".to_owned());
         }
         let mut options = json!({ "binary": self.chromium, "args": args });
         if let Viewport::Phone = viewport {
