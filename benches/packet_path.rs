@@ -283,7 +283,7 @@ fn whole_path(c: &mut Criterion) {
                     fanout.publish(now, out);
                 }
                 i += 1;
-                if i % 64 == 0 {
+                if i.is_multiple_of(64) {
                     consumers.drain();
                 }
             }

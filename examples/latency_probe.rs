@@ -281,17 +281,17 @@ fn report(shared: &Shared, t0: Instant, warmup: Duration, elapsed: Duration) -> 
             continue;
         };
         let lat = ms(a.at.duration_since(sent));
-        if let Some((prev_src, prev)) = last {
-            if prev_src != src {
-                switches.push(serde_json::json!({
-                    "from": prev_src, "to": src,
-                    "at_s": a.at.duration_since(t0).as_secs_f64(),
-                    "wall_gap_ms": ms(a.at.duration_since(prev.at)),
-                    "program_ts_gap_ms": a.ts as i64 - prev.ts as i64,
-                    "unrecognised_frames_between": unknown_between,
-                    "first_frame_latency_ms": lat,
-                }));
-            }
+        if let Some((prev_src, prev)) = last
+            && prev_src != src
+        {
+            switches.push(serde_json::json!({
+                "from": prev_src, "to": src,
+                "at_s": a.at.duration_since(t0).as_secs_f64(),
+                "wall_gap_ms": ms(a.at.duration_since(prev.at)),
+                "program_ts_gap_ms": a.ts as i64 - prev.ts as i64,
+                "unrecognised_frames_between": unknown_between,
+                "first_frame_latency_ms": lat,
+            }));
         }
         unknown_between = 0;
         if stints.last().is_none_or(|(s, _)| *s != src) {

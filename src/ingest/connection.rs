@@ -235,16 +235,16 @@ impl Connection {
                 }
             }
             ServerEvent::PublishStopped { stream_id, .. } => {
-                if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
-                    if let Some(p) = self.publishing.take() {
-                        self.ctx.publishers.remove(self.conn);
-                        tracing::info!("rtmp {}: {} stopped publishing cleanly", self.peer, p.publisher.dj.dj_name);
-                        self.ctx
-                            .queue
-                            .report(Input::PublishStopped { conn: self.conn })
-                            .await
-                            .map_err(|_| Closed::QueueGone)?;
-                    }
+                if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id)
+                    && let Some(p) = self.publishing.take()
+                {
+                    self.ctx.publishers.remove(self.conn);
+                    tracing::info!("rtmp {}: {} stopped publishing cleanly", self.peer, p.publisher.dj.dj_name);
+                    self.ctx
+                        .queue
+                        .report(Input::PublishStopped { conn: self.conn })
+                        .await
+                        .map_err(|_| Closed::QueueGone)?;
                 }
             }
             ServerEvent::PlayRequested { stream_id, stream_name } => {

@@ -366,7 +366,7 @@ pub fn format_notice(notice: &Notice) -> Option<Message> {
 fn human_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     let plural = |n: u64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
-    if secs >= 60 && secs % 60 == 0 { plural(secs / 60, "minute") } else { plural(secs, "second") }
+    if secs >= 60 && secs.is_multiple_of(60) { plural(secs / 60, "minute") } else { plural(secs, "second") }
 }
 
 /// Makes outside text (DJ names, error messages) inert in a Discord message: markdown
@@ -833,10 +833,10 @@ impl Sender {
     /// reset instead of provoking a 429.
     fn observe_bucket(&mut self, headers: &HeaderMap) {
         let remaining = headers.get("x-ratelimit-remaining").and_then(|v| v.to_str().ok());
-        if remaining.is_some_and(|r| r.trim() == "0") {
-            if let Some(reset) = header_seconds(headers, "x-ratelimit-reset-after", self.tuning.max_retry_after) {
-                self.limiter.block_for(reset);
-            }
+        if remaining.is_some_and(|r| r.trim() == "0")
+            && let Some(reset) = header_seconds(headers, "x-ratelimit-reset-after", self.tuning.max_retry_after)
+        {
+            self.limiter.block_for(reset);
         }
     }
 }

@@ -768,14 +768,14 @@ fn classify(error: obws::error::Error) -> Failure {
 }
 
 fn describe_connect_error(error: &obws::error::Error) -> String {
-    if let obws::error::Error::Handshake(HandshakeError::ConnectionClosed(Some(details))) = error {
-        if u16::from(details.code) == CLOSE_AUTHENTICATION_FAILED {
-            return truncate(format!(
-                "OBS refused the password ({}): set OBS_PASSWORD (or obs.password) to the one in OBS → Tools → \
+    if let obws::error::Error::Handshake(HandshakeError::ConnectionClosed(Some(details))) = error
+        && u16::from(details.code) == CLOSE_AUTHENTICATION_FAILED
+    {
+        return truncate(format!(
+            "OBS refused the password ({}): set OBS_PASSWORD (or obs.password) to the one in OBS → Tools → \
                  WebSocket Server Settings",
-                details.reason
-            ));
-        }
+            details.reason
+        ));
     }
     chain(error)
 }

@@ -82,10 +82,9 @@ impl Feed {
             let due = self.replay.as_ref().and_then(|r| r.backlog.front().map(|t| r.release_at(t)));
             if let Some(at) = due
                 && at <= Instant::now()
+                && let Some(tag) = self.replay.as_mut().and_then(|r| r.backlog.pop_front())
             {
-                if let Some(tag) = self.replay.as_mut().and_then(|r| r.backlog.pop_front()) {
-                    return FeedEvent::Tag(tag);
-                }
+                return FeedEvent::Tag(tag);
             }
             let Some(live) = &mut self.live else {
                 match due {

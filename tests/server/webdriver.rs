@@ -371,12 +371,11 @@ async fn wait_ready(child: &mut Child, url: &str) -> Result<(), String> {
         if let Some(exit) = child.try_wait().map_err(|e| e.to_string())? {
             return Err(format!("chromedriver exited: {exit}"));
         }
-        if let Ok(resp) = reqwest::get(&status).await {
-            if let Ok(body) = resp.json::<serde_json::Value>().await {
-                if body["value"]["ready"] == true {
-                    return Ok(());
-                }
-            }
+        if let Ok(resp) = reqwest::get(&status).await
+            && let Ok(body) = resp.json::<serde_json::Value>().await
+            && body["value"]["ready"] == true
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
