@@ -26,6 +26,7 @@ pub mod program;
 pub mod queue;
 pub mod ratelimit;
 pub mod rtmp;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod web;

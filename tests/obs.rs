@@ -15,6 +15,7 @@ use motherstream::integrations::obs::{
 };
 use motherstream::queue::actor::{self, PublishDecision};
 use motherstream::queue::engine::{Dj, EndReason, Input, Notice, Settings};
+use motherstream::secret::Secret;
 use motherstream::store::Store;
 use serde_json::json;
 use tokio::sync::{broadcast, oneshot, watch};
@@ -44,7 +45,7 @@ fn studio_config(port: u16, password: Option<&str>) -> ObsConfig {
     let file = ObsFileConfig {
         host: Some("127.0.0.1".into()),
         port: Some(port),
-        password: password.map(str::to_owned),
+        password: password.map(Secret::from),
         idle_scene: Some("Intermission".into()),
         on_air_scene: Some("Live".into()),
         dj_name_source: Some("DJ Name".into()),

@@ -15,7 +15,6 @@
 //! Without SMTP configured nothing is sent and reset links are written to the log, so an
 //! organiser can still hand them out. The SMTP password never reaches the logs.
 
-use std::fmt;
 use std::time::Duration;
 
 use lettre::address::Envelope;
@@ -31,6 +30,7 @@ use super::backoff::Backoff;
 use super::error_chain;
 use crate::auth::random_hex;
 use crate::config::ConfigError;
+use crate::secret::Secret;
 use crate::store::User;
 
 /// Messages waiting for the sender; beyond this, new ones are dropped with a warning (a
@@ -60,28 +60,15 @@ pub enum SmtpTls {
 }
 
 /// A validated SMTP configuration.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
-    /// Login, if the server wants one: (username, password). The password is a secret.
-    pub credentials: Option<(String, String)>,
+    /// Login, if the server wants one: (username, password).
+    pub credentials: Option<(String, Secret)>,
     /// Sender of every message (`motherstream <noreply@example.org>`).
     pub from: Mailbox,
-}
-
-// By hand: the derived one would print the password.
-impl fmt::Debug for SmtpConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("username", &self.credentials.as_ref().map(|(user, _)| user))
-            .field("from", &self.from)
-            .finish()
-    }
 }
 
 /// The raw SMTP settings, from flags, environment or file (empty counts as unset).
@@ -131,7 +118,7 @@ impl SmtpConfig {
             None => 587,
         };
         let credentials = match (username, password) {
-            (Some(user), Some(pass)) => Some((user, pass.to_owned())),
+            (Some(user), Some(pass)) => Some((user, Secret::from(pass))),
             (None, None) => None,
             (Some(_), None) => return Err(ConfigError::new("--smtp-password", "must be set with --smtp-username")),
             (None, Some(_)) => return Err(ConfigError::new("--smtp-username", "must be set with --smtp-password")),
@@ -308,7 +295,7 @@ fn transport(
         if config.tls == SmtpTls::None {
             tracing::warn!("smtp_tls = none: the SMTP password goes over the network unencrypted");
         }
-        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
     }
     Ok(builder.build())
 }
@@ -500,7 +487,7 @@ mod tests {
         }
         let with_login = SmtpSettings { username: Some("me"), password: Some("hunter22"), ..base };
         let c = SmtpConfig::parse(with_login).unwrap().unwrap();
-        assert_eq!(c.credentials, Some(("me".to_owned(), "hunter22".to_owned())));
+        assert_eq!(c.credentials, Some(("me".to_owned(), Secret::from("hunter22"))));
         assert!(!format!("{c:?}").contains("hunter22"), "{c:?}");
     }
 

@@ -48,6 +48,7 @@ use super::error_chain;
 use crate::config::ConfigError;
 use crate::queue::actor::QueueHandle;
 use crate::queue::engine::{Notice, Status};
+use crate::secret::Secret;
 
 /// obs-websocket's default port (OBS 28 and later).
 pub const DEFAULT_PORT: u16 = 4455;
@@ -80,32 +81,17 @@ const CLOSE_AUTHENTICATION_FAILED: u16 = 4009;
 /// scene = "Live"
 /// on = "on_air"                  # ... or only while idle: on = "idle"
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObsFileConfig {
     pub host: Option<String>,
     pub port: Option<u16>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub idle_scene: Option<String>,
     pub on_air_scene: Option<String>,
     pub dj_name_source: Option<String>,
     #[serde(default)]
     pub toggle: Vec<ToggleConfig>,
-}
-
-// By hand: the derived one would print the password.
-impl fmt::Debug for ObsFileConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObsFileConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("password", &self.password.as_ref().map(|_| "****"))
-            .field("idle_scene", &self.idle_scene)
-            .field("on_air_scene", &self.on_air_scene)
-            .field("dj_name_source", &self.dj_name_source)
-            .field("toggle", &self.toggle)
-            .finish()
-    }
 }
 
 /// One `[[obs.toggle]]`: a scene item shown in one phase and hidden in the other.
@@ -133,21 +119,11 @@ pub enum ToggleWhen {
 }
 
 /// The seed's environment variables for OBS.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObsEnv {
     pub host: Option<String>,
     pub port: Option<String>,
-    pub password: Option<String>,
-}
-
-impl fmt::Debug for ObsEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObsEnv")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("password", &self.password.as_ref().map(|_| "****"))
-            .finish()
-    }
+    pub password: Option<Secret>,
 }
 
 impl ObsEnv {
@@ -160,35 +136,20 @@ impl ObsEnv {
                 Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::new(name, "is not valid UTF-8")),
             }
         }
-        Ok(Self { host: var("OBS_HOST")?, port: var("OBS_PORT")?, password: var("OBS_PASSWORD")? })
+        Ok(Self { host: var("OBS_HOST")?, port: var("OBS_PORT")?, password: var("OBS_PASSWORD")?.map(Secret::from) })
     }
 }
 
 /// A validated OBS configuration: where OBS is and what to do on each phase.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObsConfig {
     host: String,
     port: u16,
-    password: Option<String>,
+    password: Option<Secret>,
     idle_scene: Option<String>,
     on_air_scene: Option<String>,
     dj_name_source: Option<String>,
     toggles: Vec<ToggleConfig>,
-}
-
-// By hand: the derived one would print the password.
-impl fmt::Debug for ObsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObsConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("password", &self.password.as_ref().map(|_| "****"))
-            .field("idle_scene", &self.idle_scene)
-            .field("on_air_scene", &self.on_air_scene)
-            .field("dj_name_source", &self.dj_name_source)
-            .field("toggles", &self.toggles)
-            .finish()
-    }
 }
 
 impl ObsConfig {
@@ -523,7 +484,7 @@ impl<Q: QueueView> Obs<Q> {
         let config = ConnectConfig {
             host: self.config.host.as_str(),
             port: self.config.port,
-            password: self.config.password.as_deref(),
+            password: self.config.password.as_ref().map(Secret::expose),
             // We only send requests; OBS's events would be parsed and dropped.
             event_subscriptions: Some(EventSubscription::NONE),
             broadcast_capacity: DEFAULT_BROADCAST_CAPACITY,
@@ -840,7 +801,7 @@ mod tests {
         );
         let config = ObsConfig::resolve(Some(&file), &ObsEnv::default()).expect("valid").expect("on");
         assert_eq!((config.host(), config.port()), ("10.0.0.5", DEFAULT_PORT));
-        assert_eq!(config.password.as_deref(), Some("hunter2"));
+        assert_eq!(config.password.as_ref().map(Secret::expose), Some("hunter2"));
         assert_eq!(config.toggles[0].on, ToggleWhen::OnAir);
         assert_eq!(config.toggles[1].on, ToggleWhen::Idle);
         assert!(!format!("{config:?} {file:?}").contains("hunter2"), "Debug never shows the password");
@@ -851,11 +812,14 @@ mod tests {
         let file = table("[obs]\nhost = \"a\"\nport = 1\npassword = \"file\"\nidle_scene = \"I\"");
         let env = ObsEnv { host: Some("b".into()), port: Some("4456".into()), password: Some("env".into()) };
         let config = ObsConfig::resolve(Some(&file), &env).expect("valid").expect("on");
-        assert_eq!((config.host(), config.port(), config.password.as_deref()), ("b", 4456, Some("env")));
+        assert_eq!(
+            (config.host(), config.port(), config.password.as_ref().map(Secret::expose)),
+            ("b", 4456, Some("env"))
+        );
         // An empty OBS_PASSWORD (an env file's `OBS_PASSWORD=`) counts as not set.
-        let env = ObsEnv { password: Some(String::new()), ..Default::default() };
+        let env = ObsEnv { password: Some(Secret::default()), ..Default::default() };
         let config = ObsConfig::resolve(Some(&file), &env).expect("valid").expect("on");
-        assert_eq!(config.password.as_deref(), Some("file"));
+        assert_eq!(config.password.as_ref().map(Secret::expose), Some("file"));
         let file = table("[obs]\nhost = \"a\"\npassword = \"\"\nidle_scene = \"I\"");
         let config = ObsConfig::resolve(Some(&file), &env).expect("valid").expect("on");
         assert_eq!(config.password, None);
