@@ -12,10 +12,9 @@ use serde::Deserialize;
 
 use super::{PageError, base_context, render_status};
 use crate::queue::engine::AdminCommand;
-use crate::store::User;
 use crate::web::AppState;
 use crate::web::accounts;
-use crate::web::api::{ceil_secs, remaining, run_admin};
+use crate::web::api::{ceil_secs, find_user, remaining, run_admin};
 use crate::web::session::{CsrfForm, Organiser};
 
 async fn console(state: &AppState, organiser: &Organiser, status: StatusCode, error: Option<&str>) -> Response {
@@ -166,15 +165,6 @@ pub async fn set_block(
     command(&state, &organiser, AdminCommand::SetBlock(form.enabled == "true")).await
 }
 
-async fn user_named(state: &AppState, dj_name: &str) -> Result<User, PageError> {
-    state
-        .store
-        .user_by_dj_name(dj_name)
-        .await
-        .map_err(|e| PageError::internal("user lookup", e))?
-        .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("No DJ named {dj_name}")))
-}
-
 /// `POST /admin/queue/{dj}/{move-up|move-down|remove}`.
 pub async fn queue_action(
     State(state): State<AppState>,
@@ -182,9 +172,9 @@ pub async fn queue_action(
     Path((dj_name, action)): Path<(String, String)>,
     _: CsrfForm<Nothing>,
 ) -> Response {
-    let user = match user_named(&state, &dj_name).await {
+    let user = match find_user(&state, &dj_name).await {
         Ok(user) => user,
-        Err(e) => return console(&state, &organiser, e.status, Some(&e.message)).await,
+        Err(e) => return console(&state, &organiser, e.status, Some(&e.detail)).await,
     };
     let cmd = match action.as_str() {
         "move-up" => AdminCommand::MoveUp { user_id: user.id },

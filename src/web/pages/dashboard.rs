@@ -83,7 +83,7 @@ pub async fn post_track(
     member: Member,
     CsrfForm(form): CsrfForm<TrackForm>,
 ) -> Result<Response, PageError> {
-    announce(&state, &member.user, form).await.map_err(|e| PageError::new(e.status, e.detail))?;
+    announce(&state, &member.user, form).await?;
     Ok(Redirect::to("/dashboard?saved=track").into_response())
 }
 

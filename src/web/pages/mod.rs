@@ -119,6 +119,13 @@ impl IntoResponse for PageError {
     }
 }
 
+/// An API operation's refusal, shown as a page (its message is already fit for users).
+impl From<super::ApiError> for PageError {
+    fn from(e: super::ApiError) -> Self {
+        Self::new(e.status, e.detail)
+    }
+}
+
 impl From<crate::queue::actor::QueueGone> for PageError {
     fn from(_: crate::queue::actor::QueueGone) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "The queue service is not running.")
