@@ -166,6 +166,13 @@ impl GopCache {
         }
     }
 
+    /// Forgets the cached tags (some were lost on the way here, so the GOP would not
+    /// decode); caching resumes at the next keyframe. The headers are kept.
+    pub fn drop_gop(&mut self) {
+        let mode = if self.mode == Mode::AudioOnly { Mode::AudioOnly } else { Mode::AwaitingKeyframe };
+        self.clear_tags(mode);
+    }
+
     fn clear_tags(&mut self, mode: Mode) {
         self.tags.clear();
         self.bytes = 0;
@@ -208,6 +215,11 @@ impl GopCache {
     /// Timestamp of the latest video keyframe seen, even if its GOP overflowed.
     pub fn last_keyframe_timestamp(&self) -> Option<u32> {
         self.last_keyframe_timestamp
+    }
+
+    /// True until the stream has shown video: it is then joined at any audio frame.
+    pub fn is_audio_only(&self) -> bool {
+        self.mode == Mode::AudioOnly
     }
 
     /// Number of tags cached after the headers.

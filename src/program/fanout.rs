@@ -12,14 +12,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::media::codec::is_video_keyframe;
-use crate::media::flv::FlvTag;
+use crate::media::flv::{FlvTag, TagKind};
 use crate::media::gop::GopCache;
 
-/// Tags buffered per consumer: several seconds of a typical stream (~50 tags/s).
-pub const CONSUMER_BUFFER: usize = 512;
+/// Tags buffered per consumer: enough for a joiner's start-up burst of a 10 s GOP at 30 fps
+/// with audio (~750 tags), and several seconds of a typical stream (~75 tags/s) after it.
+pub const CONSUMER_BUFFER: usize = 1024;
+
+/// Share of a joiner's buffer kept free for the live tags that follow its start-up burst.
+const JOIN_HEADROOM_DIVISOR: usize = 16;
 
 enum Flow {
     Live,
+    /// Joined while the cached GOP was too big to send: waits for the next keyframe, however
+    /// long the GOP (a joiner is not slow, so the lag limit does not apply).
+    Joining,
     /// Missing tags since `since` until the next keyframe.
     Lagging {
         since: Instant,
@@ -48,28 +55,39 @@ impl Fanout {
     }
 
     /// Adds a consumer, which first receives what it needs to start decoding at once:
-    /// metadata, sequence headers and the current GOP.
+    /// metadata, sequence headers and the current GOP. When that GOP is too big for the
+    /// consumer's buffer (a long keyframe interval), it starts at the next keyframe instead,
+    /// with the headers sent just before it.
     pub fn add(&mut self, name: String, tx: mpsc::Sender<FlvTag>) {
         let id = self.next_id;
         self.next_id += 1;
-        let consumer = Consumer { id, name, tx, flow: Flow::Live };
-        for tag in self.gop.startup_tags() {
-            if consumer.tx.try_send(tag).is_err() {
-                tracing::warn!("program consumer {} could not take the start-up tags", consumer.name);
-                return;
+        let startup = self.gop.startup_tags();
+        let flow = if startup.len() + tx.capacity() / JOIN_HEADROOM_DIVISOR <= tx.capacity() {
+            for tag in startup {
+                // Cannot fail for room (checked above); a closed receiver is dropped at the
+                // next publish.
+                let _ = tx.try_send(tag);
             }
-        }
-        tracing::debug!("program consumer {} (#{}) joined", consumer.name, consumer.id);
-        self.consumers.push(consumer);
+            Flow::Live
+        } else {
+            tracing::info!(
+                "program consumer {name} joins at the next keyframe: the current GOP ({} tags) is larger than its buffer",
+                startup.len()
+            );
+            Flow::Joining
+        };
+        tracing::debug!("program consumer {name} (#{id}) joined");
+        self.consumers.push(Consumer { id, name, tx, flow });
     }
 
     /// Sends one program tag to every consumer, without ever waiting for one.
     pub fn publish(&mut self, now: Instant, tag: FlvTag) {
         self.gop.push(tag.clone());
-        let keyframe = is_video_keyframe(&tag);
+        // Where a consumer that missed tags can start again: a video keyframe, or any audio
+        // frame of a program without video.
+        let resume_point = is_video_keyframe(&tag) || (self.gop.is_audio_only() && tag.kind == TagKind::Audio);
         let max_lag = self.max_lag;
-        let headers: Vec<FlvTag> = if keyframe && self.consumers.iter().any(|c| matches!(c.flow, Flow::Lagging { .. }))
-        {
+        let headers: Vec<FlvTag> = if resume_point && self.consumers.iter().any(|c| !matches!(c.flow, Flow::Live)) {
             [self.gop.metadata(), self.gop.video_sequence_header(), self.gop.audio_sequence_header()]
                 .into_iter()
                 .flatten()
@@ -89,26 +107,23 @@ impl Fanout {
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
             },
             Flow::Lagging { since, dropped } => {
-                if now.duration_since(*since) > max_lag {
+                let (since, skipped) = (*since, *dropped);
+                if now.duration_since(since) > max_lag {
                     tracing::warn!(
-                        "dropping program consumer {}: behind for {:?} ({dropped} tags skipped)",
+                        "dropping program consumer {}: behind for {:?} ({skipped} tags skipped)",
                         c.name,
-                        now.duration_since(*since)
+                        now.duration_since(since)
                     );
                     return false;
                 }
-                if !keyframe || c.tx.capacity() < headers.len() + 1 {
-                    *dropped += 1;
+                if !resume(c, resume_point, &headers, &tag) {
+                    c.flow = Flow::Lagging { since, dropped: skipped + 1 };
                     return !c.tx.is_closed();
                 }
-                for h in &headers {
-                    let _ = c.tx.try_send(h.clone());
-                }
-                let _ = c.tx.try_send(tag.clone());
-                tracing::info!("program consumer {} caught up after skipping {dropped} tags", c.name);
-                c.flow = Flow::Live;
+                tracing::info!("program consumer {} caught up after skipping {skipped} tags", c.name);
                 true
             }
+            Flow::Joining => resume(c, resume_point, &headers, &tag) || !c.tx.is_closed(),
         });
     }
 
@@ -123,11 +138,24 @@ impl Fanout {
     }
 }
 
+/// Starts a waiting consumer again at a resume point, headers first. False if `tag` is not
+/// one or the consumer has no room for it yet.
+fn resume(c: &mut Consumer, resume_point: bool, headers: &[FlvTag], tag: &FlvTag) -> bool {
+    if !resume_point || c.tx.capacity() < headers.len() + 1 {
+        return false;
+    }
+    for h in headers {
+        let _ = c.tx.try_send(h.clone());
+    }
+    let _ = c.tx.try_send(tag.clone());
+    c.flow = Flow::Live;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::codec::VideoTagInfo;
-    use crate::media::flv::TagKind;
     use bytes::Bytes;
 
     fn video(ts: u32, key: bool) -> FlvTag {
@@ -156,6 +184,87 @@ mod tests {
         assert_eq!(first.payload[1], 0, "sequence header first");
         assert!(VideoTagInfo::parse(&rx.try_recv().unwrap().payload).unwrap().is_keyframe());
         assert_eq!(rx.try_recv().unwrap().timestamp, 33);
+    }
+
+    fn audio(ts: u32) -> FlvTag {
+        FlvTag { kind: TagKind::Audio, timestamp: ts, payload: Bytes::from_static(&[0xaf, 1, 0x21]) }
+    }
+
+    /// Frame `i` of a 30 fps stream with audio, a keyframe every `gop` frames.
+    fn publish_frame(fanout: &mut Fanout, i: u32, gop: u32, at: Instant) {
+        fanout.publish(at, video(i * 33, i % gop == 0));
+        fanout.publish(at, audio(i * 33));
+    }
+
+    /// Issue 16, finding 1: a 10 s GOP (x264 `-g 300` at 30 fps) with audio; a player joining
+    /// 8.5 s after the keyframe was dropped ("could not take the start-up tags").
+    #[test]
+    fn late_joiner_of_a_10_s_gop_gets_the_whole_gop_at_once() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let now = Instant::now();
+        fanout.publish(now, seq_header());
+        for i in 0..258 {
+            publish_frame(&mut fanout, i, 300, now);
+        }
+        let (tx, mut rx) = mpsc::channel(CONSUMER_BUFFER);
+        fanout.add("late player".into(), tx);
+        assert_eq!(fanout.consumer_count(), 1, "the joiner is kept");
+        assert_eq!(rx.len(), 1 + 2 * 258, "headers and the whole GOP");
+        assert_eq!(rx.try_recv().unwrap().payload[1], 0, "sequence header first");
+        assert!(is_video_keyframe(&rx.try_recv().unwrap()), "then the cached keyframe");
+    }
+
+    /// A GOP too big for the joiner's buffer: it starts at the next keyframe, however long
+    /// that takes (here longer than the lag limit): a joiner is not a slow consumer.
+    #[test]
+    fn late_joiner_of_a_gop_too_big_to_send_starts_at_the_next_keyframe() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        fanout.publish(t0, seq_header());
+        for i in 0..600 {
+            publish_frame(&mut fanout, i, 900, t0);
+        }
+        let (tx, mut rx) = mpsc::channel(CONSUMER_BUFFER);
+        fanout.add("late player".into(), tx);
+        assert!(rx.try_recv().is_err(), "nothing before the next keyframe: the GOP does not fit");
+        let later = t0 + Duration::from_secs(12);
+        for i in 600..910 {
+            publish_frame(&mut fanout, i, 900, later);
+        }
+        assert_eq!(fanout.consumer_count(), 1);
+        let got: Vec<FlvTag> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got[0].payload[1], 0, "sequence header first");
+        assert!(is_video_keyframe(&got[1]), "then the keyframe");
+        assert_eq!(got[1].timestamp, 900 * 33, "the next keyframe, not an inter frame");
+        assert!(got.len() > 2, "and live tags after it");
+    }
+
+    #[test]
+    fn late_joiner_of_a_gop_that_fits_gets_it_at_once() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let now = Instant::now();
+        fanout.publish(now, seq_header());
+        for i in 0..300 {
+            fanout.publish(now, video(i * 33, i == 0));
+            fanout.publish(now, audio(i * 33));
+        }
+        let (tx, rx) = mpsc::channel(CONSUMER_BUFFER);
+        fanout.add("player".into(), tx);
+        assert_eq!(rx.len(), 1 + 600, "headers and the whole GOP");
+    }
+
+    #[test]
+    fn lagging_consumer_of_an_audio_only_program_resumes_at_an_audio_frame() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let (tx, mut rx) = mpsc::channel(2);
+        fanout.add("slow".into(), tx);
+        for i in 0..5 {
+            fanout.publish(now, audio(i * 23));
+        }
+        std::iter::from_fn(|| rx.try_recv().ok()).for_each(drop);
+        fanout.publish(now, audio(200));
+        assert_eq!(rx.try_recv().unwrap().timestamp, 200, "back on the next audio frame");
     }
 
     #[test]
