@@ -35,7 +35,6 @@ enum Flow {
 }
 
 struct Consumer {
-    id: u64,
     name: String,
     tx: mpsc::Sender<FlvTag>,
     flow: Flow,
@@ -77,7 +76,7 @@ impl Fanout {
             Flow::Joining
         };
         tracing::debug!("program consumer {name} (#{id}) joined");
-        self.consumers.push(Consumer { id, name, tx, flow });
+        self.consumers.push(Consumer { name, tx, flow });
     }
 
     /// Sends one program tag to every consumer, without ever waiting for one.
@@ -192,7 +191,7 @@ mod tests {
 
     /// Frame `i` of a 30 fps stream with audio, a keyframe every `gop` frames.
     fn publish_frame(fanout: &mut Fanout, i: u32, gop: u32, at: Instant) {
-        fanout.publish(at, video(i * 33, i % gop == 0));
+        fanout.publish(at, video(i * 33, i.is_multiple_of(gop)));
         fanout.publish(at, audio(i * 33));
     }
 

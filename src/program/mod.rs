@@ -1,34 +1,34 @@
 //! The program: one continuous FLV timeline fed by the on-air DJ (or the idle slate), fanned
 //! out to destinations, players and the recorder.
 //!
-//! The program task follows the queue's `ProgramSource` (who should be on air), pulls tags
-//! from that publisher (and, while a switch is pending, from the outgoing source too), runs
-//! them through the pure [`Switcher`] (keyframe-aligned splice, headers re-sent, timestamps
-//! rebased) and hands the result to the [`fanout::Fanout`]. When nobody is on air, or the
-//! on-air DJ sends nothing for a moment, the slate fills in so the output never stops.
+//! Every decision lives in the pure [`director::Director`] (what is on air, the slate cover,
+//! replays, lag resync; its rules are in its module docs), which drives the pure
+//! [`Switcher`](crate::media::switcher::Switcher) (keyframe-aligned splice, headers re-sent,
+//! timestamps rebased). The task here is the I/O around it: it follows the queue's
+//! `ProgramSource`, reads the publishers the director asks for, sleeps until its next
+//! deadline, and hands program tags to the [`fanout::Fanout`].
 
+mod director;
 pub mod fanout;
-mod feed;
 pub mod slate;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
 use crate::ingest::Publishers;
 use crate::media::flv::FlvTag;
-use crate::media::switcher::{Source, Switcher, SwitcherConfig};
+use crate::media::switcher::{Source, SwitcherConfig};
 use crate::queue::engine::ConnId;
+use director::{Action, Director, DirectorConfig};
 use fanout::Fanout;
-use feed::{Feed, FeedEvent};
-use slate::{Slate, SlatePlayer};
+use slate::Slate;
 
 /// A consumer more than this far behind is dropped (it can resubscribe).
 const MAX_CONSUMER_LAG: Duration = Duration::from_secs(10);
-/// How often the program checks that the on-air DJ is still sending.
-const WATCHDOG: Duration = Duration::from_millis(250);
 /// How long the program waits, after the on-air DJ leaves, for the queue to name the next
 /// one before it fills in with the slate (the queue normally answers within milliseconds).
 const DECISION_WAIT: Duration = Duration::from_millis(500);
@@ -125,34 +125,32 @@ pub fn spawn(
     let (bus, mailbox) = ProgramBus::channel();
     let status = bus.status.clone();
     *status.lock().unwrap_or_else(|p| p.into_inner()) = ProgramStatus { source: "off", ..Default::default() };
-    let program = Program {
-        switcher: Switcher::new(SwitcherConfig::default()),
-        fanout: Fanout::new(MAX_CONSUMER_LAG),
-        publishers,
-        config,
-        wanted: None,
-        slots: [None, None],
-        slate: None,
-        decision_due: None,
-        status: status.clone(),
-    };
+    let director = Director::new(DirectorConfig {
+        idle: config.idle,
+        fill_after: config.fill_after,
+        decision_wait: DECISION_WAIT,
+        switcher: SwitcherConfig::default(),
+    });
+    let program = Program { director, fanout: Fanout::new(MAX_CONSUMER_LAG), publishers, feeds: [None, None], status };
     tokio::spawn(program.run(source, mailbox, shutdown));
     bus
 }
 
+/// The task around the [`Director`]: it reads the publishers the director asks for, sleeps
+/// until the director's next deadline, and hands program tags to the fan-out.
 struct Program {
-    switcher: Switcher,
+    director: Director,
     fanout: Fanout,
     publishers: Publishers,
-    config: ProgramConfig,
-    /// What should be on air: a publisher, the slate, or nothing (`idle = "disconnect"`).
-    wanted: Option<Source>,
-    /// At most two publishers are read at once: the one on air and the one about to be.
-    slots: [Option<Feed>; 2],
-    slate: Option<SlatePlayer>,
-    /// Set while the program waits for the queue's next choice after the on-air DJ left.
-    decision_due: Option<Instant>,
+    /// The director reads at most two publishers at once.
+    feeds: [Option<LiveFeed>; 2],
     status: Arc<Mutex<ProgramStatus>>,
+}
+
+/// A publisher's live tags, as the director asked for them.
+struct LiveFeed {
+    conn: ConnId,
+    live: broadcast::Receiver<FlvTag>,
 }
 
 impl Program {
@@ -163,31 +161,27 @@ impl Program {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let initial = *source.borrow_and_update();
-        self.want(initial, Instant::now());
-        let mut watchdog = tokio::time::interval(WATCHDOG);
+        self.director.want(initial, Instant::now());
+        self.carry_out();
         loop {
-            let slate_at = self.slate_due_at();
+            let deadline = self.director.next_deadline();
             tokio::select! {
                 changed = source.changed() => {
                     if changed.is_err() {
                         break;
                     }
                     let conn = *source.borrow_and_update();
-                    self.want(conn, Instant::now());
+                    self.director.want(conn, Instant::now());
                 }
-                (slot, event) = next_any(&mut self.slots) => self.on_feed(slot, event),
-                _ = sleep_until(slate_at) => self.play_slate(Instant::now()),
-                _ = sleep_until(self.decision_due) => {
-                    self.reconcile(Instant::now());
-                    self.decision_due = None;
-                }
-                _ = watchdog.tick() => self.check_stall(Instant::now()),
+                (slot, received) = next_any(&mut self.feeds) => self.on_feed(slot, received),
+                _ = sleep_until(deadline) => self.director.tick(Instant::now()),
                 command = mailbox.recv() => match command {
                     Some(BusCommand::Subscribe { name, tx }) => self.fanout.add(name, tx),
                     None => break,
                 },
                 _ = shutdown.changed() => break,
             }
+            self.carry_out();
             self.publish_status();
         }
         // Consumers see the end of the program: destinations end their streams cleanly.
@@ -195,251 +189,84 @@ impl Program {
         self.publish_status();
     }
 
-    /// The queue changed who should be on air.
-    fn want(&mut self, conn: Option<ConnId>, now: Instant) {
-        self.decision_due = None;
-        self.wanted = match (conn, &self.config.idle) {
-            (Some(conn), _) => Some(Source::Publisher(conn)),
-            (None, IdleMode::Slate(_)) => Some(Source::Slate),
-            (None, IdleMode::Disconnect) => None,
-        };
-        if let Some(Source::Publisher(conn)) = self.wanted
-            && !self.slots.iter().flatten().any(|f| f.conn == conn)
-        {
-            match self.publishers.get(conn) {
-                Some(publisher) => self.put_feed(Feed::live(conn, publisher.subscribe(), now.into())),
-                None => tracing::warn!("program: publisher {conn} is already gone"),
+    fn on_feed(&mut self, slot: usize, received: Result<FlvTag, RecvError>) {
+        let Some(feed) = &self.feeds[slot] else { return };
+        let (conn, now) = (feed.conn, Instant::now());
+        match received {
+            Ok(tag) => self.director.tag(conn, tag, now),
+            Err(RecvError::Lagged(missed)) => self.director.lagged(conn, missed),
+            Err(RecvError::Closed) => {
+                self.feeds[slot] = None;
+                self.director.ended(conn, now);
             }
         }
-        self.reconcile(now);
     }
 
-    /// Points the switcher at what should be on air, with the slate covering any hole.
-    fn reconcile(&mut self, now: Instant) {
-        match self.wanted {
-            None => {
-                if let Some(current) = self.switcher.current() {
-                    self.switcher.source_ended(current);
-                    tracing::info!("program: nobody on air, ending the program (idle = disconnect)");
-                }
-                self.fanout.close_all();
+    /// Does what the director asked for; answers to subscriptions may ask for more.
+    fn carry_out(&mut self) {
+        loop {
+            let actions = self.director.take_actions();
+            if actions.is_empty() {
+                return;
             }
-            Some(wanted) => {
-                let current = self.switcher.current();
-                let slate_available = matches!(self.config.idle, IdleMode::Slate(_));
-                let next = match (current, wanted) {
-                    // Nothing on air (the DJ before left): the wanted DJ goes on at once,
-                    // replayed from their cached keyframe; without one, the slate fills in
-                    // and they follow at their next keyframe.
-                    (None, Source::Publisher(conn)) => {
-                        if self.start_replay(conn, now) {
-                            Source::Publisher(conn)
-                        } else if self.publishers.get(conn).is_none()
-                            && now < *self.decision_due.get_or_insert(now + DECISION_WAIT)
-                        {
-                            // The DJ on air just left and the queue has not yet said who is
-                            // next: wait a moment for that rather than flash the slate.
-                            return;
-                        } else if slate_available {
-                            Source::Slate
-                        } else {
-                            wanted
+            for action in actions {
+                match action {
+                    Action::Emit(tag) => self.fanout.publish(Instant::now(), tag),
+                    Action::EndProgram => self.fanout.close_all(),
+                    Action::Unsubscribe(conn) => {
+                        for slot in &mut self.feeds {
+                            if slot.as_ref().is_some_and(|f| f.conn == conn) {
+                                *slot = None;
+                            }
                         }
                     }
-                    _ => wanted,
-                };
-                if current == Some(next) {
-                    if self.switcher.pending().is_some() {
-                        self.switcher.select(next); // cancels the pending switch
-                    }
-                } else if self.switcher.pending() != Some(next) {
-                    self.select(next, now);
-                }
-            }
-        }
-        // Drop feeds that are neither on air nor wanted.
-        let keep = |conn: ConnId| {
-            self.wanted == Some(Source::Publisher(conn)) || self.switcher.current() == Some(Source::Publisher(conn))
-        };
-        for slot in &mut self.slots {
-            if slot.as_ref().is_some_and(|f| !keep(f.conn)) {
-                *slot = None;
-            }
-        }
-        self.sync_slate(now);
-    }
-
-    /// Makes `source` the pending source and hands the switcher its stream headers, which
-    /// it re-sends at the splice. (The slate player starts with its headers by itself.)
-    fn select(&mut self, source: Source, now: Instant) {
-        self.switcher.select(source);
-        if let Source::Publisher(conn) = source {
-            let headers = self.slots.iter().flatten().find(|f| f.conn == conn).map(|f| f.headers.clone());
-            for tag in headers.iter().flat_map(|h| [&h.metadata, &h.video, &h.audio]).flatten() {
-                for out in self.switcher.push(source, tag) {
-                    self.fanout.publish(now, out);
+                    Action::Subscribe(conn) => self.subscribe(conn),
                 }
             }
         }
     }
 
-    /// Replaces `conn`'s feed with a replay from its cached keyframe. False if it has none.
-    fn start_replay(&mut self, conn: ConnId, now: Instant) -> bool {
-        let Some(publisher) = self.publishers.get(conn) else { return false };
-        let Some(feed) = Feed::replay(conn, publisher.subscribe(), now.into()) else { return false };
-        for slot in &mut self.slots {
-            if slot.as_ref().is_some_and(|f| f.conn == conn) {
-                *slot = None;
-            }
-        }
-        tracing::info!("program: putting publisher {conn} on air from its cached keyframe");
-        self.put_feed(feed);
-        true
-    }
-
-    fn put_feed(&mut self, feed: Feed) {
-        let current = self.switcher.current();
-        // Reuse an empty slot, else the one not on air.
-        let index = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .or_else(|| self.slots.iter().position(|s| s.as_ref().map(|f| Source::Publisher(f.conn)) != current))
-            .unwrap_or(0);
-        self.slots[index] = Some(feed);
-    }
-
-    fn on_feed(&mut self, index: usize, event: FeedEvent) {
+    fn subscribe(&mut self, conn: ConnId) {
         let now = Instant::now();
-        let Some(feed) = &self.slots[index] else { return };
-        let source = Source::Publisher(feed.conn);
-        match event {
-            FeedEvent::Tag(tag) => self.push(source, &tag, now),
-            FeedEvent::Lagged(n) => {
-                tracing::warn!("program fell {n} tags behind publisher {}", feed.conn);
-            }
-            FeedEvent::Ended => {
-                self.slots[index] = None;
-                if self.switcher.current() == Some(source) || self.switcher.pending() == Some(source) {
-                    self.switcher.source_ended(source);
-                }
-                self.reconcile(now);
-            }
-        }
-    }
-
-    /// Runs one source tag through the switcher and sends the result out.
-    fn push(&mut self, source: Source, tag: &FlvTag, now: Instant) {
-        let before = self.switcher.current();
-        let out = self.switcher.push(source, tag);
-        for tag in out {
-            self.fanout.publish(now, tag);
-        }
-        let after = self.switcher.current();
-        if after != before && after.is_some() {
-            self.on_switched(after, now);
-        }
-    }
-
-    fn on_switched(&mut self, now_on_air: Option<Source>, now: Instant) {
-        {
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            status.switches += 1;
-        }
-        match now_on_air {
-            Some(Source::Publisher(conn)) => tracing::info!("program: spliced in publisher {conn}"),
-            Some(Source::Slate) => tracing::info!("program: spliced in the slate"),
-            None => {}
-        }
-        // The outgoing publisher is no longer needed unless it is still wanted.
-        let (wanted, current) = (self.wanted, self.switcher.current());
-        for slot in &mut self.slots {
-            if let Some(f) = slot {
-                let s = Some(Source::Publisher(f.conn));
-                if s != wanted && s != current {
-                    *slot = None;
-                }
-            }
-        }
-        // A filler slate is on: now queue the wanted DJ behind it.
-        self.reconcile(now);
-    }
-
-    fn play_slate(&mut self, now: Instant) {
-        let IdleMode::Slate(slate) = &self.config.idle else { return };
-        let slate = slate.clone();
-        let Some(player) = &mut self.slate else { return };
-        let tags = player.due(&slate, now);
-        for tag in tags {
-            self.push(Source::Slate, &tag, now);
-        }
-    }
-
-    /// The slate plays while it is on air or about to be.
-    fn sync_slate(&mut self, now: Instant) {
-        let needed = self.switcher.current() == Some(Source::Slate) || self.switcher.pending() == Some(Source::Slate);
-        match (needed, self.slate.is_some()) {
-            (true, false) => self.slate = Some(SlatePlayer::start(now)),
-            (false, true) => self.slate = None,
-            _ => {}
-        }
-    }
-
-    fn slate_due_at(&self) -> Option<Instant> {
-        let IdleMode::Slate(slate) = &self.config.idle else { return None };
-        self.slate.as_ref().and_then(|p| p.next_at(slate))
-    }
-
-    /// The on-air DJ stopped sending media without disconnecting: cover with the slate
-    /// until they resume (the queue's own stall rule decides whether they keep the slot).
-    fn check_stall(&mut self, now: Instant) {
-        let Some(Source::Publisher(conn)) = self.switcher.current() else { return };
-        let stalled = self
-            .slots
-            .iter()
-            .flatten()
-            .find(|f| f.conn == conn)
-            .is_some_and(|f| now.duration_since(f.last_tag.into_std()) >= self.config.fill_after);
-        if stalled && matches!(self.config.idle, IdleMode::Slate(_)) {
-            tracing::info!(
-                "program: publisher {conn} sent nothing for {:?}; covering with the slate",
-                self.config.fill_after
-            );
-            // The slate directly (not a replay of the DJ's cached GOP, which was aired
-            // already); once it is on, the DJ is selected again and returns at their next
-            // live keyframe.
-            self.switcher.source_ended(Source::Publisher(conn));
-            self.select(Source::Slate, now);
-            self.sync_slate(now);
-        }
+        let Some(publisher) = self.publishers.get(conn) else {
+            self.director.unavailable(conn, now);
+            return;
+        };
+        let feed = publisher.subscribe();
+        // The director lets go of a feed before it asks for a third; should that ever fail, the
+        // oldest request loses its slot rather than the newest.
+        let slot = self.feeds.iter().position(Option::is_none).unwrap_or(0);
+        self.feeds[slot] = Some(LiveFeed { conn, live: feed.live });
+        self.director.opened(conn, feed.startup, now);
     }
 
     fn publish_status(&self) {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        let (source, conn) = match self.switcher.current() {
+        let (source, conn) = match self.director.current() {
             Some(Source::Publisher(conn)) => ("dj", Some(conn)),
             Some(Source::Slate) => ("slate", None),
             None => ("off", None),
         };
         status.source = source;
         status.conn = conn;
+        status.switches = self.director.switches();
         status.consumers = self.fanout.consumer_count();
-        status.timestamp_ms = self.switcher.next_timestamp();
+        status.timestamp_ms = self.director.next_timestamp();
     }
 }
 
-/// The next event from whichever feed has one.
-async fn next_any(slots: &mut [Option<Feed>; 2]) -> (usize, FeedEvent) {
-    let [a, b] = slots;
+/// The next tag (or lag, or end) from whichever feed has one.
+async fn next_any(feeds: &mut [Option<LiveFeed>; 2]) -> (usize, Result<FlvTag, RecvError>) {
+    let [a, b] = feeds;
     tokio::select! {
-        event = next(a) => (0, event),
-        event = next(b) => (1, event),
+        received = next(a) => (0, received),
+        received = next(b) => (1, received),
     }
 }
 
-async fn next(slot: &mut Option<Feed>) -> FeedEvent {
-    match slot {
-        Some(feed) => feed.next().await,
+async fn next(feed: &mut Option<LiveFeed>) -> Result<FlvTag, RecvError> {
+    match feed {
+        Some(feed) => feed.live.recv().await,
         None => std::future::pending().await,
     }
 }
