@@ -80,3 +80,36 @@ async fn a_set_resumed_after_a_dropped_connection_is_one_recording() {
     let tracklist = std::fs::read_to_string(recording.with_extension("tracklist.txt")).unwrap();
     assert!(tracklist.contains("Before") && tracklist.contains("After"), "{tracklist}");
 }
+
+/// A recording that cannot be written (here: its directory cannot be created) is reported in
+/// the status and the log; the DJ stays on air, also across a resumed set.
+#[tokio::test]
+async fn an_unwritable_recording_dir_never_stops_the_stream() {
+    let server = Server::start(Options {
+        grace_period: 15,
+        config: Some("record_sets = true\nrecord_dir = \"/dev/null/recordings\"\n".into()),
+        ..Options::default()
+    });
+    let key = server.add_user("Ada", false);
+    let dj = Dj::publish(server.rtmp, &key).await.unwrap();
+    server.wait_for_queue(&["Ada"]).await;
+    server.wait_for_log("streaming continues").await;
+    dj.drop_connection().await;
+    server.wait_for_log("holding the slot for Ada").await;
+    let dj = Dj::publish(server.rtmp, &key).await.unwrap();
+    server.wait_for_log("Ada is back on air").await;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = server.get_json("/api/v1/status").await;
+        let error = status["recording"]["last_error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains("/dev/null/recordings/Ada"), "{status}");
+        if status["on_air"]["stats"]["video_frames"].as_u64().unwrap_or(0) > 30 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the resumed set does not stream: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    dj.stop().await;
+    server.wait_for_queue(&[]).await;
+}
