@@ -5,7 +5,7 @@
 //! One set, one file: when the lead's connection drops, the file stays open through the
 //! grace period, and if the DJ resumes the set (the queue's `Resumed`), the new connection
 //! is appended to it. A new set (`OnAir`), the end of the set (`SetEnded`) or shutdown
-//! closes it. What goes into the file is decided by a [`SetWriter`]: every connection of
+//! closes it. What goes into the file is decided by a `SetWriter`: every connection of
 //! the set, and every point where the recorder fell behind the publisher and lost tags,
 //! starts with the sequence headers and a keyframe, one frame after the last frame written.
 //!
@@ -315,7 +315,7 @@ fn headers_of(headers: StreamHeaders) -> Vec<FlvTag> {
 /// tracks stay together, and is written as the sequence headers then that keyframe, one
 /// frame after the last frame written. That is a program switch with one source at a time,
 /// so a [`Switcher`] does it; the file's timeline starts at 0 and never goes back.
-pub struct SetWriter {
+pub(crate) struct SetWriter {
     switcher: Switcher,
     part: Option<Source>,
     /// Tags lost since the recorder fell behind (missed, then skipped while waiting for
@@ -323,20 +323,14 @@ pub struct SetWriter {
     lost: Option<u64>,
 }
 
-impl Default for SetWriter {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl SetWriter {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         SetWriter { switcher: Switcher::new(SwitcherConfig::default()), part: None, lost: None }
     }
 
     /// Starts the part sent over `conn`, from `startup` (what its publisher's GOP cache
     /// holds: headers, then the cached GOP from its keyframe). Returns the tags to write.
-    pub fn start_part(&mut self, conn: ConnId, startup: &[FlvTag]) -> Vec<FlvTag> {
+    pub(crate) fn start_part(&mut self, conn: ConnId, startup: &[FlvTag]) -> Vec<FlvTag> {
         if let Some(old) = self.part.take() {
             self.switcher.source_ended(old);
         }
@@ -348,7 +342,7 @@ impl SetWriter {
     }
 
     /// A tag of the current part; returns the tags to write.
-    pub fn push(&mut self, tag: &FlvTag) -> Vec<FlvTag> {
+    pub(crate) fn push(&mut self, tag: &FlvTag) -> Vec<FlvTag> {
         let Some(source) = self.part else { return Vec::new() };
         let out = self.switcher.push(source, tag);
         if let Some(lost) = self.lost.as_mut() {
@@ -364,7 +358,7 @@ impl SetWriter {
 
     /// The recorder missed `missed` tags of the current part. `headers` are the
     /// publisher's current sequence headers and metadata, written again at the keyframe.
-    pub fn lagged(&mut self, missed: u64, headers: &[FlvTag]) {
+    pub(crate) fn lagged(&mut self, missed: u64, headers: &[FlvTag]) {
         let Some(source) = self.part else { return };
         self.switcher.source_ended(source);
         self.switcher.select(source);
