@@ -1,6 +1,8 @@
 //! Set history: a `sets` row each time a DJ goes on air, closed when the set ends, linked
 //! to the set's recording, with the tracklist the DJ announced written next to it
-//! (`<recording>.tracklist.txt`). Follows the queue's notices; never touches media.
+//! (`<recording>.tracklist.txt`). A set resumed after a dropped connection is not a new
+//! set: it keeps its row, and the recorder keeps writing the same file. Follows the
+//! queue's notices; never touches media.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};

@@ -78,6 +78,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let (recorder, recordings) = recorder::spawn(
         config.recording.clone(),
         queue.program_source(),
+        queue.subscribe(),
         publishers.clone(),
         program.clone(),
         shutdown.clone(),

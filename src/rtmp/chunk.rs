@@ -40,6 +40,11 @@ pub const MAX_MESSAGE_LENGTH: usize = 0xFF_FFFF;
 const EXTENDED_TIMESTAMP: u32 = 0xFF_FFFF;
 /// 3-byte basic header + 11-byte message header + 4-byte extended timestamp.
 const MAX_HEADER_LEN: usize = 18;
+/// A payload is sliced from the input only if the input's allocation is at most this many
+/// times its size; smaller payloads are copied.
+const PIN_RATIO: usize = 16;
+/// Smallest allocation for the input buffer, so reads of a few bytes do not each allocate.
+const MIN_INPUT_ALLOCATION: usize = 16 * 1024;
 
 /// Header fields of the last message seen on an inbound chunk stream.
 #[derive(Debug, Clone, Copy)]
@@ -76,11 +81,19 @@ struct CurrentChunk {
 /// `max_chunk_streams` messages are partially assembled, each at most
 /// `max_message_size` bytes and only as large as the bytes actually received.
 /// Per-csid header state is bounded by the csid space (65598 small entries).
+///
+/// Payloads are made once per message and shared from then on: a message that
+/// arrived in one chunk is a slice of the input buffer, unless that buffer is more
+/// than `PIN_RATIO` times its size, in which case it is copied; so a payload never
+/// keeps much more memory alive than its own length, which is what downstream byte
+/// counts (the GOP cache) see.
 #[derive(Debug)]
 pub struct ChunkDecoder {
     limits: SessionLimits,
     chunk_size: u32,
     input: BytesMut,
+    /// Size of the allocation `input` lives in; a slice of it keeps all of it alive.
+    input_allocation: usize,
     streams: HashMap<u32, InboundStream>,
     partial_count: usize,
     current: Option<CurrentChunk>,
@@ -105,6 +118,7 @@ impl ChunkDecoder {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
             input: BytesMut::new(),
+            input_allocation: 0,
             streams: HashMap::new(),
             partial_count: 0,
             current: None,
@@ -114,6 +128,16 @@ impl ChunkDecoder {
     /// Adds bytes received from the peer. Call [`Self::next_message`] until it
     /// returns `None` afterwards; that keeps the internal buffer small.
     pub fn push(&mut self, data: &[u8]) {
+        if self.input.capacity() - self.input.len() < data.len() {
+            // A fresh allocation rather than `BytesMut::reserve`, whose size depends on
+            // whether payloads still share the old one: `next_message` needs to know the
+            // size of what a slice would keep alive.
+            let size = (self.input.len() + data.len()).max(MIN_INPUT_ALLOCATION);
+            let mut fresh = BytesMut::with_capacity(size);
+            fresh.extend_from_slice(&self.input);
+            self.input = fresh;
+            self.input_allocation = size;
+        }
         self.input.extend_from_slice(data);
     }
 
@@ -168,9 +192,16 @@ impl ChunkDecoder {
             };
             let total = stream.header.length as usize;
             let payload = if partial.is_empty() && n == total {
-                // The whole message is in this chunk: hand out the input
-                // bytes themselves instead of copying them.
-                self.input.split_to(n).freeze()
+                // The whole message is in this chunk: hand out the input bytes themselves
+                // instead of copying them, unless the slice would keep an allocation much
+                // bigger than itself alive (memory no byte count downstream would see).
+                if n * PIN_RATIO < self.input_allocation {
+                    let payload = Bytes::copy_from_slice(&self.input[..n]);
+                    self.input.advance(n);
+                    payload
+                } else {
+                    self.input.split_to(n).freeze()
+                }
             } else {
                 partial.extend_from_slice(&self.input[..n]);
                 self.input.advance(n);
@@ -731,15 +762,53 @@ mod tests {
     }
 
     #[test]
-    fn single_chunk_messages_are_not_copied() {
+    fn single_chunk_media_messages_are_not_copied() {
+        // A video frame in one 4096-byte chunk, as OBS sends them.
         let mut decoder = ChunkDecoder::new(limits());
-        let m = msg(9, 1, 0, 100);
+        decoder.set_chunk_size(4096).unwrap();
+        let mut encoder = ChunkEncoder::new();
+        encoder.set_chunk_size(4096);
+        let m = msg(9, 1, 0, 4000);
         let mut wire = BytesMut::new();
-        ChunkEncoder::new().encode(6, &m, &mut wire).unwrap();
+        encoder.encode(6, &m, &mut wire).unwrap();
         decoder.push(&wire);
         let start = decoder.input.as_ptr() as usize;
         let got = decoder.next_message().unwrap().unwrap();
         assert_eq!(got.payload.as_ptr() as usize, start + 12);
+    }
+
+    /// A payload handed out as a slice of the decoder's input keeps that whole allocation
+    /// alive, which the GOP cache's byte count does not see. A publisher sending each tiny
+    /// message in a read next to a big one must not make every tiny payload pin a
+    /// read-sized buffer.
+    #[test]
+    fn small_payloads_do_not_pin_the_input_buffer() {
+        let mut decoder = ChunkDecoder::new(limits());
+        decoder.set_chunk_size(65_536).unwrap();
+        let mut encoder = ChunkEncoder::new();
+        encoder.set_chunk_size(65_536);
+        let mut kept = Vec::new();
+        let mut pinned = 0;
+        for i in 0..256 {
+            let mut read = BytesMut::new();
+            encoder.encode(4, &msg(8, 1, i, 2), &mut read).unwrap();
+            encoder.encode(6, &msg(9, 1, i, 60_000), &mut read).unwrap();
+            decoder.push(&read);
+            // From the first unread byte to the end of the input's allocation: a lower
+            // bound of what a slice of it keeps alive.
+            let start = decoder.input.as_ptr() as usize;
+            let region = start..start + decoder.input.capacity();
+            let tiny = decoder.next_message().unwrap().unwrap();
+            let big = decoder.next_message().unwrap().unwrap();
+            assert_eq!((tiny.payload.len(), big.payload.len()), (2, 60_000));
+            assert!(region.contains(&(big.payload.as_ptr() as usize)), "big payloads stay zero-copy");
+            if region.contains(&(tiny.payload.as_ptr() as usize)) {
+                pinned += region.len();
+            }
+            kept.push(tiny.payload);
+        }
+        let held: usize = kept.iter().map(Bytes::len).sum();
+        assert!(pinned <= PIN_RATIO * held, "{held} bytes of tiny payloads pin {pinned} bytes of input buffers");
     }
 
     /// How the timestamp of the next message on a chunk stream is chosen.

@@ -68,7 +68,7 @@ async fn ffmpeg_with_a_wrong_key_is_refused_at_once() {
 
 /// Runs ffmpeg to decode a whole file; returns what it printed at `-v error`. With
 /// `keep_as`, the file is also kept for review under `target/test-artifacts/`.
-fn ffmpeg_decode_errors(path: &std::path::Path, keep_as: Option<&str>) -> String {
+pub(crate) fn ffmpeg_decode_errors(path: &std::path::Path, keep_as: Option<&str>) -> String {
     if let Some(name) = keep_as {
         let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
         let _ = std::fs::create_dir_all(&artifacts);

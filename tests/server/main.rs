@@ -12,6 +12,7 @@ mod operations;
 mod program;
 mod publisher;
 mod queue_rules;
+mod recording;
 mod robustness;
 mod smtp_sink;
 mod web;

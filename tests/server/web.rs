@@ -12,13 +12,13 @@ use crate::publisher::Dj;
 
 /// A cookie-keeping client that does not follow redirects, like a browser's view of one
 /// request at a time.
-struct Browser {
+pub(crate) struct Browser {
     client: reqwest::Client,
     base: String,
 }
 
 impl Browser {
-    fn new(server: &Server) -> Self {
+    pub(crate) fn new(server: &Server) -> Self {
         // No connection reuse: the server may close a connection whose upload it refused
         // before reading it all, and a pooled client would then fail its next request.
         let client = reqwest::Client::builder()
@@ -30,7 +30,7 @@ impl Browser {
         Self { client, base: server.url("") }
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, String) {
         let resp = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
         (resp.status(), resp.text().await.unwrap())
     }
@@ -57,7 +57,7 @@ impl Browser {
         self.post_form(action, &all).await
     }
 
-    async fn sign_up(&self, name: &str) -> StatusCode {
+    pub(crate) async fn sign_up(&self, name: &str) -> StatusCode {
         let email = format!("{}@example.org", name.to_lowercase());
         self.submit("/signup", "/signup", &[("dj_name", name), ("email", &email), ("password", PASSWORD)]).await.0
     }
@@ -69,7 +69,7 @@ impl Browser {
     }
 
     /// The stream key shown on the dashboard.
-    async fn stream_key(&self) -> String {
+    pub(crate) async fn stream_key(&self) -> String {
         let (status, body) = self.get("/dashboard").await;
         assert_eq!(status, StatusCode::OK);
         let marker = r#"id="stream-key" type="password" readonly value=""#;
