@@ -1866,6 +1866,8 @@ mod tests {
         run(&mut rig, &feeds, &schedule);
         assert_eq!(rig.splices().len(), 6);
         check_program(&rig, &Limits { video_gap: 2 * 34, audio_gap: 34 + 2 * 24 });
+        // Its pictures are reordered (3 B-frames, pyramid): every cut waits for them.
+        assert_seamless(&rig, &[(A, 30), (B, 30)]);
         let video = rig.video_frames();
         let duration = video.last().unwrap().tag.timestamp;
         assert!((29_000..31_000).contains(&duration), "{duration}");
