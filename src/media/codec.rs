@@ -11,6 +11,8 @@ mod hevc;
 
 use std::fmt;
 
+use bytes::{BufMut, Bytes, BytesMut};
+
 use serde::{Serialize, Serializer};
 use thiserror::Error;
 
@@ -484,6 +486,52 @@ pub fn is_video_keyframe(tag: &FlvTag) -> bool {
     tag.kind == TagKind::Video && VideoTagInfo::parse(&tag.payload).is_ok_and(|i| i.is_keyframe())
 }
 
+/// A coded AVC/HEVC picture's payload with its composition time raised by `shift` ms, or
+/// `None` where the tag carries no composition time that can be raised: other codecs (AV1,
+/// VP9 have none), other packets, multitrack or ModEx layouts, or a result beyond 24 bits.
+///
+/// Enhanced RTMP's CodedFramesX means "composition time 0" and has no field for it, so it
+/// becomes CodedFrames with one. This copies the payload; callers do it only when needed.
+pub fn shift_composition_time(payload: &[u8], shift: u32) -> Option<Bytes> {
+    const SI24: std::ops::RangeInclusive<i32> = -(1 << 23)..=(1 << 23) - 1;
+    let first = *payload.first()?;
+    let is_command = |frame_type: u8| FrameKind::from_bits(frame_type) == FrameKind::Command;
+    let si24 = |value: i32| value.to_be_bytes()[1..].to_vec();
+    let shifted = |cts: i32| Some(cts.checked_add(i32::try_from(shift).ok()?)?).filter(|cts| SI24.contains(cts));
+    if first & EX_HEADER_BIT == 0 {
+        let coded = matches!(first & 0x0F, LEGACY_AVC | LEGACY_HEVC) && payload.get(1) == Some(&1);
+        if !coded || is_command(first >> 4) {
+            return None;
+        }
+        let cts = shifted(ByteReader::new(payload.get(2..)?).i24("composition time").ok()?)?;
+        let mut out = BytesMut::from(payload);
+        out[2..5].copy_from_slice(&si24(cts));
+        return Some(out.freeze());
+    }
+    let fourcc = payload.get(1..5)?;
+    if is_command((first >> 4) & 0x07) || !matches!(fourcc, b"avc1" | b"hvc1") {
+        return None;
+    }
+    match first & 0x0F {
+        EX_CODED_FRAMES => {
+            let cts = shifted(ByteReader::new(payload.get(5..)?).i24("composition time").ok()?)?;
+            let mut out = BytesMut::from(payload);
+            out[5..8].copy_from_slice(&si24(cts));
+            Some(out.freeze())
+        }
+        EX_VIDEO_CODED_FRAMES_X => {
+            let cts = shifted(0)?;
+            let mut out = BytesMut::with_capacity(payload.len() + 3);
+            out.put_u8((first & 0xF0) | EX_CODED_FRAMES);
+            out.put_slice(fourcc);
+            out.put_slice(&si24(cts));
+            out.put_slice(&payload[5..]);
+            Some(out.freeze())
+        }
+        _ => None,
+    }
+}
+
 /// True for the tags a decoder needs before media: sequence headers and metadata.
 pub fn is_stream_header(tag: &FlvTag) -> bool {
     match tag.kind {
@@ -498,6 +546,33 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn composition_time_shift_rewrites_only_avc_and_hevc_pictures() {
+        let info = |payload: &[u8]| VideoTagInfo::parse(payload).unwrap();
+        // Legacy AVC: SI24 at bytes 2..5, negative values included.
+        let legacy = [0x27, 1, 0xff, 0xff, 0xf6, 0xee];
+        let out = shift_composition_time(&legacy, 50).unwrap();
+        assert_eq!(info(&out).composition_time, 40);
+        assert_eq!(parse_video_tag(&out).unwrap().body, &[0xee]);
+        // Enhanced CodedFrames (hvc1): SI24 after the FourCC.
+        let coded = b"\x91hvc1\x00\x00\x21\xee";
+        let out = shift_composition_time(coded, 7).unwrap();
+        assert_eq!(info(&out).composition_time, 0x28);
+        assert!(info(&out).is_keyframe());
+        // CodedFramesX becomes CodedFrames carrying the shift.
+        let x = b"\xa3avc1\xee\xdd";
+        let out = shift_composition_time(x, 80).unwrap();
+        assert_eq!(&out[..], b"\xa1avc1\x00\x00\x50\xee\xdd");
+        assert_eq!(info(&out).frame, FrameKind::Inter);
+        // Nothing to raise: AV1, sequence headers, commands, ModEx, garbage, overflow.
+        assert_eq!(shift_composition_time(b"\x91av01\x12", 5), None);
+        assert_eq!(shift_composition_time(&[0x17, 0, 0, 0, 0, 1], 5), None);
+        assert_eq!(shift_composition_time(&[0x57, 0], 5), None);
+        assert_eq!(shift_composition_time(b"\x97\x00\x00\x01avc1\x00\x00\x05", 5), None);
+        assert_eq!(shift_composition_time(&[0x27, 1, 0], 5), None);
+        assert_eq!(shift_composition_time(&[], 5), None);
+        assert_eq!(shift_composition_time(&[0x27, 1, 0x7f, 0xff, 0xff], 1), None);
+    }
     #[test]
     fn legacy_avc_headers() {
         let seq = parse_video_tag(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]).unwrap();

@@ -10,6 +10,20 @@
 //! *re-anchor*); either way the program continues one frame after the last frame it
 //! emitted: no gap, no step back, whatever timestamps the sources use.
 //!
+//! - **Presentation delay.** A picture is shown at its timestamp plus its composition
+//!   offset; a source with B-frames shows its pictures some time after it decodes them (its
+//!   *reorder delay*, the composition offset of its keyframes). The program has one
+//!   presentation delay `D` for all sources: each source's composition offsets are raised
+//!   by `c = D − its reorder delay`, and its audio and data are shifted by the same `c`, so
+//!   its own A/V sync is unchanged and every source shows its pictures `D` after decoding
+//!   them. A splice then needs no more than one frame between the old source's last
+//!   picture and the new one's first, B-frames or not. `D` starts at
+//!   [`SwitcherConfig::presentation_delay_ms`] and grows (up to `max_presentation_delay_ms`)
+//!   when a source with a longer reorder delay goes on air; that one splice shows the
+//!   difference as a longer pause. Raising a composition offset copies that picture's
+//!   payload, so it happens only for sources with `c > 0`; codecs with no composition
+//!   offset (AV1, VP9) keep `c = 0` and their splice lands later in decode time instead, so
+//!   pictures still follow one frame apart.
 //! - **Splice.** When the selected source delivers a video keyframe (an audio-only source:
 //!   its next audio frame), the switcher emits that source's metadata, video sequence
 //!   header and audio sequence header, in that order, then the keyframe, all at the splice
@@ -17,13 +31,28 @@
 //!   starts at 0). An audio-only source continues one frame after the last audio frame. If
 //!   the other track has run further ahead than `max_track_skew_ms` (an audio-only or
 //!   video-only source was on air), the splice lands where that track ends instead.
-//! - **Frame duration** is the median of the on-air source's last 8 frame intervals, per
-//!   track, or the configured default until there are any.
+//! - **Clean cut.** The outgoing source is cut only where every picture up to the latest
+//!   one shown has been emitted. A source with B-frames sends a picture before the ones
+//!   shown ahead of it (`I0 P3 B1 B2 P6 B4 B5`): cut after `P6`, pictures 4 and 5 would be
+//!   missing, a freeze of three frames. When the new source's splice frame arrives at such
+//!   a point, its tags are held (at most [`HOLD_MAX_TAGS`] tags or [`HOLD_MAX_MS`] of its
+//!   time; past that it splices anyway) and the splice happens as soon as the outgoing
+//!   source has sent the missing pictures, or at once when it ends. [`Switcher::push`] may
+//!   then return the outgoing source's tag followed by the spliced-in ones.
+//! - **Frame duration** is the median of a source's last 8 frame intervals, per track, or
+//!   the configured default until there are any. At a splice, the picture step is the
+//!   shorter of the two sources' frame durations when the new source's is already known
+//!   (from its frames before its keyframe).
 //! - **Re-anchor.** A frame further than `max_timestamp_jump_ms` from the source's previous
 //!   frame, or more than `max_timestamp_regression_ms` behind the previous frame of its
 //!   track (the slate looping, an encoder reset), is put where the next video frame would
 //!   go (audio-only sources: the next audio frame), and the source's later tags follow it.
 //!   A 32-bit timestamp wrap is read as continuous and needs no re-anchor.
+//! - **Timestamp sanity for every tag.** Tags that are not coded frames (headers, script
+//!   data, video commands, unparsable tags) do not re-anchor; one further than
+//!   `max_timestamp_jump_ms` from the source's latest frame is stamped at that frame's
+//!   time, so a single stray timestamp can never move a track ahead. Composition offsets
+//!   are trusted for picture order only up to twice `max_presentation_delay_ms`.
 //!
 //! Re-sending the headers is all a change of resolution, frame rate, sample rate or codec
 //! (H.264 to HEVC, say) needs: no end-of-sequence is emitted for the old codec, and those a
@@ -39,7 +68,7 @@
 //! - At a splice, audio of the new source is dropped until it lands after the program's
 //!   last audio frame, so it neither overlaps nor precedes the old source's audio; audio
 //!   of the old source stops at the splice. The new audio thus starts within about a frame
-//!   of the keyframe.
+//!   of the keyframe, and silent frames bridge any pause before it.
 //!
 //! # Headers
 //!
@@ -53,17 +82,29 @@
 //! # Bounds
 //!
 //! The switcher holds at most the three headers of the pending source, the three last
-//! emitted on the program and a few counters. Tags of the pending source that precede its
-//! splice point are dropped, not buffered: replaying a GOP cache from its keyframe is the
-//! way to switch without waiting for the next one.
+//! emitted on the program, the pending source's tags held for a clean cut (bounded above),
+//! [`MAX_AHEAD`] presentation times and a few counters. Tags of the pending source that
+//! precede its splice point are dropped, not buffered: replaying a GOP cache from its
+//! keyframe is the way to switch without waiting for the next one.
 
 use bytes::Bytes;
-use tracing::debug;
+use tracing::{debug, info};
 
-use super::codec::{AudioCodec, AudioPacket, AudioSpecificConfig, AudioTagInfo, VideoPacket, VideoTagInfo};
+use super::codec::{
+    AudioCodec, AudioPacket, AudioSpecificConfig, AudioTagInfo, VideoPacket, VideoTagInfo, shift_composition_time,
+};
 use super::flv::{FlvTag, TagKind};
 use super::parameter_sets::with_parameter_sets;
 use crate::queue::engine::ConnId;
+
+/// At most this many tags of the pending source are held while the outgoing source
+/// reaches a clean cut point; then the splice happens anyway.
+pub const HOLD_MAX_TAGS: usize = 64;
+/// At most this much (ms) of the pending source is held for a clean cut.
+pub const HOLD_MAX_MS: i32 = 1_000;
+/// Pictures shown beyond a missing one that the clean-cut tracking remembers; a source
+/// reordering more than this is treated as clean (no encoder does).
+pub const MAX_AHEAD: usize = 16;
 
 /// Where program media comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +136,13 @@ pub struct SwitcherConfig {
     /// so the video track stopped long ago, or the reverse). Smaller leads are normal
     /// interleaving; the splice then follows the spliced track exactly.
     pub max_track_skew_ms: u32,
+    /// The program's presentation delay (ms) from the start: set it to the longest reorder
+    /// delay expected (the slate's, the channel profile's), so that no splice has to raise
+    /// it. 0 lets the first source with B-frames set it.
+    pub presentation_delay_ms: u32,
+    /// The presentation delay never grows past this (ms), whatever a source's composition
+    /// offsets claim.
+    pub max_presentation_delay_ms: u32,
 }
 
 impl Default for SwitcherConfig {
@@ -105,6 +153,8 @@ impl Default for SwitcherConfig {
             max_timestamp_jump_ms: 2_000,
             max_timestamp_regression_ms: 500,
             max_track_skew_ms: 500,
+            presentation_delay_ms: 0,
+            max_presentation_delay_ms: 500,
         }
     }
 }
@@ -124,14 +174,22 @@ pub struct Switcher {
     last_data: Option<u64>,
     /// The headers the program last carried, to skip identical repeats.
     program_headers: Headers,
+    /// The program's presentation delay (ms), see the module docs.
+    delay: u32,
+    /// Tags produced outside [`Switcher::push`] (a held splice completed by
+    /// [`Switcher::source_ended`]), returned first by the next call.
+    outbox: Vec<FlvTag>,
 }
 
 /// The source on air and how its timestamps map onto the program.
 #[derive(Debug)]
 struct OnAir {
     source: Source,
-    /// `program = source time + offset`.
+    /// `program = source time + offset` for video timestamps (decode times).
     offset: i64,
+    /// Raise of the composition offsets of its pictures, and shift of its audio and data
+    /// timestamps on top of `offset`: the program's presentation delay minus the source's.
+    shift: u32,
     /// The latest audio or video frame's timestamp as sent and as source time: the
     /// reference other timestamps are read against, and jumps measured from.
     last_frame_ts: u32,
@@ -143,9 +201,14 @@ struct OnAir {
     video_started: bool,
     /// False until the source's first audio frame has been emitted.
     audio_started: bool,
+    /// When its first picture is shown (program time): its audio starts with it, not
+    /// earlier, even where the old source's audio stopped before.
+    first_shown: Option<i64>,
     /// A silent audio frame for this source's audio format, to bridge the pause between the
     /// previous source's audio and this one's (see `bridge_audio`).
     silence: Option<Silence>,
+    /// Which of its pictures have been emitted, to find a clean cut point.
+    pictures: PictureOrder,
 }
 
 impl OnAir {
@@ -165,6 +228,11 @@ struct Pending {
     headers: Headers,
     /// Any video tag seen: the source is not audio-only, so it must splice at a keyframe.
     has_video: bool,
+    /// Its video frame durations before its keyframe, to step to its first picture.
+    durations: RecentDurations,
+    last_video_ts: Option<u32>,
+    /// From its splice frame on, while the outgoing source is not at a clean cut point.
+    held: Vec<FlvTag>,
 }
 
 #[derive(Debug, Default)]
@@ -190,16 +258,19 @@ struct Track {
 }
 
 impl Track {
+    fn frame(&self, default_duration: u32) -> u32 {
+        self.durations.median().unwrap_or(default_duration).max(1)
+    }
+
     /// Where the frame after the last one emitted would start.
     fn end(&self, default_duration: u32) -> Option<u64> {
-        let duration = self.durations.median().unwrap_or(default_duration).max(1);
-        self.last_frame.map(|last| last + u64::from(duration))
+        self.last_frame.map(|last| last + u64::from(self.frame(default_duration)))
     }
 }
 
 /// The last few frame durations of a track, whose median is its frame duration: robust to
 /// a dropped frame or timestamp jitter, and quick to follow a new source.
-#[derive(Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct RecentDurations {
     samples: [u32; DURATION_SAMPLES],
     len: usize,
@@ -220,6 +291,50 @@ impl RecentDurations {
         let sorted = &mut sorted[..self.len];
         sorted.sort_unstable();
         sorted.get(self.len / 2).copied()
+    }
+}
+
+/// Whether a source's emitted pictures cover every presentation slot up to the latest
+/// one shown, in program time: a *watermark* below which nothing is missing, and the
+/// pictures shown beyond a missing one (`ahead`). A slot below the current decode time can
+/// never be filled any more (a picture is never shown before it is decoded), so it is
+/// given up. Pictures are a frame apart; half a frame absorbs jitter.
+#[derive(Debug, Default)]
+struct PictureOrder {
+    watermark: Option<i64>,
+    /// Sorted, at most [`MAX_AHEAD`].
+    ahead: Vec<i64>,
+}
+
+impl PictureOrder {
+    fn record(&mut self, decoded: i64, shown: i64, frame: i64) {
+        let Some(mut watermark) = self.watermark else {
+            self.watermark = Some(shown);
+            return;
+        };
+        let continues = |watermark: i64, shown: i64| shown <= watermark + frame + frame / 2;
+        if continues(watermark, shown) {
+            watermark = watermark.max(shown);
+        } else if self.ahead.len() < MAX_AHEAD {
+            let at = self.ahead.partition_point(|&t| t < shown);
+            self.ahead.insert(at, shown);
+        } else {
+            watermark = self.ahead.iter().copied().fold(shown, i64::max);
+            self.ahead.clear();
+        }
+        while let Some(&next) = self.ahead.first() {
+            let given_up = watermark + frame + frame / 2 <= decoded;
+            if !continues(watermark, next) && !given_up {
+                break;
+            }
+            watermark = watermark.max(next);
+            self.ahead.remove(0);
+        }
+        self.watermark = Some(watermark);
+    }
+
+    fn is_clean(&self) -> bool {
+        self.ahead.is_empty()
     }
 }
 
@@ -293,13 +408,16 @@ impl Switcher {
             audio: Track::default(),
             last_data: None,
             program_headers: Headers::default(),
+            delay: config.presentation_delay_ms.min(config.max_presentation_delay_ms),
+            outbox: Vec::new(),
         }
     }
 
     /// Asks for `source` to be on air. The switch happens when `source` delivers a video
-    /// keyframe (an audio-only source: its next audio frame); until then the current
-    /// source keeps playing. Selecting the current source again cancels a pending switch;
-    /// selecting another source replaces the pending one.
+    /// keyframe (an audio-only source: its next audio frame) and the current source is at
+    /// a clean cut point; until then the current source keeps playing. Selecting the
+    /// current source again cancels a pending switch; selecting another source replaces
+    /// the pending one.
     ///
     /// The switcher only knows the headers of a source from the tags pushed after this
     /// call, so push the source's headers right away (see the module docs).
@@ -307,17 +425,31 @@ impl Switcher {
         if self.current() == Some(source) {
             self.pending = None;
         } else if self.pending() != Some(source) {
-            self.pending = Some(Pending { source, headers: Headers::default(), has_video: false });
+            self.pending = Some(Pending {
+                source,
+                headers: Headers::default(),
+                has_video: false,
+                durations: RecentDurations::default(),
+                last_video_ts: None,
+                held: Vec::new(),
+            });
         }
     }
 
     /// `source` has gone away (its publisher disconnected). If it was on air, the program
     /// emits nothing until the pending source reaches its splice point; choosing that
-    /// source (typically the slate) is the caller's business. If it was pending, the
-    /// switch is cancelled.
+    /// source (typically the slate) is the caller's business. If the pending source was
+    /// held for a clean cut, it goes on air now; its tags come out of the next
+    /// [`Switcher::push`], or of [`Switcher::take_output`] right away. If `source` was
+    /// pending, the switch is cancelled.
     pub fn source_ended(&mut self, source: Source) {
         if self.current() == Some(source) {
             self.on_air = None;
+            if self.pending.as_ref().is_some_and(|pending| !pending.held.is_empty()) {
+                let mut out = std::mem::take(&mut self.outbox);
+                self.splice_held(&mut out);
+                self.outbox = out;
+            }
         }
         if self.pending() == Some(source) {
             self.pending = None;
@@ -329,14 +461,23 @@ impl Switcher {
     /// ignored, and so are those of the pending source before its splice point (except
     /// headers, which are remembered for the splice).
     pub fn push(&mut self, source: Source, tag: &FlvTag) -> Vec<FlvTag> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.outbox);
         let role = Role::of(tag);
         if self.pending() == Some(source) {
             self.push_pending(role, tag, &mut out);
         } else if self.current() == Some(source) {
             self.push_on_air(role, tag, &mut out);
+            if self.pending.as_ref().is_some_and(|pending| !pending.held.is_empty()) && self.at_clean_cut() {
+                self.splice_held(&mut out);
+            }
         }
         out
+    }
+
+    /// Program tags produced outside [`Switcher::push`] (by [`Switcher::source_ended`]),
+    /// to emit now; the next `push` would return them otherwise.
+    pub fn take_output(&mut self) -> Vec<FlvTag> {
+        std::mem::take(&mut self.outbox)
     }
 
     /// The source on air, if any.
@@ -352,7 +493,22 @@ impl Switcher {
     /// The timestamp (ms) a video keyframe spliced in now would get: one frame after the
     /// last video frame emitted, 0 before any.
     pub fn next_timestamp(&self) -> u32 {
-        program_ts(self.continuation(Media::Video))
+        program_ts(self.continuation(Media::Video, self.video_frame()))
+    }
+
+    /// The program's presentation delay (ms): how long after its timestamp every picture
+    /// is shown.
+    pub fn presentation_delay(&self) -> u32 {
+        self.delay
+    }
+
+    fn video_frame(&self) -> u32 {
+        self.video.frame(self.config.default_video_frame_ms)
+    }
+
+    /// Whether the source on air can be cut now without leaving a picture out.
+    fn at_clean_cut(&self) -> bool {
+        self.on_air.as_ref().is_none_or(|on_air| on_air.pictures.is_clean())
     }
 
     fn push_pending(&mut self, role: Role, tag: &FlvTag, out: &mut Vec<FlvTag>) {
@@ -360,58 +516,118 @@ impl Switcher {
             return;
         };
         pending.has_video |= tag.kind == TagKind::Video;
-        let splice_on = match role {
+        if let Some(first) = pending.held.first() {
+            let span = (tag.timestamp.wrapping_sub(first.timestamp) as i32).saturating_abs();
+            pending.held.push(tag.clone());
+            if pending.held.len() >= HOLD_MAX_TAGS || span > HOLD_MAX_MS {
+                debug!(to = ?pending.source, "program splice without a clean cut: the old source did not get there");
+                self.splice_held(out);
+            }
+            return;
+        }
+        let splices = match role {
             Role::Metadata => {
                 pending.headers.metadata = Some(tag.clone());
-                None
+                false
             }
             Role::VideoHeader => {
                 pending.headers.video = Some(tag.clone());
-                None
+                false
             }
             Role::AudioHeader => {
                 pending.headers.audio = Some(tag.clone());
-                None
+                false
             }
-            Role::Keyframe => Some(Media::Video),
-            Role::AudioFrame if !pending.has_video => Some(Media::Audio),
-            _ => None,
+            Role::VideoFrame => {
+                if let Some(step) = pending.last_video_ts.map(|last| tag.timestamp.wrapping_sub(last))
+                    && (1..=self.config.max_timestamp_jump_ms).contains(&step)
+                {
+                    pending.durations.record(step);
+                }
+                pending.last_video_ts = Some(tag.timestamp);
+                false
+            }
+            Role::Keyframe => true,
+            Role::AudioFrame => !pending.has_video,
+            _ => false,
         };
-        if let Some(media) = splice_on {
-            self.splice(media, role, tag, out);
+        if !splices {
+            return;
+        }
+        if self.at_clean_cut() {
+            if let Some(pending) = self.pending.take() {
+                self.splice(pending, tag, out);
+            }
+        } else if let Some(pending) = self.pending.as_mut() {
+            pending.held.push(tag.clone());
         }
     }
 
-    /// Puts the pending source on air with `tag` (its keyframe or first audio frame) as the
-    /// first frame: headers first, all at the splice timestamp, then the tag itself.
-    fn splice(&mut self, media: Media, role: Role, tag: &FlvTag, out: &mut Vec<FlvTag>) {
-        let Some(pending) = self.pending.take() else {
+    /// Splices the pending source in with the tags held for a clean cut.
+    fn splice_held(&mut self, out: &mut Vec<FlvTag>) {
+        let Some(mut pending) = self.pending.take() else {
             return;
         };
-        let mut anchor = self.continuation(media);
+        let held = std::mem::take(&mut pending.held);
+        let Some((first, rest)) = held.split_first() else {
+            return;
+        };
+        self.splice(pending, first, out);
+        for tag in rest {
+            self.push_on_air(Role::of(tag), tag, out);
+        }
+    }
+
+    /// The composition offset raise for a source whose first picture is `keyframe`: the
+    /// program's presentation delay minus the source's, after growing the program's to
+    /// the source's if needed. 0 where its pictures carry no composition offset to raise.
+    fn presentation_shift(&mut self, keyframe: &FlvTag) -> u32 {
+        let max = self.config.max_presentation_delay_ms;
+        let reorder = u32::try_from(composition_time(keyframe)).unwrap_or(0).min(max);
+        if reorder > self.delay {
+            info!(from = self.delay, to = reorder, "program presentation delay grows: this splice pauses longer");
+            self.delay = reorder;
+        }
+        let shift = self.delay - reorder;
+        if shift > 0 && shift_composition_time(&keyframe.payload, shift).is_none() { 0 } else { shift }
+    }
+
+    /// Puts `pending` on air with `tag` (its keyframe or first audio frame) as the first
+    /// frame: headers first, all at the splice timestamp, then the tag itself.
+    fn splice(&mut self, pending: Pending, tag: &FlvTag, out: &mut Vec<FlvTag>) {
+        let role = Role::of(tag);
+        let media = if role == Role::Keyframe { Media::Video } else { Media::Audio };
+        let shift = if media == Media::Video { self.presentation_shift(tag) } else { 0 };
+        // The step to the new picture: the shorter frame of the two sources, so that
+        // neither shows a picture longer than its own frame.
+        let frame = match (self.video.durations.median(), pending.durations.median()) {
+            (Some(old), Some(new)) => old.min(new),
+            (old, new) => old.or(new).unwrap_or(self.config.default_video_frame_ms),
+        }
+        .max(1);
+        let mut anchor = self.continuation(media, frame);
         if media == Media::Video
             && let Some(shown) = self.video.last_presentation
         {
             // Present the keyframe one frame after the last picture shown, not just decode
-            // it one frame after the last frame decoded.
-            let frame = i64::from(self.video.durations.median().unwrap_or(self.config.default_video_frame_ms).max(1));
-            let after_shown = shown + frame - i64::from(composition_time(tag));
+            // it one frame after the last frame decoded: they differ when the new source
+            // could not be given the program's presentation delay.
+            let composition = i64::from(composition_time(tag)) + i64::from(shift);
+            let after_shown = shown + i64::from(frame) - composition;
             anchor = anchor.max(u64::try_from(after_shown).unwrap_or(0));
         }
-        debug!(
-            from = ?self.current(),
-            to = ?pending.source,
-            at = anchor,
-            on = ?media,
-            "program splice"
-        );
+        debug!(from = ?self.current(), to = ?pending.source, at = anchor, on = ?media, shift, "program splice");
+        let first_shown = (media == Media::Video)
+            .then(|| signed(anchor) + i64::from(composition_time(tag)).max(0) + i64::from(shift));
+        // Audio and data of the new source are shifted with its pictures.
+        let presented = anchor + u64::from(shift);
         let Headers { metadata, video, audio } = pending.headers;
         // Repeat the parameter sets inside the keyframe, for consumers that parse slices with
         // the parameter sets they saw first (see `parameter_sets`).
         let with_sets = video.as_ref().filter(|_| media == Media::Video).and_then(|h| with_parameter_sets(tag, h));
         let tag = with_sets.as_ref().unwrap_or(tag);
         if let Some(header) = metadata {
-            let ts = not_before(anchor, self.last_data);
+            let ts = not_before(presented, self.last_data);
             self.last_data = Some(ts);
             out.push(restamp(&header, ts));
             self.program_headers.metadata = Some(header);
@@ -425,25 +641,29 @@ impl Switcher {
         if let Some(header) = audio {
             // Where the old audio ends rather than at the picture's splice point: the new
             // source's audio, and any silence bridging to it, follows from there.
-            let audio_end = self.audio.end(self.config.default_audio_frame_ms).map_or(anchor, |end| end.min(anchor));
+            let audio_end =
+                self.audio.end(self.config.default_audio_frame_ms).map_or(presented, |end| end.min(presented));
             let ts = not_before(audio_end, self.audio.last);
             self.audio.last = Some(ts);
             out.push(restamp(&header, ts));
             self.program_headers.audio = Some(header);
         }
         // The anchor used the old source's frame durations; from here on, the new one's.
-        self.video.durations = RecentDurations::default();
+        self.video.durations = pending.durations;
         self.audio.durations = RecentDurations::default();
         self.on_air = Some(OnAir {
             source: pending.source,
             offset: signed(anchor) - i64::from(tag.timestamp),
+            shift,
             last_frame_ts: tag.timestamp,
             last_frame_time: i64::from(tag.timestamp),
             last_video_time: None,
             last_audio_time: None,
             video_started: media == Media::Video,
             audio_started: false,
+            first_shown,
             silence: self.program_headers.audio.as_ref().and_then(Silence::for_header),
+            pictures: PictureOrder::default(),
         });
         self.push_on_air(role, tag, out);
     }
@@ -452,16 +672,27 @@ impl Switcher {
         if let Some(media) = role.frame_of() {
             self.follow_frame(media, tag.timestamp);
         }
+        let frame = i64::from(self.video_frame());
+        let audio_frame = i64::from(self.audio.frame(self.config.default_audio_frame_ms));
+        let max_composition = 2 * i64::from(self.config.max_presentation_delay_ms);
         let Some(on_air) = self.on_air.as_mut() else {
             return;
         };
-        let rebased = on_air.source_time(tag.timestamp) + on_air.offset;
+        let mut time = on_air.source_time(tag.timestamp);
+        if role.frame_of().is_none()
+            && (time - on_air.last_frame_time).abs() > i64::from(self.config.max_timestamp_jump_ms)
+        {
+            debug!(source = ?on_air.source, ts = tag.timestamp, ?role, "tag far from the source's frames: stamped at its latest");
+            time = on_air.last_frame_time;
+        }
+        // Video tags run on decode time; audio and data with the pictures as shown.
+        let rebased = time + on_air.offset;
+        let shifted = rebased + i64::from(on_air.shift);
         match role {
-            Role::Metadata | Role::VideoHeader | Role::AudioHeader => {
-                self.pass_header(role, tag, rebased, out);
-            }
+            Role::Metadata | Role::AudioHeader => self.pass_header(role, tag, shifted, out),
+            Role::VideoHeader => self.pass_header(role, tag, rebased, out),
             Role::Script => {
-                let ts = not_before_rebased(rebased, self.last_data);
+                let ts = not_before_rebased(shifted, self.last_data);
                 self.last_data = Some(ts);
                 out.push(restamp(tag, ts));
             }
@@ -483,23 +714,29 @@ impl Switcher {
                 let ts = not_before_rebased(rebased, self.video.last.max(after_last_frame));
                 self.video.last = Some(ts);
                 self.video.last_frame = Some(ts);
-                let shown = ts as i64 + i64::from(composition_time(tag));
+                let raised = (on_air.shift > 0).then(|| shift_composition_time(&tag.payload, on_air.shift)).flatten();
+                let composition =
+                    i64::from(composition_time(tag)) + raised.as_ref().map_or(0, |_| i64::from(on_air.shift));
+                let shown = signed(ts) + composition.clamp(0, max_composition);
                 self.video.last_presentation = self.video.last_presentation.max(Some(shown));
-                out.push(restamp(tag, ts));
+                on_air.pictures.record(signed(ts), shown, frame);
+                let payload = raised.unwrap_or_else(|| tag.payload.clone());
+                out.push(FlvTag { kind: tag.kind, timestamp: program_ts(ts), payload });
             }
             Role::AudioFrame | Role::AudioOther => {
                 if !on_air.audio_started {
                     let lands_after_program_audio =
-                        u64::try_from(rebased).is_ok_and(|ts| self.audio.last_frame.is_none_or(|last| ts > last));
-                    if !lands_after_program_audio {
+                        u64::try_from(shifted).is_ok_and(|ts| self.audio.last_frame.is_none_or(|last| ts > last));
+                    let plays_with_pictures = on_air.first_shown.is_none_or(|shown| shifted + audio_frame > shown);
+                    if !lands_after_program_audio || !plays_with_pictures {
                         return;
                     }
                     on_air.audio_started = true;
-                    if let (Some(silence), Ok(first)) = (on_air.silence.take(), u64::try_from(rebased)) {
+                    if let (Some(silence), Ok(first)) = (on_air.silence.take(), u64::try_from(shifted)) {
                         self.bridge_audio(&silence, first, out);
                     }
                 }
-                let ts = not_before_rebased(rebased, self.audio.last);
+                let ts = not_before_rebased(shifted, self.audio.last);
                 self.audio.last = Some(ts);
                 if role == Role::AudioFrame {
                     self.audio.last_frame = Some(ts);
@@ -563,7 +800,7 @@ impl Switcher {
         // Both tracks share the new offset, so anchor on video while the source shows
         // some: the video then continues exactly, and its audio follows within a frame.
         let anchor_media = if on_air.video_started { Media::Video } else { Media::Audio };
-        let anchor = jumped.then(|| self.continuation(anchor_media));
+        let anchor = jumped.then(|| self.continuation(anchor_media, self.video_frame()));
 
         let track = match media {
             Media::Video => &mut self.video,
@@ -580,7 +817,9 @@ impl Switcher {
         };
         if let Some(anchor) = anchor {
             debug!(source = ?on_air.source, from = on_air.last_frame_ts, to = ts, at = anchor, "program re-anchor");
-            on_air.offset = signed(anchor) - time;
+            // The offset maps video times; audio times carry the shift on top.
+            let shift = if anchor_media == Media::Audio { i64::from(on_air.shift) } else { 0 };
+            on_air.offset = signed(anchor) - time - shift;
             // The other track's last frame belongs to the old timeline: its next frame
             // must not be taken for a step back.
             on_air.last_video_time = None;
@@ -595,14 +834,17 @@ impl Switcher {
     }
 
     /// Where a new timeline starting with a frame of `media` should begin: one frame after
-    /// the last frame of that track, unless the other track has run further ahead than
-    /// normal interleaving explains (it alone played meanwhile), then where it ends.
-    fn continuation(&self, media: Media) -> u64 {
-        let video_end = self.video.end(self.config.default_video_frame_ms);
+    /// the last frame of that track (`video_frame` for video), unless the other track has
+    /// run further ahead than normal interleaving explains (it alone played meanwhile),
+    /// then where it ends. Tracks are compared as heard and seen: pictures are shown the
+    /// presentation delay after their timestamps.
+    fn continuation(&self, media: Media, video_frame: u32) -> u64 {
+        let delay = u64::from(self.delay);
+        let video_end = self.video.last_frame.map(|last| last + u64::from(video_frame.max(1)));
         let audio_end = self.audio.end(self.config.default_audio_frame_ms);
         let (own, other) = match media {
-            Media::Video => (video_end, audio_end),
-            Media::Audio => (audio_end, video_end),
+            Media::Video => (video_end, audio_end.map(|end| end.saturating_sub(delay))),
+            Media::Audio => (audio_end, video_end.map(|end| end + delay)),
         };
         match (own, other) {
             (Some(own), Some(other)) if other > own + u64::from(self.config.max_track_skew_ms) => other,
@@ -679,11 +921,13 @@ fn signed(ts: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use std::collections::{HashMap, HashSet};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     use bytes::{BufMut, Bytes, BytesMut};
     use proptest::prelude::*;
 
     use super::*;
+    use crate::media::codec::parse_video_tag;
     use crate::media::flv::{FlvHeader, FlvReader};
 
     const A: Source = Source::Publisher(1);
@@ -703,11 +947,25 @@ mod tests {
     fn avc_header(mark: u8) -> FlvTag {
         tag(TagKind::Video, 0, &[0x17, 0, 0, 0, 0, 1, 0x64, mark])
     }
+    /// Picture bodies are unique, so that a payload the switcher had to copy (to raise its
+    /// composition offset) can still be traced to the tag it came from.
+    fn unique() -> [u8; 4] {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes()
+    }
+    /// A legacy AVC picture with composition offset `cts`.
+    fn avc_frame(key: bool, ts: u32, cts: i32) -> FlvTag {
+        let mut payload = vec![if key { 0x17 } else { 0x27 }, 1];
+        payload.extend_from_slice(&cts.to_be_bytes()[1..]);
+        payload.push(if key { 0xaa } else { 0xbb });
+        payload.extend_from_slice(&unique());
+        FlvTag::new(TagKind::Video, ts, payload)
+    }
     fn avc_key(ts: u32) -> FlvTag {
-        tag(TagKind::Video, ts, &[0x17, 1, 0, 0, 0, 0xaa])
+        avc_frame(true, ts, 0)
     }
     fn avc_inter(ts: u32) -> FlvTag {
-        tag(TagKind::Video, ts, &[0x27, 1, 0, 0, 0, 0xbb])
+        avc_frame(false, ts, 0)
     }
     /// Enhanced RTMP: 0x80 | frame type << 4 | packet type, then the FourCC.
     fn enhanced(frame_type: u8, packet_type: u8, fourcc: &[u8; 4], ts: u32, body: &[u8]) -> FlvTag {
@@ -719,14 +977,22 @@ mod tests {
     fn hevc_header(mark: u8) -> FlvTag {
         enhanced(1, 0, b"hvc1", 0, &[1, mark])
     }
+    /// An HEVC picture as CodedFrames with composition offset `cts`.
+    fn hevc_frame(key: bool, ts: u32, cts: i32) -> FlvTag {
+        let mut body = cts.to_be_bytes()[1..].to_vec();
+        body.push(if key { 0xaa } else { 0xbb });
+        body.extend_from_slice(&unique());
+        enhanced(if key { 1 } else { 2 }, 1, b"hvc1", ts, &body)
+    }
     fn hevc_key(ts: u32) -> FlvTag {
-        enhanced(1, 1, b"hvc1", ts, &[0, 0, 0, 0xaa])
+        hevc_frame(true, ts, 0)
     }
     fn hevc_inter(ts: u32) -> FlvTag {
-        enhanced(2, 1, b"hvc1", ts, &[0, 0, 0, 0xbb])
+        hevc_frame(false, ts, 0)
     }
+    /// AAC-LC stereo (so audio pauses at splices are bridged with silence).
     fn aac_header(mark: u8) -> FlvTag {
-        tag(TagKind::Audio, 0, &[0xaf, 0, 0x12, mark])
+        tag(TagKind::Audio, 0, &[0xaf, 0, 0x12, 0x10, mark])
     }
     fn aac(ts: u32) -> FlvTag {
         tag(TagKind::Audio, ts, &[0xaf, 1, 0x21])
@@ -737,6 +1003,8 @@ mod tests {
     struct Fed {
         source: Source,
         ts: u32,
+        /// Composition offset as fed (pictures).
+        cts: i32,
         role: Role,
         /// Position among the source's frames of the same track, to spot loss/duplication.
         frame: u64,
@@ -752,17 +1020,27 @@ mod tests {
     struct Rig {
         switcher: Switcher,
         fed: HashMap<usize, Fed>,
+        /// Fed pictures by body (what follows the composition offset).
+        bodies: HashMap<Vec<u8>, Fed>,
         frames: HashMap<(Source, bool), u64>,
         program: Vec<Out>,
+        /// Timestamps of the silent frames the switcher bridged audio pauses with.
+        silence: Vec<u32>,
     }
 
     impl Rig {
         fn new() -> Self {
+            Self::with(SwitcherConfig::default())
+        }
+
+        fn with(config: SwitcherConfig) -> Self {
             Rig {
-                switcher: Switcher::new(SwitcherConfig::default()),
+                switcher: Switcher::new(config),
                 fed: HashMap::new(),
+                bodies: HashMap::new(),
                 frames: HashMap::new(),
                 program: Vec::new(),
+                silence: Vec::new(),
             }
         }
 
@@ -772,29 +1050,53 @@ mod tests {
             if role.frame_of().is_some() {
                 *counter += 1;
             }
-            let fed = Fed { source, ts: tag.timestamp, role, frame: *counter };
+            let cts = if tag.kind == TagKind::Video { composition_time(tag) } else { 0 };
+            let fed = Fed { source, ts: tag.timestamp, cts, role, frame: *counter };
             self.fed.insert(tag.payload.as_ptr() as usize, fed);
+            if role.frame_of() == Some(Media::Video)
+                && let Ok(picture) = parse_video_tag(&tag.payload)
+            {
+                self.bodies.insert(picture.body.to_vec(), fed);
+            }
             let out = self.switcher.push(source, tag);
-            for emitted in &out {
+            self.record(&out);
+            out
+        }
+
+        /// Adds what the switcher emitted to the program, tracing each tag to the fed one.
+        fn record(&mut self, out: &[FlvTag]) {
+            for emitted in out {
                 let from = match self.fed.get(&(emitted.payload.as_ptr() as usize)) {
                     Some(from) => *from,
                     // Silence bridging a splice is the switcher's own (a constant frame).
-                    None if emitted.kind == TagKind::Audio && is_silence(emitted) => continue,
-                    // The one exception: a splice keyframe with its parameter sets repeated
-                    // in band is the fed keyframe with SPS/PPS put in front of its NAL units.
-                    None => {
-                        assert!(
-                            role == Role::Keyframe
-                                && emitted.payload[..5] == tag.payload[..5]
-                                && emitted.payload.ends_with(&tag.payload[5..]),
-                            "program payloads are the fed ones, not copies"
-                        );
-                        fed
+                    None if emitted.kind == TagKind::Audio && is_silence(emitted) => {
+                        self.silence.push(emitted.timestamp);
+                        continue;
                     }
+                    None => self.copied_picture(emitted),
                 };
                 self.program.push(Out { tag: emitted.clone(), from });
             }
-            out
+        }
+
+        /// The two exceptions to "program payloads are the fed ones": a picture whose
+        /// composition offset was raised (the presentation delay), and a splice keyframe
+        /// with its parameter sets put in front of its NAL units. Either way the picture
+        /// is the fed one, with the same header apart from the offset.
+        fn copied_picture(&self, emitted: &FlvTag) -> Fed {
+            let picture = parse_video_tag(&emitted.payload).expect("program payloads are the fed ones, not copies");
+            let fed = self.bodies.get(picture.body).copied().or_else(|| {
+                self.bodies
+                    .iter()
+                    .find(|(body, fed)| fed.role == Role::Keyframe && picture.body.ends_with(body))
+                    .map(|(_, fed)| *fed)
+            });
+            let fed = fed.expect("program payloads are the fed ones, not copies");
+            let raised = picture.info.composition_time - fed.cts;
+            let max = i32::try_from(self.switcher.config.max_presentation_delay_ms).unwrap_or(i32::MAX);
+            assert!((0..=max).contains(&raised), "composition offset raised by {raised}");
+            assert_eq!(Role::of(emitted), fed.role);
+            fed
         }
 
         fn push_all(&mut self, source: Source, tags: &[FlvTag]) -> Vec<FlvTag> {
@@ -845,6 +1147,10 @@ mod tests {
         loop_ms: Option<u64>,
         jitter: u32,
         seed: u64,
+        /// B-frames between anchors (closed GOPs of `gop` pictures), and the reorder delay
+        /// in frames: the composition offset of keyframes.
+        bframes: u64,
+        delay: u64,
     }
 
     impl Spec {
@@ -859,6 +1165,8 @@ mod tests {
                 loop_ms: None,
                 jitter: 0,
                 seed: 0,
+                bframes: 0,
+                delay: 0,
             }
         }
 
@@ -891,6 +1199,29 @@ mod tests {
             ((z ^ (z >> 31)) % (u64::from(self.jitter) + 1)) as u32
         }
 
+        /// Presentation index of the `n`th picture in decode order: closed GOPs of `gop`
+        /// pictures, each anchor (P) sent before the `bframes` pictures shown before it.
+        fn presented(&self, n: u64) -> u64 {
+            let (start, k) = (n - n % self.gop, n % self.gop);
+            if k == 0 {
+                return start;
+            }
+            let group = self.bframes + 1;
+            let first = 1 + (k - 1) / group * group;
+            let end = (first + group).min(self.gop);
+            let i = (k - 1) % group;
+            start + if i == 0 { end - 1 } else { first + i - 1 }
+        }
+
+        /// Composition offset of the `n`th picture in decode order (ms).
+        fn composition_time(&self, n: u64) -> i32 {
+            let Some(fps) = self.fps else { return 0 };
+            let at = |frames: u64| frames * 1000 / u64::from(fps);
+            let cts = at(self.presented(n) + self.delay) as i64 - at(n) as i64;
+            assert!(cts >= 0, "delay {} too short for {} B-frames", self.delay, self.bframes);
+            cts as i32
+        }
+
         /// The tags produced during the first `until_ms` of wall time, with their wall time.
         fn feed(&self, until_ms: u64) -> Feed {
             let headers = self.headers();
@@ -920,12 +1251,11 @@ mod tests {
                 let tag = if is_video {
                     let key = video_n % self.gop == 0 || last_video_loop != Some(this_loop);
                     last_video_loop = Some(this_loop);
+                    let cts = self.composition_time(video_n);
                     video_n += 1;
-                    match (self.codec, key) {
-                        (Codec::Avc, true) => avc_key(ts),
-                        (Codec::Avc, false) => avc_inter(ts),
-                        (Codec::Hevc, true) => hevc_key(ts),
-                        (Codec::Hevc, false) => hevc_inter(ts),
+                    match self.codec {
+                        Codec::Avc => avc_frame(key, ts, cts),
+                        Codec::Hevc => hevc_frame(key, ts, cts),
                     }
                 } else {
                     audio_n += 1;
@@ -1016,14 +1346,20 @@ mod tests {
             let gap = pair[1].tag.timestamp - pair[0].tag.timestamp;
             assert!(gap <= limits.video_gap, "video gap {gap} ms before {:?}", pair[1].from);
         }
-        for pair in rig.audio_frames().windows(2) {
-            let gap = pair[1].tag.timestamp - pair[0].tag.timestamp;
-            assert!(gap <= limits.audio_gap, "audio gap {gap} ms before {:?}", pair[1].from);
+        // Audio as heard: the sources' frames and the silence bridging them.
+        let mut audio: Vec<(u32, Option<Fed>)> =
+            rig.audio_frames().iter().map(|o| (o.tag.timestamp, Some(o.from))).collect();
+        audio.extend(rig.silence.iter().map(|&ts| (ts, None)));
+        audio.sort_by_key(|(ts, _)| *ts);
+        for pair in audio.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(gap <= limits.audio_gap, "audio gap {gap} ms before {:?} at {}", pair[1].1, pair[1].0);
         }
         let splices = rig.splices();
         let mut bounds = splices.clone();
         bounds.push(program.len());
         for stretch in bounds.windows(2) {
+            let start = stretch[0];
             let stretch = &program[stretch[0]..stretch[1]];
             // Headers first, in order, then the frame the splice happened on.
             let headers = stretch
@@ -1063,6 +1399,13 @@ mod tests {
                     if video { "video" } else { "audio" }
                 );
             }
+            // Pictures in order across the splice: the new source's first one is shown after
+            // every picture before it.
+            let shown_before =
+                program[..start].iter().filter(|o| o.from.role.frame_of() == Some(Media::Video)).map(shown).max();
+            if let Some(key) = stretch.iter().find(|o| o.from.role == Role::Keyframe) {
+                assert!(shown_before.is_none_or(|before| shown(key) > before), "{:?} shown out of order", key.from);
+            }
             // A/V sync: audio and video frames from the same stretch of continuous source
             // time (the source's own loops and jumps split it) share one offset.
             let frames: Vec<&Out> = stretch.iter().filter(|o| o.from.role.frame_of().is_some()).collect();
@@ -1074,8 +1417,12 @@ mod tests {
                 let epoch = epochs.last().copied().unwrap_or(0);
                 epochs.push(if continuous { epoch } else { epoch + 1 });
             }
-            // Modular, like the timestamps: a source may wrap.
-            let offset = |o: &Out| o.tag.timestamp.wrapping_sub(o.from.ts);
+            // Modular, like the timestamps: a source may wrap. Pictures by presentation
+            // time, which is what audio plays along with.
+            let offset = |o: &Out| {
+                let cts = if o.tag.kind == TagKind::Video { composition_time(&o.tag) - o.from.cts } else { 0 };
+                o.tag.timestamp.wrapping_add(cts as u32).wrapping_sub(o.from.ts)
+            };
             for (i, audio) in frames.iter().enumerate().filter(|(_, o)| o.from.role == Role::AudioFrame) {
                 let same_epoch_video =
                     |j: &usize| epochs[*j] == epochs[i] && frames[*j].from.role.frame_of() == Some(Media::Video);
@@ -1215,11 +1562,12 @@ mod tests {
         let order: Vec<_> = rig.splices().iter().map(|&i| rig.program[i].from.source).collect();
         assert_eq!(order.len(), 11);
         assert!(order.iter().zip(cycle.iter().cycle()).all(|(got, want)| got == want));
-        // Every splice lands exactly one frame (of the previous source) after its last frame.
+        // Every splice lands exactly one frame after the previous source's last frame: the
+        // shorter frame of the two sources (B's are 40 ms, the others' 33).
         for &i in &rig.splices()[1..] {
             let before = rig.program[..i].iter().rev().find(|o| o.from.role.frame_of() == Some(Media::Video)).unwrap();
             let key = rig.program[i..].iter().find(|o| o.from.role == Role::Keyframe).unwrap();
-            let frame = if before.from.source == B { 40 } else { 33 };
+            let frame = if before.from.source == B && key.from.source == B { 40 } else { 33 };
             assert_eq!(key.tag.timestamp, before.tag.timestamp + frame);
         }
     }
@@ -1290,7 +1638,8 @@ mod tests {
         let roles: Vec<_> = p[at..at + 4].iter().map(|o| o.from.role).collect();
         assert_eq!(roles, [Role::Metadata, Role::VideoHeader, Role::AudioHeader, Role::Keyframe]);
         let key = &p[at + 3];
-        assert_eq!(key.tag.timestamp, p[at - 1].tag.timestamp + 40);
+        // One frame after C's last, the shorter of C's (40 ms) and B's (33 ms).
+        assert_eq!(key.tag.timestamp, p[at - 1].tag.timestamp + 33);
         let first_audio = p[at..].iter().find(|o| o.from.role == Role::AudioFrame).unwrap();
         assert_eq!(
             i64::from(first_audio.tag.timestamp) - i64::from(first_audio.from.ts),
@@ -1517,6 +1866,8 @@ mod tests {
         run(&mut rig, &feeds, &schedule);
         assert_eq!(rig.splices().len(), 6);
         check_program(&rig, &Limits { video_gap: 2 * 34, audio_gap: 34 + 2 * 24 });
+        // Its pictures are reordered (3 B-frames, pyramid): every cut waits for them.
+        assert_seamless(&rig, &[(A, 30), (B, 30)]);
         let video = rig.video_frames();
         let duration = video.last().unwrap().tag.timestamp;
         assert!((29_000..31_000).contains(&duration), "{duration}");
@@ -1547,6 +1898,236 @@ mod tests {
         assert_eq!(rig.splices().len(), 3);
     }
 
+    /// When a program picture is shown: timestamp plus composition offset.
+    fn shown(o: &Out) -> i64 {
+        i64::from(o.tag.timestamp) + i64::from(composition_time(&o.tag))
+    }
+
+    /// A splice onto a video source, as shown.
+    #[derive(Debug)]
+    struct Pause {
+        to: Source,
+        /// From the last picture shown before the new source's first to that one.
+        at_splice: i64,
+        /// The longest pause between the pictures shown in the second before that: a
+        /// picture of the old source left out shows up here.
+        before: i64,
+        /// From the new source's first picture to its first audio frame.
+        audio: Option<i64>,
+    }
+
+    /// The pauses between consecutive pictures, sorted by presentation time, at each
+    /// splice onto a video source.
+    fn splice_pauses(rig: &Rig) -> Vec<Pause> {
+        let mut pictures: Vec<i64> = rig.video_frames().into_iter().map(shown).collect();
+        pictures.sort_unstable();
+        let mut bounds = rig.splices();
+        bounds.push(rig.program.len());
+        bounds
+            .windows(2)
+            .skip(1)
+            .filter_map(|w| {
+                let stretch = &rig.program[w[0]..w[1]];
+                let key = stretch.iter().find(|o| o.from.role == Role::Keyframe)?;
+                let first = shown(key);
+                let window: Vec<i64> = pictures.iter().copied().filter(|&p| p < first && p >= first - 1_000).collect();
+                let audio = stretch.iter().find(|o| o.from.role == Role::AudioFrame);
+                Some(Pause {
+                    to: key.from.source,
+                    at_splice: first - window.last()?,
+                    before: window.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0),
+                    audio: audio.map(|a| i64::from(a.tag.timestamp) - first),
+                })
+            })
+            .collect()
+    }
+
+    /// Asserts every splice pauses at most one frame of the new source (+1 ms of
+    /// rounding) between pictures, leaves no picture of the old one out, and starts the
+    /// new audio within that frame of the new pictures.
+    fn assert_seamless(rig: &Rig, fps: &[(Source, u32)]) {
+        let frame =
+            |source: Source| fps.iter().find(|(s, _)| *s == source).map(|(_, fps)| i64::from(1_000 / fps + 1)).unwrap();
+        let longest = fps.iter().map(|(s, _)| frame(*s)).max().unwrap();
+        let pauses = splice_pauses(rig);
+        assert!(!pauses.is_empty());
+        for pause in pauses {
+            let frame = frame(pause.to);
+            assert!(pause.at_splice <= frame, "{pause:?}: more than a frame ({frame} ms)");
+            assert!(pause.before <= longest, "{pause:?}: the old source left pictures out");
+            assert!(pause.audio.expect("audio after the splice").abs() <= frame, "{pause:?}: audio not with pictures");
+        }
+    }
+
+    /// A (30 fps, no B-frames) and B (25 fps, 2 B-frames shown 80 ms after decoding).
+    fn a_and_b() -> (Spec, Spec) {
+        let a = Spec::new(A, 10_000);
+        let b =
+            Spec { fps: Some(25), sample_rate: Some(48_000), gop: 12, bframes: 2, delay: 2, ..Spec::new(B, 3_000_000) };
+        (a, b)
+    }
+
+    #[test]
+    fn splices_into_and_out_of_b_frames_pause_one_frame() {
+        // Finding 7: B's keyframe is shown 80 ms after its timestamp, A's pictures at
+        // theirs; the program shows both with the delay of the first, B.
+        let (a, b) = a_and_b();
+        let feeds = [b.feed(6_000), a.feed(6_000)];
+        let schedule = [(0, Action::Select(B)), (1_100, Action::Select(A)), (2_300, Action::Select(B))];
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &schedule);
+        check_program(&rig, &Limits { video_gap: 40, audio_gap: 40 + 2 * 23 });
+        assert_eq!(rig.splices().len(), 3);
+        assert_seamless(&rig, &[(A, 30), (B, 25)]);
+        // A's pictures carry the program's delay, B's their own.
+        let delays: HashSet<(Source, i32)> = rig
+            .video_frames()
+            .iter()
+            .filter(|o| o.from.role == Role::Keyframe)
+            .map(|o| (o.from.source, composition_time(&o.tag)))
+            .collect();
+        assert_eq!(delays, HashSet::from([(A, 80), (B, 80)]));
+    }
+
+    #[test]
+    fn splice_into_b_frames_with_the_channel_delay_configured() {
+        let (a, b) = a_and_b();
+        let feeds = [a.feed(4_000), b.feed(4_000)];
+        let config = SwitcherConfig { presentation_delay_ms: 80, ..SwitcherConfig::default() };
+        let mut rig = Rig::with(config);
+        run(&mut rig, &feeds, &[(0, Action::Select(A)), (1_100, Action::Select(B))]);
+        check_program(&rig, &Limits { video_gap: 40, audio_gap: 40 + 2 * 23 });
+        assert_seamless(&rig, &[(A, 30), (B, 25)]);
+        assert_eq!(rig.switcher.presentation_delay(), 80);
+    }
+
+    #[test]
+    fn presentation_delay_grows_once_for_a_source_with_longer_reordering() {
+        let (a, b) = a_and_b();
+        let feeds = [a.feed(6_000), b.feed(6_000)];
+        let schedule = [
+            (0, Action::Select(A)),
+            (1_100, Action::Select(B)),
+            (2_300, Action::Select(A)),
+            (3_500, Action::Select(B)),
+        ];
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &schedule);
+        check_program(&rig, &Limits { video_gap: 40, audio_gap: 40 + 3 * 23 });
+        let pauses: Vec<i64> = splice_pauses(&rig).iter().map(|p| p.at_splice).collect();
+        // The first splice into B raises the delay from 0 to 80 ms: one longer pause.
+        assert_eq!(pauses.len(), 3);
+        assert!(pauses[0] <= 33 + 80 + 1, "{pauses:?}");
+        assert!(pauses[1] <= 34 && pauses[2] <= 41, "{pauses:?}");
+        assert_eq!(rig.switcher.presentation_delay(), 80);
+    }
+
+    #[test]
+    fn b_frames_to_b_frames_with_different_delays() {
+        let (_, b) = a_and_b();
+        // Three B-frames, shown one frame after decoding, HEVC in Enhanced RTMP.
+        let c = Spec { bframes: 3, delay: 1, gop: 30, codec: Codec::Hevc, ..Spec::new(C, 77) };
+        let feeds = [b.feed(6_000), c.feed(6_000)];
+        let schedule = [(0, Action::Select(B)), (1_100, Action::Select(C)), (2_300, Action::Select(B))];
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &schedule);
+        check_program(&rig, &Limits { video_gap: 40, audio_gap: 40 + 2 * 23 });
+        assert_eq!(rig.splices().len(), 3);
+        assert_seamless(&rig, &[(C, 30), (B, 25)]);
+    }
+
+    #[test]
+    fn cut_away_from_b_frames_waits_for_the_pictures_shown_before_the_last() {
+        // Finding 3: A's keyframe (wall 1000 ms) arrives right after B sent the anchor
+        // P-frame of a mini-GOP, before the two B-frames shown ahead of it.
+        let (a, b) = a_and_b();
+        let feeds = [b.feed(3_000), a.feed(3_000)];
+        assert_eq!(b.presented(25), 27, "B's frame at wall 1000 ms is an anchor");
+        let mut rig = Rig::new();
+        run(&mut rig, &feeds, &[(0, Action::Select(B)), (900, Action::Select(A))]);
+        check_program(&rig, &Limits { video_gap: 40, audio_gap: 40 + 2 * 23 });
+        assert_seamless(&rig, &[(A, 30), (B, 25)]);
+        // B's pictures, as shown, have no hole: its cut waited for the two B-frames.
+        let mut b_shown: Vec<i64> = rig.video_frames().into_iter().filter(|o| o.from.source == B).map(shown).collect();
+        b_shown.sort_unstable();
+        assert!(b_shown.windows(2).all(|w| w[1] - w[0] == 40), "{b_shown:?}");
+        let last_b = rig.video_frames().into_iter().rfind(|o| o.from.source == B).unwrap().from.frame;
+        assert_eq!(last_b, 28);
+    }
+
+    #[test]
+    fn held_splice_goes_on_when_the_old_source_ends_or_never_gets_clean() {
+        let mut rig = Rig::new();
+        rig.switcher.select(B);
+        // Decode order I0 P3 B1 B2 P6, then nothing: B4 and B5 never come.
+        let b_frames = [(true, 0, 40), (false, 40, 120), (false, 80, 0), (false, 120, 0), (false, 160, 120)];
+        for (key, ts, cts) in b_frames {
+            rig.push(B, &avc_frame(key, ts, cts));
+        }
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), aac_header(1)]);
+        assert!(rig.push_all(A, &[avc_key(5_000), aac(5_010), avc_inter(5_033)]).is_empty(), "held");
+        assert_eq!(rig.switcher.current(), Some(B));
+        rig.switcher.source_ended(B);
+        assert_eq!(rig.switcher.current(), Some(A));
+        let out = rig.switcher.take_output();
+        rig.record(&out);
+        let roles: Vec<Role> = out.iter().map(Role::of).collect();
+        assert_eq!(roles, [Role::VideoHeader, Role::AudioHeader, Role::Keyframe, Role::AudioFrame, Role::VideoFrame]);
+        // B's cut leaves pictures 4 and 5 out: its last picture shown is P6, and A's
+        // first must follow it.
+        check_program(&rig, &Limits { video_gap: 3 * 40, audio_gap: u32::MAX });
+
+        // An old source that never gets clean holds the new one for at most 64 tags.
+        rig.switcher.select(C);
+        rig.push(A, &avc_frame(false, 5_066, 100));
+        let mut out = rig.push(C, &avc_key(0));
+        let mut held = 1;
+        while out.is_empty() {
+            held += 1;
+            out = rig.push(C, &aac(held));
+        }
+        assert_eq!(held, HOLD_MAX_TAGS as u32);
+        assert_eq!(rig.switcher.current(), Some(C));
+        check_program(&rig, &Limits { video_gap: 200, audio_gap: u32::MAX });
+    }
+
+    #[test]
+    fn one_stray_timestamp_never_throws_the_program_forward() {
+        // Finding 8, as fuzzing found it: an AAC frame, a video frame far ahead, an AAC
+        // sequence header 2^31 - 1 ms ahead of that, an AAC frame.
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push(A, &aac(0));
+        rig.push(A, &avc_inter(1_000_000));
+        rig.push(A, &FlvTag { timestamp: 1_000_000 + i32::MAX as u32, ..aac_header(1) });
+        rig.push(A, &aac(23));
+        let latest = rig.program.iter().map(|o| o.tag.timestamp).max().unwrap();
+        assert!(latest <= 2 * 23, "program thrown to {latest} ms");
+
+        // Every kind of tag that is not a coded frame, far from the source's frames.
+        let mut rig = Rig::new();
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), aac_header(1), avc_key(1_000), aac(1_010)]);
+        let far = 1_000 + 1_000_000;
+        let strays = [
+            FlvTag { timestamp: far, ..metadata(9) },
+            tag(TagKind::Script, far, b"\x02\x00\x0aonCuePoint"),
+            FlvTag { timestamp: far, ..avc_header(9) },
+            FlvTag { timestamp: far, ..aac_header(9) },
+            tag(TagKind::Video, far, &[0x57, 0]),
+            tag(TagKind::Video, far, &[0x9f, 1, 2]),
+            tag(TagKind::Audio, far, &[0xaf]),
+        ];
+        for stray in &strays {
+            for out in rig.push(A, stray) {
+                assert!(out.timestamp <= 10, "{:?} stamped {}", Role::of(stray), out.timestamp);
+            }
+        }
+        assert_eq!(stamps(&rig.push(A, &avc_inter(1_033))), [(TagKind::Video, 33)]);
+        assert_eq!(stamps(&rig.push(A, &aac(1_033))), [(TagKind::Audio, 33)]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1557,6 +2138,7 @@ mod tests {
             rates in prop::collection::vec(prop::sample::select(vec![44_100u32, 48_000]), 3),
             gops in prop::collection::vec(5u64..90, 3),
             hevc in prop::collection::vec(any::<bool>(), 3),
+            bframes in prop::collection::vec(0u64..4, 2),
             slate_loop in 800u64..5_000,
             jitter in 0u32..4,
             seed in any::<u64>(),
@@ -1575,6 +2157,9 @@ mod tests {
                     loop_ms: (i == 2).then_some(slate_loop),
                     jitter,
                     seed: seed.wrapping_add(i as u64),
+                    // Publishers with B-frames (gops[i] pictures per closed GOP).
+                    bframes: if i < 2 { bframes[i] } else { 0 },
+                    delay: if i < 2 { bframes[i].min(2) } else { 0 },
                 })
                 .collect();
             let mut schedule = vec![(0, Action::Select(sources[switches[0].1 % 3]))];
@@ -1603,10 +2188,71 @@ mod tests {
             let audio_ms = rates.iter().map(|&r| frame_ms(r, 1024)).max().unwrap_or(0) + jitter;
             // Audio may pause for an extra video frame when a source re-anchors right after
             // its splice (the slate looping), before its own frame duration is known.
-            check_program(&rig, &Limits { video_gap: 2 * video_ms, audio_gap: 2 * video_ms + 2 * audio_ms });
+            // A source that ends in the middle of a mini-GOP never sends the B-frames shown
+            // before its last picture: the next source is decoded after that, up to four
+            // frames later.
+            check_program(&rig, &Limits { video_gap: 5 * video_ms, audio_gap: 2 * video_ms + 2 * audio_ms });
             // The last selection went on air at its next keyframe.
             prop_assert_eq!(rig.switcher.current(), Some(selected));
             prop_assert_eq!(rig.switcher.pending(), None);
+        }
+
+        #[test]
+        fn no_tag_moves_the_program_further_than_its_sources_went(
+            bases in prop::collection::vec(any::<u32>(), 2),
+            steps in prop::collection::vec(
+                (0usize..2, 0u8..14, -20i64..120, prop::bool::weighted(0.1), any::<u32>()),
+                1..300,
+            ),
+        ) {
+            // Finding 8: any tags, of two sources switched at random, some with stray
+            // timestamps. The program may advance by what the sources' clock did (the
+            // wall clock below), plus a jump, a presentation delay and a frame: a single
+            // tag never throws it further.
+            let config = SwitcherConfig::default();
+            let slack = i64::from(config.max_timestamp_jump_ms + 2 * config.max_presentation_delay_ms + 100);
+            let mut rig = Rig::new();
+            let (mut wall, mut wall_max) = (0i64, 0i64);
+            // The latest program frame, and the wall clock when it was emitted.
+            let mut mark: Option<(i64, i64)> = None;
+            for (s, what, step, stray, raw) in steps {
+                let source = [A, B][s];
+                wall = (wall + step).max(0);
+                wall_max = wall_max.max(wall);
+                let ts = if stray { raw } else { bases[s].wrapping_add(wall as u32) };
+                let tag = match what {
+                    0 | 1 => aac(ts),
+                    2 => avc_frame(true, ts, (raw % 200) as i32),
+                    3 | 4 => avc_frame(false, ts, (raw % 200) as i32),
+                    5 => FlvTag { timestamp: ts, ..aac_header(raw as u8) },
+                    6 => FlvTag { timestamp: ts, ..avc_header(raw as u8) },
+                    7 => FlvTag { timestamp: ts, ..metadata(raw as u8) },
+                    8 => tag(TagKind::Script, ts, b"\x02\x00\x0aonCuePoint"),
+                    9 => tag(TagKind::Video, ts, &[0x57, 0]),
+                    10 => tag(TagKind::Audio, ts, &[0xaf]),
+                    11 => tag(TagKind::Video, ts, &[0x9f, 1, 2]),
+                    12 => {
+                        rig.switcher.select(source);
+                        continue;
+                    }
+                    _ => {
+                        rig.switcher.source_ended(source);
+                        let out = rig.switcher.take_output();
+                        rig.record(&out);
+                        continue;
+                    }
+                };
+                let from = rig.program.len();
+                rig.push(source, &tag);
+                for out in &rig.program[from..] {
+                    let ts = i64::from(out.tag.timestamp);
+                    let bound = mark.map_or(0, |(frame, at)| frame + wall_max - at) + slack;
+                    prop_assert!(ts <= bound, "{:?} at {} ms, bound {} ms", out.from, ts, bound);
+                    if out.from.role.frame_of().is_some() && mark.is_none_or(|(frame, _)| ts > frame) {
+                        mark = Some((ts, wall_max));
+                    }
+                }
+            }
         }
     }
 }
@@ -1636,13 +2282,15 @@ mod splice_tests {
         let mut switcher = Switcher::new(SwitcherConfig::default());
         switcher.select(a);
         feed(&mut switcher, a, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1])]);
-        // A's last decoded frame is a P frame shown 100 ms after it is decoded (its B frames
-        // never come: the cut is mid mini-GOP).
+        // A's last decoded frame is a P frame shown 100 ms after it is decoded, and its B
+        // frames never come: A ends mid mini-GOP (B waits for that, it is no clean cut).
         let out_a = feed(&mut switcher, a, &[video(0, true, 66), video(33, false, 33), video(66, false, 100)]);
         let last_shown = out_a.iter().map(|t| t.timestamp as i64 + i64::from(t.payload[4])).max().unwrap();
         switcher.select(b);
         feed(&mut switcher, b, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 2])]);
-        let out_b = feed(&mut switcher, b, &[video(5000, true, 66)]);
+        assert!(feed(&mut switcher, b, &[video(5000, true, 66)]).is_empty());
+        switcher.source_ended(a);
+        let out_b = switcher.take_output();
         let key = out_b.last().unwrap();
         let shown = key.timestamp as i64 + 66;
         assert_eq!(shown, last_shown + 33, "B's first picture one frame after A's last");
