@@ -1,6 +1,7 @@
 //! Integration tests: the real `motherstream` binary over real RTMP and HTTP.
 //! One test binary (modules below) keeps link time down.
 
+mod analysis;
 mod browser;
 mod database;
 mod email;
