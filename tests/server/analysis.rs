@@ -5,7 +5,7 @@
 //! the tests, the soak run and any recording a platform made.
 
 use motherstream::media::codec::{
-    AudioConfig, AudioTagInfo, VideoConfig, VideoPacket, VideoTagInfo, parse_audio_tag, parse_video_tag,
+    AudioConfig, VideoConfig, VideoPacket, VideoTagInfo, parse_audio_tag, parse_video_tag,
 };
 use motherstream::media::flv::{FlvTag, TagKind};
 
@@ -180,7 +180,7 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
     // The new source's headers usually come back to back, but a source may send its
     // audio header a little after its first pictures: a header change within a few
     // pictures of the previous one belongs to the same transition.
-    let mut pictures_since_change = usize::MAX;
+    let mut pictures_since_change = 0usize;
     let mut changes: Vec<(usize, Source, Source)> = Vec::new();
     let mut first = Source::default();
     let mut audio_duration = 1024.0 / 44.1;
@@ -250,10 +250,11 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
             seen_headers = true;
             if !seen_media {
                 // Still the stream's first source.
-            } else if pictures_since_change <= SAME_SOURCE_PICTURES
-                && let Some(last) = changes.last_mut()
-            {
-                last.2 = current.clone();
+            } else if pictures_since_change <= SAME_SOURCE_PICTURES {
+                match changes.last_mut() {
+                    Some(last) => last.2 = current.clone(),
+                    None => first = current.clone(),
+                }
             } else {
                 let from = changes.last().map_or_else(|| first.clone(), |c| c.2.clone());
                 changes.push((i, from, current.clone()));
