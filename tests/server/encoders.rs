@@ -272,6 +272,11 @@ impl FfmpegDj {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// False once ffmpeg has exited (the server closed it, after a kick or a skip).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_none()
+    }
 }
 
 impl Drop for FfmpegDj {

@@ -18,6 +18,7 @@ mod publisher;
 mod queue_rules;
 mod robustness;
 mod smtp_sink;
+mod soak;
 mod web;
 mod webdriver;
 // Shared with tests/destinations.rs, which uses more of it.
