@@ -195,6 +195,8 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
     // pictures of the previous one belongs to the same transition.
     let mut pictures_since_change = 0usize;
     let mut last_change_ms: Option<i64> = None;
+    // Headers carry whatever timestamp their sender gave them: time is read from media.
+    let mut media_ms = 0i64;
     let mut changes: Vec<(usize, Source, Source)> = Vec::new();
     let mut first = Source::default();
     let mut audio_duration = 1024.0 / 44.1;
@@ -214,6 +216,7 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
                     }
                 } else if info.packet == VideoPacket::Coded {
                     let dts = i64::from(tag.timestamp);
+                    media_ms = media_ms.max(dts);
                     if pictures.last().is_some_and(|p| dts < p.dts) {
                         report.backward_dts += 1;
                     }
@@ -248,6 +251,7 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
                     }
                 } else {
                     let ts = i64::from(tag.timestamp);
+                    media_ms = media_ms.max(ts);
                     if audio.last().is_some_and(|a| ts < a.ts) {
                         report.backward_audio += 1;
                     }
@@ -265,7 +269,7 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
             if !seen_media {
                 // Still the stream's first source.
             } else if pictures_since_change <= SAME_SOURCE_PICTURES
-                && last_change_ms.is_none_or(|ms| i64::from(tag.timestamp) - ms <= SAME_SOURCE_MS)
+                && last_change_ms.is_none_or(|ms| media_ms - ms <= SAME_SOURCE_MS)
             {
                 match changes.last_mut() {
                     Some(last) => last.2 = current.clone(),
@@ -275,7 +279,7 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
                 let from = changes.last().map_or_else(|| first.clone(), |c| c.2.clone());
                 changes.push((i, from, current.clone()));
                 pictures_since_change = 0;
-                last_change_ms = Some(i64::from(tag.timestamp));
+                last_change_ms = Some(media_ms);
             }
         }
     }
