@@ -56,7 +56,8 @@ impl std::fmt::Display for Source {
 pub struct Transition {
     /// Index of the first tag of the new source (its first changed sequence header).
     pub tag: usize,
-    /// That tag's timestamp: where in the stream's timeline the change happened.
+    /// Where in the stream's timeline the change happened: the new source's first media
+    /// timestamp (headers carry whatever their sender gave them).
     pub at_ms: i64,
     pub from: Source,
     pub to: Source,
@@ -356,9 +357,10 @@ fn measure(tag: usize, from: Source, to: Source, pictures: &[Picture], audio: &[
         .zip(new_audio.first())
         .map(|(old, new)| (new.ts as f64 - (old.ts as f64 + old.duration)).round() as i64);
     let av_offset_ms = new_audio.first().zip(first_shown).map(|(a, pts)| a.ts - pts);
+    let at_ms = after.first().map(|p| p.dts).or(new_audio.first().map(|a| a.ts)).unwrap_or(0);
     Transition {
         tag,
-        at_ms: 0,
+        at_ms,
         from,
         to,
         splice_ms,

@@ -68,7 +68,9 @@ async fn soak() {
     let mut restarts = 0usize;
     let start = Instant::now();
     let mut next_sample = start;
-    let mut next_restart = start + random_secs(&mut rng, 60, 240);
+    // The first restart falls in the run's first half, however short the run.
+    let half = (run.as_secs() / 2).max(2);
+    let mut next_restart = start + random_secs(&mut rng, half / 2, half);
 
     while start.elapsed() < run {
         if Instant::now() >= next_sample {
