@@ -181,6 +181,11 @@ impl Server {
         cmd.output().expect("run cli")
     }
 
+    /// The server process, for sampling its memory and open files.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }

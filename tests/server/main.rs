@@ -1,20 +1,25 @@
 //! Integration tests: the real `motherstream` binary over real RTMP and HTTP.
 //! One test binary (modules below) keeps link time down.
 
+mod analysis;
 mod browser;
 mod database;
 mod email;
+mod encoders;
 mod harness;
 mod http_api;
 mod interop;
 mod live;
+mod matrix;
 mod operations;
+mod platforms;
 mod program;
 mod publisher;
 mod queue_rules;
 mod recording;
 mod robustness;
 mod smtp_sink;
+mod soak;
 mod web;
 mod webdriver;
 // Shared with tests/destinations.rs, which uses more of it.

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use motherstream::media::codec::{AudioTagInfo, VideoConfig, VideoPacket, VideoTagInfo};
+use motherstream::media::codec::{AudioTagInfo, VideoPacket, VideoTagInfo};
 use motherstream::media::flv::{FlvStreamReader, FlvTag, TagKind};
 use motherstream::rtmp::ClientEvent;
 use motherstream::rtmp::client_io::RtmpClient;
 
+use crate::analysis::video_size;
 use crate::harness::{Options, PATIENCE, Server};
 use crate::publisher::{Dj, FIXTURE2};
 
@@ -110,19 +111,6 @@ pub async fn http_viewer(server: &Server) -> Collected {
         *c.ended.lock().unwrap() = Some("body ended".into());
     });
     collected
-}
-
-fn video_size(tag: &FlvTag) -> Option<(u32, u32)> {
-    if tag.kind != TagKind::Video {
-        return None;
-    }
-    let info = VideoTagInfo::parse(&tag.payload).ok()?;
-    if !info.is_sequence_header() {
-        return None;
-    }
-    let config =
-        VideoConfig::parse(info.codec, motherstream::media::codec::parse_video_tag(&tag.payload).ok()?.body).ok()?;
-    Some((config.width?, config.height?))
 }
 
 /// Checks the SPEC's switching bars over everything a consumer received and returns the
