@@ -39,6 +39,13 @@
 //!   time; past that it splices anyway) and the splice happens as soon as the outgoing
 //!   source has sent the missing pictures, or at once when it ends. [`Switcher::push`] may
 //!   then return the outgoing source's tag followed by the spliced-in ones.
+//! - **Reorder groups are whole.** A source can end at any point (a killed encoder, a
+//!   closed connection, a kick), so the on-air source's video is emitted only up to its
+//!   latest clean point: `P6` waits until `B4 B5` have arrived and leaves with them. If the
+//!   source ends, or a splice can wait no longer, before its group is complete, the group is
+//!   dropped and the splice continues from the last complete one. This holds pictures back
+//!   by at most the source's reorder delay, which players wait for anyway (`B4` cannot be
+//!   shown before `P6` is decoded); sources without B-frames are never held.
 //! - **Frame duration** is the median of a source's last 8 frame intervals, per track, or
 //!   the configured default until there are any. At a splice, the picture step is the
 //!   shorter of the two sources' frame durations when the new source's is already known
@@ -209,6 +216,34 @@ struct OnAir {
     silence: Option<Silence>,
     /// Which of its pictures have been emitted, to find a clean cut point.
     pictures: PictureOrder,
+    /// Its video since the last clean cut point, held back until the pictures shown before
+    /// the latest have all arrived, with the audio that goes with them; dropped if the
+    /// source ends first (see `cut_tail`).
+    tail: Vec<FlvTag>,
+    /// The program's video track as it was at the last clean cut point.
+    at_clean: VideoMark,
+}
+
+/// What the program's tracks had emitted at a point in time.
+#[derive(Debug, Clone, Copy, Default)]
+struct VideoMark {
+    last: Option<u64>,
+    last_frame: Option<u64>,
+    last_presentation: Option<i64>,
+    audio_last: Option<u64>,
+    audio_last_frame: Option<u64>,
+}
+
+impl VideoMark {
+    fn of(video: &Track, audio: &Track) -> Self {
+        VideoMark {
+            last: video.last,
+            last_frame: video.last_frame,
+            last_presentation: video.last_presentation,
+            audio_last: audio.last,
+            audio_last_frame: audio.last_frame,
+        }
+    }
 }
 
 impl OnAir {
@@ -444,6 +479,9 @@ impl Switcher {
     /// pending, the switch is cancelled.
     pub fn source_ended(&mut self, source: Source) {
         if self.current() == Some(source) {
+            let mut out = std::mem::take(&mut self.outbox);
+            self.cut_tail(&mut out);
+            self.outbox = out;
             self.on_air = None;
             if self.pending.as_ref().is_some_and(|pending| !pending.held.is_empty()) {
                 let mut out = std::mem::take(&mut self.outbox);
@@ -506,6 +544,25 @@ impl Switcher {
         self.video.frame(self.config.default_video_frame_ms)
     }
 
+    /// For the source on air: the timestamp, on its own clock, at which a keyframe with
+    /// composition offset `composition` (ms) is decoded after the program's last frame and
+    /// shown one frame after its last picture. For pictures the caller adds to a source
+    /// that has none (the slate under an audio-only DJ). `None` with nothing on air.
+    pub fn next_picture_at(&self, composition: u32) -> Option<u32> {
+        let on_air = self.on_air.as_ref()?;
+        let frame = i64::from(self.video_frame());
+        // A source's first pictures are raised to the presentation delay and decoded that
+        // much earlier (see `push_on_air`); its later ones keep the raise it has.
+        let raise = if on_air.video_started { 0 } else { self.delay.saturating_sub(composition) };
+        let shown_after_decode = i64::from(composition + raise);
+        let after_decoded = self.video.last_frame.map_or(0, |last| signed(last) + 1);
+        let after_shown = self.video.last_presentation.map_or(0, |shown| shown + frame - shown_after_decode);
+        let program = after_decoded.max(after_shown);
+        let source_time = program - on_air.offset + i64::from(raise);
+        // Back onto the 32-bit clock, relative to the latest frame's timestamp as sent.
+        Some(on_air.last_frame_ts.wrapping_add((source_time - on_air.last_frame_time) as u32))
+    }
+
     /// Whether the source on air can be cut now without leaving a picture out.
     fn at_clean_cut(&self) -> bool {
         self.on_air.as_ref().is_none_or(|on_air| on_air.pictures.is_clean())
@@ -563,6 +620,46 @@ impl Switcher {
         }
     }
 
+    /// The on-air source is cut away before its held pictures were complete (it ended, or
+    /// a splice could wait no longer): they are dropped, so that no picture shown before
+    /// one already sent is missing, and the video track is back where it was at the last
+    /// clean cut point.
+    fn cut_tail(&mut self, out: &mut Vec<FlvTag>) {
+        let video_frame = u64::from(self.video_frame());
+        let audio_frame = u64::from(self.audio.frame(self.config.default_audio_frame_ms));
+        let Some(on_air) = self.on_air.as_mut() else { return };
+        if on_air.tail.is_empty() {
+            return;
+        }
+        let mark = on_air.at_clean;
+        // Audio held with the dropped pictures still plays if it ends by the end of the last
+        // picture kept: the old source's sound stops where its picture does.
+        let cut = mark.last_presentation.and_then(|shown| u64::try_from(shown).ok()).map(|shown| shown + video_frame);
+        let (mut audio_last, mut audio_last_frame) = (mark.audio_last, mark.audio_last_frame);
+        let mut dropped = 0;
+        for tag in on_air.tail.drain(..) {
+            let ts = u64::from(tag.timestamp);
+            let keep = tag.kind == TagKind::Audio
+                && cut.is_some_and(|cut| ts + audio_frame <= cut + audio_frame / 2)
+                && audio_last.is_none_or(|last| ts >= last);
+            if keep {
+                audio_last = Some(ts);
+                if Role::of(&tag) == Role::AudioFrame {
+                    audio_last_frame = Some(ts);
+                }
+                out.push(tag);
+            } else {
+                dropped += 1;
+            }
+        }
+        debug!(source = ?on_air.source, dropped, "cut: an unfinished reorder group is dropped");
+        self.video.last = mark.last;
+        self.video.last_frame = mark.last_frame;
+        self.video.last_presentation = mark.last_presentation;
+        self.audio.last = audio_last;
+        self.audio.last_frame = audio_last_frame;
+    }
+
     /// Splices the pending source in with the tags held for a clean cut.
     fn splice_held(&mut self, out: &mut Vec<FlvTag>) {
         let Some(mut pending) = self.pending.take() else {
@@ -595,6 +692,7 @@ impl Switcher {
     /// Puts `pending` on air with `tag` (its keyframe or first audio frame) as the first
     /// frame: headers first, all at the splice timestamp, then the tag itself.
     fn splice(&mut self, pending: Pending, tag: &FlvTag, out: &mut Vec<FlvTag>) {
+        self.cut_tail(out);
         let role = Role::of(tag);
         let media = if role == Role::Keyframe { Media::Video } else { Media::Audio };
         let shift = if media == Media::Video { self.presentation_shift(tag) } else { 0 };
@@ -664,6 +762,8 @@ impl Switcher {
             first_shown,
             silence: self.program_headers.audio.as_ref().and_then(Silence::for_header),
             pictures: PictureOrder::default(),
+            tail: Vec::new(),
+            at_clean: VideoMark::default(),
         });
         self.push_on_air(role, tag, out);
     }
@@ -671,6 +771,16 @@ impl Switcher {
     fn push_on_air(&mut self, role: Role, tag: &FlvTag, out: &mut Vec<FlvTag>) {
         if let Some(media) = role.frame_of() {
             self.follow_frame(media, tag.timestamp);
+        }
+        if role == Role::Keyframe && self.on_air.as_ref().is_some_and(|on_air| !on_air.video_started) {
+            // A source spliced in on audio starts showing pictures: they get the program's
+            // presentation delay too, decoded earlier rather than shown later, so its A/V
+            // sync is kept.
+            let raise = self.presentation_shift(tag);
+            if let Some(on_air) = self.on_air.as_mut() {
+                on_air.offset -= i64::from(raise);
+                on_air.shift += raise;
+            }
         }
         let frame = i64::from(self.video_frame());
         let audio_frame = i64::from(self.audio.frame(self.config.default_audio_frame_ms));
@@ -689,8 +799,21 @@ impl Switcher {
         let rebased = time + on_air.offset;
         let shifted = rebased + i64::from(on_air.shift);
         match role {
-            Role::Metadata | Role::AudioHeader => self.pass_header(role, tag, shifted, out),
-            Role::VideoHeader => self.pass_header(role, tag, rebased, out),
+            Role::Metadata | Role::AudioHeader | Role::VideoHeader => {
+                let at = match role {
+                    // Before a source's first picture its video timeline is not settled yet
+                    // (see the raise above): the header goes where the video track is.
+                    Role::VideoHeader if !on_air.video_started => {
+                        self.video.last.map_or(rebased, |last| rebased.min(signed(last)))
+                    }
+                    Role::VideoHeader => rebased,
+                    _ => shifted,
+                };
+                // In order with what is held back, if anything is.
+                let mut header = Vec::new();
+                self.pass_header(role, tag, at, &mut header);
+                self.emit_in_order(&mut header, out);
+            }
             Role::Script => {
                 let ts = not_before_rebased(shifted, self.last_data);
                 self.last_data = Some(ts);
@@ -701,7 +824,8 @@ impl Switcher {
             Role::VideoOther => {
                 let ts = not_before_rebased(rebased, self.video.last);
                 self.video.last = Some(ts);
-                out.push(restamp(tag, ts));
+                // Stays in decode order with the pictures held back, if any.
+                self.emit_in_order(&mut vec![restamp(tag, ts)], out);
             }
             Role::Keyframe | Role::VideoFrame => {
                 if !on_air.video_started {
@@ -721,7 +845,11 @@ impl Switcher {
                 self.video.last_presentation = self.video.last_presentation.max(Some(shown));
                 on_air.pictures.record(signed(ts), shown, frame);
                 let payload = raised.unwrap_or_else(|| tag.payload.clone());
-                out.push(FlvTag { kind: tag.kind, timestamp: program_ts(ts), payload });
+                on_air.tail.push(FlvTag { kind: tag.kind, timestamp: program_ts(ts), payload });
+                if on_air.pictures.is_clean() {
+                    out.append(&mut on_air.tail);
+                    on_air.at_clean = VideoMark::of(&self.video, &self.audio);
+                }
             }
             Role::AudioFrame | Role::AudioOther => {
                 if !on_air.audio_started {
@@ -741,8 +869,22 @@ impl Switcher {
                 if role == Role::AudioFrame {
                     self.audio.last_frame = Some(ts);
                 }
-                out.push(restamp(tag, ts));
+                // Audio goes with the pictures held back, and is dropped with them.
+                self.emit_in_order(&mut vec![restamp(tag, ts)], out);
             }
+        }
+    }
+
+    /// Emits `tags` of the on-air source after what it holds back, if anything: into its
+    /// held tail, else straight out (and everything emitted is then a clean point).
+    fn emit_in_order(&mut self, tags: &mut Vec<FlvTag>, out: &mut Vec<FlvTag>) {
+        match self.on_air.as_mut() {
+            Some(on_air) if !on_air.tail.is_empty() => on_air.tail.append(tags),
+            Some(on_air) => {
+                out.append(tags);
+                on_air.at_clean = VideoMark::of(&self.video, &self.audio);
+            }
+            None => out.append(tags),
         }
     }
 
@@ -1019,7 +1161,9 @@ mod tests {
     /// copied payload is caught), and everything the program emitted.
     struct Rig {
         switcher: Switcher,
-        fed: HashMap<usize, Fed>,
+        /// Fed tags by payload address; the tags are kept alive so that no address is
+        /// reused by a later allocation (a copied payload) while the map names it.
+        fed: HashMap<usize, (Fed, FlvTag)>,
         /// Fed pictures by body (what follows the composition offset).
         bodies: HashMap<Vec<u8>, Fed>,
         frames: HashMap<(Source, bool), u64>,
@@ -1052,7 +1196,7 @@ mod tests {
             }
             let cts = if tag.kind == TagKind::Video { composition_time(tag) } else { 0 };
             let fed = Fed { source, ts: tag.timestamp, cts, role, frame: *counter };
-            self.fed.insert(tag.payload.as_ptr() as usize, fed);
+            self.fed.insert(tag.payload.as_ptr() as usize, (fed, tag.clone()));
             if role.frame_of() == Some(Media::Video)
                 && let Ok(picture) = parse_video_tag(&tag.payload)
             {
@@ -1067,7 +1211,7 @@ mod tests {
         fn record(&mut self, out: &[FlvTag]) {
             for emitted in out {
                 let from = match self.fed.get(&(emitted.payload.as_ptr() as usize)) {
-                    Some(from) => *from,
+                    Some((from, _)) => *from,
                     // Silence bridging a splice is the switcher's own (a constant frame).
                     None if emitted.kind == TagKind::Audio && is_silence(emitted) => {
                         self.silence.push(emitted.timestamp);
@@ -2276,21 +2420,30 @@ mod splice_tests {
         FlvTag::new(TagKind::Audio, 0, vec![0xAF, 0, 0x12, 0x10])
     }
 
+    /// A source cut off in the middle of a reorder group (an encoder killed, a connection
+    /// closed): the pictures of the unfinished group were held back and are dropped, so the
+    /// program shows no hole, and the next source's first picture follows the last picture
+    /// of the last complete group by one frame.
     #[test]
-    fn new_source_is_presented_after_the_old_sources_last_picture() {
+    fn new_source_is_presented_after_the_old_sources_last_complete_picture() {
         let (a, b) = (Source::Publisher(1), Source::Publisher(2));
-        let mut switcher = Switcher::new(SwitcherConfig::default());
+        let mut switcher = Switcher::new(SwitcherConfig { presentation_delay_ms: 66, ..SwitcherConfig::default() });
         switcher.select(a);
         feed(&mut switcher, a, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1])]);
-        // A's last decoded frame is a P frame shown 100 ms after it is decoded, and its B
-        // frames never come: A ends mid mini-GOP (B waits for that, it is no clean cut).
-        let out_a = feed(&mut switcher, a, &[video(0, true, 66), video(33, false, 33), video(66, false, 100)]);
+        // Decode order I P B b (shown 66, 166, 100, 133): complete. Then the next P, shown
+        // at 266, and A ends before its B frames (shown 200, 233) come.
+        let complete = [video(0, true, 66), video(33, false, 133), video(66, false, 34), video(100, false, 33)];
+        let out_a = feed(&mut switcher, a, &complete);
+        assert_eq!(out_a.iter().filter(|t| t.payload[1] == 1).count(), 4, "a complete group goes out");
+        assert!(feed(&mut switcher, a, &[video(133, false, 133)]).is_empty(), "the next P waits for its B frames");
         let last_shown = out_a.iter().map(|t| t.timestamp as i64 + i64::from(t.payload[4])).max().unwrap();
+        assert_eq!(last_shown, 166);
         switcher.select(b);
         feed(&mut switcher, b, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 2])]);
-        assert!(feed(&mut switcher, b, &[video(5000, true, 66)]).is_empty());
+        assert!(feed(&mut switcher, b, &[video(5000, true, 66)]).is_empty(), "no clean cut yet");
         switcher.source_ended(a);
         let out_b = switcher.take_output();
+        assert!(out_b.iter().all(|t| t.payload.len() == 6 && (t.payload[1] == 0 || t.timestamp >= 100)));
         let key = out_b.last().unwrap();
         let shown = key.timestamp as i64 + 66;
         assert_eq!(shown, last_shown + 33, "B's first picture one frame after A's last");

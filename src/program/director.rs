@@ -35,6 +35,7 @@ use super::slate::SlatePlayer;
 use crate::media::codec::{is_stream_header, is_video_keyframe};
 use crate::media::flv::{FlvTag, TagKind};
 use crate::media::gop::GopCache;
+use crate::media::parameter_sets::with_parameter_sets;
 use crate::media::switcher::{Source, Switcher, SwitcherConfig};
 use crate::queue::engine::ConnId;
 
@@ -79,6 +80,8 @@ pub struct Director {
     wanted: Option<Source>,
     feeds: Vec<Feed>,
     slate: Option<SlatePlayer>,
+    /// The slate's picture under an audio-only DJ on air.
+    underlay: Option<Underlay>,
     /// Set while the director waits for the queue's next choice after the on-air DJ left.
     decision_due: Option<Instant>,
     switches: u64,
@@ -101,6 +104,16 @@ struct Feed {
     closed: bool,
 }
 
+/// The slate's pictures, stamped on an audio-only DJ's clock and aired as their video, so
+/// the channel never goes without a picture.
+struct Underlay {
+    conn: ConnId,
+    player: SlatePlayer,
+    /// The DJ's timestamp for the slate's time 0.
+    base: u32,
+    keyframe_sent: bool,
+}
+
 /// A feed replayed from its cached keyframe, paced by its own timestamps.
 struct Replay {
     /// The keyframe is released at `anchor_wall`; a tag `d` ms later at `+ d / speed`.
@@ -118,6 +131,7 @@ impl Director {
             wanted: None,
             feeds: Vec::new(),
             slate: None,
+            underlay: None,
             decision_due: None,
             switches: 0,
             actions: Vec::new(),
@@ -151,8 +165,12 @@ impl Director {
             (IdleMode::Slate(slate), Some(player)) => player.next_at(slate),
             _ => None,
         };
+        let underlay = match (&self.config.idle, &self.underlay) {
+            (IdleMode::Slate(slate), Some(underlay)) => underlay.player.next_at(slate),
+            _ => None,
+        };
         let replays = self.feeds.iter().filter_map(|f| f.replay.as_ref()).filter_map(Replay::next_at);
-        [slate, self.decision_due, self.stall_deadline()].into_iter().flatten().chain(replays).min()
+        [slate, underlay, self.decision_due, self.stall_deadline()].into_iter().flatten().chain(replays).min()
     }
 
     /// The queue names who should be on air (`None`: nobody).
@@ -255,7 +273,7 @@ impl Director {
         self.feeds.retain(|f| f.conn != conn);
         let source = Source::Publisher(conn);
         if self.switcher.current() == Some(source) || self.switcher.pending() == Some(source) {
-            self.switcher.source_ended(source);
+            self.end_source(source, now);
         }
         self.reconcile(now);
     }
@@ -264,6 +282,7 @@ impl Director {
     pub fn tick(&mut self, now: Instant) {
         self.release_replays(now);
         self.play_slate(now);
+        self.play_underlay(now);
         if self.decision_due.is_some_and(|due| due <= now) {
             self.reconcile(now);
             self.decision_due = None;
@@ -281,7 +300,7 @@ impl Director {
     fn reconcile(&mut self, now: Instant) {
         let Some(wanted) = self.wanted else {
             if let Some(current) = self.switcher.current() {
-                self.switcher.source_ended(current);
+                self.end_source(current, now);
                 tracing::info!("program: nobody on air, ending the program (idle = disconnect)");
                 self.actions.push(Action::EndProgram);
             }
@@ -386,6 +405,56 @@ impl Director {
             }
         }
         self.push(Source::Publisher(conn), tag, now);
+        self.sync_underlay(now);
+    }
+
+    /// The slate's picture plays under the on-air DJ while they send no video (and stops
+    /// when they do, or leave).
+    fn sync_underlay(&mut self, now: Instant) {
+        let IdleMode::Slate(slate) = &self.config.idle else { return };
+        let audio_only_on_air = match self.switcher.current() {
+            Some(Source::Publisher(conn)) => self.feed(conn).filter(|f| !f.has_video).map(|_| conn),
+            _ => None,
+        };
+        match (audio_only_on_air, &self.underlay) {
+            (Some(conn), Some(underlay)) if underlay.conn == conn => {}
+            (Some(conn), _) => {
+                // The slate's first picture is shown one frame after the program's last.
+                let Some(base) = self.switcher.next_picture_at(slate.reorder_delay_ms()) else { return };
+                tracing::info!("program: publisher {conn} sends no video; the slate's picture plays under their audio");
+                self.underlay = Some(Underlay { conn, player: SlatePlayer::start(now), base, keyframe_sent: false });
+                self.play_underlay(now);
+            }
+            (None, Some(_)) => self.underlay = None,
+            (None, None) => {}
+        }
+    }
+
+    fn play_underlay(&mut self, now: Instant) {
+        let IdleMode::Slate(slate) = &self.config.idle else { return };
+        let slate = slate.clone();
+        let Some(underlay) = &mut self.underlay else { return };
+        let (conn, base) = (underlay.conn, underlay.base);
+        let mut pictures: Vec<FlvTag> = underlay
+            .player
+            .due(&slate, now)
+            .into_iter()
+            .filter(|t| t.kind == TagKind::Video)
+            .map(|t| FlvTag { timestamp: base.wrapping_add(t.timestamp), ..t })
+            .collect();
+        if !underlay.keyframe_sent
+            && let Some(key) = pictures.iter_mut().find(|t| is_video_keyframe(t))
+        {
+            // Its parameter sets in band, as at a splice (see `media::parameter_sets`):
+            // consumers that parse slices with the first ones they saw would misread them.
+            if let Some(with_sets) = slate.video_header().and_then(|h| with_parameter_sets(key, h)) {
+                *key = with_sets;
+            }
+            underlay.keyframe_sent = true;
+        }
+        for picture in pictures {
+            self.push(Source::Publisher(conn), &picture, now);
+        }
     }
 
     fn push(&mut self, source: Source, tag: &FlvTag, now: Instant) {
@@ -401,6 +470,7 @@ impl Director {
 
     fn on_switched(&mut self, now_on_air: Option<Source>, now: Instant) {
         self.switches += 1;
+        self.sync_underlay(now);
         match now_on_air {
             Some(Source::Publisher(conn)) => tracing::info!("program: spliced in publisher {conn}"),
             Some(Source::Slate) => tracing::info!("program: spliced in the slate"),
@@ -466,9 +536,23 @@ impl Director {
         if let Some(feed) = self.feeds.iter_mut().find(|f| f.conn == conn) {
             feed.replay = None;
         }
-        self.switcher.source_ended(Source::Publisher(conn));
+        self.end_source(Source::Publisher(conn), now);
         self.select(Source::Slate);
         self.sync_slate(now);
+    }
+
+    /// `source` is gone from the switcher. A splice it held back (waiting for a clean cut)
+    /// happens now, so its tags are emitted at once.
+    fn end_source(&mut self, source: Source, now: Instant) {
+        let before = self.switcher.current();
+        self.switcher.source_ended(source);
+        for out in self.switcher.take_output() {
+            self.actions.push(Action::Emit(out));
+        }
+        let after = self.switcher.current();
+        if after != before && after.is_some() {
+            self.on_switched(after, now);
+        }
     }
 }
 
@@ -538,6 +622,7 @@ mod tests {
         /// What the publisher's own cache holds, for `Subscribe`.
         cache: GopCache,
         connected: bool,
+        audio_only: bool,
     }
 
     impl Dj {
@@ -545,19 +630,20 @@ mod tests {
             let mut cache = GopCache::default();
             cache.push(FlvTag::new(TagKind::Video, base, payload(&[0x17, 0, 0, 0, 0, 1, 0x64], conn)));
             cache.push(FlvTag::new(TagKind::Audio, base, payload(&[0xaf, 0, 0x12, 0x10], conn)));
-            Dj { conn, gop, base, next: 0, cache, connected: true }
+            Dj { conn, gop, base, next: 0, cache, connected: true, audio_only: false }
         }
 
-        /// The next frame's tags: video then audio.
-        fn frame(&mut self) -> [FlvTag; 2] {
+        /// The next frame's tags: video (unless audio-only) then audio.
+        fn frame(&mut self) -> Vec<FlvTag> {
             let i = self.next;
             self.next += 1;
             let ts = self.base + i * FRAME_MS;
             let video = if i.is_multiple_of(self.gop) { [0x17, 1, 0, 0, 0] } else { [0x27, 1, 0, 0, 0] };
-            [
-                FlvTag::new(TagKind::Video, ts, payload(&video, self.conn)),
-                FlvTag::new(TagKind::Audio, ts, payload(&[0xaf, 1, 0x21], self.conn)),
-            ]
+            let audio = FlvTag::new(TagKind::Audio, ts, payload(&[0xaf, 1, 0x21], self.conn));
+            if self.audio_only {
+                return vec![audio];
+            }
+            vec![FlvTag::new(TagKind::Video, ts, payload(&video, self.conn)), audio]
         }
     }
 
@@ -942,5 +1028,45 @@ mod tests {
         assert!(last_b - cut >= Duration::from_millis(700), "B's cached frames still went out at their pace");
         let slate = rig.first_video_of(From::Slate).unwrap().at;
         assert_eq!(slate - last_b, DECISION_WAIT);
+    }
+
+    /// An audio-only DJ on air: the slate's picture plays under their audio, continuing the
+    /// program's pictures one frame after the last DJ's, and stops when the next DJ comes.
+    #[test]
+    fn the_slate_picture_plays_under_an_audio_only_dj() {
+        let mut rig = Rig::new(true);
+        rig.connect(A, 30, 0);
+        let mut radio = Dj::new(B, 30, 40_000);
+        radio.audio_only = true;
+        radio.cache = GopCache::default();
+        radio.cache.push(FlvTag::new(TagKind::Audio, 40_000, payload(&[0xaf, 0, 0x12, 0x10], B)));
+        rig.djs.insert(B, radio);
+        rig.go_on_air(A);
+        rig.play(&[A, B], 2900);
+        rig.disconnect(A);
+        rig.want(Some(B));
+        rig.play(&[B], 3000);
+        assert_eq!(rig.director.current(), Some(Source::Publisher(B)));
+        let pictures: Vec<&Emitted> =
+            rig.program.iter().filter(|e| e.tag.kind == TagKind::Video && is_frame(&e.tag)).collect();
+        let last_a = pictures.iter().rposition(|e| e.from == From::Dj(A)).unwrap();
+        let under = &pictures[last_a + 1..];
+        assert!(under.len() >= 80, "about 30 pictures a second under the audio: {}", under.len());
+        assert!(under.iter().all(|e| e.from == From::Slate), "the slate's pictures");
+        assert!(is_key(&under[0].tag));
+        let step = under[0].tag.timestamp - pictures[last_a].tag.timestamp;
+        assert!(step <= 2 * FRAME_MS, "the slate's picture follows at once ({step} ms)");
+        let video: Vec<u32> = pictures.iter().map(|e| e.tag.timestamp).collect();
+        assert!(video.windows(2).all(|w| w[1] > w[0]), "decode order kept");
+
+        // A DJ with video takes over: the underlay stops.
+        rig.connect(A + 2, 30, 90_000);
+        rig.play(&[B, A + 2], 200);
+        rig.disconnect(B);
+        rig.want(Some(A + 2));
+        rig.play(&[A + 2], 1000);
+        assert_eq!(rig.director.current(), Some(Source::Publisher(A + 2)));
+        assert!(rig.director.underlay.is_none());
+        assert_eq!(rig.video_runs().last(), Some(&From::Dj(A + 2)));
     }
 }

@@ -32,6 +32,8 @@ const MAX_CONSUMER_LAG: Duration = Duration::from_secs(10);
 /// How long the program waits, after the on-air DJ leaves, for the queue to name the next
 /// one before it fills in with the slate (the queue normally answers within milliseconds).
 const DECISION_WAIT: Duration = Duration::from_millis(500);
+/// The program's presentation delay at start (ms); a source reordering more raises it.
+const PRESENTATION_DELAY_MS: u32 = 100;
 /// Requests waiting for the program task.
 const MAILBOX: usize = 64;
 
@@ -125,11 +127,20 @@ pub fn spawn(
     let (bus, mailbox) = ProgramBus::channel();
     let status = bus.status.clone();
     *status.lock().unwrap_or_else(|p| p.into_inner()) = ProgramStatus { source: "off", ..Default::default() };
+    // Every source is presented this long after decoding, so that a splice into a DJ who
+    // uses B-frames needs no pause (see the switcher's docs). It covers the slate and the
+    // usual encoders: 2 reordered frames at 24 fps and up.
+    let slate_delay = match &config.idle {
+        IdleMode::Slate(slate) => slate.reorder_delay_ms(),
+        IdleMode::Disconnect => 0,
+    };
+    let switcher =
+        SwitcherConfig { presentation_delay_ms: slate_delay.max(PRESENTATION_DELAY_MS), ..SwitcherConfig::default() };
     let director = Director::new(DirectorConfig {
         idle: config.idle,
         fill_after: config.fill_after,
         decision_wait: DECISION_WAIT,
-        switcher: SwitcherConfig::default(),
+        switcher,
     });
     let program = Program { director, fanout: Fanout::new(MAX_CONSUMER_LAG), publishers, feeds: [None, None], status };
     tokio::spawn(program.run(source, mailbox, shutdown));

@@ -94,6 +94,19 @@ impl Slate {
     pub fn loop_duration(&self) -> Duration {
         Duration::from_millis(u64::from(self.loop_ms))
     }
+
+    pub fn video_header(&self) -> Option<&FlvTag> {
+        self.headers.iter().find(|h| h.kind == TagKind::Video)
+    }
+
+    /// How long after its decoding the slate's first picture is shown (ms): its encoder's
+    /// B-frame reorder delay.
+    pub fn reorder_delay_ms(&self) -> u32 {
+        self.frames
+            .first()
+            .and_then(|key| VideoTagInfo::parse(&key.payload).ok())
+            .map_or(0, |info| u32::try_from(info.composition_time).unwrap_or(0))
+    }
 }
 
 /// Plays a slate in real time with continuous timestamps across loops.

@@ -12,6 +12,11 @@ use motherstream::media::flv::{FlvTag, TagKind};
 /// How many pictures either side of a splice are sorted by presentation time to find the
 /// largest gap "around" it: more than any encoder's reordering depth.
 const WINDOW: usize = 16;
+/// How far (ms of presentation time) either side of a splice its picture gap is measured.
+const AROUND_SPLICE_MS: i64 = 500;
+/// Audio frames that may come between a new video header and the same transition's audio
+/// header (the old source's tail, re-interleaved by a muxer).
+const AUDIO_HEADER_SLACK: usize = 12;
 
 /// A header change this few pictures and milliseconds after the previous one is the same
 /// source still announcing itself (see `analyse`). The time bound matters for sources
@@ -86,7 +91,7 @@ impl Transition {
     /// What this splice misses of the SPEC's bars (empty when it meets them all). One
     /// `frame_ms` of the new source is the allowance; `own_av_ms` is the new source's own
     /// A/V offset as its encoder sent it (first audio minus first presented picture).
-    pub fn violations(&self, own_av_ms: i64) -> Vec<String> {
+    pub fn violations(&self, own_av_ms: Option<i64>) -> Vec<String> {
         let mut missed = Vec::new();
         let frame = self.frame_ms.unwrap_or(40);
         let one_frame = frame + ROUNDING_MS;
@@ -111,8 +116,14 @@ impl Transition {
         {
             missed.push(format!("audio {} of {} ms", if gap > 0 { "hole" } else { "overlap" }, gap.abs()));
         }
-        if let Some(offset) = self.av_offset_ms
-            && (offset - own_av_ms).abs() > one_frame
+        // A source with no pictures of its own (audio only: the program shows the slate's
+        // picture under it) has no A/V sync to keep.
+        // Audio an encoder sends ahead of its first picture overlaps the old source's sound
+        // at a splice and is dropped, so the new audio may start later than the source's own
+        // offset, down to one frame before the picture: the frames that remain keep their
+        // timing, only the lead-in is shorter.
+        if let (Some(offset), Some(own_av_ms)) = (self.av_offset_ms, own_av_ms)
+            && (offset < own_av_ms - one_frame || offset > own_av_ms.max(-one_frame) + one_frame)
         {
             missed.push(format!("audio {} ms off video (source's own offset {own_av_ms} ms)", offset - own_av_ms));
         }
@@ -143,11 +154,11 @@ impl Report {
     /// Every bar missed, one line each, prefixed by where, for sources whose own A/V
     /// offset is 0.
     pub fn violations(&self) -> Vec<String> {
-        self.violations_given(&|_| 0)
+        self.violations_given(&|_| Some(0))
     }
 
     /// Every bar missed, given each source's own A/V offset (see `own_av_offset`).
-    pub fn violations_given(&self, own_av_ms: &dyn Fn(&Source) -> i64) -> Vec<String> {
+    pub fn violations_given(&self, own_av_ms: &dyn Fn(&Source) -> Option<i64>) -> Vec<String> {
         let mut missed = Vec::new();
         if !self.starts_decodable {
             missed.push("stream does not start with headers and a keyframe".into());
@@ -182,7 +193,14 @@ struct AudioFrame {
     tag: usize,
     ts: i64,
     duration: f64,
+    /// An AAC frame of digital silence (a few bytes): what a switcher bridges an audio
+    /// pause with, and what encoders send for silence. It tells nothing of where the
+    /// source's content is, so A/V offsets skip it.
+    silent: bool,
 }
+
+/// AAC frames this small (FLV audio header included) carry no spectral data: silence.
+const SILENT_FRAME_BYTES: usize = 8;
 
 pub fn analyse(tags: &[FlvTag]) -> Report {
     let mut report = Report::default();
@@ -203,6 +221,7 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
     let mut audio_duration = 1024.0 / 44.1;
     let mut seen_headers = false;
     let mut seen_media = false;
+    let mut audio_headers: Vec<usize> = Vec::new();
     for (i, tag) in tags.iter().enumerate() {
         let mut changed = false;
         match tag.kind {
@@ -238,6 +257,7 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
             TagKind::Audio => {
                 let Ok(parsed) = parse_audio_tag(&tag.payload) else { continue };
                 if parsed.info.is_sequence_header() {
+                    audio_headers.push(i);
                     if audio_header != Some(parsed.body) {
                         audio_header = Some(parsed.body);
                         let config = AudioConfig::parse(parsed.info.codec, parsed.body).ok();
@@ -260,7 +280,8 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
                         first = current.clone();
                         seen_media = true;
                     }
-                    audio.push(AudioFrame { tag: i, ts, duration: audio_duration });
+                    let silent = tag.payload.len() <= SILENT_FRAME_BYTES;
+                    audio.push(AudioFrame { tag: i, ts, duration: audio_duration, silent });
                 }
             }
             TagKind::Script => {}
@@ -297,7 +318,8 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
     report.largest_picture_gap_ms = largest_presented_gap(&pictures);
     report.largest_audio_gap_ms =
         audio.windows(2).map(|w| (w[1].ts as f64 - (w[0].ts as f64 + w[0].duration)).round() as i64).max().unwrap_or(0);
-    report.transitions = changes.into_iter().map(|(tag, from, to)| measure(tag, from, to, &pictures, &audio)).collect();
+    report.transitions =
+        changes.into_iter().map(|(tag, from, to)| measure(tag, from, to, &pictures, &audio, &audio_headers)).collect();
     report
 }
 
@@ -334,7 +356,14 @@ fn largest_presented_gap(pictures: &[Picture]) -> i64 {
     pts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
 }
 
-fn measure(tag: usize, from: Source, to: Source, pictures: &[Picture], audio: &[AudioFrame]) -> Transition {
+fn measure(
+    tag: usize,
+    from: Source,
+    to: Source,
+    pictures: &[Picture],
+    audio: &[AudioFrame],
+    audio_headers: &[usize],
+) -> Transition {
     let split = pictures.partition_point(|p| p.tag < tag);
     let (before, after) = pictures.split_at(split);
     let near_before = &before[before.len().saturating_sub(WINDOW)..];
@@ -343,20 +372,43 @@ fn measure(tag: usize, from: Source, to: Source, pictures: &[Picture], audio: &[
     let first_shown = near_after.iter().map(|p| p.pts).min();
     let splice_ms = last_shown.zip(first_shown).map(|(a, b)| b - a);
     let around: Vec<Picture> = near_before.iter().chain(near_after).copied().collect();
-    let picture_gap_ms = (!near_before.is_empty() && !near_after.is_empty()).then(|| largest_presented_gap(&around));
+    // Pictures shown within a few frames of the splice, wherever they are in decoding order
+    // (a window cut in decoding order would leave out B-frames shown inside it).
+    let picture_gap_ms = last_shown.zip(first_shown).map(|(last, first)| {
+        let shown_near = |p: &&Picture| (last - AROUND_SPLICE_MS..=first + AROUND_SPLICE_MS).contains(&p.pts);
+        let near: Vec<Picture> = pictures.iter().filter(shown_near).copied().collect();
+        largest_presented_gap(&near)
+    });
     let mut steps: Vec<i64> = near_after.windows(2).map(|w| w[1].dts - w[0].dts).filter(|d| *d > 0).collect();
     steps.sort_unstable();
     let frame_ms = steps.get(steps.len() / 2).copied();
     let dts_monotonic = around.windows(2).all(|w| w[1].dts > w[0].dts);
     let starts_with_keyframe = after.first().is_some_and(|p| p.key);
 
-    let split = audio.partition_point(|a| a.tag < tag);
+    // The new source's audio follows its audio header. A muxer that interleaves by decoding
+    // time (ffmpeg's) may put some of the old source's audio after the new video header.
+    let audio_from = audio_headers
+        .iter()
+        .copied()
+        .find(|&h| h >= tag && audio.iter().filter(|a| a.tag > tag && a.tag < h).count() <= AUDIO_HEADER_SLACK)
+        .unwrap_or(tag);
+    let split = audio.partition_point(|a| a.tag < audio_from);
     let (old_audio, new_audio) = audio.split_at(split);
     let audio_gap_ms = old_audio
         .last()
         .zip(new_audio.first())
         .map(|(old, new)| (new.ts as f64 - (old.ts as f64 + old.duration)).round() as i64);
-    let av_offset_ms = new_audio.first().zip(first_shown).map(|(a, pts)| a.ts - pts);
+    // A silent source (the slate) has no audio content to be in sync with.
+    let av_offset_ms = first_shown.and_then(|pts| {
+        // Audio stamped before the old source's last picture is the old source's, however a
+        // muxer interleaved it.
+        let audible = new_audio
+            .iter()
+            .take_while(|a| a.ts <= pts + AROUND_SPLICE_MS)
+            .filter(|a| last_shown.is_none_or(|last| a.ts > last))
+            .find(|a| !a.silent)?;
+        Some(audible.ts - pts)
+    });
     let at_ms = after.first().map(|p| p.dts).or(new_audio.first().map(|a| a.ts)).unwrap_or(0);
     Transition {
         tag,
@@ -399,8 +451,9 @@ mod tests {
         FlvTag::new(TagKind::Audio, 0, Bytes::from(vec![0xAF, 0, asc[0], asc[1]]))
     }
 
+    /// An AAC frame with content (larger than a frame of silence).
     fn aac(ts: u32) -> FlvTag {
-        FlvTag::new(TagKind::Audio, ts, Bytes::from(vec![0xAF, 1, 0x21]))
+        FlvTag::new(TagKind::Audio, ts, Bytes::from(vec![0xAF, 1, 0x21, 0x10, 0x04, 0x60, 0x8C, 0x1C, 0x42, 0x42]))
     }
 
     /// `frames` pictures at `frame` ms from `start`, keyframe first, with audio frames of
@@ -542,7 +595,7 @@ mod tests {
         assert_eq!(report.transitions[0].av_offset_ms, Some(-200));
         assert!(report.violations().iter().any(|m| m.contains("audio -200 ms off video")), "{report:?}");
         // Unless that is how the source itself was encoded.
-        let own = |_: &Source| -200;
+        let own = |_: &Source| Some(-200);
         assert!(!report.violations_given(&own).iter().any(|m| m.contains("off video")), "{report:?}");
     }
 }

@@ -86,7 +86,7 @@ pub fn own_offsets(fixtures: &[&std::path::Path]) -> Vec<(Source, i64)> {
 /// transition the scenario made in order, and returns its violations prefixed by `sink`.
 /// The A/V column is relative to the new source's own offset (see `own_offsets`).
 pub fn summarise(sink: &str, report: &Report, kinds: &[&str], own: &[(Source, i64)]) -> Vec<String> {
-    let own_av = |s: &Source| own.iter().find(|(o, _)| o == s).map_or(0, |(_, ms)| *ms);
+    let own_av = |s: &Source| own.iter().find(|(o, _)| o == s).map(|(_, ms)| *ms);
     eprintln!(
         "{sink}: {} pictures, {} audio frames, {} sources, largest gap {} ms as presented, audio hole {} ms, \
          backward dts {}",
@@ -112,7 +112,7 @@ pub fn summarise(sink: &str, report: &Report, kinds: &[&str], own: &[(Source, i6
             if t.dts_monotonic { "ok" } else { "BACK" },
             if t.starts_with_keyframe { "ok" } else { "NO" },
             show(t.audio_gap_ms),
-            show(t.av_offset_ms.map(|ms| ms - own_av(&t.to))),
+            show(t.av_offset_ms.zip(own_av(&t.to)).map(|(ms, own)| ms - own)),
             t.from,
             t.to
         );
@@ -208,6 +208,10 @@ async fn matrix_of_encoders_and_transitions_reaches_platforms_seamlessly() {
     let status = channel.server.get_json("/api/v1/status").await;
     channel.server.terminate();
     let (listener_ok, listener_err, listener_out, _keep) = listener.finish().await;
+    // Kept for review under target/test-artifacts/.
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    let _ = std::fs::create_dir_all(&artifacts);
+    let _ = std::fs::copy(&listener_out, artifacts.join("matrix-platform.flv"));
 
     let mut missed = Vec::new();
     for destination in status["destinations"].as_array().expect("destinations") {

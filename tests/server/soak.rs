@@ -52,7 +52,7 @@ async fn soak() {
         fixtures.push(tokio::task::spawn_blocking(move || e.fixture()).await.expect("fixture"));
     }
     let own = crate::matrix::own_offsets(&fixtures.iter().map(|f| f.as_path()).collect::<Vec<_>>());
-    let own_av = |s: &crate::analysis::Source| own.iter().find(|(o, _)| o == s).map_or(0, |(_, ms)| *ms);
+    let own_av = |s: &crate::analysis::Source| own.iter().find(|(o, _)| o == s).map(|(_, ms)| *ms);
     let mut nginx = Nginx::start().await;
     let channel = Channel::start(GRACE_SECS, &[("nginx", nginx.url("soak"))]).await;
     let names: Vec<String> = (0..DJS).map(|n| format!("Dj{n}")).collect();
@@ -269,7 +269,11 @@ struct Kind {
 
 /// Each transition is named by the last action made before it in program time (an action
 /// at most 20 s earlier: replays from the GOP cache and grace periods delay a splice).
-fn per_kind(report: &Report, actions: &[Action], own_av: &dyn Fn(&Source) -> i64) -> BTreeMap<&'static str, Kind> {
+fn per_kind(
+    report: &Report,
+    actions: &[Action],
+    own_av: &dyn Fn(&Source) -> Option<i64>,
+) -> BTreeMap<&'static str, Kind> {
     let mut kinds: BTreeMap<&'static str, Kind> = BTreeMap::new();
     for t in &report.transitions {
         let kind = actions
@@ -282,7 +286,7 @@ fn per_kind(report: &Report, actions: &[Action], own_av: &dyn Fn(&Source) -> i64
         k.max_gap = k.max_gap.max(t.picture_gap_ms.unwrap_or(0));
         k.max_audio = k.max_audio.max(t.audio_gap_ms.map_or(0, i64::abs));
         let own = own_av(&t.to);
-        k.max_av = k.max_av.max(t.av_offset_ms.map_or(0, |ms| (ms - own).abs()));
+        k.max_av = k.max_av.max(t.av_offset_ms.zip(own).map_or(0, |(ms, own)| (ms - own).abs()));
         k.violations += usize::from(!t.violations(own).is_empty());
     }
     kinds
