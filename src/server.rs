@@ -68,7 +68,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     let queue = actor::spawn(store.clone(), settings).await;
-    let publishers = Publishers::default();
+    let publishers = Publishers::new(config.channel.clone());
     let program = program::spawn(
         queue.program_source(),
         publishers.clone(),
@@ -157,7 +157,6 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         program,
         recorder,
         destinations,
-        expected_profile: Arc::new(config.expected_profile.clone()),
         tokens,
         login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
         signup_attempts: Arc::new(RateLimiter::per_minute(config.limits.signup_attempts_per_minute)),
