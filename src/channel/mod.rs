@@ -10,6 +10,7 @@
 
 pub mod airing;
 pub mod profile;
+pub mod slate;
 pub mod transcoder;
 
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,7 @@
 //! One test binary (modules below) keeps link time down.
 
 mod browser;
+mod channel;
 mod database;
 mod email;
 mod harness;
