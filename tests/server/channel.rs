@@ -72,3 +72,211 @@ fn policy_transcode_needs_ffmpeg_with_libx264_and_aac() {
         "{stderr}"
     );
 }
+
+mod policies {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use motherstream::channel::slate::describe_flv;
+    use motherstream::channel::{ChannelConfig, OffProfilePolicy};
+    use motherstream::ingest::registry::{Airing, Publisher};
+    use motherstream::media::flv::FlvTag;
+    use motherstream::queue::engine::Dj;
+    use tokio::sync::broadcast::error::RecvError;
+
+    use super::as_flv;
+    use crate::harness::require_tool;
+    use crate::publisher::{FIXTURE2, fixture_tags, is_header};
+
+    fn publisher(policy: OffProfilePolicy) -> Arc<Publisher> {
+        let channel = ChannelConfig { off_profile: policy, ..ChannelConfig::default() };
+        let dj = Dj { user_id: 1, dj_name: "Bob".into() };
+        Arc::new(Publisher::with_channel(1, dj, Instant::now(), Arc::new(channel)))
+    }
+
+    /// Feeds `path` into the publisher in real time, looped, like a live encoder.
+    fn feed(publisher: Arc<Publisher>, path: &str) -> tokio::task::JoinHandle<()> {
+        let tags = fixture_tags(path);
+        let loop_ms = tags.last().map_or(1000, |t| t.timestamp + 40);
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for round in 0u32.. {
+                for tag in &tags {
+                    if round > 0 && is_header(tag) {
+                        continue;
+                    }
+                    let timestamp = tag.timestamp + round * loop_ms;
+                    tokio::time::sleep_until(start + Duration::from_millis(u64::from(timestamp))).await;
+                    publisher.on_tag(Instant::now(), FlvTag { timestamp, ..tag.clone() });
+                }
+            }
+        })
+    }
+
+    /// Asks like the program's watchdog does (every 250 ms) until `done` accepts an answer.
+    async fn ask_until(publisher: &Publisher, done: impl Fn(&Airing) -> bool) -> (Airing, Vec<&'static str>) {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let airing = publisher.airing();
+            if seen.last() != Some(&airing.name()) {
+                seen.push(airing.name());
+            }
+            if done(&airing) {
+                return (airing, seen);
+            }
+            assert!(Instant::now() < deadline, "still {} after 20 s: {seen:?}", airing.name());
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn policy_slate_covers_an_off_profile_dj_and_airs_a_matching_one() {
+        // dj2.flv is 640x360: covered as soon as its headers are in.
+        let off = publisher(OffProfilePolicy::Slate);
+        let _feeding = feed(off.clone(), FIXTURE2);
+        let (_, seen) = ask_until(&off, |a| matches!(a, Airing::Covered)).await;
+        assert!(seen.iter().all(|s| ["undecided", "covered"].contains(s)), "{seen:?}");
+        assert_eq!(off.profile_report(Instant::now()).airing, "covered");
+
+        // A stream in the channel profile (the generated slate itself, as a DJ) airs directly.
+        let flv = motherstream::channel::slate::generate(&Default::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("matching.flv");
+        std::fs::write(&path, &flv).unwrap();
+        let matching = publisher(OffProfilePolicy::Slate);
+        let _feeding = feed(matching.clone(), path.to_str().unwrap());
+        let (_, seen) = ask_until(&matching, |a| matches!(a, Airing::Direct)).await;
+        assert!(seen.iter().all(|s| ["undecided", "direct"].contains(s)), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn policy_allow_airs_everyone_as_sent() {
+        let off = publisher(OffProfilePolicy::Allow);
+        assert!(matches!(off.airing(), Airing::Direct), "even before any media");
+        let _feeding = feed(off.clone(), FIXTURE2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(matches!(off.airing(), Airing::Direct));
+    }
+
+    /// A real ffmpeg converts dj2.flv (640x360, 25 fps, 48 kHz) to the channel profile
+    /// (1280x720, 30 fps, 48 kHz stereo); the program gets a derived publisher that starts at
+    /// a keyframe with the profile's headers. Prints the added latency.
+    #[tokio::test]
+    async fn policy_transcode_airs_a_derived_stream_in_the_channel_profile() {
+        if !require_tool("ffmpeg") {
+            return;
+        }
+        let source = publisher(OffProfilePolicy::Transcode);
+        let started = Instant::now();
+        let _feeding = feed(source.clone(), FIXTURE2);
+        let (airing, seen) = ask_until(&source, |a| matches!(a, Airing::Transcoded(_))).await;
+        assert!(seen.iter().all(|s| ["undecided", "transcoded"].contains(s)), "{seen:?}");
+        let Airing::Transcoded(derived) = airing else { unreachable!() };
+        eprintln!("transcoded stream ready {} ms after the DJ started", started.elapsed().as_millis());
+
+        let mut output = derived.subscribe();
+        let mut tags: Vec<FlvTag> = [output.headers.metadata, output.headers.video, output.headers.audio]
+            .into_iter()
+            .flatten()
+            .chain(output.startup)
+            .collect();
+        let mut latencies = Vec::new();
+        let until = Instant::now() + Duration::from_secs(4);
+        while Instant::now() < until {
+            // Keep the transcode wanted, as the program's watchdog does.
+            let _ = source.airing();
+            match tokio::time::timeout(Duration::from_millis(250), output.live.recv()).await {
+                Ok(Ok(tag)) => {
+                    // ffmpeg's output time counts from the DJ's first tag, fed at `started`.
+                    let due = started + Duration::from_millis(u64::from(tag.timestamp));
+                    latencies.push(Instant::now().saturating_duration_since(due).as_millis());
+                    tags.push(tag);
+                }
+                Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) => panic!("transcode ended"),
+                Err(_) => {}
+            }
+        }
+        latencies.sort_unstable();
+        eprintln!("latency ingest → transcoded output: median {} ms", latencies[latencies.len() / 2]);
+        let stream = describe_flv(as_flv(&tags)).unwrap();
+        assert_eq!((stream.width, stream.height), (Some(1280), Some(720)), "{stream:?}");
+        assert_eq!((stream.sample_rate, stream.channels), (Some(48000), Some(2)), "{stream:?}");
+        let fps = stream.fps.unwrap();
+        assert!((fps - 30.0).abs() < 0.5, "{fps}");
+        assert_eq!(source.profile_report(Instant::now()).airing, "transcoded");
+
+        // Matching DJs are never transcoded: the main fixture differs too, so use the
+        // generated slate as a matching stream.
+        let flv = motherstream::channel::slate::generate(&Default::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("matching.flv");
+        std::fs::write(&path, &flv).unwrap();
+        let matching = publisher(OffProfilePolicy::Transcode);
+        let _feeding = feed(matching.clone(), path.to_str().unwrap());
+        let (_, seen) = ask_until(&matching, |a| matches!(a, Airing::Direct)).await;
+        assert!(!seen.contains(&"transcoded"), "{seen:?}");
+    }
+
+    /// Processes named `name` started by this test process.
+    fn children_named(name: &str) -> Vec<u32> {
+        let me = std::process::id().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            // "pid (comm) state ppid ..."
+            let Some((comm, rest)) = stat.split_once(") ") else { continue };
+            let ppid = rest.split_whitespace().nth(1);
+            if comm.strip_prefix(&format!("{pid} (")) == Some(name) && ppid == Some(me.as_str()) {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    #[tokio::test]
+    async fn the_transcoder_is_killed_when_the_dj_leaves_and_a_failing_ffmpeg_falls_back_to_the_slate() {
+        if !require_tool("ffmpeg") {
+            return;
+        }
+        // ffmpeg under a name of its own, so other tests' ffmpegs are not counted.
+        let dir = tempfile::tempdir().unwrap();
+        let ffmpeg = dir.path().join("ms-leave-ffmpeg");
+        let real =
+            String::from_utf8(std::process::Command::new("which").arg("ffmpeg").output().unwrap().stdout).unwrap();
+        std::os::unix::fs::symlink(real.trim(), &ffmpeg).unwrap();
+        let channel = ChannelConfig {
+            off_profile: OffProfilePolicy::Transcode,
+            ffmpeg: ffmpeg.to_string_lossy().into_owned(),
+            ..ChannelConfig::default()
+        };
+        let dj = Dj { user_id: 3, dj_name: "Dan".into() };
+        let source = Arc::new(Publisher::with_channel(3, dj, Instant::now(), Arc::new(channel)));
+        let feeding = feed(source.clone(), FIXTURE2);
+        ask_until(&source, |a| matches!(a, Airing::Transcoded(_))).await;
+        assert_eq!(children_named("ms-leave-ffmpeg").len(), 1, "one ffmpeg for the one off-profile DJ");
+        // What the registry does when the connection ends.
+        source.stop_transcoding();
+        feeding.abort();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !children_named("ms-leave-ffmpeg").is_empty() {
+            assert!(Instant::now() < deadline, "ffmpeg still running after the DJ left");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // An ffmpeg that dies at once is restarted, then given up on: the slate covers.
+        let channel = ChannelConfig {
+            off_profile: OffProfilePolicy::Transcode,
+            ffmpeg: "false".into(),
+            ..ChannelConfig::default()
+        };
+        let dj = Dj { user_id: 2, dj_name: "Carol".into() };
+        let broken = Arc::new(Publisher::with_channel(2, dj, Instant::now(), Arc::new(channel)));
+        let _feeding = feed(broken.clone(), FIXTURE2);
+        let (_, seen) = ask_until(&broken, |a| matches!(a, Airing::Covered)).await;
+        assert_eq!(seen, ["undecided", "covered"], "never aired a broken transcode");
+        assert_eq!(broken.profile_report(Instant::now()).airing, "covered");
+    }
+}
