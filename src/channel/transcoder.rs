@@ -106,66 +106,21 @@ pub fn ffmpeg_args(config: &ChannelConfig) -> Vec<String> {
         "scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={},format=yuv420p",
         p.fps
     );
-    let args = [
-        "-hide_banner",
-        "-loglevel",
-        "warning",
-        "-nostats",
-        // A live input: do not wait seconds to guess what the headers already say.
-        "-fflags",
-        "+nobuffer",
-        "-probesize",
-        "262144",
-        "-analyzeduration",
-        "500000",
-        "-f",
-        "flv",
-        "-i",
-        "pipe:0",
-        "-map",
-        "0:v:0?",
-        "-map",
-        "0:a:0?",
-        "-vf",
-        &video_filter,
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-tune",
-        "zerolatency",
-        "-profile:v",
-        "high",
-        "-b:v",
-        &format!("{kbps}k"),
-        "-maxrate",
-        &format!("{kbps}k"),
-        "-bufsize",
-        &format!("{}k", 2 * kbps),
-        "-g",
-        &gop.to_string(),
-        "-keyint_min",
-        &gop.to_string(),
-        "-sc_threshold",
-        "0",
-        // Gaps in the DJ's audio become silence, so the audio track stays continuous.
-        "-af",
-        "aresample=async=1000",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "160k",
-        "-ar",
-        &p.sample_rate.to_string(),
-        "-ac",
-        &p.channels.to_string(),
-        "-f",
-        "flv",
-        "-flvflags",
-        "no_duration_filesize",
-        "pipe:1",
-    ];
-    args.iter().map(|a| (*a).to_owned()).collect()
+    let (rate, channels) = (p.sample_rate, p.channels);
+    let mut args = Vec::new();
+    let mut push = |words: &str| args.extend(words.split(' ').map(str::to_owned));
+    push("-hide_banner -loglevel warning -nostats");
+    // The headers come first: do not read seconds of input to guess what they say. (Not
+    // `-fflags nobuffer`: with ffmpeg 5.1 it holds the first output back by a whole GOP.)
+    push("-probesize 65536 -analyzeduration 200000 -f flv -i pipe:0 -map 0:v:0? -map 0:a:0?");
+    push(&format!("-vf {video_filter}"));
+    push(&format!("-c:v libx264 -preset veryfast -tune zerolatency -profile:v high -b:v {kbps}k -maxrate {kbps}k"));
+    push(&format!("-bufsize {}k -g {gop} -keyint_min {gop} -sc_threshold 0", 2 * kbps));
+    // Gaps in the DJ's audio become silence, so the audio track stays continuous.
+    push(&format!("-af aresample=async=1000 -c:a aac -b:a 160k -ar {rate} -ac {channels}"));
+    // Each packet is written at once, not when ffmpeg's 32 KiB output buffer is full.
+    push("-flush_packets 1 -f flv -flvflags no_duration_filesize pipe:1");
+    args
 }
 
 /// Checks at start-up that `ffmpeg` exists and has the encoders a transcode needs; the

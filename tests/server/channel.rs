@@ -279,4 +279,83 @@ mod policies {
         assert_eq!(seen, ["undecided", "covered"], "never aired a broken transcode");
         assert_eq!(broken.profile_report(Instant::now()).airing, "covered");
     }
+
+    /// The cost of a transcode: % of one core used by ffmpeg, and the added latency, for a
+    /// 720p30 DJ (off only in sample rate: the video is re-encoded all the same) and a 1080p30
+    /// DJ, into the default 1280x720 30 fps profile. Run by hand:
+    /// `cargo test --release --test server measure_transcode -- --ignored --nocapture`.
+    #[tokio::test]
+    #[ignore = "a measurement: takes a minute and prints numbers"]
+    async fn measure_transcode_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let ffmpeg = dir.path().join("ms-cost-ffmpeg");
+        let real =
+            String::from_utf8(std::process::Command::new("which").arg("ffmpeg").output().unwrap().stdout).unwrap();
+        std::os::unix::fs::symlink(real.trim(), &ffmpeg).unwrap();
+        let ticks: f64 =
+            String::from_utf8(std::process::Command::new("getconf").arg("CLK_TCK").output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+        for (size, rate) in [("1280x720", 44100), ("1920x1080", 48000)] {
+            let input = dir.path().join(format!("{size}.flv"));
+            let made = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-f", "lavfi", "-i", &format!("testsrc2=size={size}:rate=30"), "-f", "lavfi"])
+                .args(["-i", &format!("sine=frequency=440:sample_rate={rate}"), "-t", "12", "-c:v", "libx264"])
+                .args(["-preset", "veryfast", "-b:v", "4000k", "-g", "60", "-c:a", "aac", "-ac", "2", "-f", "flv"])
+                .arg(&input)
+                .status()
+                .unwrap();
+            assert!(made.success());
+            let channel = ChannelConfig {
+                off_profile: OffProfilePolicy::Transcode,
+                ffmpeg: ffmpeg.to_string_lossy().into_owned(),
+                ..ChannelConfig::default()
+            };
+            let dj = Dj { user_id: 9, dj_name: size.into() };
+            let source = Arc::new(Publisher::with_channel(9, dj, Instant::now(), Arc::new(channel)));
+            let started = Instant::now();
+            let feeding = feed(source.clone(), input.to_str().unwrap());
+            let (airing, _) = ask_until(&source, |a| matches!(a, Airing::Transcoded(_))).await;
+            let ready_ms = started.elapsed().as_millis();
+            let Airing::Transcoded(derived) = airing else { unreachable!() };
+            let cpu = |pid: u32| -> f64 {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
+                (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / ticks
+            };
+            let pid = children_named("ms-cost-ffmpeg")[0];
+            // Past the start-up burst (the cached GOP, x264's first frames).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let mut output = derived.subscribe();
+            let (cpu0, t0) = (cpu(pid), Instant::now());
+            let (mut video, mut audio) = (Vec::new(), Vec::new());
+            while t0.elapsed() < Duration::from_secs(8) {
+                let _ = source.airing();
+                if let Ok(Ok(tag)) = tokio::time::timeout(Duration::from_millis(250), output.live.recv()).await {
+                    let due = started + Duration::from_millis(u64::from(tag.timestamp));
+                    let late = Instant::now().saturating_duration_since(due).as_millis();
+                    match tag.kind {
+                        motherstream::media::flv::TagKind::Video => video.push(late),
+                        _ => audio.push(late),
+                    }
+                }
+            }
+            let share = (cpu(pid) - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
+            video.sort_unstable();
+            audio.sort_unstable();
+            let pct = |v: &[u128], p: usize| v[v.len() * p / 100];
+            eprintln!(
+                "{size}@30 {rate} Hz → 1280x720@30 48 kHz: ffmpeg {share:.0} % of a core; latency video median {} ms \
+                 p90 {} ms, audio median {} ms p90 {} ms; first keyframe {ready_ms} ms after the DJ started",
+                pct(&video, 50),
+                pct(&video, 90),
+                pct(&audio, 50),
+                pct(&audio, 90),
+            );
+            source.stop_transcoding();
+            feeding.abort();
+        }
+    }
 }
