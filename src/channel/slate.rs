@@ -38,6 +38,11 @@ const SUBTITLE_OPACITY: f64 = 0.8;
 const SILENT_MONO: &[u8] = &[0x01, 0x18, 0x20, 0x07];
 const SILENT_STEREO: &[u8] = &[0x21, 0x10, 0x04, 0x60, 0x8C, 0x1C];
 
+/// Pictures are presented this many frames after they are decoded, as in OBS's x264 streams
+/// (two B-frames): a splice between the slate and a typical DJ then needs no extra pause to
+/// keep pictures in order. (OpenH264 makes no B-frames; a constant offset is valid FLV.)
+const PRESENTATION_DELAY_FRAMES: f64 = 2.0;
+
 /// Generates the slate for `profile`: an FLV file of one loop (between 1 and 2 s, starting
 /// with a keyframe), for `Slate::from_bytes`.
 pub fn generate(profile: &ChannelProfile) -> Result<Bytes, String> {
@@ -64,6 +69,8 @@ pub fn generate(profile: &ChannelProfile) -> Result<Bytes, String> {
     let mut encoder =
         Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| format!("slate encoder: {e}"))?;
 
+    let cto = (PRESENTATION_DELAY_FRAMES * profile.frame_ms()).round() as u32;
+    let [_, cto0, cto1, cto2] = cto.to_be_bytes();
     let mut tags = Vec::with_capacity(frames * 2 + 3);
     let mut parameter_sets: Option<(Vec<u8>, Vec<u8>)> = None;
     // The first frame is an IDR; the loop restarts at it, so one keyframe per loop.
@@ -75,7 +82,7 @@ pub fn generate(profile: &ChannelProfile) -> Result<Bytes, String> {
             other => return Err(format!("slate encoder: unexpected {other:?} frame")),
         };
         let mut body = BytesMut::new();
-        body.put_slice(&[if keyframe { 0x17 } else { 0x27 }, 0x01, 0, 0, 0]);
+        body.put_slice(&[if keyframe { 0x17 } else { 0x27 }, 0x01, cto0, cto1, cto2]);
         for layer in (0..encoded.num_layers()).filter_map(|i| encoded.layer(i)) {
             for nal in (0..layer.nal_count()).filter_map(|i| layer.nal_unit(i)) {
                 let nal = strip_start_code(nal);
@@ -368,6 +375,7 @@ pub fn describe_flv(bytes: Bytes) -> Result<StreamProfile, String> {
 mod tests {
     use super::*;
     use crate::channel::differences;
+    use crate::media::codec::VideoTagInfo;
     use crate::program::slate::Slate;
 
     #[test]
@@ -390,6 +398,8 @@ mod tests {
             // Measured from the frames, not only declared.
             let measured = describe_flv(strip_metadata(&flv)).unwrap().fps.unwrap();
             assert!((measured - profile.fps).abs() < profile.fps * 0.02, "{profile:?}: {measured} fps");
+            let first = VideoTagInfo::parse(&first_frame(&flv)).unwrap();
+            assert_eq!(first.composition_time, (2.0 * profile.frame_ms()).round() as i32, "{profile:?}");
             // The repeats of a still picture are tiny: the slate costs little bandwidth.
             let kbps = flv.len() as f64 * 8.0 / loop_ms as f64;
             assert!(kbps < 2000.0, "{profile:?}: {kbps:.0} kbit/s");
@@ -402,6 +412,15 @@ mod tests {
         assert_eq!(loop_frames(&ChannelProfile::default()), 48);
         let odd = ChannelProfile { fps: 29.97, sample_rate: 44100, ..Default::default() };
         assert!((30..=59).contains(&loop_frames(&odd)));
+    }
+
+    fn first_frame(flv: &Bytes) -> Bytes {
+        FlvReader::new(flv.clone())
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|t| t.kind == TagKind::Video && !VideoTagInfo::parse(&t.payload).unwrap().is_sequence_header())
+            .unwrap()
+            .payload
     }
 
     fn strip_metadata(flv: &Bytes) -> Bytes {
