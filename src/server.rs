@@ -72,9 +72,9 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         check_ffmpeg(&config.channel.ffmpeg).await.map_err(StartupError)?;
     }
     tracing::info!(
-        "channel profile {}; off-profile DJs: {:?}",
+        "channel profile {}; off-profile DJs: {}",
         config.channel.profile.describe(),
-        config.channel.off_profile
+        config.channel.off_profile.name()
     );
     let destinations = Destination::parse_all(&config.destinations).map_err(|e| StartupError(e.to_string()))?;
     let connector = Connector::new(config.destination_ca_file.as_deref()).map_err(|e| StartupError(e.to_string()))?;

@@ -30,6 +30,17 @@ pub enum OffProfilePolicy {
     Transcode,
 }
 
+impl OffProfilePolicy {
+    /// As written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Slate => "slate",
+            Self::Transcode => "transcode",
+        }
+    }
+}
+
 /// The resolved `[channel]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelConfig {

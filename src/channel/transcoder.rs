@@ -398,3 +398,41 @@ async fn keep_last_lines(stderr: impl AsyncRead + Unpin, lines: Arc<Mutex<VecDeq
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::ChannelProfile;
+
+    #[test]
+    fn ffmpeg_converts_to_the_profile_keeping_the_aspect_ratio() {
+        let config = ChannelConfig {
+            profile: ChannelProfile { width: 1920, height: 1080, fps: 25.0, sample_rate: 44100, channels: 1 },
+            transcode_video_kbps: 5000,
+            ..ChannelConfig::default()
+        };
+        let args = ffmpeg_args(&config).join(" ");
+        for part in [
+            "-f flv -i pipe:0",
+            "-vf scale=1920:1080:force_original_aspect_ratio=decrease,pad=1920:1080:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=25,",
+            "-c:v libx264 -preset veryfast -tune zerolatency",
+            "-b:v 5000k -maxrate 5000k -bufsize 10000k -g 50 -keyint_min 50",
+            "-c:a aac -b:a 160k -ar 44100 -ac 1",
+            "-f flv -flvflags no_duration_filesize pipe:1",
+        ] {
+            assert!(args.contains(part), "{part} not in {args}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_start_up_check_names_the_missing_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("ffmpeg");
+        // An ffmpeg built without libx264 lists only its other encoders.
+        std::fs::write(&fake, "#!/bin/sh\necho ' V....D libopenh264  OpenH264'\necho ' A....D aac   AAC'\n").unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let e = check_ffmpeg(fake.to_str().unwrap()).await.unwrap_err();
+        assert!(e.ends_with("has no libx264 encoder"), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+}

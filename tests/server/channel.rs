@@ -52,6 +52,16 @@ async fn a_user_slate_that_differs_from_the_profile_is_named_at_start_up() {
     assert!(logs.contains("sample rate 44.1 kHz, channel is 48 kHz"), "{logs}");
 }
 
+#[tokio::test]
+async fn policy_transcode_starts_with_a_usable_ffmpeg() {
+    if !crate::harness::require_tool("ffmpeg") {
+        return;
+    }
+    let config = "[channel]\noff_profile = \"transcode\"\n";
+    let server = Server::start(Options { config: Some(config.into()), ..Options::default() });
+    server.wait_for_log("off-profile DJs: transcode").await;
+}
+
 #[test]
 fn policy_transcode_needs_ffmpeg_with_libx264_and_aac() {
     let dir = tempfile::tempdir().unwrap();
