@@ -369,3 +369,68 @@ mod policies {
         }
     }
 }
+
+/// The acceptance: with policy "transcode", the program's recording keeps one
+/// resolution, one frame rate and one sample rate from start to end across DJs who differ in
+/// all three (dj.flv: 320x180@30, 44.1 kHz; dj2.flv: 640x360@25, 48 kHz; the slate in the
+/// profile between them).
+#[tokio::test]
+#[ignore = "acceptance for the program rewrite: passes once the program airs what Publisher::airing() says"]
+async fn with_policy_transcode_the_program_keeps_one_format_across_djs() {
+    if !crate::harness::require_tool("ffmpeg") {
+        return;
+    }
+    use crate::program::read_flv;
+    use crate::publisher::{Dj, FIXTURE2};
+    use motherstream::media::codec::{AudioConfig, VideoConfig, parse_audio_tag, parse_video_tag};
+    use motherstream::media::flv::TagKind;
+
+    let config = "record_program = true\n[channel]\noff_profile = \"transcode\"\n";
+    let mut server = Server::start(Options { grace_period: 1, config: Some(config.into()), ..Options::default() });
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let bob = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+    alice.stop().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    bob.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.terminate();
+
+    let dir = server.data_dir.join("recordings/program");
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let tags = read_flv(&files[0]);
+    let (mut sizes, mut sounds, mut intervals, mut last) = (Vec::new(), Vec::new(), Vec::new(), None);
+    for tag in &tags {
+        match tag.kind {
+            TagKind::Video => {
+                let parsed = parse_video_tag(&tag.payload).unwrap();
+                if parsed.info.is_sequence_header() {
+                    let config = VideoConfig::parse(parsed.info.codec, parsed.body).unwrap();
+                    sizes.push((config.width, config.height));
+                } else {
+                    if let Some(last) = last {
+                        intervals.push(tag.timestamp - last);
+                    }
+                    last = Some(tag.timestamp);
+                }
+            }
+            TagKind::Audio => {
+                let parsed = parse_audio_tag(&tag.payload).unwrap();
+                if parsed.info.is_sequence_header() {
+                    let config = AudioConfig::parse(parsed.info.codec, parsed.body).unwrap();
+                    sounds.push((config.sample_rate, config.channels));
+                }
+            }
+            TagKind::Script => {}
+        }
+    }
+    assert!(sizes.iter().all(|s| *s == (Some(1280), Some(720))), "{sizes:?}");
+    assert!(sounds.iter().all(|s| *s == (48000, Some(2))), "{sounds:?}");
+    let at_30fps = intervals.iter().filter(|i| (32..=35).contains(*i)).count();
+    assert!(at_30fps * 100 >= intervals.len() * 95, "frame intervals: {intervals:?}");
+}
