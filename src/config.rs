@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::Args;
 use serde::Deserialize;
 
+use crate::channel::profile::AAC_SAMPLE_RATES;
+use crate::channel::{ChannelConfig, ChannelProfile, OffProfilePolicy};
 use crate::integrations::destination::{Destination, DestinationConfig};
 use crate::integrations::discord::DiscordConfig;
 use crate::integrations::email::{SmtpConfig, SmtpSettings};
@@ -195,13 +197,32 @@ pub struct FileConfig {
     #[serde(default)]
     pub obs: Option<ObsFileConfig>,
     #[serde(default)]
+    pub channel: Option<FileChannel>,
+    /// The section `[channel]` replaced; still read, as the channel profile.
+    #[serde(default)]
     pub expected_profile: Option<ExpectedProfile>,
     #[serde(default)]
     pub limits: FileLimits,
 }
 
-/// What the channel expects of every DJ's stream; differences are flagged before a DJ goes
-/// on air (warm standby). Every field is optional.
+/// `[channel]`: the channel profile and what to do with DJs who differ from it.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileChannel {
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub fps: Option<f64>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u8>,
+    /// `allow`, `slate` or `transcode`.
+    pub off_profile: Option<String>,
+    /// kbit/s of transcoded video.
+    pub transcode_video_bitrate: Option<u32>,
+    pub ffmpeg: Option<String>,
+}
+
+/// The old `[expected_profile]` section: its picture and sound settings are read as the
+/// channel profile; its codecs can only be the channel's (H.264 and AAC).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedProfile {
@@ -301,7 +322,8 @@ pub struct Config {
     pub destination_ca_file: Option<PathBuf>,
     pub idle: IdleSetting,
     pub recording: RecorderConfig,
-    pub expected_profile: ExpectedProfile,
+    /// The channel profile and the off-profile policy.
+    pub channel: ChannelConfig,
     /// The RTMP server URL shown to DJs, if it is not the web host's.
     pub public_rtmp_url: Option<String>,
     /// Announcements to a Discord webhook, if configured and turned on.
@@ -448,7 +470,7 @@ impl Config {
                     dir: explicit_dir.unwrap_or_else(|| data_dir.join("recordings")),
                 }
             },
-            expected_profile: file.expected_profile.clone().unwrap_or_default(),
+            channel: channel(file.channel.as_ref(), file.expected_profile.as_ref())?,
             discord: {
                 let toggle =
                     serve.discord_notifications.clone().or_else(|| file.discord_notifications.map(|on| on.to_string()));
@@ -654,6 +676,95 @@ fn public_url(value: Option<&str>) -> Result<Option<String>, ConfigError> {
     Ok(Some(url.as_str().trim_end_matches('/').to_owned()))
 }
 
+/// `[channel]`, or the old `[expected_profile]` read as one (not both: which would win?).
+fn channel(file: Option<&FileChannel>, legacy: Option<&ExpectedProfile>) -> Result<ChannelConfig, ConfigError> {
+    let section = match (file, legacy) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "expected_profile",
+                "replaced by [channel]: move its settings there and remove [expected_profile]",
+            ));
+        }
+        (Some(channel), None) => channel.clone(),
+        (None, Some(old)) => {
+            for (key, value, want) in
+                [("video_codec", &old.video_codec, ["h264", "avc"]), ("audio_codec", &old.audio_codec, ["aac", "aac"])]
+            {
+                if let Some(value) = value
+                    && !want.iter().any(|w| value.eq_ignore_ascii_case(w))
+                {
+                    return Err(ConfigError::new(
+                        format!("expected_profile.{key}"),
+                        format!("`{value}`: the channel's codecs are H.264 and AAC (use [channel])"),
+                    ));
+                }
+            }
+            FileChannel {
+                width: old.width,
+                height: old.height,
+                fps: old.fps,
+                sample_rate: old.sample_rate,
+                ..Default::default()
+            }
+        }
+        (None, None) => FileChannel::default(),
+    };
+    let defaults = ChannelProfile::default();
+    let size = |key: &str, value: Option<u32>, default: u32| match value.unwrap_or(default) {
+        v if (16..=4096).contains(&v) && v % 2 == 0 => Ok(v),
+        v => Err(ConfigError::new(format!("channel.{key}"), format!("{v} must be an even number from 16 to 4096"))),
+    };
+    let fps = section.fps.unwrap_or(defaults.fps);
+    if !(fps.is_finite() && (1.0..=120.0).contains(&fps)) {
+        return Err(ConfigError::new("channel.fps", format!("{fps} must be from 1 to 120")));
+    }
+    let sample_rate = section.sample_rate.unwrap_or(defaults.sample_rate);
+    if !AAC_SAMPLE_RATES.contains(&sample_rate) {
+        return Err(ConfigError::new(
+            "channel.sample_rate",
+            format!("{sample_rate} Hz is not an AAC sample rate (use 48000 or 44100)"),
+        ));
+    }
+    let channels = section.channels.unwrap_or(defaults.channels);
+    if !(1..=2).contains(&channels) {
+        return Err(ConfigError::new("channel.channels", format!("{channels}: use 1 (mono) or 2 (stereo)")));
+    }
+    let profile = ChannelProfile {
+        width: size("width", section.width, defaults.width)?,
+        height: size("height", section.height, defaults.height)?,
+        fps,
+        sample_rate,
+        channels,
+    };
+    let off_profile = match section.off_profile.as_deref() {
+        None | Some("allow") => OffProfilePolicy::Allow,
+        Some("slate") => OffProfilePolicy::Slate,
+        Some("transcode") => OffProfilePolicy::Transcode,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "channel.off_profile",
+                format!("`{other}` is not a policy (use `allow`, `slate` or `transcode`)"),
+            ));
+        }
+    };
+    let transcode_video_kbps = match section.transcode_video_bitrate {
+        None => profile.default_video_kbps(),
+        Some(kbps) if (100..=50_000).contains(&kbps) => kbps,
+        Some(kbps) => {
+            return Err(ConfigError::new(
+                "channel.transcode_video_bitrate",
+                format!("{kbps} kbit/s must be from 100 to 50000"),
+            ));
+        }
+    };
+    let ffmpeg = match section.ffmpeg {
+        Some(path) if path.trim().is_empty() => return Err(ConfigError::new("channel.ffmpeg", "must not be empty")),
+        Some(path) => path,
+        None => "ffmpeg".to_owned(),
+    };
+    Ok(ChannelConfig { profile, off_profile, transcode_video_kbps, ffmpeg })
+}
+
 fn positive<T: PartialEq + Default>(setting: &str, value: T) -> Result<T, ConfigError> {
     if value == T::default() { Err(ConfigError::new(setting, "must be greater than 0")) } else { Ok(value) }
 }
@@ -802,6 +913,49 @@ mod tests {
         let e = resolve(StoreArgs::default(), ServeArgs::default(), "password_reset_ttl = 0", EnvDb::default())
             .unwrap_err();
         assert_eq!(e.setting, "--password-reset-ttl");
+    }
+
+    #[test]
+    fn channel_profile_defaults_layers_and_validates() {
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        assert_eq!(c.channel, ChannelConfig::default());
+        assert_eq!(c.channel.profile.describe(), "1280x720, 30 fps, 48 kHz stereo");
+        assert_eq!(c.channel.off_profile, OffProfilePolicy::Allow);
+
+        let file = "[channel]\nwidth = 1920\nheight = 1080\nfps = 60\nsample_rate = 44100\nchannels = 1\n\
+                    off_profile = \"transcode\"\ntranscode_video_bitrate = 6000\nffmpeg = \"/opt/ffmpeg\"\n";
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        let want = ChannelProfile { width: 1920, height: 1080, fps: 60.0, sample_rate: 44100, channels: 1 };
+        assert_eq!(c.channel.profile, want);
+        assert_eq!(c.channel.off_profile, OffProfilePolicy::Transcode);
+        assert_eq!((c.channel.transcode_video_kbps, c.channel.ffmpeg.as_str()), (6000, "/opt/ffmpeg"));
+
+        for (bad, setting) in [
+            ("[channel]\nwidth = 1281", "channel.width"),
+            ("[channel]\nfps = 0", "channel.fps"),
+            ("[channel]\nsample_rate = 47000", "channel.sample_rate"),
+            ("[channel]\nchannels = 6", "channel.channels"),
+            ("[channel]\noff_profile = \"drop\"", "channel.off_profile"),
+            ("[channel]\nframerate = 30", "--config"),
+        ] {
+            let e = resolve(StoreArgs::default(), ServeArgs::default(), bad, EnvDb::default()).unwrap_err();
+            assert_eq!(e.setting, setting, "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_old_expected_profile_section_still_loads_as_the_channel_profile() {
+        let old = "[expected_profile]\nvideo_codec = \"h264\"\nwidth = 1920\nheight = 1080\nfps = 25\n\
+                   audio_codec = \"aac\"\nsample_rate = 44100\n";
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), old, EnvDb::default()).unwrap();
+        let want = ChannelProfile { width: 1920, height: 1080, fps: 25.0, sample_rate: 44100, channels: 2 };
+        assert_eq!(c.channel.profile, want);
+        let hevc = "[expected_profile]\nvideo_codec = \"hevc\"";
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), hevc, EnvDb::default()).unwrap_err();
+        assert_eq!(e.setting, "expected_profile.video_codec");
+        let both = "[expected_profile]\nwidth = 1920\n[channel]\nwidth = 1280";
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), both, EnvDb::default()).unwrap_err();
+        assert!(e.message.contains("[channel]"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod calendar;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod history;

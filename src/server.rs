@@ -8,6 +8,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::TokenKeys;
+use crate::channel::slate as slate_gen;
+use crate::channel::transcoder::check_ffmpeg;
+use crate::channel::{ChannelProfile, OffProfilePolicy, differences};
 use crate::config::{Config, IdleSetting};
 use crate::history;
 use crate::ingest::{self, IngestContext, Publishers};
@@ -57,18 +60,28 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         block_enabled: config.block_toggle,
     };
     let idle = match &config.idle {
-        IdleSetting::Slate(None) => IdleMode::Slate(Arc::new(Slate::embedded().map_err(StartupError)?)),
+        IdleSetting::Slate(None) => IdleMode::Slate(Arc::new(generated_slate(&config.channel.profile).await?)),
         IdleSetting::Slate(Some(path)) => {
-            IdleMode::Slate(Arc::new(Slate::from_file(path).map_err(|e| StartupError(format!("--slate: {e}")))?))
+            let slate = Slate::from_file(path).map_err(|e| StartupError(format!("--slate: {e}")))?;
+            warn_if_off_profile(path, &config.channel.profile);
+            IdleMode::Slate(Arc::new(slate))
         }
         IdleSetting::Disconnect => IdleMode::Disconnect,
     };
+    if config.channel.off_profile == OffProfilePolicy::Transcode {
+        check_ffmpeg(&config.channel.ffmpeg).await.map_err(StartupError)?;
+    }
+    tracing::info!(
+        "channel profile {}; off-profile DJs: {}",
+        config.channel.profile.describe(),
+        config.channel.off_profile.name()
+    );
     let destinations = Destination::parse_all(&config.destinations).map_err(|e| StartupError(e.to_string()))?;
     let connector = Connector::new(config.destination_ca_file.as_deref()).map_err(|e| StartupError(e.to_string()))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
 
     let queue = actor::spawn(store.clone(), settings).await;
-    let publishers = Publishers::default();
+    let publishers = Publishers::new(config.channel.clone());
     let program = program::spawn(
         queue.program_source(),
         publishers.clone(),
@@ -158,7 +171,6 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         program,
         recorder,
         destinations,
-        expected_profile: Arc::new(config.expected_profile.clone()),
         tokens,
         login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
         signup_attempts: Arc::new(RateLimiter::per_minute(config.limits.signup_attempts_per_minute)),
@@ -209,6 +221,39 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The built-in slate, encoded in the channel profile.
+async fn generated_slate(profile: &ChannelProfile) -> Result<Slate, StartupError> {
+    let started = std::time::Instant::now();
+    let for_encoder = profile.clone();
+    let flv = tokio::task::spawn_blocking(move || slate_gen::generate(&for_encoder))
+        .await
+        .map_err(|e| StartupError(format!("generating the slate: {e}")))?
+        .map_err(StartupError)?;
+    let slate = Slate::from_bytes(flv).map_err(|e| StartupError(format!("generated slate: {e}")))?;
+    tracing::debug!("slate generated in {} ms", started.elapsed().as_millis());
+    Ok(slate)
+}
+
+/// A user slate that differs from the channel profile makes the program change size or
+/// sound whenever it plays: say so, naming what differs.
+fn warn_if_off_profile(path: &std::path::Path, profile: &ChannelProfile) {
+    let described = std::fs::read(path).map_err(|e| e.to_string()).and_then(|b| slate_gen::describe_flv(b.into()));
+    match described {
+        Ok(stream) => {
+            let found = differences(profile, &stream);
+            if !found.is_empty() {
+                let what: Vec<&str> = found.iter().map(|d| d.message.as_str()).collect();
+                tracing::warn!(
+                    "--slate {} does not match the channel profile: {} (the program changes format when it plays)",
+                    path.display(),
+                    what.join("; ")
+                );
+            }
+        }
+        Err(e) => tracing::warn!("--slate {}: cannot check it against the channel profile: {e}", path.display()),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -319,7 +319,7 @@ impl Connection {
         }
 
         let dj = Dj { user_id: user.id, dj_name: user.dj_name };
-        let publisher = Arc::new(Publisher::new(self.conn, dj.clone(), Instant::now()));
+        let publisher = self.ctx.publishers.create(self.conn, dj.clone(), Instant::now());
         // Registered before the queue answers so an immediate on-air switch finds it.
         self.ctx.publishers.insert(publisher.clone());
         let (kick, kicked) = oneshot::channel();

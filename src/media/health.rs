@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::stats::StatsSnapshot;
-use crate::config::ExpectedProfile;
+use crate::channel::Difference;
 
 /// Longest keyframe interval that still switches promptly (platforms ask for ≤ 4 s).
 const MAX_KEYFRAME_INTERVAL_MS: u32 = 4000;
@@ -22,8 +22,9 @@ pub struct Health {
     pub problems: Vec<String>,
 }
 
-/// Checks a stream's statistics against the basics and the channel's expected profile.
-pub fn check(stats: &StatsSnapshot, expected: &ExpectedProfile) -> Health {
+/// Checks a stream's statistics against the basics, and adds its differences from the
+/// channel profile.
+pub fn check(stats: &StatsSnapshot, differences: &[Difference]) -> Health {
     let mut problems = Vec::new();
     if stats.uptime_ms >= WARM_UP_MS {
         if stats.video.is_none() {
@@ -46,54 +47,16 @@ pub fn check(stats: &StatsSnapshot, expected: &ExpectedProfile) -> Health {
     if stats.timestamp_regressions > 0 {
         problems.push(format!("timestamps went backwards {} times", stats.timestamp_regressions));
     }
-    if let Some(video) = &stats.video {
-        let codec = serde_plain(&video.codec);
-        if let Some(want) = &expected.video_codec
-            && !codec.eq_ignore_ascii_case(want)
-        {
-            problems.push(format!("video codec {codec}, expected {want}"));
-        }
-        if let (Some(w), Some(h)) = (video.width, video.height) {
-            let want_w = expected.width.unwrap_or(w);
-            let want_h = expected.height.unwrap_or(h);
-            if (w, h) != (want_w, want_h) {
-                problems.push(format!("resolution {w}x{h}, expected {want_w}x{want_h}"));
-            }
-        }
-    }
-    if let (Some(fps), Some(want)) = (stats.video_fps, expected.fps)
-        && (fps - want).abs() > want * 0.1
-    {
-        problems.push(format!("{fps:.1} fps, expected {want}"));
-    }
-    if let Some(audio) = &stats.audio {
-        let codec = serde_plain(&audio.codec);
-        if let Some(want) = &expected.audio_codec
-            && !codec.eq_ignore_ascii_case(want)
-        {
-            problems.push(format!("audio codec {codec}, expected {want}"));
-        }
-        if let (Some(rate), Some(want)) = (audio.sample_rate, expected.sample_rate)
-            && rate != want
-        {
-            problems.push(format!("audio sample rate {rate} Hz, expected {want} Hz"));
-        }
-    }
+    // Differences from the channel profile are problems too: the DJ can fix them before
+    // going on air.
+    problems.extend(differences.iter().map(|d| d.message.clone()));
     Health { ok: problems.is_empty(), problems }
-}
-
-/// A codec's name as it appears in the JSON API (its serde form).
-fn serde_plain(value: &impl Serialize) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::{ChannelProfile, StreamProfile, differences};
     use crate::media::flv::FlvReader;
     use crate::media::stats::PublisherStats;
     use std::time::{Duration, Instant};
@@ -114,25 +77,19 @@ mod tests {
 
     #[test]
     fn a_good_stream_passes() {
-        let health = check(&fixture_stats(), &ExpectedProfile::default());
+        let health = check(&fixture_stats(), &[]);
         assert_eq!(health, Health { ok: true, problems: vec![] });
     }
 
     #[test]
-    fn profile_differences_are_flagged() {
-        let expected = ExpectedProfile {
-            video_codec: Some("h264".into()),
-            width: Some(1920),
-            height: Some(1080),
-            fps: Some(30.0),
-            audio_codec: Some("aac".into()),
-            sample_rate: Some(48000),
-        };
-        let health = check(&fixture_stats(), &expected);
+    fn differences_from_the_channel_profile_are_flagged() {
+        let stats = fixture_stats();
+        let diffs = differences(&ChannelProfile::default(), &StreamProfile::from_stats(&stats, None));
+        let health = check(&stats, &diffs);
         assert!(!health.ok);
         assert_eq!(
             health.problems,
-            ["resolution 320x180, expected 1920x1080", "audio sample rate 44100 Hz, expected 48000 Hz"]
+            ["resolution 320x180, channel is 1280x720", "sample rate 44.1 kHz, channel is 48 kHz"]
         );
     }
 
@@ -141,7 +98,7 @@ mod tests {
         let mut stats = fixture_stats();
         stats.keyframe_interval_ms = Some(6000);
         stats.audio = None;
-        let health = check(&stats, &ExpectedProfile::default());
+        let health = check(&stats, &[]);
         assert_eq!(health.problems, ["no audio", "keyframe interval 6.0 s (at most 4 s)"]);
     }
 }

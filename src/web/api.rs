@@ -14,6 +14,7 @@ use super::accounts;
 use super::auth::AdminUser;
 use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
+use crate::ingest::registry::ProfileReport;
 use crate::media::health::{Health, check as check_health};
 use crate::media::stats::StatsSnapshot;
 use crate::queue::engine::{AdminCommand, AdminError, ConnId, Status};
@@ -55,22 +56,34 @@ pub struct PlaceView {
     /// Warm-standby verdict on the stream (checked before the DJ goes on air).
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<Health>,
+    /// The stream against the channel profile: differences with their OBS fixes, and how
+    /// the off-profile policy airs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<ProfileReport>,
 }
 
 /// `GET /api/v1/status`: on air, the queue with positions, time left, publishers' health.
 pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = state.queue.status().await?;
     let now = Instant::now();
-    let stats = |conn: Option<ConnId>| conn.and_then(|c| state.publishers.get(c)).map(|p| p.stats(now));
-    let health = |stats: &Option<StatsSnapshot>| stats.as_ref().map(|s| check_health(s, &state.expected_profile));
+    let inspect = |conn: Option<ConnId>| -> (Option<StatsSnapshot>, Option<Health>, Option<ProfileReport>) {
+        let Some(publisher) = conn.and_then(|c| state.publishers.get(c)) else {
+            return (None, None, None);
+        };
+        let stats = publisher.stats(now);
+        let profile = publisher.profile_report(now);
+        let health = check_health(&stats, &profile.differences);
+        (Some(stats), Some(health), Some(profile))
+    };
     let on_air = status.lead.as_ref().map(|lead| {
-        let stats = stats(lead.conn);
+        let (stats, health, profile) = inspect(lead.conn);
         json!({
             "dj_name": lead.dj.dj_name,
             "state": lead_state(lead),
             "remaining_time": ceil_secs(lead.remaining),
             "timer_paused": lead.paused,
-            "health": health(&stats),
+            "health": health,
+            "profile": profile,
             "stats": stats,
         })
     });
@@ -78,12 +91,13 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         .waiting
         .iter()
         .map(|w| {
-            let stats = stats(w.conn);
+            let (stats, health, profile) = inspect(w.conn);
             PlaceView {
                 position: w.position,
                 dj_name: w.dj.dj_name.clone(),
                 state: if w.conn.is_some() { "live" } else { "reserved" },
-                health: health(&stats),
+                health,
+                profile,
                 stats,
             }
         })
@@ -97,7 +111,17 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "program": state.program.status(),
         "destinations": state.destinations.statuses(),
         "recording": state.recorder.status(),
+        "channel": channel_view(state.publishers.channel()),
     })))
+}
+
+/// The channel profile and policy, as the status reports them.
+fn channel_view(channel: &crate::channel::ChannelConfig) -> Value {
+    json!({
+        "profile": channel.profile,
+        "off_profile": channel.off_profile,
+        "description": channel.profile.describe(),
+    })
 }
 
 fn lead_state(lead: &crate::queue::engine::LeadStatus) -> &'static str {

@@ -32,7 +32,6 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use crate::auth::TokenKeys;
-use crate::config::ExpectedProfile;
 use crate::ingest::Publishers;
 use crate::integrations::destination::Destinations;
 use crate::integrations::email::Mailer;
@@ -57,7 +56,6 @@ pub struct AppState {
     pub program: ProgramBus,
     pub recorder: RecorderHandle,
     pub destinations: Destinations,
-    pub expected_profile: Arc<ExpectedProfile>,
     pub tokens: TokenKeys,
     pub login_attempts: Arc<RateLimiter>,
     pub signup_attempts: Arc<RateLimiter>,

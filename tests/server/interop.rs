@@ -227,3 +227,46 @@ async fn platform_sees_one_continuous_decodable_stream_across_switches() {
     assert_eq!(segments.first(), Some(&SLATE), "{segments:?}");
     assert!(tags.len() > 300, "only {} tags reached the platform", tags.len());
 }
+
+/// The slate generated in-process for a channel profile decodes in ffmpeg without a single
+/// error, and ffprobe reads the profile's size, frame rate, sample rate and channels.
+#[test]
+fn generated_slates_decode_in_ffmpeg_in_their_profile() {
+    if !require_tool("ffmpeg") || !require_tool("ffprobe") {
+        return;
+    }
+    use motherstream::channel::ChannelProfile;
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = [
+        ChannelProfile::default(),
+        ChannelProfile { width: 1920, height: 1080, fps: 60.0, sample_rate: 44100, channels: 2 },
+        ChannelProfile { width: 640, height: 360, fps: 25.0, sample_rate: 48000, channels: 1 },
+    ];
+    for profile in profiles {
+        let path = dir.path().join(format!("slate-{}x{}.flv", profile.width, profile.height));
+        std::fs::write(&path, motherstream::channel::slate::generate(&profile).unwrap()).unwrap();
+        let decode = Command::new("ffmpeg")
+            .args(["-v", "error", "-xerror", "-i"])
+            .arg(&path)
+            .args(["-f", "null", "-"])
+            .output()
+            .unwrap();
+        let errors = String::from_utf8_lossy(&decode.stderr);
+        assert!(decode.status.success() && errors.trim().is_empty(), "{profile:?}: {errors}");
+
+        let probe = |stream: &str, entries: &str| {
+            let out = Command::new("ffprobe")
+                .args(["-v", "error", "-select_streams", stream, "-show_entries", entries, "-of", "csv=p=0"])
+                .arg(&path)
+                .stderr(Stdio::inherit())
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let video = probe("v:0", "stream=codec_name,width,height,avg_frame_rate");
+        let fps = format!("{}/1", profile.fps);
+        assert_eq!(video, format!("h264,{},{},{fps}", profile.width, profile.height), "{profile:?}");
+        let audio = probe("a:0", "stream=codec_name,sample_rate,channels");
+        assert_eq!(audio, format!("aac,{},{}", profile.sample_rate, profile.channels), "{profile:?}");
+    }
+}

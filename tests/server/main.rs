@@ -3,6 +3,7 @@
 
 mod analysis;
 mod browser;
+mod channel;
 mod database;
 mod email;
 mod encoders;

@@ -425,3 +425,61 @@ async fn now_playing_shows_in_song_json_and_in_the_sets_tracklist() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The channel profile (default 1280x720, 30 fps, 48 kHz stereo) against two DJs who both
+/// differ from it: each difference with its OBS fix, in the API for every publisher, on the
+/// queued DJ's dashboard before their turn, and on the admin console.
+#[tokio::test]
+async fn off_profile_streams_are_shown_with_their_obs_fixes_before_going_on_air() {
+    let server = Server::start(Options::default());
+    let alice_key = server.add_user("Alice", true);
+    let bob_key = server.add_user("Bob", false);
+    let _alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    let _bob = Dj::publish_file(server.rtmp, &bob_key, crate::publisher::FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+
+    let settings = |profile: &Value| -> Vec<String> {
+        profile["differences"].as_array().unwrap().iter().map(|d| d["setting"].as_str().unwrap().to_owned()).collect()
+    };
+    // The frame rate needs a second or so of frames.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = server.get_json("/api/v1/status").await;
+        if settings(&status["queue"][0]["profile"]).len() == 2 && settings(&status["on_air"]["profile"]).len() == 2 {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "profiles never known: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // dj.flv: 320x180@30, 44.1 kHz stereo. dj2.flv: 640x360@25, 48 kHz stereo.
+    assert_eq!(settings(&status["on_air"]["profile"]), ["resolution", "sample_rate"]);
+    assert_eq!(settings(&status["queue"][0]["profile"]), ["resolution", "frame_rate"]);
+    let bob = &status["queue"][0]["profile"];
+    assert_eq!(bob["differences"][0]["message"], "resolution 640x360, channel is 1280x720");
+    assert_eq!(bob["differences"][0]["fix"], "OBS Settings → Video → Output (Scaled) Resolution → 1280x720");
+    assert_eq!(bob["differences"][1]["fix"], "OBS Settings → Video → Common FPS Values → 30");
+    assert_eq!(bob["airing"], "direct", "policy allow airs off-profile streams as sent");
+    assert_eq!(status["channel"]["description"], "1280x720, 30 fps, 48 kHz stereo");
+    assert!(
+        status["on_air"]["health"]["problems"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sample rate 44.1 kHz, channel is 48 kHz")),
+        "{status}"
+    );
+
+    let bob_browser = Browser::new(&server);
+    assert_eq!(bob_browser.log_in("Bob", PASSWORD).await.0, StatusCode::SEE_OTHER);
+    let (_, dashboard) = bob_browser.get("/dashboard").await;
+    assert!(dashboard.contains("Queued at position 1"), "Bob is waiting");
+    assert!(dashboard.contains("Your stream doesn't match the channel"), "{dashboard}");
+    assert!(dashboard.contains("frame rate 25 fps, channel is 30 fps"));
+    assert!(dashboard.contains("OBS Settings → Video → Common FPS Values → 30"));
+
+    let admin = Browser::new(&server);
+    admin.log_in("Alice", PASSWORD).await;
+    let (_, console) = admin.get("/admin").await;
+    assert!(console.contains("sample rate 44.1 kHz, channel is 48 kHz"), "the lead's differences");
+    assert!(console.contains("resolution 640x360, channel is 1280x720"), "the queued DJ's differences");
+}

@@ -31,6 +31,10 @@ async fn console_page(
     error: Option<&str>,
 ) -> Result<Response, PageError> {
     let status = state.queue.status().await?;
+    let now = std::time::Instant::now();
+    // Every publisher's stream against the channel profile, so organisers see who will
+    // change the program's picture or sound before it happens.
+    let profile = |conn| state.publishers.get(conn?).map(|p| p.profile_report(now));
     let mut queue = Vec::new();
     if let Some(lead) = &status.lead {
         let connection = match (lead.conn, lead.reserved) {
@@ -38,12 +42,16 @@ async fn console_page(
             (None, true) => "reserved",
             (None, false) => "reconnecting",
         };
-        queue.push(context! { dj_name => lead.dj.dj_name, position => 0, lead => true, connection => connection });
+        queue.push(context! {
+            dj_name => lead.dj.dj_name, position => 0, lead => true, connection => connection,
+            profile => profile(lead.conn),
+        });
     }
     for waiting in &status.waiting {
         let connection = if waiting.conn.is_some() { "live" } else { "reserved" };
         queue.push(context! {
             dj_name => waiting.dj.dj_name, position => waiting.position, lead => false, connection => connection,
+            profile => profile(waiting.conn),
         });
     }
     let users = state.store.list_users().await.map_err(|e| PageError::internal("listing users", e))?;
@@ -73,6 +81,10 @@ async fn console_page(
         destinations => state.destinations.statuses(),
         program => state.program.status(),
         recording => state.recorder.status(),
+        channel => context! {
+            description => state.publishers.channel().profile.describe(),
+            off_profile => state.publishers.channel().off_profile,
+        },
         ..base_context(&organiser.0.session)
     };
     Ok(render_status(code, "admin.html", ctx))

@@ -52,7 +52,14 @@ pub async fn dashboard(
         .current_track(user.id, unix_now())
         .await
         .map_err(|e| PageError::internal("loading the current track", e))?;
-    let profile = &state.expected_profile;
+    let mine = match &status.lead {
+        Some(lead) if on_air => lead.conn,
+        _ => status.waiting.iter().find(|w| w.dj.user_id == user.id).and_then(|w| w.conn),
+    };
+    // Shown while queued, so the DJ can fix their settings before going on air.
+    let report = mine.and_then(|c| state.publishers.get(c)).map(|p| p.profile_report(std::time::Instant::now()));
+    let channel = state.publishers.channel();
+    let profile = &channel.profile;
     Ok(render(
         "dashboard.html",
         context! {
@@ -67,10 +74,13 @@ pub async fn dashboard(
             track => track,
             welcome => query.welcome.is_some(),
             saved => query.saved,
-            expected => context! {
-                video_codec => profile.video_codec, width => profile.width, height => profile.height,
-                fps => profile.fps, audio_codec => profile.audio_codec, sample_rate => profile.sample_rate,
+            channel => context! {
+                width => profile.width, height => profile.height, fps => crate::channel::profile::fps(profile.fps),
+                sample_rate => crate::channel::profile::khz(profile.sample_rate),
+                stereo => profile.channels == 2, description => profile.describe(),
+                off_profile => channel.off_profile,
             },
+            report => report,
             ..base_context(&member.session)
         },
     )?
