@@ -19,7 +19,9 @@ use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
-use crate::ingest::Publishers;
+use crate::channel::OffProfilePolicy;
+use crate::ingest::registry::Airing;
+use crate::ingest::{Publisher, Publishers};
 use crate::media::flv::FlvTag;
 use crate::media::switcher::{Source, SwitcherConfig};
 use crate::queue::engine::ConnId;
@@ -32,6 +34,11 @@ const MAX_CONSUMER_LAG: Duration = Duration::from_secs(10);
 /// How long the program waits, after the on-air DJ leaves, for the queue to name the next
 /// one before it fills in with the slate (the queue normally answers within milliseconds).
 const DECISION_WAIT: Duration = Duration::from_millis(500);
+/// Source ids of transcoded streams start here, far above any connection id.
+const DERIVED_IDS: ConnId = 1 << 62;
+/// How often the program asks how to air the DJ on air, when the channel's off-profile
+/// policy can change the answer (their profile becomes known, a transcode starts or fails).
+const AIRING_POLL: Duration = Duration::from_millis(250);
 /// The program's presentation delay at start (ms); a source reordering more raises it.
 const PRESENTATION_DELAY_MS: u32 = 100;
 /// Requests waiting for the program task.
@@ -142,7 +149,17 @@ pub fn spawn(
         decision_wait: DECISION_WAIT,
         switcher,
     });
-    let program = Program { director, fanout: Fanout::new(MAX_CONSUMER_LAG), publishers, feeds: [None, None], status };
+    let program = Program {
+        director,
+        fanout: Fanout::new(MAX_CONSUMER_LAG),
+        publishers,
+        feeds: [None, None],
+        choice: None,
+        aired: None,
+        told: None,
+        next_derived_id: DERIVED_IDS,
+        status,
+    };
     tokio::spawn(program.run(source, mailbox, shutdown));
     bus
 }
@@ -155,7 +172,23 @@ struct Program {
     publishers: Publishers,
     /// The director reads at most two publishers at once.
     feeds: [Option<LiveFeed>; 2],
+    /// Who the queue puts on air, and what of them the program airs (see `resolve`).
+    choice: Option<ConnId>,
+    aired: Option<Aired>,
+    /// What the director was last told to air.
+    told: Option<Option<ConnId>>,
+    /// Source ids handed to the director for transcoded streams, apart from connection ids.
+    next_derived_id: ConnId,
     status: Arc<Mutex<ProgramStatus>>,
+}
+
+/// The stream the program airs for the queue's choice under the channel's off-profile
+/// policy: the DJ's own (`id` is their connection) or a transcode of it (a fresh `id`, so
+/// the director splices to it like to another DJ).
+struct Aired {
+    conn: ConnId,
+    id: ConnId,
+    publisher: Option<Arc<Publisher>>,
 }
 
 /// A publisher's live tags, as the director asked for them.
@@ -171,9 +204,12 @@ impl Program {
         mut mailbox: mpsc::Receiver<BusCommand>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let initial = *source.borrow_and_update();
-        self.director.want(initial, Instant::now());
+        self.choice = *source.borrow_and_update();
+        self.resolve(Instant::now());
         self.carry_out();
+        let policy_applies = self.publishers.channel().off_profile != OffProfilePolicy::Allow;
+        let mut airing_poll = tokio::time::interval(AIRING_POLL);
+        airing_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.director.next_deadline();
             tokio::select! {
@@ -181,11 +217,12 @@ impl Program {
                     if changed.is_err() {
                         break;
                     }
-                    let conn = *source.borrow_and_update();
-                    self.director.want(conn, Instant::now());
+                    self.choice = *source.borrow_and_update();
+                    self.resolve(Instant::now());
                 }
                 (slot, received) = next_any(&mut self.feeds) => self.on_feed(slot, received),
                 _ = sleep_until(deadline) => self.director.tick(Instant::now()),
+                _ = airing_poll.tick(), if policy_applies => self.resolve(Instant::now()),
                 command = mailbox.recv() => match command {
                     Some(BusCommand::Subscribe { name, tx }) => self.fanout.add(name, tx),
                     None => break,
@@ -198,6 +235,39 @@ impl Program {
         // Consumers see the end of the program: destinations end their streams cleanly.
         self.fanout.close_all();
         self.publish_status();
+    }
+
+    /// Tells the director what to air for the queue's choice: the DJ's own stream, their
+    /// transcode, or (covered, or not decided yet) nobody, so the slate shows.
+    fn resolve(&mut self, now: Instant) {
+        let aired = self.choice.and_then(|conn| match self.publishers.get(conn) {
+            Some(publisher) => match publisher.airing() {
+                Airing::Direct => Some(Aired { conn, id: conn, publisher: Some(publisher) }),
+                Airing::Transcoded(derived) => {
+                    let same = self
+                        .aired
+                        .as_ref()
+                        .filter(|a| a.conn == conn && a.publisher.as_ref().is_some_and(|p| Arc::ptr_eq(p, &derived)));
+                    let id = same.map_or_else(
+                        || {
+                            self.next_derived_id += 1;
+                            self.next_derived_id
+                        },
+                        |a| a.id,
+                    );
+                    Some(Aired { conn, id, publisher: Some(derived) })
+                }
+                Airing::Covered | Airing::Undecided => None,
+            },
+            // Gone already: the director hears so when it asks for them.
+            None => Some(Aired { conn, id: conn, publisher: None }),
+        });
+        let want = aired.as_ref().map(|a| a.id);
+        self.aired = aired;
+        if self.told != Some(want) {
+            self.told = Some(want);
+            self.director.want(want, now);
+        }
     }
 
     fn on_feed(&mut self, slot: usize, received: Result<FlvTag, RecvError>) {
@@ -239,7 +309,8 @@ impl Program {
 
     fn subscribe(&mut self, conn: ConnId) {
         let now = Instant::now();
-        let Some(publisher) = self.publishers.get(conn) else {
+        let aired = self.aired.as_ref().filter(|a| a.id == conn).and_then(|a| a.publisher.clone());
+        let Some(publisher) = aired.or_else(|| self.publishers.get(conn)) else {
             self.director.unavailable(conn, now);
             return;
         };
