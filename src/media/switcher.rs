@@ -763,7 +763,9 @@ impl Switcher {
             silence: self.program_headers.audio.as_ref().and_then(Silence::for_header),
             pictures: PictureOrder::default(),
             tail: Vec::new(),
-            at_clean: VideoMark::default(),
+            // What is out so far, headers included: a cut before its first clean point goes
+            // back to here, never further.
+            at_clean: VideoMark::of(&self.video, &self.audio),
         });
         self.push_on_air(role, tag, out);
     }
@@ -2448,6 +2450,34 @@ mod splice_tests {
         let shown = key.timestamp as i64 + 66;
         assert_eq!(shown, last_shown + 33, "B's first picture one frame after A's last");
         assert!(key.timestamp > out_a.last().unwrap().timestamp);
+    }
+
+    /// A source cut before its first reorder group completed: the program goes back to
+    /// where it was at its splice (its keyframe was out already), never further, so the next
+    /// source's frames still come after everything sent.
+    #[test]
+    fn a_cut_in_the_first_group_after_a_splice_never_sends_time_back() {
+        let (a, b, c) = (Source::Publisher(1), Source::Publisher(2), Source::Publisher(3));
+        let mut switcher = Switcher::new(SwitcherConfig { presentation_delay_ms: 66, ..SwitcherConfig::default() });
+        switcher.select(a);
+        let mut out: Vec<FlvTag> = Vec::new();
+        out.extend(feed(&mut switcher, a, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1])]));
+        for i in 0..60 {
+            out.extend(feed(&mut switcher, a, &[video(i * 33, i == 0, 66)]));
+        }
+        switcher.select(b);
+        feed(&mut switcher, b, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 2])]);
+        switcher.source_ended(a);
+        out.extend(switcher.take_output());
+        // B: its keyframe, then a P shown three frames later whose B frames never come.
+        out.extend(feed(&mut switcher, b, &[video(9000, true, 66), video(9033, false, 165)]));
+        switcher.select(c);
+        feed(&mut switcher, c, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 3])]);
+        switcher.source_ended(b);
+        out.extend(switcher.take_output());
+        out.extend(feed(&mut switcher, c, &[video(500, true, 66), video(533, false, 66)]));
+        let pictures: Vec<u32> = out.iter().filter(|t| t.payload[1] == 1).map(|t| t.timestamp).collect();
+        assert!(pictures.windows(2).all(|w| w[1] > w[0]), "{pictures:?}");
     }
 
     #[test]
