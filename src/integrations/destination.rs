@@ -31,7 +31,7 @@ use tokio::time::timeout;
 use super::backoff::Backoff;
 use super::tls::{self, Connector, RelayStream};
 use crate::config::ConfigError;
-use crate::media::flv::{FlvTag, TagKind};
+use crate::media::flv::{FlvTag, ZeroBase};
 use crate::program::{ProgramBus, Subscription};
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::client_io::{ClientError, RtmpClient};
@@ -373,28 +373,6 @@ enum Outcome {
     },
 }
 
-/// Shifts one connection's timestamps so it starts at 0 (ingests treat a stream whose first
-/// timestamp is hours in as broken), by the same amount for audio and video so they stay
-/// in sync. The base is the first audio/video tag: the start-up tags begin at the GOP's
-/// keyframe. Metadata needs nothing: it is always sent at timestamp 0.
-#[derive(Debug, Default)]
-struct Rebase {
-    base: Option<u32>,
-}
-
-impl Rebase {
-    fn apply(&mut self, mut tag: FlvTag) -> FlvTag {
-        if tag.kind != TagKind::Script {
-            let base = *self.base.get_or_insert(tag.timestamp);
-            // Modular arithmetic survives the 32-bit wrap (49.7 days); a tag slightly older
-            // than the base (audio interleaved before the keyframe) is clamped to 0.
-            let shifted = tag.timestamp.wrapping_sub(base);
-            tag.timestamp = if shifted > i32::MAX as u32 { 0 } else { shifted };
-        }
-        tag
-    }
-}
-
 /// Resolves once shutdown is requested, or when nobody can request it any more.
 async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|&stop| stop).await;
@@ -501,11 +479,11 @@ impl Relay {
         self.shared.set_state(State::Live);
         let live_since = Instant::now();
         let failed = |error: RelayError| Outcome::Failed { error, live_for: Some(live_since.elapsed()) };
-        let mut rebase = Rebase::default();
+        let mut rebase = ZeroBase::default();
         let mut next = Some(first);
         loop {
             if let Some(tag) = next.take() {
-                let tag = rebase.apply(tag);
+                let tag = rebase.apply(&tag);
                 let sent = &self.shared.bytes_sent;
                 let limit = self.tuning.write_timeout;
                 if let Err(e) = while_progressing(client.send(&tag), sent, limit).await {
@@ -658,26 +636,5 @@ mod tests {
         let stuck = std::future::pending::<Result<(), ClientError>>();
         let err = while_progressing(stuck, &sent, limit).await.unwrap_err();
         assert!(matches!(err, RelayError::WriteTimeout(_)), "{err}");
-    }
-
-    #[test]
-    fn rebase_starts_at_zero_and_keeps_av_offsets() {
-        let tag = |kind, timestamp| FlvTag::new(kind, timestamp, &b"x"[..]);
-        let mut rebase = Rebase::default();
-        let out: Vec<u32> = [
-            tag(TagKind::Script, 5000),
-            tag(TagKind::Video, 3_600_000),
-            tag(TagKind::Audio, 3_599_990),
-            tag(TagKind::Audio, 3_600_023),
-            tag(TagKind::Video, 3_600_033),
-        ]
-        .into_iter()
-        .map(|t| rebase.apply(t).timestamp)
-        .collect();
-        assert_eq!(out, [5000, 0, 0, 23, 33]);
-        // Across the 32-bit wrap.
-        let mut rebase = Rebase::default();
-        assert_eq!(rebase.apply(tag(TagKind::Video, u32::MAX - 9)).timestamp, 0);
-        assert_eq!(rebase.apply(tag(TagKind::Video, 20)).timestamp, 30);
     }
 }

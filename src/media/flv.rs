@@ -446,6 +446,31 @@ impl Buf for EncodedTag {
     }
 }
 
+/// Shifts a stream's timestamps so it starts at 0 (ingests and players treat a stream
+/// whose first timestamp is hours in as broken), by the same amount for every track so they
+/// stay in sync. The base is the first audio or video tag: script data may be stamped ahead
+/// of the pictures (the program shifts it with the audio) and would otherwise push every
+/// later picture below 0. A tag older than the base (audio interleaved before the
+/// keyframe, script data before any media) is stamped 0.
+#[derive(Debug, Default)]
+pub struct ZeroBase {
+    base: Option<u32>,
+}
+
+impl ZeroBase {
+    pub fn apply(&mut self, tag: &FlvTag) -> FlvTag {
+        if tag.kind != TagKind::Script {
+            self.base.get_or_insert(tag.timestamp);
+        }
+        let Some(base) = self.base else {
+            return FlvTag { timestamp: 0, ..tag.clone() };
+        };
+        // Modular arithmetic survives the 32-bit wrap (49.7 days).
+        let shifted = tag.timestamp.wrapping_sub(base);
+        FlvTag { timestamp: if shifted > i32::MAX as u32 { 0 } else { shifted }, ..tag.clone() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -726,5 +751,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn zero_base_starts_at_the_first_picture_or_sound_and_keeps_offsets() {
+        let tag = |kind, timestamp| FlvTag::new(kind, timestamp, &b"x"[..]);
+        let mut rebase = ZeroBase::default();
+        let out: Vec<u32> = [
+            tag(TagKind::Script, 5000),
+            tag(TagKind::Video, 3_600_000),
+            tag(TagKind::Script, 3_600_033),
+            tag(TagKind::Audio, 3_599_990),
+            tag(TagKind::Audio, 3_600_023),
+            tag(TagKind::Video, 3_600_033),
+        ]
+        .iter()
+        .map(|t| rebase.apply(t).timestamp)
+        .collect();
+        assert_eq!(out, [0, 0, 33, 0, 23, 33]);
+        // Across the 32-bit wrap.
+        let mut rebase = ZeroBase::default();
+        assert_eq!(rebase.apply(&tag(TagKind::Video, u32::MAX - 9)).timestamp, 0);
+        assert_eq!(rebase.apply(&tag(TagKind::Video, 20)).timestamp, 30);
     }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use super::codec::{is_stream_header, is_video_keyframe};
-use super::flv::{FlvHeader, FlvTag};
+use super::flv::{FlvHeader, FlvTag, ZeroBase};
 use super::switcher::{Source, Switcher, SwitcherConfig};
 use crate::ingest::{PublisherFeed, Publishers, StreamHeaders};
 use crate::program::ProgramBus;
@@ -405,7 +405,7 @@ fn fail(handle: &RecorderHandle, path: &Path, e: std::io::Error) {
 struct FlvFile {
     path: PathBuf,
     out: BufWriter<tokio::fs::File>,
-    base: Option<u32>,
+    zero: ZeroBase,
     bytes: u64,
 }
 
@@ -418,12 +418,11 @@ impl FlvFile {
         let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
         let header = FlvHeader { has_audio: true, has_video: true }.encode();
         out.write_all(&header).await?;
-        Ok(Self { path: path.to_path_buf(), out, base: None, bytes: header.len() as u64 })
+        Ok(Self { path: path.to_path_buf(), out, zero: ZeroBase::default(), bytes: header.len() as u64 })
     }
 
     async fn write(&mut self, tag: &FlvTag) -> std::io::Result<()> {
-        let base = *self.base.get_or_insert(tag.timestamp);
-        let tag = FlvTag { timestamp: tag.timestamp.wrapping_sub(base), ..tag.clone() };
+        let tag = self.zero.apply(tag);
         let mut encoded = tag.encode().map_err(std::io::Error::other)?;
         self.bytes += bytes::Buf::remaining(&encoded) as u64;
         self.out.write_all_buf(&mut encoded).await?;
