@@ -74,17 +74,7 @@ pub(crate) fn ffmpeg_decode_errors(path: &std::path::Path, keep_as: Option<&str>
         let _ = std::fs::create_dir_all(&artifacts);
         let _ = std::fs::copy(path, artifacts.join(name));
     }
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-v", "error", "-i"])
-        .arg(path)
-        // Frames keep their own (variable-rate, millisecond) timestamps: with ffmpeg's
-        // default constant-rate output, two frames of different DJs' frame rates may round
-        // to the same output tick, which says nothing about the stream.
-        .args(["-fps_mode", "passthrough", "-enc_time_base", "1:1000", "-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    assert!(out.status.success(), "ffmpeg failed on {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    crate::platforms::decode_errors(path)
 }
 
 /// The recorded program decodes with ffmpeg with no error, although it switches between
@@ -140,23 +130,10 @@ async fn platform_sees_one_continuous_decodable_stream_across_switches() {
     if !require_tool("ffmpeg") {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let received = dir.path().join("platform.flv");
-    let mut platform = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-listen", "1", "-i"])
-        .arg(format!("rtmp://127.0.0.1:{port}/live2/secret-key"))
-        .args(["-c", "copy", "-f", "flv"])
-        .arg(&received)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ffmpeg -listen");
-    std::thread::sleep(std::time::Duration::from_millis(500)); // let it listen
+    let platform = crate::platforms::FfmpegListener::start().await;
     let mut server = Server::start(Options {
         grace_period: 1,
-        extra_args: vec!["--destination".into(), format!("youtube=rtmp://127.0.0.1:{port}/live2/secret-key")],
+        extra_args: vec!["--destination".into(), format!("youtube={}", platform.url())],
         ..Options::default()
     });
     let a = server.add_user("Alice", false);
@@ -206,17 +183,8 @@ async fn platform_sees_one_continuous_decodable_stream_across_switches() {
 
     // A clean end of stream reaches the platform at shutdown, and it finishes its file.
     server.terminate();
-    let out = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while platform.try_wait().unwrap().is_none() {
-            assert!(std::time::Instant::now() < deadline, "the platform never saw the stream end");
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        platform.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(out.status.success(), "platform ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+    let (ended_cleanly, stderr, received, _dir) = platform.finish().await;
+    assert!(ended_cleanly, "the platform never saw the stream end cleanly: {stderr}");
     let errors = ffmpeg_decode_errors(&received, Some("platform.flv"));
     assert!(errors.trim().is_empty(), "the platform's recording has decoding errors:\n{errors}");
     let tags = {
