@@ -325,7 +325,10 @@ impl Program {
     fn publish_status(&self) {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let (source, conn) = match self.director.current() {
-            Some(Source::Publisher(conn)) => ("dj", Some(conn)),
+            // A transcode airs under an id of its own: report the DJ's connection.
+            Some(Source::Publisher(id)) => {
+                ("dj", Some(self.aired.as_ref().filter(|a| a.id == id).map_or(id, |a| a.conn)))
+            }
             Some(Source::Slate) => ("slate", None),
             None => ("off", None),
         };
