@@ -2,7 +2,7 @@
 //! measures, at the protocol level, when each video frame comes out at an RTMP sink it runs
 //! itself (a relay destination) or at a player it connects.
 //!
-//! Frames are recognised by a hash of their payload (the server copies payloads unchanged;
+//! Frames are recognised by a hash of their coded data (the server copies it unchanged;
 //! timestamps are rebased so they cannot be used), so latency = arrival time − the time the
 //! probe wrote that frame. Frames whose payload occurs twice in a file are ignored.
 //!
@@ -50,9 +50,12 @@ impl Args {
     }
 }
 
+/// A frame's identity: its coded data. The 5-byte AVC video tag header is left out because
+/// the program raises composition offsets to its presentation delay (it copies those frames
+/// with a new offset; the coded data is unchanged).
 fn hash(payload: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
-    payload.hash(&mut h);
+    payload.get(5..).unwrap_or(payload).hash(&mut h);
     h.finish()
 }
 
