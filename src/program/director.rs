@@ -26,6 +26,9 @@
 //!   video until the next keyframe, since frames coded against lost references would decode
 //!   as garbage; audio frames are independent and go on. Its cached GOP is dropped too. A
 //!   hole longer than `fill_after` is covered by the slate like a stall.
+//! - **Audio-only DJs** get the slate's picture under their sound: its video, stamped on the
+//!   DJ's clock so the switcher treats it as theirs, first shown one frame after the
+//!   program's last picture. It stops when they send video of their own or leave.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
