@@ -25,6 +25,8 @@ pub const DJ2: (u32, u32) = (640, 360);
 pub struct Collected {
     tags: Arc<Mutex<Vec<FlvTag>>>,
     ended: Arc<Mutex<Option<String>>>,
+    /// The task receiving the stream; aborting it closes the connection.
+    task: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 impl Collected {
@@ -34,6 +36,14 @@ impl Collected {
 
     pub fn ended(&self) -> Option<String> {
         self.ended.lock().unwrap().clone()
+    }
+
+    /// Closes the connection, keeping what was received (a viewer leaving).
+    pub fn leave(&self) {
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+        }
+        self.ended.lock().unwrap().get_or_insert_with(|| "left".into());
     }
 
     /// The picture size of the most recent video sequence header.
@@ -63,7 +73,7 @@ pub async fn rtmp_player(server: &Server) -> Collected {
     let mut client = RtmpClient::play(server.rtmp, "program", "live").await.expect("play the program");
     let collected = Collected::default();
     let c = collected.clone();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             match client.next_event().await {
                 Ok(ClientEvent::Media { kind, timestamp, payload }) => {
@@ -82,6 +92,7 @@ pub async fn rtmp_player(server: &Server) -> Collected {
             }
         }
     });
+    *collected.task.lock().unwrap() = Some(task.abort_handle());
     collected
 }
 
