@@ -129,6 +129,9 @@ pub fn router(state: AppState) -> Router {
         .route("/update-timer/{seconds}", post(seed::update_timer))
         .route("/block-toggle", get(seed::get_block_toggle).post(seed::toggle_block))
         .route("/update-block-toggle/", post(seed::update_block_toggle))
+        .route("/song-details", get(seed::song_details))
+        .route("/timer-page", get(seed::timer_page))
+        .route("/seed/song-json", get(seed::song_json))
         // JSON API.
         .route("/api/v1/login/access-token", post(api::login))
         .route("/api/v1/users/signup", post(users::signup))

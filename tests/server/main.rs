@@ -19,6 +19,7 @@ mod publisher;
 mod queue_rules;
 mod recording;
 mod robustness;
+mod seed_parity;
 mod smtp_sink;
 mod soak;
 mod web;
