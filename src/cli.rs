@@ -85,11 +85,19 @@ pub fn main() -> ExitCode {
 }
 
 fn serve(runtime: &tokio::runtime::Runtime, store: &StoreArgs, args: &ServeArgs) -> ExitCode {
-    let config = match Config::resolve(store, args) {
+    let env = crate::seed_env::from_process();
+    let mut args = args.clone();
+    if let Err(e) = crate::seed_env::apply_smtp_aliases(&env, &mut args) {
+        return fail(EXIT_CONFIG, &e.to_string());
+    }
+    let config = match Config::resolve(store, &args) {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
     init_logging(config.log_format, "info");
+    for line in crate::seed_env::warnings(&env) {
+        tracing::warn!("{line}");
+    }
     match runtime.block_on(crate::server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_CONFIG, &e.to_string()),

@@ -28,6 +28,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod rtmp;
 pub mod secret;
+pub mod seed_env;
 pub mod server;
 pub mod store;
 pub mod web;

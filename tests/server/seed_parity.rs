@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::harness::{Options, Server};
+use crate::harness::{BIN, Options, Server};
 use crate::publisher::Dj;
 
 #[tokio::test]
@@ -108,4 +108,81 @@ async fn song_json_in_the_originals_shape_on_its_own_path() {
     // Ours is unchanged.
     let ours = server.get_json("/song-json").await;
     assert_eq!((&ours["dj_name"], &ours["title"]), (&json!("Alice"), &json!("Shades of Jae")));
+}
+
+#[test]
+fn the_originals_smtp_names_reach_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    // Start-up must stop on the configuration; a server that starts instead is killed.
+    let refused = |env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["serve", "--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path());
+        for name in
+            ["MOTHERSTREAM_SMTP_HOST", "MOTHERSTREAM_SMTP_PORT", "MOTHERSTREAM_PUBLIC_URL", "DATABASE_URL", "DB_HOST"]
+        {
+            cmd.env_remove(name);
+        }
+        let mut child = cmd
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("the server started with {env:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status.code(), stderr)
+    };
+    // SMTP_SERVER alone makes SMTP configured, which then needs a public URL.
+    let (code, stderr) = refused(&[("SMTP_SERVER", "smtp.example.org"), ("SMTP_FROM_EMAIL", "radio@example.org")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--public-url: required when SMTP is configured"), "{stderr}");
+    let (code, stderr) = refused(&[("SMTP_SERVER", "smtp.example.org"), ("SMTP_PORT", "smtp")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("SMTP_PORT: `smtp` is not a port number"), "{stderr}");
+}
+
+#[test]
+fn an_original_variable_no_longer_read_is_warned_about_at_start_up() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--rtmp-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("DB_HOST")
+        .env("MOTHERSTREAM_LOG", "info")
+        .env("NGINX_RTMP_PORT", "1935")
+        .env("SRS_AUTHORIZATION_BEARER", "bearer-secret-value")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut warned = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        assert!(!line.contains("bearer-secret-value"), "a value was printed: {line}");
+        if line.contains("is set but no longer read") {
+            warned.push(line);
+        } else if line.contains("listening") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(warned.len(), 2, "{warned:#?}");
+    assert!(warned[0].contains("NGINX_RTMP_PORT") && warned[0].contains("MOTHERSTREAM_RTMP_LISTEN"), "{warned:#?}");
+    assert!(warned[1].contains("SRS_AUTHORIZATION_BEARER"), "{warned:#?}");
 }
