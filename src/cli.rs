@@ -32,6 +32,17 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Import the accounts of the original motherstream (its Postgres `users` table), with
+    /// their passwords and stream keys unchanged; all or nothing, and a second run changes
+    /// nothing.
+    ImportSeed {
+        /// The original's database, `postgres://USER:PASSWORD@HOST/DB`.
+        #[arg(long)]
+        from: String,
+        /// Report what would be imported without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +91,37 @@ pub fn main() -> ExitCode {
             };
             init_logging(LogFormat::Text, "warn");
             runtime.block_on(user_command(&config, command))
+        }
+        Some(Command::ImportSeed { from, dry_run }) => {
+            let config = match StoreConfig::resolve(&cli.store) {
+                Ok(c) => c,
+                Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+            };
+            init_logging(LogFormat::Text, "warn");
+            runtime.block_on(import_seed(&config, &from, dry_run))
+        }
+    }
+}
+
+async fn import_seed(config: &StoreConfig, from: &str, dry_run: bool) -> ExitCode {
+    let store = match Store::open(config).await {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let result = crate::import::run(&store, from, dry_run).await;
+    store.close().await;
+    match result {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(lines) => {
+            for line in lines {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(1)
         }
     }
 }

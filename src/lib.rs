@@ -19,6 +19,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod history;
+pub mod import;
 pub mod ingest;
 pub mod integrations;
 pub mod media;

@@ -20,6 +20,7 @@
 //! `connect_timeout` URL parameter; this timeout is the one that applies. Broken pooled
 //! connections (a restarted Postgres) are detected by a ping when acquired and replaced.
 
+mod import;
 mod resets;
 mod sessions;
 mod sets;
@@ -35,7 +36,9 @@ use sqlx::{AnyPool, ConnectOptions};
 
 use crate::config::{StoreConfig, redact_url};
 
+pub use import::ImportedAccount;
 pub use sets::{OpenSet, SetRecord, Track};
+pub(crate) use users::dj_name_key;
 pub use users::{NewUser, Profile, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");

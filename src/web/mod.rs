@@ -41,6 +41,7 @@ use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
+pub use accounts::validate_timezone;
 pub use error::ApiError;
 pub use live::{LiveState, Sources as LiveSources};
 
