@@ -109,8 +109,9 @@ mod tests {
     store_test! {
         async fn a_failing_account_rolls_back_the_whole_import(store) {
             store.import_accounts(true, |_| ((), vec![account("Ada", "k1", false)])).await.unwrap();
+            let same_name = ImportedAccount { email: "other@example.org".into(), ..account("ada", "k3", false) };
             let err = store
-                .import_accounts(true, |_| ((), vec![account("Cy", "k2", false), account("ada", "k3", false)]))
+                .import_accounts(true, |_| ((), vec![account("Cy", "k2", false), same_name]))
                 .await
                 .unwrap_err();
             assert!(matches!(err, StoreError::Conflict("dj_name")), "{err}");
