@@ -30,6 +30,7 @@ pub mod ratelimit;
 pub mod rtmp;
 pub mod secret;
 pub mod seed_env;
+pub mod sentry_report;
 pub mod server;
 pub mod store;
 pub mod web;

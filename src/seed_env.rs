@@ -4,8 +4,9 @@
 //! setting someone relied on is how a migration goes wrong unnoticed).
 //!
 //! The names we still read under the same spelling (`DB_*`, `OBS_*`, `JWT_SECRET`,
-//! `DISCORD_WEBHOOK_URL`, `TOGGLE_DISCORD_NOTIFICATIONS`, `RECORD_DIR`, `RECORD_STREAM`) are
-//! handled where the rest of the configuration is. `docs/migrating.md` maps all of them.
+//! `SENTRY_DSN`, `DISCORD_WEBHOOK_URL`, `TOGGLE_DISCORD_NOTIFICATIONS`, `RECORD_DIR`,
+//! `RECORD_STREAM`) are handled where the rest of the configuration is. `docs/migrating.md`
+//! maps all of them.
 
 use std::collections::BTreeMap;
 
@@ -40,10 +41,6 @@ const RETIRED: &[(&str, &str)] = &[
     ("VITE_API_URL", "the web UI is served by the same process; set MOTHERSTREAM_PUBLIC_URL for links in emails"),
     ("DOMAIN", "set MOTHERSTREAM_PUBLIC_URL (e.g. https://radio.example.org)"),
     ("ALLOWED_ORIGINS", "the web UI is served from the same origin as the API, so there is no CORS to configure"),
-    (
-        "SENTRY_DSN",
-        "error reporting to Sentry is not supported yet; errors go to the log (MOTHERSTREAM_LOG_FORMAT=json to ship it)",
-    ),
     (
         "SHAZAMING",
         "there is no automatic song recognition; DJs announce tracks (dashboard or POST /api/v1/users/me/track)",
@@ -127,7 +124,7 @@ mod tests {
             ("NGINX_RTMP_PORT", "1935"),
             ("STAT_PORT", "8080"),
             ("SRS_AUTHORIZATION_BEARER", "s3cret-bearer"),
-            ("SENTRY_DSN", ""),
+            ("DEBUG_PORT", ""),
             ("OBS_HOST", "localhost"),
             ("DB_HOST", "db"),
             ("PATH", "/usr/bin"),
@@ -154,6 +151,7 @@ mod tests {
             "OBS_PORT",
             "OBS_PASSWORD",
             "JWT_SECRET",
+            "SENTRY_DSN",
             "DISCORD_WEBHOOK_URL",
             "TOGGLE_DISCORD_NOTIFICATIONS",
             "RECORD_DIR",

@@ -20,6 +20,7 @@ mod queue_rules;
 mod recording;
 mod robustness;
 mod seed_parity;
+mod sentry;
 mod smtp_sink;
 mod soak;
 mod web;
