@@ -32,6 +32,17 @@ enum Command {
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Import the accounts of the original motherstream (its Postgres `users` table), with
+    /// their passwords and stream keys unchanged; all or nothing, and a second run changes
+    /// nothing.
+    ImportSeed {
+        /// The original's database, `postgres://USER:PASSWORD@HOST/DB`.
+        #[arg(long)]
+        from: String,
+        /// Report what would be imported without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,18 +89,63 @@ pub fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
             };
-            init_logging(LogFormat::Text, "warn");
+            init_logging(LogFormat::Text, "warn", false);
             runtime.block_on(user_command(&config, command))
+        }
+        Some(Command::ImportSeed { from, dry_run }) => {
+            let config = match StoreConfig::resolve(&cli.store) {
+                Ok(c) => c,
+                Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+            };
+            init_logging(LogFormat::Text, "warn", false);
+            runtime.block_on(import_seed(&config, &from, dry_run))
+        }
+    }
+}
+
+async fn import_seed(config: &StoreConfig, from: &str, dry_run: bool) -> ExitCode {
+    let store = match Store::open(config).await {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let result = crate::import::run(&store, from, dry_run).await;
+    store.close().await;
+    match result {
+        Ok(lines) => {
+            for line in lines {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(lines) => {
+            for line in lines {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(1)
         }
     }
 }
 
 fn serve(runtime: &tokio::runtime::Runtime, store: &StoreArgs, args: &ServeArgs) -> ExitCode {
-    let config = match Config::resolve(store, args) {
+    let env = crate::seed_env::from_process();
+    let mut args = args.clone();
+    if let Err(e) = crate::seed_env::apply_smtp_aliases(&env, &mut args) {
+        return fail(EXIT_CONFIG, &e.to_string());
+    }
+    let config = match Config::resolve(store, &args) {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
-    init_logging(config.log_format, "info");
+    let var = |name: &str| env.get(name).map(String::as_str);
+    // Held until the server has stopped: dropping it flushes the events still queued.
+    let _reporting = match crate::sentry_report::init(var("SENTRY_DSN"), var("SENTRY_ENVIRONMENT")) {
+        Ok(guard) => guard,
+        Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+    };
+    init_logging(config.log_format, "info", _reporting.is_some());
+    for line in crate::seed_env::warnings(&env) {
+        tracing::warn!("{line}");
+    }
     match runtime.block_on(crate::server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(EXIT_CONFIG, &e.to_string()),
@@ -210,16 +266,21 @@ impl<'a> From<&'a User> for UserJson<'a> {
     }
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+/// Logs to stderr and, when error reporting is on, to Sentry as well (error events become
+/// Sentry events, warnings and info their breadcrumbs).
+fn init_logging(format: LogFormat, default_level: &str, sentry: bool) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_env("MOTHERSTREAM_LOG")
         .or_else(|_| EnvFilter::try_new(format!("{default_level},sqlx=warn")))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = match format {
+        LogFormat::Text => stderr.boxed(),
+        LogFormat::Json => stderr.json().boxed(),
     };
+    let sentry = sentry.then(sentry::integrations::tracing::layer);
+    let _ = tracing_subscriber::registry().with(filter).with(stderr).with(sentry).try_init();
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {

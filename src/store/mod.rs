@@ -20,6 +20,7 @@
 //! `connect_timeout` URL parameter; this timeout is the one that applies. Broken pooled
 //! connections (a restarted Postgres) are detected by a ping when acquired and replaced.
 
+mod import;
 mod resets;
 mod sessions;
 mod sets;
@@ -35,7 +36,9 @@ use sqlx::{AnyPool, ConnectOptions};
 
 use crate::config::{StoreConfig, redact_url};
 
+pub use import::ImportedAccount;
 pub use sets::{OpenSet, SetRecord, Track};
+pub(crate) use users::dj_name_key;
 pub use users::{NewUser, Profile, User};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -138,6 +141,9 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|e| format!("DATABASE_URL: cannot open {}: {e}", redact_url(&url)))?;
+        if backend == Backend::Postgres {
+            refuse_foreign_users_table(&pool, &url).await?;
+        }
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -184,6 +190,30 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// A `users` table in a schema our migrations never ran in belongs to another application,
+/// most likely the original motherstream (whose `DB_*` names we share). Migrating there would
+/// fail on that table after creating sqlx's bookkeeping table beside it, so refuse first.
+async fn refuse_foreign_users_table(pool: &AnyPool, url: &str) -> Result<(), String> {
+    let (users, ours): (bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+                        WHERE table_schema = current_schema() AND table_name = 'users'), \
+                EXISTS (SELECT 1 FROM information_schema.tables \
+                        WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| format!("DATABASE_URL: inspecting {} failed: {e}", redact_url(url)))?;
+    if users && !ours {
+        return Err(format!(
+            "DATABASE_URL: {} already has a `users` table that is not motherstream's (the original \
+             motherstream's database?); nothing was changed. Use a new database (or a schema of its own, \
+             ?options[search_path]=…) and bring the accounts over with `motherstream import-seed --from` this one",
+            redact_url(url)
+        ));
+    }
+    Ok(())
 }
 
 fn ensure_writable_dir(dir: &Path) -> Result<(), String> {
@@ -361,6 +391,38 @@ pub(crate) mod tests {
             assert_eq!(store.load_queue_snapshot().await.unwrap().as_deref(), Some("{\"a\":2}"));
             assert!(store.ping().await);
         }
+    }
+
+    #[tokio::test]
+    async fn a_users_table_of_another_application_is_refused_untouched() {
+        // The original motherstream's database, reached through the DB_* names both share.
+        let Some(admin_url) = test_postgres_url() else { return };
+        let schema = format!("foreign_{:016x}", rand::random::<u64>());
+        let mut admin = sqlx::postgres::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.users (id SERIAL PRIMARY KEY, email VARCHAR, \
+             hashed_password VARCHAR)"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig {
+            data_dir: dir.path().to_path_buf(),
+            database: DatabaseLocation { url: with_search_path(&admin_url, &schema) },
+        };
+        let err = Store::open(&config).await.unwrap_err();
+        assert!(err.contains("already has a `users` table that is not motherstream's"), "{err}");
+        assert!(err.contains("import-seed"), "{err}");
+        let tables: Vec<(String,)> =
+            sqlx::query_as("SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1")
+                .bind(&schema)
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+        assert_eq!(tables, [("users".to_owned(),)], "nothing was created next to it");
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
     }
 
     #[tokio::test]

@@ -272,7 +272,7 @@ impl Store {
 
 /// The form of a DJ name that is unique and that lookups compare: its Unicode lower case,
 /// computed here so that both backends (and every database locale) agree.
-pub(super) fn dj_name_key(dj_name: &str) -> String {
+pub(crate) fn dj_name_key(dj_name: &str) -> String {
     dj_name.to_lowercase()
 }
 
@@ -281,7 +281,7 @@ pub(super) fn refuse_nul(field: &'static str, value: &str) -> Result<(), StoreEr
     if value.contains('\0') { Err(StoreError::Invalid(field)) } else { Ok(()) }
 }
 
-fn map_conflict(err: sqlx::Error) -> StoreError {
+pub(super) fn map_conflict(err: sqlx::Error) -> StoreError {
     match conflict_field(&err) {
         Some(field) => StoreError::Conflict(field),
         None => StoreError::from(err),

@@ -41,6 +41,7 @@ use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
+pub use accounts::validate_timezone;
 pub use error::ApiError;
 pub use live::{LiveState, Sources as LiveSources};
 
@@ -129,6 +130,9 @@ pub fn router(state: AppState) -> Router {
         .route("/update-timer/{seconds}", post(seed::update_timer))
         .route("/block-toggle", get(seed::get_block_toggle).post(seed::toggle_block))
         .route("/update-block-toggle/", post(seed::update_block_toggle))
+        .route("/song-details", get(seed::song_details))
+        .route("/timer-page", get(seed::timer_page))
+        .route("/seed/song-json", get(seed::song_json))
         // JSON API.
         .route("/api/v1/login/access-token", post(api::login))
         .route("/api/v1/users/signup", post(users::signup))

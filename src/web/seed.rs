@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::response::Html;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::response::{Html, Redirect};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -45,10 +45,51 @@ setInterval(refresh, 2000);
     )))
 }
 
-/// `{"remaining_time": seconds}` left in the current set.
+/// `{"remaining_time": seconds}` left in the current set; 0 when nobody is on air, as the
+/// original answered (its timer scripts read 0 as "no set running").
 pub async fn timer_data(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = state.queue.status().await?;
-    Ok(Json(json!({ "remaining_time": remaining(&status) })))
+    let left = if status.lead.is_some() { remaining(&status) } else { 0 };
+    Ok(Json(json!({ "remaining_time": left })))
+}
+
+/// The original's overlay pages: OBS scenes built for them get ours, with their query
+/// options kept.
+pub async fn song_details(RawQuery(query): RawQuery) -> Redirect {
+    overlay_redirect("now", query)
+}
+
+pub async fn timer_page(RawQuery(query): RawQuery) -> Redirect {
+    overlay_redirect("timer", query)
+}
+
+fn overlay_redirect(name: &str, query: Option<String>) -> Redirect {
+    match query {
+        Some(query) if !query.is_empty() => Redirect::temporary(&format!("/overlay/{name}?{query}")),
+        _ => Redirect::temporary(&format!("/overlay/{name}")),
+    }
+}
+
+/// `GET /seed/song-json`: the track on air in the original's shape. Tracks here are entered
+/// by the DJ, so there is no label, cover or recognition confidence to report.
+pub async fn song_json(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let status = state.queue.status().await?;
+    let track = match status.lead {
+        Some(lead) => state
+            .store
+            .current_track(lead.dj.user_id, crate::store::unix_now())
+            .await
+            .map_err(|e| ApiError::internal("loading the current track", e))?,
+        None => None,
+    };
+    let (song_name, artist) = track.map(|t| (Some(t.title), Some(t.artist))).unwrap_or_default();
+    Ok(Json(json!({ "song_data": {
+        "song_name": song_name,
+        "artist": artist,
+        "label": null,
+        "album_cover_link": null,
+        "confidence_level": null,
+    } })))
 }
 
 /// `{"swap_interval": s, "remaining_time": s}`.
@@ -62,8 +103,17 @@ pub async fn time_settings(State(state): State<AppState>) -> Result<Json<Value>,
 
 #[derive(Deserialize)]
 pub struct UpdateTimerQuery {
-    #[serde(default)]
-    reset_time: bool,
+    reset_time: Option<String>,
+}
+
+/// A query-string bool as FastAPI (pydantic) reads one, so the original's scripts keep
+/// working whichever spelling they use.
+fn fastapi_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => None,
+    }
 }
 
 /// `POST /update-timer/{seconds}?reset_time=bool`: sets the swap interval (and so the
@@ -75,13 +125,18 @@ pub async fn update_timer(
     query: Result<Query<UpdateTimerQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(super::error::rejection)?;
+    let reset_time = match query.reset_time.as_deref() {
+        None => false,
+        Some(value) => fastapi_bool(value)
+            .ok_or_else(|| ApiError::bad_request(format!("reset_time must be a boolean, not {value:?}")))?,
+    };
     let seconds: i64 = seconds.parse().map_err(|_| ApiError::bad_request("Time must be a positive integer."))?;
     if seconds <= 0 {
         return Err(ApiError::bad_request("Time must be a positive integer."));
     }
-    let command = AdminCommand::SetSwapInterval { secs: seconds as u64, reset_current: query.reset_time };
+    let command = AdminCommand::SetSwapInterval { secs: seconds as u64, reset_current: reset_time };
     super::api::run_admin(&state, &admin, command).await?;
-    Ok(Json(json!({ "status": "success", "time": seconds, "reset_time": query.reset_time })))
+    Ok(Json(json!({ "status": "success", "time": seconds, "reset_time": reset_time })))
 }
 
 /// `{"is_blocked": bool, "last_stream_key": …}`; the key is shown to admins only.
@@ -110,8 +165,7 @@ pub async fn get_block_toggle(
 /// `POST /block-toggle`: flips the block toggle.
 pub async fn toggle_block(AdminUser(admin): AdminUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     super::api::run_admin(&state, &admin, AdminCommand::ToggleBlock).await?;
-    let status = state.queue.status().await?;
-    Ok(Json(json!({ "status": "success", "is_blocked": status.block_enabled })))
+    block_answer(&state).await
 }
 
 #[derive(Deserialize)]
@@ -132,8 +186,13 @@ pub async fn update_block_toggle(
         Err(e) => return Err(super::error::rejection(e)),
     };
     super::api::run_admin(&state, &admin, command).await?;
+    block_answer(&state).await
+}
+
+/// The toggle's state under our name and under the original's (`blocking`).
+async fn block_answer(state: &AppState) -> Result<Json<Value>, ApiError> {
     let status = state.queue.status().await?;
-    Ok(Json(json!({ "status": "success", "is_blocked": status.block_enabled })))
+    Ok(Json(json!({ "status": "success", "is_blocked": status.block_enabled, "blocking": status.block_enabled })))
 }
 
 /// Lead first, then the waiting DJs in order.
@@ -159,4 +218,22 @@ pub(super) fn html_escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fastapi_bool;
+
+    #[test]
+    fn bools_are_read_as_fastapi_reads_them() {
+        for yes in ["true", "TRUE", "1", "yes", "On", "t", "Y"] {
+            assert_eq!(fastapi_bool(yes), Some(true), "{yes}");
+        }
+        for no in ["false", "False", "0", "NO", "off", "f", "n"] {
+            assert_eq!(fastapi_bool(no), Some(false), "{no}");
+        }
+        for bad in ["", "2", "truee", " true"] {
+            assert_eq!(fastapi_bool(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -19,6 +19,8 @@ mod publisher;
 mod queue_rules;
 mod recording;
 mod robustness;
+mod seed_parity;
+mod sentry;
 mod smtp_sink;
 mod soak;
 mod web;
