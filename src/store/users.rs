@@ -17,6 +17,8 @@ pub struct User {
     pub is_admin: bool,
     pub profile_picture: Option<String>,
     pub created_at: i64,
+    /// API tokens issued with another version are refused (see [`Store::set_password_hash`]).
+    pub token_version: i64,
 }
 
 /// A `users` row as stored: flags are 0/1 integers (see the migrations).
@@ -32,6 +34,7 @@ pub(super) struct UserRow {
     is_admin: i64,
     profile_picture: Option<String>,
     created_at: i64,
+    token_version: i64,
 }
 
 impl From<UserRow> for User {
@@ -47,6 +50,7 @@ impl From<UserRow> for User {
             is_admin: r.is_admin != 0,
             profile_picture: r.profile_picture,
             created_at: r.created_at,
+            token_version: r.token_version,
         }
     }
 }
@@ -71,7 +75,7 @@ pub struct NewUser {
 }
 
 pub(super) const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, stream_key, is_active, \
-                       is_admin, profile_picture, created_at";
+                       is_admin, profile_picture, created_at, token_version";
 
 impl Store {
     /// Creates an account. The first account ever created becomes an admin.
@@ -164,9 +168,10 @@ impl Store {
         found(done.rows_affected())
     }
 
-    /// Enables or disables an account; a disabled account's key is refused on publish.
+    /// Enables or disables an account; a disabled account's key is refused on publish, and
+    /// its API tokens die (they stay dead if the account is enabled again).
     pub async fn set_active(&self, id: i64, active: bool) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
+        let done = sqlx::query("UPDATE users SET is_active = $1, token_version = token_version + 1 WHERE id = $2")
             .bind(i64::from(active))
             .bind(id)
             .execute(&self.pool)
@@ -195,8 +200,10 @@ impl Store {
         found(done.rows_affected())
     }
 
+    /// Replaces the password and revokes every API token of the account in the same write,
+    /// so that a token stolen before a change or reset cannot outlive it.
     pub async fn set_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        let done = sqlx::query("UPDATE users SET password_hash = $1, token_version = token_version + 1 WHERE id = $2")
             .bind(password_hash)
             .bind(id)
             .execute(&self.pool)

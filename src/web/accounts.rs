@@ -118,10 +118,18 @@ pub async fn change_password(
     new: &str,
     keep_session: Option<&str>,
 ) -> Result<(), AccountError> {
-    if !verify(current.to_owned(), user.password_hash.clone()).await? {
-        return Err(AccountError::invalid("The current password is not correct"));
-    }
+    check_password(user, current).await?;
     set_password(state, user, new, keep_session).await
+}
+
+/// Asks for the current password before what a stolen session or token must not do alone
+/// (take the account over by changing its email or password, delete it).
+pub async fn check_password(user: &User, current: &str) -> Result<(), AccountError> {
+    if verify(current.to_owned(), user.password_hash.clone()).await? {
+        Ok(())
+    } else {
+        Err(AccountError::invalid("The current password is not correct"))
+    }
 }
 
 /// Sets a new password without asking for the old one (a reset link was used).

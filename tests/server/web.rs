@@ -376,12 +376,18 @@ async fn the_user_api_signs_up_edits_changes_passwords_and_deletes() {
     let admin = server.token("organiser").await;
     let list = server.get_json_as("/api/v1/users/", &admin).await;
     assert_eq!(list["count"], 2);
-    let deleted = client.delete(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(deleted.status(), StatusCode::OK);
+    // The password change revoked the old token.
+    let stale = client.get(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    let token = server.token_with("ada lovelace", "brand new secret").await;
+    let confirm = json!({ "current_password": "brand new secret" });
+    let deleted = client.delete(server.url("/api/v1/users/me")).bearer_auth(&token).json(&confirm).send().await;
+    assert_eq!(deleted.unwrap().status(), StatusCode::OK);
     let gone = client.get(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
     // The only admin cannot delete themselves and leave the channel without one.
-    let last = client.delete(server.url("/api/v1/users/me")).bearer_auth(&admin).send().await.unwrap();
+    let confirm = json!({ "current_password": PASSWORD });
+    let last = client.delete(server.url("/api/v1/users/me")).bearer_auth(&admin).json(&confirm).send().await.unwrap();
     assert_eq!(last.status(), StatusCode::FORBIDDEN);
 }
 
