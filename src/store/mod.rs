@@ -61,6 +61,9 @@ pub enum StoreError {
     Invalid(&'static str),
     #[error("not found")]
     NotFound,
+    /// Disabling, demoting or deleting this account would leave no active admin.
+    #[error("the server must keep an active admin: make someone else an admin first")]
+    LastAdmin,
     /// The database cannot be reached: down, restarting, or no connection within the
     /// pool's acquire timeout. Worth retrying later.
     #[error("database unavailable: {0}")]

@@ -74,6 +74,11 @@ pub struct NewUser {
     pub is_admin: bool,
 }
 
+/// When the row being changed may stop being an active admin: it is not one, or another
+/// active admin remains.
+const KEEPS_AN_ADMIN: &str = "(is_admin = 0 OR is_active = 0 OR EXISTS \
+     (SELECT 1 FROM users other WHERE other.id <> users.id AND other.is_admin = 1 AND other.is_active = 1))";
+
 pub(super) const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, stream_key, is_active, \
                        is_admin, profile_picture, created_at, token_version";
 
@@ -170,13 +175,13 @@ impl Store {
 
     /// Enables or disables an account; a disabled account's key is refused on publish, and
     /// its API tokens die (they stay dead if the account is enabled again).
+    /// Refuses ([`StoreError::LastAdmin`]) to disable the last active admin.
     pub async fn set_active(&self, id: i64, active: bool) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET is_active = $1, token_version = token_version + 1 WHERE id = $2")
-            .bind(i64::from(active))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        found(done.rows_affected())
+        let sql = format!(
+            "UPDATE users SET is_active = $1, token_version = token_version + 1 \
+             WHERE id = $2 AND ($1 = 1 OR {KEEPS_AN_ADMIN})"
+        );
+        self.keeping_an_admin(id, sqlx::query(&sql).bind(i64::from(active)).bind(id)).await
     }
 
     /// Changes what a user shows and logs in with. DJ name and email stay unique
@@ -211,13 +216,11 @@ impl Store {
         found(done.rows_affected())
     }
 
+    /// Promotes or demotes; refuses ([`StoreError::LastAdmin`]) to demote the last active
+    /// admin.
     pub async fn set_admin(&self, id: i64, admin: bool) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
-            .bind(i64::from(admin))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        found(done.rows_affected())
+        let sql = format!("UPDATE users SET is_admin = $1 WHERE id = $2 AND ($1 = 1 OR {KEEPS_AN_ADMIN})");
+        self.keeping_an_admin(id, sqlx::query(&sql).bind(i64::from(admin)).bind(id)).await
     }
 
     /// Sets (or clears) the file name of a user's profile picture.
@@ -231,10 +234,34 @@ impl Store {
     }
 
     /// Deletes an account with its sessions, reset links, sets and tracks (foreign keys
-    /// cascade; recordings on disk are kept for the organisers).
+    /// cascade; recordings on disk are kept for the organisers). Refuses
+    /// ([`StoreError::LastAdmin`]) to delete the last active admin.
     pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await?;
-        found(done.rows_affected())
+        let sql = format!("DELETE FROM users WHERE id = $1 AND {KEEPS_AN_ADMIN}");
+        self.keeping_an_admin(id, sqlx::query(&sql).bind(id)).await
+    }
+
+    /// Runs a change to account `id` whose SQL holds [`KEEPS_AN_ADMIN`]: no row changed means
+    /// no such account or the last active admin.
+    async fn keeping_an_admin<'q>(
+        &self,
+        id: i64,
+        change: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Under READ COMMITTED two admins demoting each other would each see the other
+            // still active; this lock serialises the changes (see `create_user`).
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let done = change.execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            let exists: Option<(i64,)> =
+                sqlx::query_as("SELECT id FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+            return Err(if exists.is_some() { StoreError::LastAdmin } else { StoreError::NotFound });
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Rewrites every `dj_name_key` that differs from [`dj_name_key`] of its name: the
@@ -314,6 +341,10 @@ mod tests {
         }
     }
 
+    fn admin_named(name: &str, key: &str) -> NewUser {
+        NewUser { is_admin: true, ..new_user(name, key) }
+    }
+
     store_test! {
         async fn first_user_is_admin_and_later_ones_are_not(store) {
             let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
@@ -341,6 +372,7 @@ mod tests {
 
     store_test! {
         async fn lookups_key_rotation_and_disable(store) {
+            store.create_user(&admin_named("Root", "k0")).await.unwrap();
             let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
             assert_eq!(store.user_by_stream_key("k1").await.unwrap().unwrap().id, a.id);
             assert_eq!(store.user_by_login("ALICE@example.org").await.unwrap().unwrap().id, a.id);
@@ -354,7 +386,7 @@ mod tests {
             store.set_active(a.id, false).await.unwrap();
             assert!(!store.user_by_id(a.id).await.unwrap().unwrap().is_active);
             assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
-            assert_eq!(store.list_users().await.unwrap().len(), 1);
+            assert_eq!(store.list_users().await.unwrap().len(), 2);
         }
     }
 
@@ -393,6 +425,33 @@ mod tests {
             assert!(store.session_user("s").await.unwrap().is_none(), "sessions go with the account");
             assert!(matches!(store.delete_user(b.id).await, Err(StoreError::NotFound)));
             assert!(store.user_by_id(a.id).await.unwrap().is_some());
+        }
+    }
+
+    store_test! {
+        async fn the_last_active_admin_stays_an_active_admin(store) {
+            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let b = store.create_user(&admin_named("Bob", "k2")).await.unwrap();
+            let c = store.create_user(&new_user("Carol", "k3")).await.unwrap();
+            assert!(a.is_admin && b.is_admin && !c.is_admin);
+
+            store.set_active(a.id, false).await.unwrap();
+            assert!(matches!(store.set_active(b.id, false).await, Err(StoreError::LastAdmin)));
+            assert!(matches!(store.set_admin(b.id, false).await, Err(StoreError::LastAdmin)));
+            assert!(matches!(store.delete_user(b.id).await, Err(StoreError::LastAdmin)));
+            let b2 = store.user_by_id(b.id).await.unwrap().unwrap();
+            assert!(b2.is_admin && b2.is_active);
+            assert_eq!(b2.token_version, b.token_version, "a refused disable revokes nothing");
+            // Everyone else is free to go, a disabled admin included.
+            store.set_active(c.id, false).await.unwrap();
+            store.delete_user(a.id).await.unwrap();
+            store.delete_user(c.id).await.unwrap();
+            assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
+            // Enabling and promoting are never refused; with two admins again, one may step down.
+            store.set_admin(b.id, true).await.unwrap();
+            let d = store.create_user(&admin_named("Dave", "k4")).await.unwrap();
+            store.set_admin(b.id, false).await.unwrap();
+            assert!(matches!(store.set_admin(d.id, false).await, Err(StoreError::LastAdmin)));
         }
     }
 

@@ -18,6 +18,9 @@ use crate::store::{NewUser, Profile, StoreError, User};
 /// Wrong login, whether the account exists or not: the message never tells which.
 pub const BAD_LOGIN: &str = "Incorrect email or password";
 
+/// Why the last active admin cannot be disabled, demoted or deleted.
+const LAST_ADMIN: &str = "That would leave no active admin: make someone else an admin first";
+
 #[derive(Debug)]
 pub struct AccountError {
     pub status: StatusCode,
@@ -34,7 +37,7 @@ impl AccountError {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: "Something went wrong on our side.".into() }
     }
 
-    fn from_store(context: &str, err: StoreError) -> Self {
+    pub(super) fn from_store(context: &str, err: StoreError) -> Self {
         match err {
             // Sign-up says which field is taken: DJ names are public anyway, and the email
             // case is the price of telling people why they cannot register.
@@ -43,6 +46,7 @@ impl AccountError {
                 message: format!("That {} is already taken", field.replace('_', " ")),
             },
             StoreError::Invalid(field) => Self::invalid(format!("{field} contains characters that are not allowed")),
+            StoreError::LastAdmin => Self { status: StatusCode::FORBIDDEN, message: LAST_ADMIN.into() },
             other => Self::internal(context, other),
         }
     }
@@ -205,10 +209,7 @@ pub async fn delete_account(state: &AppState, user: &User) -> Result<(), Account
     if user.is_admin {
         let users = state.store.list_users().await.map_err(|e| AccountError::internal("listing admins", e))?;
         if !users.iter().any(|u| u.is_admin && u.is_active && u.id != user.id) {
-            return Err(AccountError {
-                status: StatusCode::FORBIDDEN,
-                message: "You are the only admin: make someone else an admin before deleting your account".into(),
-            });
+            return Err(AccountError::from_store("account deletion", StoreError::LastAdmin));
         }
     }
     leave_queue(state, user).await?;

@@ -109,3 +109,36 @@ async fn changing_the_email_or_deleting_over_the_api_needs_the_current_password(
     assert_eq!(send(delete(Some(json!({ "current_password": PASSWORD })))).await.0, 200);
     assert_eq!(me_status(&server, &ada).await, 401);
 }
+
+#[tokio::test]
+async fn the_last_active_admin_cannot_be_disabled_demoted_or_deleted_by_any_route() {
+    let server = Server::start(Options::default());
+    server.add_user("Organiser", true);
+    server.add_user("Ada", false);
+    let admin = server.token("organiser").await;
+
+    // The API: disabling oneself, the only admin.
+    let (status, body) = server.post("/api/v1/users/Organiser/disable", Some(&admin), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("admin"), "{body}");
+    assert_eq!(me_status(&server, &admin).await, 200, "still active, token alive");
+
+    // The CLI.
+    let out = server.cli(&["user", "disable", "Organiser"]);
+    assert!(!out.status.success(), "the CLI disabled the last admin");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(me_status(&server, &admin).await, 200);
+
+    // With a second admin, one of them may go; then the other is the last one again.
+    let out = server.cli(&["user", "add", "--dj-name", "Second", "--email", "second@example.org", "--admin"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, body) = server.post("/api/v1/users/Second/disable", Some(&admin), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server.post("/api/v1/users/Organiser/disable", Some(&admin), None).await;
+    assert_eq!(status, 403, "a disabled admin does not count");
+    let confirm = json!({ "current_password": PASSWORD });
+    let (status, _) =
+        send(reqwest::Client::new().delete(server.url("/api/v1/users/me")).bearer_auth(&admin).json(&confirm)).await;
+    assert_eq!(status, 403);
+    assert_eq!(me_status(&server, &admin).await, 200);
+}
