@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::{Options, PASSWORD, Server};
+use crate::web::Browser;
 
 /// `GET /api/v1/users/me` with a token: its status.
 async fn me_status(server: &Server, token: &str) -> u16 {
@@ -141,4 +142,21 @@ async fn the_last_active_admin_cannot_be_disabled_demoted_or_deleted_by_any_rout
         send(reqwest::Client::new().delete(server.url("/api/v1/users/me")).bearer_auth(&admin).json(&confirm)).await;
     assert_eq!(status, 403);
     assert_eq!(me_status(&server, &admin).await, 200);
+}
+
+#[tokio::test]
+async fn after_login_only_plain_local_paths_are_followed() {
+    let server = Server::start(Options::default());
+    server.add_user("Organiser", true);
+    let browser = Browser::new(&server);
+    assert_eq!(browser.sign_up("Ada").await, reqwest::StatusCode::SEE_OTHER);
+    // Logged in, `/login?next=` redirects at once.
+    let (status, location) = browser.get_location("/login?next=/sets").await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/sets")));
+    for bad in
+        ["/%09/evil.example", "/%0a/evil.example", "/%0d%0aSet-Cookie:%20x=1", "//evil.example", "/%5Cevil.example"]
+    {
+        let (status, location) = browser.get_location(&format!("/login?next={bad}")).await;
+        assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/dashboard")), "next={bad}");
+    }
 }

@@ -35,6 +35,13 @@ impl Browser {
         (resp.status(), resp.text().await.unwrap())
     }
 
+    /// A GET's status and `Location` header.
+    pub(crate) async fn get_location(&self, path: &str) -> (StatusCode, Option<String>) {
+        let resp = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        (resp.status(), location)
+    }
+
     /// The CSRF token a page's forms carry.
     async fn csrf(&self, page: &str) -> String {
         let (_, body) = self.get(page).await;
