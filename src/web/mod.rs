@@ -9,6 +9,7 @@ mod auth;
 mod client_ip;
 mod error;
 mod events;
+mod headers;
 mod live;
 mod metrics;
 mod nowplaying;
@@ -161,5 +162,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)
 }

@@ -160,3 +160,100 @@ async fn after_login_only_plain_local_paths_are_followed() {
         assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/dashboard")), "next={bad}");
     }
 }
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
+    resp.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+}
+
+/// The `ms_csrf` value a response sets, if it sets one.
+fn csrf_set_by(resp: &reqwest::Response) -> Option<String> {
+    resp.headers().get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        v.strip_prefix("ms_csrf=").map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+    })
+}
+
+#[tokio::test]
+async fn pages_overlays_and_secrets_carry_security_headers_and_login_rotates_the_csrf_cookie() {
+    let server = Server::start(Options::default());
+    server.add_user("Organiser", true);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    // Pages: self-only CSP, never framed, no referrer to other sites, never cached.
+    let login = client.get(server.url("/login")).send().await.unwrap();
+    let csp = header(&login, "content-security-policy");
+    for part in ["default-src 'self'", "frame-ancestors 'none'", "object-src 'none'", "base-uri 'none'"] {
+        assert!(csp.contains(part), "{part} missing from {csp:?}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains('*'), "{csp}");
+    assert_eq!(header(&login, "x-frame-options"), "DENY");
+    assert_eq!(header(&login, "referrer-policy"), "same-origin");
+    assert_eq!(header(&login, "cache-control"), "no-store");
+    assert_eq!(header(&login, "x-content-type-options"), "nosniff");
+
+    // Overlays: the same policy, but any site (OBS, a stream page) may frame them.
+    let overlay = client.get(server.url("/overlay/now?scale=2")).send().await.unwrap();
+    let csp = header(&overlay, "content-security-policy").to_owned();
+    assert!(csp.contains("default-src 'self'") && !csp.contains("frame-ancestors"), "{csp}");
+    assert_eq!(header(&overlay, "x-frame-options"), "");
+    let body = overlay.text().await.unwrap();
+    assert!(body.contains(r#"data-scale="2.0""#), "the scale survives without an inline style: {body}");
+
+    // API answers that carry a token or a stream key are not stored by any cache.
+    let token = client
+        .post(server.url("/api/v1/login/access-token"))
+        .form(&[("username", "organiser"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&token, "cache-control"), "no-store");
+    let bearer: Value = token.json().await.unwrap();
+    let bearer = bearer["access_token"].as_str().unwrap();
+    for path in ["/api/v1/users/me", "/api/v1/users/", "/block-toggle"] {
+        let resp = client.get(server.url(path)).bearer_auth(bearer).send().await.unwrap();
+        assert_eq!((path, header(&resp, "cache-control")), (path, "no-store"));
+    }
+
+    // The CSRF cookie changes at login: a value planted before (by a sibling subdomain, a
+    // shared computer) does not carry over into the session.
+    let page = client.get(server.url("/login")).send().await.unwrap();
+    let before = csrf_set_by(&page).expect("a CSRF cookie on the first visit");
+    let resp = client
+        .post(server.url("/login"))
+        .header("cookie", format!("ms_csrf={before}"))
+        .form(&[("csrf", before.as_str()), ("username", "organiser"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let after = csrf_set_by(&resp).expect("a new CSRF cookie at login");
+    assert_ne!(after, before);
+    assert_eq!(after.len(), 64);
+}
+
+#[tokio::test]
+async fn pages_have_no_inline_scripts_or_styles_for_the_policy_to_block() {
+    let server = Server::start(Options::default());
+    server.add_user("Organiser", true);
+    let browser = Browser::new(&server);
+    let anonymous = ["/", "/login", "/signup", "/password-reset", "/overlay/now", "/overlay/clock", "/queue-list"];
+    let member = ["/dashboard", "/sets", "/settings", "/admin", "/overlays"];
+    for path in anonymous {
+        assert_no_inline_code(&browser, path).await;
+    }
+    assert_eq!(browser.log_in("organiser", PASSWORD).await.0, reqwest::StatusCode::SEE_OTHER);
+    for path in member {
+        assert_no_inline_code(&browser, path).await;
+    }
+}
+
+async fn assert_no_inline_code(browser: &Browser, path: &str) {
+    let (status, html) = browser.get(path).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{path}");
+    assert!(!html.contains(" style=\""), "{path} has a style attribute");
+    assert!(!html.contains("<style"), "{path} has a style element");
+    for script in html.split("<script").skip(1) {
+        let tag = script.split('>').next().unwrap_or("");
+        assert!(tag.contains("src=\"/assets/"), "{path} has an inline script: <script{tag}>");
+    }
+}

@@ -69,7 +69,7 @@ impl Browser {
         self.submit("/signup", "/signup", &[("dj_name", name), ("email", &email), ("password", PASSWORD)]).await.0
     }
 
-    async fn log_in(&self, login: &str, password: &str) -> (StatusCode, Option<String>) {
+    pub(crate) async fn log_in(&self, login: &str, password: &str) -> (StatusCode, Option<String>) {
         let (status, _, location) =
             self.submit("/login", "/login", &[("username", login), ("password", password)]).await;
         (status, location)
