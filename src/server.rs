@@ -41,6 +41,7 @@ pub struct StartupError(pub String);
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartupError> {
+    crate::store::prepare_data_dir(&config.store.data_dir).map_err(StartupError)?;
     let store = Store::open(&config.store).await.map_err(StartupError)?;
     let jwt_secret = std::env::var("JWT_SECRET").ok().filter(|s| !s.is_empty());
     let tokens = TokenKeys::load_or_create(jwt_secret.as_deref(), &config.store.data_dir).map_err(StartupError)?;

@@ -257,3 +257,41 @@ async fn assert_no_inline_code(browser: &Browser, path: &str) {
         assert!(tag.contains("src=\"/assets/"), "{path} has an inline script: <script{tag}>");
     }
 }
+
+/// Every file and directory under `dir` whose mode lets the group or others in.
+fn open_to_others(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        // The harness's own files (config, Postgres URL marker).
+        if entry.file_name().to_string_lossy().starts_with("test-") {
+            continue;
+        }
+        let mode = entry.metadata().unwrap().permissions().mode();
+        if mode & 0o077 != 0 {
+            found.push(format!("{} {:o}", entry.path().display(), mode & 0o777));
+        }
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(open_to_others(&entry.path()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_data_dir_and_its_files_are_private_to_the_server_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // What earlier versions left behind: a 0755 directory and a 0644 database.
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(data.join("motherstream.db"), b"").unwrap();
+    std::fs::set_permissions(data.join("motherstream.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let server = Server::start_in(&data, Options::default());
+    server.add_user("Organiser", true);
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "data dir mode {mode:o}");
+    assert!(data.join("jwt_secret").exists());
+    assert_eq!(open_to_others(&data), Vec::<String>::new());
+}
