@@ -165,6 +165,19 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         config.stall_timeout,
         counters.clone(),
     ));
+    let setup = web::SetupLink::default();
+    let has_admin = store
+        .has_active_admin()
+        .await
+        .map_err(|e| StartupError(format!("DATABASE_URL: looking for an admin account: {e}")))?;
+    if !has_admin {
+        let base = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        tracing::warn!(
+            "no admin account yet: open {base}/setup/{} to create one (the link works once), \
+             or run `motherstream user add --admin`",
+            setup.create()
+        );
+    }
     let app = web::router(web::AppState {
         store: store.clone(),
         queue: queue.clone(),
@@ -184,6 +197,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         counters,
         rtmp_listening: rtmp_listening.clone(),
         live,
+        setup,
     });
 
     tracing::info!(

@@ -11,8 +11,8 @@
 //!   lower() folds only ASCII in SQLite and follows the database locale in Postgres;
 //! - text with NUL characters is refused (Postgres cannot store it; lookups with it find
 //!   nothing instead of failing);
-//! - "the first account is an admin" takes a table lock on Postgres, whose READ COMMITTED
-//!   would otherwise let two concurrent first accounts both become admin.
+//! - "keep an active admin" takes a table lock on Postgres, whose READ COMMITTED would
+//!   otherwise let two admins demote each other at once.
 //!
 //! Nothing waits on the database without a bound: acquiring a connection, which includes
 //! connecting (sqlx retries refused connections until then), gives up after

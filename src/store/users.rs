@@ -70,7 +70,7 @@ pub struct NewUser {
     pub email: String,
     pub password_hash: String,
     pub stream_key: String,
-    /// Ask for an admin. The very first account is an admin regardless.
+    /// An admin account (only the operator makes them: CLI, setup link, admin console).
     pub is_admin: bool,
 }
 
@@ -83,7 +83,7 @@ pub(super) const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, s
                        is_admin, profile_picture, created_at, token_version";
 
 impl Store {
-    /// Creates an account. The first account ever created becomes an admin.
+    /// Creates an account.
     pub async fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
         for (field, value) in [
             ("dj_name", &new.dj_name),
@@ -95,18 +95,8 @@ impl Store {
         }
         let sql = format!(
             "INSERT INTO users (dj_name, dj_name_key, email, password_hash, stream_key, is_admin, created_at) \
-             SELECT $1, $2, $3, $4, $5, \
-                    CASE WHEN $6 = 1 OR NOT EXISTS (SELECT 1 FROM users) THEN 1 ELSE 0 END, $7 \
-             RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
         );
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            // "The first account is an admin" reads the table and then inserts: under
-            // Postgres' READ COMMITTED two concurrent first accounts would both see an empty
-            // table. This lock (which conflicts with itself and with other writers, not with
-            // readers) serialises account creation; SQLite already has a single writer.
-            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
-        }
         let user = sqlx::query_as::<_, UserRow>(&sql)
             .bind(&new.dj_name)
             .bind(dj_name_key(&new.dj_name))
@@ -115,12 +105,19 @@ impl Store {
             .bind(&new.stream_key)
             .bind(i64::from(new.is_admin))
             .bind(unix_now())
-            .fetch_one(&mut *tx)
+            .fetch_one(&self.pool)
             .await
             .map(User::from)
             .map_err(map_conflict)?;
-        tx.commit().await?;
         Ok(user)
+    }
+
+    /// Whether some account can run the channel; without one the server offers a setup link.
+    pub async fn has_active_admin(&self) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE is_admin = 1 AND is_active = 1 LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
@@ -346,11 +343,13 @@ mod tests {
     }
 
     store_test! {
-        async fn first_user_is_admin_and_later_ones_are_not(store) {
+        async fn accounts_are_admins_only_when_asked_even_the_first(store) {
             let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
-            let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
-            assert!(a.is_admin);
-            assert!(!b.is_admin);
+            assert!(!a.is_admin, "the first account is a DJ like the others");
+            assert!(!store.has_active_admin().await.unwrap());
+            let b = store.create_user(&admin_named("Bob", "k2")).await.unwrap();
+            assert!(b.is_admin);
+            assert!(store.has_active_admin().await.unwrap());
             assert!(a.is_active);
             assert_eq!(a.email, "alice@example.org", "emails are stored lower-case");
             assert_eq!(a.timezone, "UTC");
@@ -392,7 +391,7 @@ mod tests {
 
     store_test! {
         async fn profile_password_role_picture_and_deletion(store) {
-            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let a = store.create_user(&admin_named("Alice", "k1")).await.unwrap();
             let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
             let profile = |name: &str, email: &str| Profile {
                 dj_name: name.into(),
@@ -430,7 +429,7 @@ mod tests {
 
     store_test! {
         async fn the_last_active_admin_stays_an_active_admin(store) {
-            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let a = store.create_user(&admin_named("Alice", "k1")).await.unwrap();
             let b = store.create_user(&admin_named("Bob", "k2")).await.unwrap();
             let c = store.create_user(&new_user("Carol", "k3")).await.unwrap();
             assert!(a.is_admin && b.is_admin && !c.is_admin);
@@ -483,41 +482,6 @@ mod tests {
             assert!(matches!(store.set_stream_key(a.id, "k\0").await, Err(StoreError::Invalid("stream_key"))));
             assert!(store.save_queue_snapshot("{\"a\":\"\0\"}").await.is_err());
             assert_eq!(store.list_users().await.unwrap().len(), 1);
-        }
-    }
-
-    store_test! {
-        async fn concurrent_first_accounts_make_exactly_one_admin(store) {
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in 0..16 {
-                let store = store.clone();
-                tasks.spawn(async move { store.create_user(&new_user(&format!("dj{i}"), &format!("k{i}"))).await });
-            }
-            let users: Vec<User> = tasks.join_all().await.into_iter().map(Result::unwrap).collect();
-            assert_eq!(users.iter().filter(|u| u.is_admin).count(), 1);
-            assert_eq!(store.list_users().await.unwrap().len(), 16);
-        }
-    }
-
-    store_test! {
-        async fn an_account_created_during_another_first_account_is_not_admin(store) {
-            // Another connection is creating the first account and has not committed yet.
-            let mut other = store.pool.begin().await.unwrap();
-            sqlx::query(
-                "INSERT INTO users (dj_name, dj_name_key, email, password_hash, stream_key, is_admin, created_at) \
-                 VALUES ('First', 'first', 'first@example.org', 'hash', 'k0', 1, 0)",
-            )
-            .execute(&mut *other)
-            .await
-            .unwrap();
-            let second = tokio::spawn({
-                let store = store.clone();
-                async move { store.create_user(&new_user("Second", "k1")).await }
-            });
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            other.commit().await.unwrap();
-            let second = second.await.unwrap().unwrap();
-            assert!(!second.is_admin, "the second account waited for the first and saw it");
         }
     }
 

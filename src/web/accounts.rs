@@ -82,19 +82,33 @@ async fn verify(password: String, hash: String) -> Result<bool, AccountError> {
 /// that both cases cost the same.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password(&generate_stream_key()).unwrap_or_default());
 
-/// Creates an account (the first one becomes the admin).
+/// Creates a DJ account (public sign-up: never an admin, even on a fresh server).
 pub async fn sign_up(state: &AppState, dj_name: &str, email: &str, password: &str) -> Result<User, AccountError> {
-    let dj_name = dj_name.trim();
-    let email = email.trim();
-    validate_dj_name(dj_name).map_err(AccountError::invalid)?;
-    validate_email(email).map_err(AccountError::invalid)?;
-    validate_password(password).map_err(AccountError::invalid)?;
+    create_account(state, dj_name, email, password, false).await
+}
+
+/// Checks what a new account is made of, with a message fit for the user.
+pub fn validate_new_account(dj_name: &str, email: &str, password: &str) -> Result<(), AccountError> {
+    validate_dj_name(dj_name.trim()).map_err(AccountError::invalid)?;
+    validate_email(email.trim()).map_err(AccountError::invalid)?;
+    validate_password(password).map_err(AccountError::invalid)
+}
+
+/// Creates an account, an admin if `is_admin` (the setup link).
+pub async fn create_account(
+    state: &AppState,
+    dj_name: &str,
+    email: &str,
+    password: &str,
+    is_admin: bool,
+) -> Result<User, AccountError> {
+    validate_new_account(dj_name, email, password)?;
     let new = NewUser {
-        dj_name: dj_name.to_owned(),
-        email: email.to_owned(),
+        dj_name: dj_name.trim().to_owned(),
+        email: email.trim().to_owned(),
         password_hash: hash(password.to_owned()).await?,
         stream_key: generate_stream_key(),
-        is_admin: false,
+        is_admin,
     };
     let user = state.store.create_user(&new).await.map_err(|e| AccountError::from_store("sign-up", e))?;
     tracing::info!("new account: {} (user {}{})", user.dj_name, user.id, if user.is_admin { ", admin" } else { "" });

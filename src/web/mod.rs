@@ -20,6 +20,7 @@ mod program;
 mod resets;
 mod seed;
 mod session;
+mod setup;
 mod users;
 
 use std::path::PathBuf;
@@ -44,6 +45,7 @@ use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 pub use error::ApiError;
 pub use live::{LiveState, Sources as LiveSources};
+pub use setup::SetupLink;
 
 /// Largest request body accepted (JSON and forms are tiny).
 const MAX_BODY: usize = 64 * 1024;
@@ -77,6 +79,8 @@ pub struct AppState {
     pub rtmp_listening: Arc<AtomicBool>,
     /// The public live state (on air, queue, clock, rates) for pages, overlays and SSE.
     pub live: LiveState,
+    /// The one-time link that creates the first admin, while there is none.
+    pub setup: SetupLink,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
@@ -85,6 +89,7 @@ fn pages() -> Router<AppState> {
     Router::new()
         .route("/", get(account::home))
         .route("/signup", get(account::signup_page).post(account::signup))
+        .route("/setup/{token}", get(setup::setup_page).post(setup::setup))
         .route("/login", get(account::login_page).post(account::login))
         .route("/logout", post(account::logout))
         .route("/password-reset", get(reset::request_page).post(reset::request))

@@ -327,3 +327,52 @@ async fn reset_links_without_smtp_use_public_url_and_say_when_it_is_missing() {
     let line = server.logs().lines().find(|l| l.contains("public_url is not set")).unwrap().to_owned();
     assert!(line.contains("Host header"), "{line}");
 }
+
+#[tokio::test]
+async fn the_first_admin_comes_from_the_operator_not_from_the_first_sign_up() {
+    let server = Server::start(Options::default());
+    // A fresh server tells the operator, in its log only, how to make the first admin.
+    server.wait_for_log("/setup/").await;
+    let logs = server.logs();
+    let link = logs.split_whitespace().find(|w| w.contains("/setup/")).unwrap().to_owned();
+    let path = link[link.find("/setup/").unwrap()..].trim_end_matches(|c: char| !c.is_ascii_hexdigit()).to_owned();
+
+    // The first public sign-up is a DJ like any other.
+    let (status, early) = send(
+        reqwest::Client::new()
+            .post(server.url("/api/v1/users/signup"))
+            .json(&json!({ "dj_name": "Early", "email": "early@example.org", "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!((status, early["is_superuser"].as_bool()), (201, Some(false)), "{early}");
+    let early = server.token("early").await;
+    assert_eq!(server.post("/api/v1/queue/skip", Some(&early), None).await.0, 403);
+
+    // The setup link makes one admin, once.
+    let operator = Browser::new(&server);
+    let fields = [("dj_name", "Boss"), ("email", "boss@example.org"), ("password", PASSWORD)];
+    let (status, body, location) = operator.submit(&path, &path, &fields).await;
+    assert_eq!((status.as_u16(), location.as_deref()), (303, Some("/admin")), "{body}");
+    assert_eq!(operator.get("/admin").await.0, reqwest::StatusCode::OK);
+    let boss = server.token("boss").await;
+    assert_eq!(server.get_json_as("/api/v1/users/me", &boss).await["is_superuser"], true);
+
+    let latecomer = Browser::new(&server);
+    assert_eq!(latecomer.get(&path).await.0, reqwest::StatusCode::NOT_FOUND, "the link works once");
+    let other = [("dj_name", "Thief"), ("email", "thief@example.org"), ("password", PASSWORD)];
+    let (status, _, _) = latecomer.submit("/signup", &path, &other).await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(server.login_status("thief", PASSWORD).await, 400);
+    // A wrong token never works.
+    let wrong = format!("/setup/{}", "0".repeat(64));
+    assert_eq!(latecomer.get(&wrong).await.0, reqwest::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_server_with_an_admin_prints_no_setup_link() {
+    let server = Server::start(Options::default());
+    server.add_user("Organiser", true);
+    let server = server.restart();
+    server.wait_for_log("http listening on").await;
+    assert!(!server.logs().contains("/setup/"), "{}", server.logs());
+}

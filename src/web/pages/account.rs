@@ -29,11 +29,11 @@ pub async fn home(State(state): State<AppState>, session: WebSession) -> Result<
 #[derive(Deserialize, Default)]
 pub struct SignupForm {
     #[serde(default)]
-    dj_name: String,
+    pub(crate) dj_name: String,
     #[serde(default)]
-    email: String,
+    pub(crate) email: String,
     #[serde(default)]
-    password: String,
+    pub(crate) password: String,
 }
 
 /// `GET /signup`.
