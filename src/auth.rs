@@ -105,6 +105,16 @@ pub struct Claims {
     pub sub: String,
     pub exp: u64,
     pub iat: u64,
+    /// The account's token version at issue time: a token whose version is no longer the
+    /// account's was revoked. Tokens issued before versions existed lack it and are refused.
+    pub ver: i64,
+}
+
+/// Who a valid token speaks for, and with which token version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSubject {
+    pub user_id: i64,
+    pub version: i64,
 }
 
 /// Signs and verifies access tokens with one HS256 secret.
@@ -151,17 +161,24 @@ impl TokenKeys {
         Ok(Self::from_secret(secret.as_bytes()))
     }
 
-    /// Issues a token for a user, valid for [`TOKEN_LIFETIME`].
-    pub fn issue(&self, user_id: i64, now_unix: u64) -> Result<String, String> {
-        let claims = Claims { sub: user_id.to_string(), iat: now_unix, exp: now_unix + TOKEN_LIFETIME.as_secs() };
+    /// Issues a token for a user at their current token version, valid for
+    /// [`TOKEN_LIFETIME`] or until the version changes.
+    pub fn issue(&self, subject: TokenSubject, now_unix: u64) -> Result<String, String> {
+        let claims = Claims {
+            sub: subject.user_id.to_string(),
+            iat: now_unix,
+            exp: now_unix + TOKEN_LIFETIME.as_secs(),
+            ver: subject.version,
+        };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| e.to_string())
     }
 
-    /// Returns the user id of a valid, unexpired HS256 token.
-    pub fn verify(&self, token: &str) -> Option<i64> {
+    /// The subject of a valid, unexpired HS256 token; the caller compares its version with
+    /// the account's.
+    pub fn verify(&self, token: &str) -> Option<TokenSubject> {
         let validation = Validation::new(Algorithm::HS256);
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok()?;
-        data.claims.sub.parse().ok()
+        Some(TokenSubject { user_id: data.claims.sub.parse().ok()?, version: data.claims.ver })
     }
 }
 
@@ -216,11 +233,12 @@ mod tests {
     fn tokens_round_trip_and_reject_tampering_and_expiry() {
         let keys = TokenKeys::from_secret(b"0123456789abcdef0123456789abcdef");
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let token = keys.issue(42, now).unwrap();
-        assert_eq!(keys.verify(&token), Some(42));
+        let subject = TokenSubject { user_id: 42, version: 3 };
+        let token = keys.issue(subject, now).unwrap();
+        assert_eq!(keys.verify(&token), Some(subject));
         let other = TokenKeys::from_secret(b"another secret, another signer!!");
         assert_eq!(other.verify(&token), None);
-        let expired = keys.issue(42, now - TOKEN_LIFETIME.as_secs() - 3600).unwrap();
+        let expired = keys.issue(subject, now - TOKEN_LIFETIME.as_secs() - 3600).unwrap();
         assert_eq!(keys.verify(&expired), None);
         assert_eq!(keys.verify("garbage"), None);
     }
@@ -230,9 +248,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = TokenKeys::load_or_create(None, dir.path()).unwrap();
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let token = a.issue(1, now).unwrap();
+        let subject = TokenSubject { user_id: 1, version: 0 };
+        let token = a.issue(subject, now).unwrap();
         let b = TokenKeys::load_or_create(None, dir.path()).unwrap();
-        assert_eq!(b.verify(&token), Some(1));
+        assert_eq!(b.verify(&token), Some(subject));
         assert!(TokenKeys::load_or_create(Some("short"), dir.path()).is_err());
     }
 

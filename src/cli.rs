@@ -53,7 +53,8 @@ enum UserCommand {
         dj_name: String,
         #[arg(long)]
         email: String,
-        /// Make the account an admin (the first account always is).
+        /// Make the account an admin (public sign-up never does: this, or the setup link a
+        /// server without an admin prints at start, makes the first one).
         #[arg(long)]
         admin: bool,
         /// Read the password from the first line of stdin (otherwise one is generated and printed).

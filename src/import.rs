@@ -275,6 +275,7 @@ mod tests {
             is_admin: admin,
             profile_picture: None,
             created_at: 0,
+            token_version: 0,
         }
     }
 

@@ -41,6 +41,7 @@ pub struct StartupError(pub String);
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartupError> {
+    crate::store::prepare_data_dir(&config.store.data_dir).map_err(StartupError)?;
     let store = Store::open(&config.store).await.map_err(StartupError)?;
     let jwt_secret = std::env::var("JWT_SECRET").ok().filter(|s| !s.is_empty());
     let tokens = TokenKeys::load_or_create(jwt_secret.as_deref(), &config.store.data_dir).map_err(StartupError)?;
@@ -164,6 +165,19 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         config.stall_timeout,
         counters.clone(),
     ));
+    let setup = web::SetupLink::default();
+    let has_admin = store
+        .has_active_admin()
+        .await
+        .map_err(|e| StartupError(format!("DATABASE_URL: looking for an admin account: {e}")))?;
+    if !has_admin {
+        let base = config.public_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        tracing::warn!(
+            "no admin account yet: open {base}/setup/{} to create one (the link works once), \
+             or run `motherstream user add --admin`",
+            setup.create()
+        );
+    }
     let app = web::router(web::AppState {
         store: store.clone(),
         queue: queue.clone(),
@@ -183,6 +197,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         counters,
         rtmp_listening: rtmp_listening.clone(),
         live,
+        setup,
     });
 
     tracing::info!(

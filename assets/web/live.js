@@ -255,6 +255,19 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", localTimes);
   else localTimes();
 
+  // Each page's code starts here, not in an inline <script>: the Content-Security-Policy
+  // runs scripts from this site's files only.
+  const start = () => {
+    const dashboard = document.getElementById("dashboard");
+    if (dashboard) MS.dashboard(dashboard);
+    const admin = document.getElementById("admin");
+    if (admin) MS.admin(admin);
+    // Overlay addresses: OBS needs the full one, and the server may be reached under several names.
+    for (const el of document.querySelectorAll("[data-path]")) el.textContent = location.origin + el.dataset.path;
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+
   // Copy buttons: <button data-copy="element-id">.
   document.addEventListener("click", async (e) => {
     const button = e.target.closest("[data-copy]");

@@ -3,6 +3,9 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
+  // ?scale= arrives as an attribute: the Content-Security-Policy refuses inline styles, not
+  // styles set from a script.
+  document.body.style.setProperty("--scale", document.body.dataset.scale || "1");
 
   const timers = [$("on-air-time"), $("timer")].filter(Boolean);
   const countdown = timers.length ? MS.Countdown(timers) : null;

@@ -527,6 +527,7 @@ mod tests {
             is_admin: false,
             profile_picture: None,
             created_at: 0,
+            token_version: 0,
         }
     }
 

@@ -77,10 +77,10 @@ struct CurrentChunk {
 /// Reassembles messages from chunks.
 ///
 /// Memory is bounded: unparsed input never exceeds one chunk header (payload
-/// bytes are moved into their message as they arrive), at most
-/// `max_chunk_streams` messages are partially assembled, each at most
-/// `max_message_size` bytes and only as large as the bytes actually received.
-/// Per-csid header state is bounded by the csid space (65598 small entries).
+/// bytes are moved into their message as they arrive), and a connection uses at
+/// most `max_chunk_streams` chunk streams (as nginx-rtmp, 32 by default), each
+/// with a small header state and at most one partial message of at most
+/// `max_message_size` bytes, only as large as the bytes actually received.
 ///
 /// Payloads are made once per message and shared from then on: a message that
 /// arrived in one chunk is a slice of the input buffer, unless that buffer is more
@@ -95,7 +95,6 @@ pub struct ChunkDecoder {
     /// Size of the allocation `input` lives in; a slice of it keeps all of it alive.
     input_allocation: usize,
     streams: HashMap<u32, InboundStream>,
-    partial_count: usize,
     current: Option<CurrentChunk>,
 }
 
@@ -120,7 +119,6 @@ impl ChunkDecoder {
             input: BytesMut::new(),
             input_allocation: 0,
             streams: HashMap::new(),
-            partial_count: 0,
             current: None,
         }
     }
@@ -153,13 +151,17 @@ impl ChunkDecoder {
         Ok(())
     }
 
+    /// Changes the largest message accepted from now on (messages already being
+    /// assembled were checked against the limit of their time).
+    pub fn set_max_message_size(&mut self, size: usize) {
+        self.limits.max_message_size = size;
+    }
+
     /// Applies an Abort Message: drops the partial message on `csid`. If a
     /// chunk of it is being read, the rest of that chunk is discarded.
     pub fn abort(&mut self, csid: u32) {
-        if let Some(stream) = self.streams.get_mut(&csid)
-            && stream.partial.take().is_some()
-        {
-            self.partial_count -= 1;
+        if let Some(stream) = self.streams.get_mut(&csid) {
+            stream.partial = None;
         }
     }
 
@@ -211,7 +213,6 @@ impl ChunkDecoder {
                 partial.split().freeze()
             };
             stream.partial = None;
-            self.partial_count -= 1;
             let header = stream.header;
             return Ok(Some(RtmpMessage {
                 type_id: header.type_id,
@@ -235,6 +236,9 @@ impl ChunkDecoder {
             return Err(RtmpError::MessageTooLarge { size: parsed.length, limit: self.limits.max_message_size });
         }
 
+        if parsed.fmt == 0 && self.streams.len() >= self.limits.max_chunk_streams && !self.streams.contains_key(&csid) {
+            return Err(RtmpError::TooManyChunkStreams { limit: self.limits.max_chunk_streams });
+        }
         let stream = match parsed.fmt {
             0 => self.streams.entry(csid).or_insert(InboundStream {
                 header: InboundHeader { timestamp: 0, delta: 0, length: 0, type_id: 0, stream_id: 0 },
@@ -281,10 +285,6 @@ impl ChunkDecoder {
             stream.extended = parsed.extended;
         }
 
-        if self.partial_count >= self.limits.max_chunk_streams {
-            return Err(RtmpError::TooManyChunkStreams { limit: self.limits.max_chunk_streams });
-        }
-        self.partial_count += 1;
         stream.partial = Some(BytesMut::new());
         Ok(Some(CurrentChunk { csid, remaining: (stream.header.length as usize).min(self.chunk_size as usize) }))
     }
@@ -729,8 +729,24 @@ mod tests {
     }
 
     #[test]
+    fn a_33rd_chunk_stream_is_refused_even_when_its_messages_are_complete() {
+        let mut decoder = ChunkDecoder::new(limits());
+        // A one-byte message on each of csids 3..=34: each leaves header state behind.
+        let message_on = |csid: u8| [csid, 0, 0, 0, 0, 0, 1, 9, 1, 0, 0, 0, 0x55];
+        for csid in 3..=34u8 {
+            decoder.push(&message_on(csid));
+            assert!(decoder.next_message().unwrap().is_some(), "csid {csid}");
+        }
+        // The streams already open go on working; a new one is refused.
+        decoder.push(&message_on(3));
+        assert!(decoder.next_message().unwrap().is_some());
+        decoder.push(&message_on(35));
+        assert!(matches!(decoder.next_message(), Err(RtmpError::TooManyChunkStreams { limit: 32 })));
+    }
+
+    #[test]
     fn abort_frees_a_partial_message() {
-        let mut decoder = ChunkDecoder::new(SessionLimits { max_chunk_streams: 1, ..limits() });
+        let mut decoder = ChunkDecoder::new(SessionLimits { max_chunk_streams: 2, ..limits() });
         decoder.push(&[3, 0, 0, 0, 0, 0x01, 0xf4, 9, 1, 0, 0, 0]);
         decoder.push(&[0; 100]);
         assert!(decoder.next_message().unwrap().is_none());

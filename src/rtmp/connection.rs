@@ -55,6 +55,11 @@ impl Connection {
         }
     }
 
+    /// See [`ChunkDecoder::set_max_message_size`].
+    pub(crate) fn set_max_message_size(&mut self, size: usize) {
+        self.decoder.set_max_message_size(size);
+    }
+
     /// Accepts bytes from the peer; call `next_message` until `None` next.
     pub(crate) fn receive(&mut self, input: &[u8]) {
         self.received += input.len() as u64;

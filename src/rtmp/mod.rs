@@ -69,8 +69,8 @@ pub enum RtmpError {
         limit: usize,
     },
 
-    /// Too many chunk streams were left with partially assembled messages.
-    #[error("more than {limit} chunk streams have partially assembled messages")]
+    /// The peer opened more chunk streams than allowed.
+    #[error("more than {limit} chunk streams")]
     TooManyChunkStreams {
         /// The configured limit.
         limit: usize,
@@ -141,8 +141,9 @@ pub struct SessionLimits {
     /// Largest message (after chunk reassembly) accepted from the peer.
     /// Default 8 MiB, comfortably above a 4K keyframe.
     pub max_message_size: usize,
-    /// Largest number of chunk streams that may hold a partially assembled
-    /// message at the same time. Default 64; encoders use a handful.
+    /// Largest number of chunk streams a peer may use (each keeps header state
+    /// and at most one partially assembled message). Default 32, as nginx-rtmp;
+    /// encoders use a handful.
     pub max_chunk_streams: usize,
     /// Largest chunk size the peer may select with Set Chunk Size. The
     /// protocol allows up to 0x7FFFFFFF and that is the default: memory is
@@ -152,7 +153,7 @@ pub struct SessionLimits {
 
 impl Default for SessionLimits {
     fn default() -> Self {
-        Self { max_message_size: 8 * 1024 * 1024, max_chunk_streams: 64, max_input_chunk_size: chunk::MAX_CHUNK_SIZE }
+        Self { max_message_size: 8 * 1024 * 1024, max_chunk_streams: 32, max_input_chunk_size: chunk::MAX_CHUNK_SIZE }
     }
 }
 

@@ -34,6 +34,11 @@ const DATA_CSID: u32 = 5;
 const AUDIO_CSID: u32 = 6;
 const VIDEO_CSID: u32 = 7;
 
+/// Largest message accepted before `connect` is accepted: `connect` itself is a few hundred
+/// bytes, and until then a peer is anyone (32 chunk streams × this is what it can make us
+/// hold), not a DJ sending keyframes.
+pub(crate) const MAX_MESSAGE_BEFORE_CONNECT: usize = 16 * 1024;
+
 /// Most message streams one connection may hold at once. OBS and ffmpeg
 /// create one; the cap stops a client from growing our state without bound.
 const MAX_STREAMS: usize = 8;
@@ -133,14 +138,18 @@ pub struct ServerSession {
     connect: ConnectState,
     streams: BTreeMap<u32, StreamState>,
     next_stream_id: u32,
+    /// The limit that applies once `connect` is accepted.
+    max_message_size: usize,
 }
 
 impl ServerSession {
     /// A session waiting for the client's handshake.
     pub fn new(limits: SessionLimits) -> Self {
+        let before_connect = limits.max_message_size.min(MAX_MESSAGE_BEFORE_CONNECT);
         Self {
             handshake: Some(ServerHandshake::new()),
-            conn: Connection::new(limits),
+            conn: Connection::new(SessionLimits { max_message_size: before_connect, ..limits }),
+            max_message_size: limits.max_message_size,
             connect: ConnectState::AwaitingConnect,
             streams: BTreeMap::new(),
             next_stream_id: 1,
@@ -199,6 +208,7 @@ impl ServerSession {
             fields.push(("objectEncoding".into(), object_encoding.into()));
         }
         self.conn.send_command(0, &Command::new("_result", transaction_id, properties, vec![info]));
+        self.conn.set_max_message_size(self.max_message_size);
         self.connect = ConnectState::Accepted;
         Ok(())
     }

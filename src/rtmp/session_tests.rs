@@ -9,7 +9,7 @@ use super::chunk::{ChunkDecoder, ChunkEncoder};
 use super::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
 use super::handshake::{ClientHandshake, HandshakeStatus};
 use super::message::{Command, Message, RtmpMessage, UserControl, encode_values};
-use super::server::{PublishStopKind, ServerEvent, ServerSession};
+use super::server::{MAX_MESSAGE_BEFORE_CONNECT, PublishStopKind, ServerEvent, ServerSession};
 use super::{MediaKind, RtmpError, SessionLimits};
 
 fn to_server(client: &mut ClientSession, server: &mut ServerSession) -> Vec<ServerEvent> {
@@ -363,7 +363,7 @@ fn publish_transcript() -> Vec<Bytes> {
 }
 
 const FUZZ_LIMITS: SessionLimits =
-    SessionLimits { max_message_size: 16 * 1024, max_chunk_streams: 4, max_input_chunk_size: 0x7FFF_FFFF };
+    SessionLimits { max_message_size: 16 * 1024, max_chunk_streams: 8, max_input_chunk_size: 0x7FFF_FFFF };
 
 /// Feeds `input` in `slices`-sized pieces, answering every request like a
 /// permissive application would, until the first error.
@@ -435,4 +435,25 @@ proptest! {
         }
         let _ = feed_server(&input, &slices);
     }
+}
+
+#[test]
+fn before_connect_is_accepted_messages_stay_small() {
+    let big = RtmpMessage::media(MediaKind::Video, 1, 0, payload(MAX_MESSAGE_BEFORE_CONNECT + 1, 0));
+    let encoded = |chunk_size: u32| {
+        let mut encoder = ChunkEncoder::new();
+        encoder.set_chunk_size(chunk_size);
+        let mut wire = BytesMut::new();
+        encoder.encode(6, &big, &mut wire).unwrap();
+        wire
+    };
+
+    let mut server = ServerSession::new(SessionLimits::default());
+    RawPeer::connect(&mut server);
+    assert!(matches!(server.handle_input(&encoded(128)), Err(RtmpError::MessageTooLarge { .. })));
+
+    // After connect, the session's own limit applies (the client has set 4096-byte chunks).
+    let mut client = publisher("key");
+    let mut server = connected(&mut client);
+    server.handle_input(&encoded(4096)).unwrap();
 }

@@ -11,8 +11,8 @@
 //!   lower() folds only ASCII in SQLite and follows the database locale in Postgres;
 //! - text with NUL characters is refused (Postgres cannot store it; lookups with it find
 //!   nothing instead of failing);
-//! - "the first account is an admin" takes a table lock on Postgres, whose READ COMMITTED
-//!   would otherwise let two concurrent first accounts both become admin.
+//! - "keep an active admin" takes a table lock on Postgres, whose READ COMMITTED would
+//!   otherwise let two admins demote each other at once.
 //!
 //! Nothing waits on the database without a bound: acquiring a connection, which includes
 //! connecting (sqlx retries refused connections until then), gives up after
@@ -64,6 +64,9 @@ pub enum StoreError {
     Invalid(&'static str),
     #[error("not found")]
     NotFound,
+    /// Disabling, demoting or deleting this account would leave no active admin.
+    #[error("the server must keep an active admin: make someone else an admin first")]
+    LastAdmin,
     /// The database cannot be reached: down, restarting, or no connection within the
     /// pool's acquire timeout. Worth retrying later.
     #[error("database unavailable: {0}")]
@@ -112,6 +115,9 @@ impl Store {
         let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
         if backend == Backend::Sqlite {
             ensure_writable_dir(&config.data_dir)?;
+            if let Some(path) = sqlite_path(url) {
+                make_private_file(&path).map_err(|e| format!("DATABASE_URL: {}: {e}", path.display()))?;
+            }
         }
         // `mode=rwc` creates the SQLite file on first run.
         let url = match backend {
@@ -216,8 +222,71 @@ async fn refuse_foreign_users_table(pool: &AnyPool, url: &str) -> Result<(), Str
     Ok(())
 }
 
+/// Creates the data dir readable by the server's user only (mode 0700), or makes an existing
+/// one so: it holds the SQLite database (stream keys, password hashes), the token secret and
+/// uploads.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(dir).map_err(|e| format!("--data-dir: cannot create {}: {e}", dir.display()))?;
+        let mode =
+            std::fs::metadata(dir).map_err(|e| format!("--data-dir: {}: {e}", dir.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("--data-dir: cannot make {} private: {e}", dir.display()))?;
+            tracing::info!(
+                "data dir {}: mode {:o} -> 700 (it holds stream keys and password hashes)",
+                dir.display(),
+                mode & 0o777
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(|e| format!("--data-dir: cannot create {}: {e}", dir.display()))?;
+    Ok(())
+}
+
+/// The file of a `sqlite://PATH[?options]` URL; `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates the database file with mode 0600 before SQLite does (it would follow the umask),
+/// or sets an existing one and its WAL files to 0600. SQLite gives new WAL and shared-memory
+/// files the database file's mode.
+fn make_private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let mut shm = path.as_os_str().to_owned();
+        shm.push("-shm");
+        for file in [path.as_os_str().to_owned(), wal, shm] {
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn ensure_writable_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("--data-dir: cannot create {}: {e}", dir.display()))?;
+    prepare_data_dir(dir)?;
     let probe = dir.join(".write-test");
     std::fs::write(&probe, b"ok").map_err(|e| format!("--data-dir: {} is not writable: {e}", dir.display()))?;
     // Best effort: a leftover probe file is harmless.
@@ -447,6 +516,28 @@ pub(crate) mod tests {
         assert!(matches!(StoreError::from(sqlx::Error::Io(refused)), StoreError::Unavailable(_)));
         assert!(matches!(StoreError::from(sqlx::Error::RowNotFound), StoreError::Database(_)));
         assert!(StoreError::from(sqlx::Error::PoolTimedOut).to_string().starts_with("database unavailable"));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_data_dir_and_database_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a").join("data");
+        let db = dir.join("t.db");
+        let config = StoreConfig {
+            data_dir: dir.clone(),
+            database: DatabaseLocation { url: format!("sqlite://{}", db.display()) },
+        };
+        let store = Store::open(&config).await.unwrap();
+        store.save_queue_snapshot("{}").await.unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for file in [db.clone(), dir.join("t.db-wal"), dir.join("t.db-shm")] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        assert_eq!(sqlite_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_path("sqlite://x/y.db?mode=rwc"), Some("x/y.db".into()));
     }
 
     #[tokio::test]

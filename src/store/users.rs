@@ -17,6 +17,8 @@ pub struct User {
     pub is_admin: bool,
     pub profile_picture: Option<String>,
     pub created_at: i64,
+    /// API tokens issued with another version are refused (see [`Store::set_password_hash`]).
+    pub token_version: i64,
 }
 
 /// A `users` row as stored: flags are 0/1 integers (see the migrations).
@@ -32,6 +34,7 @@ pub(super) struct UserRow {
     is_admin: i64,
     profile_picture: Option<String>,
     created_at: i64,
+    token_version: i64,
 }
 
 impl From<UserRow> for User {
@@ -47,6 +50,7 @@ impl From<UserRow> for User {
             is_admin: r.is_admin != 0,
             profile_picture: r.profile_picture,
             created_at: r.created_at,
+            token_version: r.token_version,
         }
     }
 }
@@ -66,15 +70,20 @@ pub struct NewUser {
     pub email: String,
     pub password_hash: String,
     pub stream_key: String,
-    /// Ask for an admin. The very first account is an admin regardless.
+    /// An admin account (only the operator makes them: CLI, setup link, admin console).
     pub is_admin: bool,
 }
 
+/// When the row being changed may stop being an active admin: it is not one, or another
+/// active admin remains.
+const KEEPS_AN_ADMIN: &str = "(is_admin = 0 OR is_active = 0 OR EXISTS \
+     (SELECT 1 FROM users other WHERE other.id <> users.id AND other.is_admin = 1 AND other.is_active = 1))";
+
 pub(super) const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, stream_key, is_active, \
-                       is_admin, profile_picture, created_at";
+                       is_admin, profile_picture, created_at, token_version";
 
 impl Store {
-    /// Creates an account. The first account ever created becomes an admin.
+    /// Creates an account.
     pub async fn create_user(&self, new: &NewUser) -> Result<User, StoreError> {
         for (field, value) in [
             ("dj_name", &new.dj_name),
@@ -86,18 +95,8 @@ impl Store {
         }
         let sql = format!(
             "INSERT INTO users (dj_name, dj_name_key, email, password_hash, stream_key, is_admin, created_at) \
-             SELECT $1, $2, $3, $4, $5, \
-                    CASE WHEN $6 = 1 OR NOT EXISTS (SELECT 1 FROM users) THEN 1 ELSE 0 END, $7 \
-             RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
         );
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            // "The first account is an admin" reads the table and then inserts: under
-            // Postgres' READ COMMITTED two concurrent first accounts would both see an empty
-            // table. This lock (which conflicts with itself and with other writers, not with
-            // readers) serialises account creation; SQLite already has a single writer.
-            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
-        }
         let user = sqlx::query_as::<_, UserRow>(&sql)
             .bind(&new.dj_name)
             .bind(dj_name_key(&new.dj_name))
@@ -106,12 +105,19 @@ impl Store {
             .bind(&new.stream_key)
             .bind(i64::from(new.is_admin))
             .bind(unix_now())
-            .fetch_one(&mut *tx)
+            .fetch_one(&self.pool)
             .await
             .map(User::from)
             .map_err(map_conflict)?;
-        tx.commit().await?;
         Ok(user)
+    }
+
+    /// Whether some account can run the channel; without one the server offers a setup link.
+    pub async fn has_active_admin(&self) -> Result<bool, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM users WHERE is_admin = 1 AND is_active = 1 LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
@@ -164,14 +170,15 @@ impl Store {
         found(done.rows_affected())
     }
 
-    /// Enables or disables an account; a disabled account's key is refused on publish.
+    /// Enables or disables an account; a disabled account's key is refused on publish, and
+    /// its API tokens die (they stay dead if the account is enabled again).
+    /// Refuses ([`StoreError::LastAdmin`]) to disable the last active admin.
     pub async fn set_active(&self, id: i64, active: bool) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET is_active = $1 WHERE id = $2")
-            .bind(i64::from(active))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        found(done.rows_affected())
+        let sql = format!(
+            "UPDATE users SET is_active = $1, token_version = token_version + 1 \
+             WHERE id = $2 AND ($1 = 1 OR {KEEPS_AN_ADMIN})"
+        );
+        self.keeping_an_admin(id, sqlx::query(&sql).bind(i64::from(active)).bind(id)).await
     }
 
     /// Changes what a user shows and logs in with. DJ name and email stay unique
@@ -195,8 +202,10 @@ impl Store {
         found(done.rows_affected())
     }
 
+    /// Replaces the password and revokes every API token of the account in the same write,
+    /// so that a token stolen before a change or reset cannot outlive it.
     pub async fn set_password_hash(&self, id: i64, password_hash: &str) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        let done = sqlx::query("UPDATE users SET password_hash = $1, token_version = token_version + 1 WHERE id = $2")
             .bind(password_hash)
             .bind(id)
             .execute(&self.pool)
@@ -204,13 +213,11 @@ impl Store {
         found(done.rows_affected())
     }
 
+    /// Promotes or demotes; refuses ([`StoreError::LastAdmin`]) to demote the last active
+    /// admin.
     pub async fn set_admin(&self, id: i64, admin: bool) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
-            .bind(i64::from(admin))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        found(done.rows_affected())
+        let sql = format!("UPDATE users SET is_admin = $1 WHERE id = $2 AND ($1 = 1 OR {KEEPS_AN_ADMIN})");
+        self.keeping_an_admin(id, sqlx::query(&sql).bind(i64::from(admin)).bind(id)).await
     }
 
     /// Sets (or clears) the file name of a user's profile picture.
@@ -224,10 +231,34 @@ impl Store {
     }
 
     /// Deletes an account with its sessions, reset links, sets and tracks (foreign keys
-    /// cascade; recordings on disk are kept for the organisers).
+    /// cascade; recordings on disk are kept for the organisers). Refuses
+    /// ([`StoreError::LastAdmin`]) to delete the last active admin.
     pub async fn delete_user(&self, id: i64) -> Result<(), StoreError> {
-        let done = sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(&self.pool).await?;
-        found(done.rows_affected())
+        let sql = format!("DELETE FROM users WHERE id = $1 AND {KEEPS_AN_ADMIN}");
+        self.keeping_an_admin(id, sqlx::query(&sql).bind(id)).await
+    }
+
+    /// Runs a change to account `id` whose SQL holds [`KEEPS_AN_ADMIN`]: no row changed means
+    /// no such account or the last active admin.
+    async fn keeping_an_admin<'q>(
+        &self,
+        id: i64,
+        change: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Under READ COMMITTED two admins demoting each other would each see the other
+            // still active; this lock serialises the changes (see `create_user`).
+            sqlx::query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let done = change.execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            let exists: Option<(i64,)> =
+                sqlx::query_as("SELECT id FROM users WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+            return Err(if exists.is_some() { StoreError::LastAdmin } else { StoreError::NotFound });
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Rewrites every `dj_name_key` that differs from [`dj_name_key`] of its name: the
@@ -307,12 +338,18 @@ mod tests {
         }
     }
 
+    fn admin_named(name: &str, key: &str) -> NewUser {
+        NewUser { is_admin: true, ..new_user(name, key) }
+    }
+
     store_test! {
-        async fn first_user_is_admin_and_later_ones_are_not(store) {
+        async fn accounts_are_admins_only_when_asked_even_the_first(store) {
             let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
-            let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
-            assert!(a.is_admin);
-            assert!(!b.is_admin);
+            assert!(!a.is_admin, "the first account is a DJ like the others");
+            assert!(!store.has_active_admin().await.unwrap());
+            let b = store.create_user(&admin_named("Bob", "k2")).await.unwrap();
+            assert!(b.is_admin);
+            assert!(store.has_active_admin().await.unwrap());
             assert!(a.is_active);
             assert_eq!(a.email, "alice@example.org", "emails are stored lower-case");
             assert_eq!(a.timezone, "UTC");
@@ -334,6 +371,7 @@ mod tests {
 
     store_test! {
         async fn lookups_key_rotation_and_disable(store) {
+            store.create_user(&admin_named("Root", "k0")).await.unwrap();
             let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
             assert_eq!(store.user_by_stream_key("k1").await.unwrap().unwrap().id, a.id);
             assert_eq!(store.user_by_login("ALICE@example.org").await.unwrap().unwrap().id, a.id);
@@ -347,13 +385,13 @@ mod tests {
             store.set_active(a.id, false).await.unwrap();
             assert!(!store.user_by_id(a.id).await.unwrap().unwrap().is_active);
             assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
-            assert_eq!(store.list_users().await.unwrap().len(), 1);
+            assert_eq!(store.list_users().await.unwrap().len(), 2);
         }
     }
 
     store_test! {
         async fn profile_password_role_picture_and_deletion(store) {
-            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let a = store.create_user(&admin_named("Alice", "k1")).await.unwrap();
             let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
             let profile = |name: &str, email: &str| Profile {
                 dj_name: name.into(),
@@ -390,6 +428,33 @@ mod tests {
     }
 
     store_test! {
+        async fn the_last_active_admin_stays_an_active_admin(store) {
+            let a = store.create_user(&admin_named("Alice", "k1")).await.unwrap();
+            let b = store.create_user(&admin_named("Bob", "k2")).await.unwrap();
+            let c = store.create_user(&new_user("Carol", "k3")).await.unwrap();
+            assert!(a.is_admin && b.is_admin && !c.is_admin);
+
+            store.set_active(a.id, false).await.unwrap();
+            assert!(matches!(store.set_active(b.id, false).await, Err(StoreError::LastAdmin)));
+            assert!(matches!(store.set_admin(b.id, false).await, Err(StoreError::LastAdmin)));
+            assert!(matches!(store.delete_user(b.id).await, Err(StoreError::LastAdmin)));
+            let b2 = store.user_by_id(b.id).await.unwrap().unwrap();
+            assert!(b2.is_admin && b2.is_active);
+            assert_eq!(b2.token_version, b.token_version, "a refused disable revokes nothing");
+            // Everyone else is free to go, a disabled admin included.
+            store.set_active(c.id, false).await.unwrap();
+            store.delete_user(a.id).await.unwrap();
+            store.delete_user(c.id).await.unwrap();
+            assert!(matches!(store.set_active(999, false).await, Err(StoreError::NotFound)));
+            // Enabling and promoting are never refused; with two admins again, one may step down.
+            store.set_admin(b.id, true).await.unwrap();
+            let d = store.create_user(&admin_named("Dave", "k4")).await.unwrap();
+            store.set_admin(b.id, false).await.unwrap();
+            assert!(matches!(store.set_admin(d.id, false).await, Err(StoreError::LastAdmin)));
+        }
+    }
+
+    store_test! {
         async fn dj_names_fold_case_the_same_on_every_backend(store) {
             // SQL lower() folds only ASCII in SQLite and follows the locale in Postgres.
             let a = store.create_user(&new_user("DJ Ölaf", "k1")).await.unwrap();
@@ -417,41 +482,6 @@ mod tests {
             assert!(matches!(store.set_stream_key(a.id, "k\0").await, Err(StoreError::Invalid("stream_key"))));
             assert!(store.save_queue_snapshot("{\"a\":\"\0\"}").await.is_err());
             assert_eq!(store.list_users().await.unwrap().len(), 1);
-        }
-    }
-
-    store_test! {
-        async fn concurrent_first_accounts_make_exactly_one_admin(store) {
-            let mut tasks = tokio::task::JoinSet::new();
-            for i in 0..16 {
-                let store = store.clone();
-                tasks.spawn(async move { store.create_user(&new_user(&format!("dj{i}"), &format!("k{i}"))).await });
-            }
-            let users: Vec<User> = tasks.join_all().await.into_iter().map(Result::unwrap).collect();
-            assert_eq!(users.iter().filter(|u| u.is_admin).count(), 1);
-            assert_eq!(store.list_users().await.unwrap().len(), 16);
-        }
-    }
-
-    store_test! {
-        async fn an_account_created_during_another_first_account_is_not_admin(store) {
-            // Another connection is creating the first account and has not committed yet.
-            let mut other = store.pool.begin().await.unwrap();
-            sqlx::query(
-                "INSERT INTO users (dj_name, dj_name_key, email, password_hash, stream_key, is_admin, created_at) \
-                 VALUES ('First', 'first', 'first@example.org', 'hash', 'k0', 1, 0)",
-            )
-            .execute(&mut *other)
-            .await
-            .unwrap();
-            let second = tokio::spawn({
-                let store = store.clone();
-                async move { store.create_user(&new_user("Second", "k1")).await }
-            });
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            other.commit().await.unwrap();
-            let second = second.await.unwrap().unwrap();
-            assert!(!second.is_admin, "the second account waited for the first and saw it");
         }
     }
 

@@ -18,6 +18,9 @@ use crate::store::{NewUser, Profile, StoreError, User};
 /// Wrong login, whether the account exists or not: the message never tells which.
 pub const BAD_LOGIN: &str = "Incorrect email or password";
 
+/// Why the last active admin cannot be disabled, demoted or deleted.
+const LAST_ADMIN: &str = "That would leave no active admin: make someone else an admin first";
+
 #[derive(Debug)]
 pub struct AccountError {
     pub status: StatusCode,
@@ -34,7 +37,7 @@ impl AccountError {
         Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: "Something went wrong on our side.".into() }
     }
 
-    fn from_store(context: &str, err: StoreError) -> Self {
+    pub(super) fn from_store(context: &str, err: StoreError) -> Self {
         match err {
             // Sign-up says which field is taken: DJ names are public anyway, and the email
             // case is the price of telling people why they cannot register.
@@ -43,6 +46,7 @@ impl AccountError {
                 message: format!("That {} is already taken", field.replace('_', " ")),
             },
             StoreError::Invalid(field) => Self::invalid(format!("{field} contains characters that are not allowed")),
+            StoreError::LastAdmin => Self { status: StatusCode::FORBIDDEN, message: LAST_ADMIN.into() },
             other => Self::internal(context, other),
         }
     }
@@ -78,19 +82,33 @@ async fn verify(password: String, hash: String) -> Result<bool, AccountError> {
 /// that both cases cost the same.
 static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password(&generate_stream_key()).unwrap_or_default());
 
-/// Creates an account (the first one becomes the admin).
+/// Creates a DJ account (public sign-up: never an admin, even on a fresh server).
 pub async fn sign_up(state: &AppState, dj_name: &str, email: &str, password: &str) -> Result<User, AccountError> {
-    let dj_name = dj_name.trim();
-    let email = email.trim();
-    validate_dj_name(dj_name).map_err(AccountError::invalid)?;
-    validate_email(email).map_err(AccountError::invalid)?;
-    validate_password(password).map_err(AccountError::invalid)?;
+    create_account(state, dj_name, email, password, false).await
+}
+
+/// Checks what a new account is made of, with a message fit for the user.
+pub fn validate_new_account(dj_name: &str, email: &str, password: &str) -> Result<(), AccountError> {
+    validate_dj_name(dj_name.trim()).map_err(AccountError::invalid)?;
+    validate_email(email.trim()).map_err(AccountError::invalid)?;
+    validate_password(password).map_err(AccountError::invalid)
+}
+
+/// Creates an account, an admin if `is_admin` (the setup link).
+pub async fn create_account(
+    state: &AppState,
+    dj_name: &str,
+    email: &str,
+    password: &str,
+    is_admin: bool,
+) -> Result<User, AccountError> {
+    validate_new_account(dj_name, email, password)?;
     let new = NewUser {
-        dj_name: dj_name.to_owned(),
-        email: email.to_owned(),
+        dj_name: dj_name.trim().to_owned(),
+        email: email.trim().to_owned(),
         password_hash: hash(password.to_owned()).await?,
         stream_key: generate_stream_key(),
-        is_admin: false,
+        is_admin,
     };
     let user = state.store.create_user(&new).await.map_err(|e| AccountError::from_store("sign-up", e))?;
     tracing::info!("new account: {} (user {}{})", user.dj_name, user.id, if user.is_admin { ", admin" } else { "" });
@@ -118,10 +136,18 @@ pub async fn change_password(
     new: &str,
     keep_session: Option<&str>,
 ) -> Result<(), AccountError> {
-    if !verify(current.to_owned(), user.password_hash.clone()).await? {
-        return Err(AccountError::invalid("The current password is not correct"));
-    }
+    check_password(user, current).await?;
     set_password(state, user, new, keep_session).await
+}
+
+/// Asks for the current password before what a stolen session or token must not do alone
+/// (take the account over by changing its email or password, delete it).
+pub async fn check_password(user: &User, current: &str) -> Result<(), AccountError> {
+    if verify(current.to_owned(), user.password_hash.clone()).await? {
+        Ok(())
+    } else {
+        Err(AccountError::invalid("The current password is not correct"))
+    }
 }
 
 /// Sets a new password without asking for the old one (a reset link was used).
@@ -197,10 +223,7 @@ pub async fn delete_account(state: &AppState, user: &User) -> Result<(), Account
     if user.is_admin {
         let users = state.store.list_users().await.map_err(|e| AccountError::internal("listing admins", e))?;
         if !users.iter().any(|u| u.is_admin && u.is_active && u.id != user.id) {
-            return Err(AccountError {
-                status: StatusCode::FORBIDDEN,
-                message: "You are the only admin: make someone else an admin before deleting your account".into(),
-            });
+            return Err(AccountError::from_store("account deletion", StoreError::LastAdmin));
         }
     }
     leave_queue(state, user).await?;

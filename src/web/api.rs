@@ -14,6 +14,7 @@ use super::accounts;
 use super::auth::AdminUser;
 use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
+use crate::auth::TokenSubject;
 use crate::ingest::registry::ProfileReport;
 use crate::media::health::{Health, check as check_health};
 use crate::media::stats::StatsSnapshot;
@@ -39,7 +40,8 @@ pub async fn login(
     let Form(form) = form.map_err(rejection)?;
     let user = accounts::authenticate(&state, &form.username, &form.password).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let token = state.tokens.issue(user.id, now).map_err(|e| ApiError::internal("signing a token", e))?;
+    let subject = TokenSubject { user_id: user.id, version: user.token_version };
+    let token = state.tokens.issue(subject, now).map_err(|e| ApiError::internal("signing a token", e))?;
     Ok(Json(json!({ "access_token": token, "token_type": "bearer" })))
 }
 

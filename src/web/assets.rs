@@ -16,6 +16,8 @@ const ASSETS: &[(&str, &str, &[u8])] = assets![
     ("live.js", "text/javascript; charset=utf-8"),
     ("overlay.css", "text/css; charset=utf-8"),
     ("overlay.js", "text/javascript; charset=utf-8"),
+    ("queue-list.css", "text/css; charset=utf-8"),
+    ("queue-list.js", "text/javascript; charset=utf-8"),
 ];
 
 /// `GET /assets/{name}`.

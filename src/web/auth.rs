@@ -22,16 +22,17 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer_token(parts).ok_or_else(ApiError::unauthorized)?;
-        let user_id = state
-            .tokens
-            .verify(token)
-            .ok_or_else(|| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "Could not validate credentials"))?;
+        let invalid = || ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "Could not validate credentials");
+        let subject = state.tokens.verify(token).ok_or_else(invalid)?;
         let user = state
             .store
-            .user_by_id(user_id)
+            .user_by_id(subject.user_id)
             .await
             .map_err(|e| ApiError::internal("loading the token's user", e))?
             .ok_or_else(ApiError::unauthorized)?;
+        if user.token_version != subject.version {
+            return Err(invalid());
+        }
         if !user.is_active {
             return Err(ApiError::forbidden("Inactive user"));
         }

@@ -9,6 +9,7 @@ mod auth;
 mod client_ip;
 mod error;
 mod events;
+mod headers;
 mod live;
 mod metrics;
 mod nowplaying;
@@ -19,6 +20,7 @@ mod program;
 mod resets;
 mod seed;
 mod session;
+mod setup;
 mod users;
 
 use std::path::PathBuf;
@@ -44,6 +46,7 @@ use crate::store::Store;
 pub use accounts::validate_timezone;
 pub use error::ApiError;
 pub use live::{LiveState, Sources as LiveSources};
+pub use setup::SetupLink;
 
 /// Largest request body accepted (JSON and forms are tiny).
 const MAX_BODY: usize = 64 * 1024;
@@ -77,6 +80,8 @@ pub struct AppState {
     pub rtmp_listening: Arc<AtomicBool>,
     /// The public live state (on air, queue, clock, rates) for pages, overlays and SSE.
     pub live: LiveState,
+    /// The one-time link that creates the first admin, while there is none.
+    pub setup: SetupLink,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
@@ -85,6 +90,7 @@ fn pages() -> Router<AppState> {
     Router::new()
         .route("/", get(account::home))
         .route("/signup", get(account::signup_page).post(account::signup))
+        .route("/setup/{token}", get(setup::setup_page).post(setup::setup))
         .route("/login", get(account::login_page).post(account::login))
         .route("/logout", post(account::logout))
         .route("/password-reset", get(reset::request_page).post(reset::request))
@@ -165,5 +171,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
+        .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)
 }

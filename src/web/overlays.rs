@@ -201,7 +201,7 @@ mod tests {
         assert_eq!(text_of(&now, "on-air-time"), "1:35");
         assert!(now.contains(r#"data-seconds="95">"#), "the countdown starts from the page: {now}");
         assert!(now.contains("0123.png") && !now.contains("hidden"), "{now}");
-        assert!(now.contains("align-right") && now.contains("--scale: 2"), "{now}");
+        assert!(now.contains("align-right") && now.contains(r#"data-scale="2.0""#), "{now}");
         assert_eq!(text_of(&html("next"), "up-next-name"), "Bob");
         assert_eq!(text_of(&html("queue"), "queue-list"), "<li>Alice</li><li>Bob</li>");
         assert_eq!(text_of(&html("timer"), "timer"), "1:35");

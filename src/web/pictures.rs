@@ -86,9 +86,21 @@ fn dir(state: &AppState) -> PathBuf {
 /// Stores a checked picture for a user; returns its file name.
 pub async fn save(state: &AppState, user_id: i64, kind: ImageKind, bytes: &[u8]) -> std::io::Result<String> {
     let dir = dir(state);
-    tokio::fs::create_dir_all(&dir).await?;
+    let mut builder = tokio::fs::DirBuilder::new();
+    builder.recursive(true);
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // Like everything in the data dir: the server serves them, nobody else reads them.
+    #[cfg(unix)]
+    {
+        builder.mode(0o700);
+        options.mode(0o600);
+    }
+    builder.create(&dir).await?;
     let file = format!("{user_id}-{}.{}", random_hex(8), kind.extension());
-    tokio::fs::write(dir.join(&file), bytes).await?;
+    let mut out = options.open(dir.join(&file)).await?;
+    tokio::io::AsyncWriteExt::write_all(&mut out, bytes).await?;
+    out.sync_all().await?;
     Ok(file)
 }
 

@@ -68,6 +68,14 @@ pub async fn request_reset(state: &AppState, headers: &HeaderMap, email: &str) -
         .create_password_reset(&token_digest(&token), user.id, expires_at)
         .await
         .map_err(|e| AccountError::internal("storing a reset link", e))?;
+    if state.public_url.is_none() {
+        // Anyone can send any Host header: whoever forwards a logged link must know that its
+        // address is only what the requester claimed.
+        tracing::warn!(
+            "public_url is not set: password reset links point at {base}, taken from the request's Host header; \
+             set public_url to your site's address"
+        );
+    }
     state.mailer.password_reset(&user, &format!("{base}/password-reset/{token}"));
     Ok(())
 }

@@ -28,20 +28,9 @@ pub async fn queue_list(State(state): State<AppState>) -> Result<Html<String>, A
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Queue</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>body{{background:transparent;color:#fff;font:600 1.4rem system-ui,sans-serif;text-shadow:0 1px 3px #000}}
-ol{{margin:0;padding-left:1.6em}} li:first-child{{color:#ffd54a}}</style></head>
+<link rel="stylesheet" href="/assets/queue-list.css"></head>
 <body><ol id="queue">{items}</ol>
-<script>
-async function refresh() {{
-  try {{
-    const r = await fetch('/queue-json', {{cache: 'no-store'}});
-    const q = (await r.json()).stream_queue;
-    const ol = document.getElementById('queue');
-    ol.replaceChildren(...q.map(n => {{ const li = document.createElement('li'); li.textContent = n; return li; }}));
-  }} catch (e) {{}}
-}}
-setInterval(refresh, 2000);
-</script></body></html>"#
+<script src="/assets/queue-list.js"></script></body></html>"#
     )))
 }
 

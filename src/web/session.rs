@@ -141,7 +141,8 @@ impl FromRequestParts<AppState> for Organiser {
     }
 }
 
-/// Starts a session for `user`: stores it and returns the cookie to set.
+/// Starts a session for `user`: stores it and returns the cookies to set, with a new CSRF
+/// token (one planted before the login, e.g. by a sibling subdomain, does not carry over).
 pub async fn start_session(state: &AppState, headers: &HeaderMap, user: &User) -> Result<CookieJar, PageError> {
     let token = random_hex(TOKEN_BYTES);
     let expires_at = unix_now() + SESSION_TTL.as_secs() as i64;
@@ -150,7 +151,13 @@ pub async fn start_session(state: &AppState, headers: &HeaderMap, user: &User) -
         .create_session(&token_digest(&token), user.id, expires_at)
         .await
         .map_err(|e| PageError::internal("creating a session", e))?;
-    Ok(CookieJar::new().add(cookie(SESSION_COOKIE, token, SESSION_TTL, is_tls(headers))))
+    let secure = is_tls(headers);
+    Ok(CookieJar::new().add(cookie(SESSION_COOKIE, token, SESSION_TTL, secure)).add(cookie(
+        CSRF_COOKIE,
+        random_hex(TOKEN_BYTES),
+        SESSION_TTL,
+        secure,
+    )))
 }
 
 /// Ends this browser's session and clears its cookie.

@@ -79,15 +79,25 @@ pub struct ProfilePatch {
     dj_name: Option<String>,
     email: Option<String>,
     timezone: Option<String>,
+    /// Required when the email changes: the email is where reset links go.
+    current_password: Option<String>,
 }
 
-/// `PATCH /api/v1/users/me {"dj_name"?, "email"?, "timezone"?}`.
+/// `PATCH /api/v1/users/me {"dj_name"?, "email"?, "timezone"?, "current_password"?}`.
 pub async fn update_me(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,
     body: Result<Json<ProfilePatch>, JsonRejection>,
 ) -> Result<Json<UserView>, ApiError> {
     let Json(patch) = body.map_err(rejection)?;
+    let email_changes = patch.email.as_deref().is_some_and(|e| !e.trim().eq_ignore_ascii_case(&user.email));
+    if email_changes {
+        let current = patch
+            .current_password
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("current_password is required to change the email"))?;
+        accounts::check_password(&user, current).await?;
+    }
     let profile = Profile {
         dj_name: patch.dj_name.unwrap_or_else(|| user.dj_name.clone()),
         email: patch.email.unwrap_or_else(|| user.email.clone()),
@@ -104,8 +114,19 @@ pub async fn update_me(
     Ok(Json(updated.into()))
 }
 
-/// `DELETE /api/v1/users/me`.
-pub async fn delete_me(CurrentUser(user): CurrentUser, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[derive(Deserialize)]
+pub struct CurrentPassword {
+    current_password: String,
+}
+
+/// `DELETE /api/v1/users/me {"current_password"}`.
+pub async fn delete_me(
+    CurrentUser(user): CurrentUser,
+    State(state): State<AppState>,
+    body: Result<Json<CurrentPassword>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body.map_err(|_| ApiError::bad_request("current_password is required to delete the account"))?;
+    accounts::check_password(&user, &body.current_password).await?;
     accounts::delete_account(&state, &user).await?;
     Ok(Json(json!({ "message": "User deleted successfully" })))
 }
@@ -117,7 +138,7 @@ pub struct PasswordBody {
 }
 
 /// `PATCH /api/v1/users/me/password {"current_password", "new_password"}`; ends the user's
-/// browser sessions (API tokens stay valid until they expire).
+/// browser sessions and revokes their API tokens (log in again for a new one).
 pub async fn update_password(
     CurrentUser(user): CurrentUser,
     State(state): State<AppState>,

@@ -253,9 +253,14 @@ impl Server {
 
     /// Logs in through the API and returns the bearer token.
     pub async fn token(&self, login: &str) -> String {
+        self.token_with(login, PASSWORD).await
+    }
+
+    /// Logs in with another password than the usual one.
+    pub async fn token_with(&self, login: &str, password: &str) -> String {
         let resp = reqwest::Client::new()
             .post(self.url("/api/v1/login/access-token"))
-            .form(&[("username", login), ("password", PASSWORD)])
+            .form(&[("username", login), ("password", password)])
             .send()
             .await
             .expect("login");

@@ -31,7 +31,7 @@ fn admin_endpoints() -> Vec<(&'static str, Option<serde_json::Value>)> {
 #[tokio::test]
 async fn admin_endpoints_refuse_anonymous_and_non_admin_callers() {
     let server = Server::start(Options::default());
-    server.add_user("Admin", false); // the first account is an admin
+    server.add_user("Admin", true);
     server.add_user("Bob", false);
     let bob = server.token("bob@example.org").await;
     for (path, body) in admin_endpoints() {
@@ -54,7 +54,7 @@ async fn admin_endpoints_refuse_anonymous_and_non_admin_callers() {
 #[tokio::test]
 async fn timer_endpoints_follow_the_seed() {
     let server = Server::start(Options::default());
-    server.add_user("Admin", false);
+    server.add_user("Admin", true);
     let key = server.add_user("Alice", false);
     let admin = server.token("admin@example.org").await;
 
@@ -96,7 +96,7 @@ async fn timer_endpoints_follow_the_seed() {
 #[tokio::test]
 async fn block_toggle_shows_the_last_key_to_admins_only() {
     let server = Server::start(Options::default());
-    server.add_user("Admin", false);
+    server.add_user("Admin", true);
     let key = server.add_user("Alice", false);
     let admin = server.token("admin@example.org").await;
     let alice_token = server.token("Alice").await;
@@ -128,7 +128,7 @@ async fn block_toggle_shows_the_last_key_to_admins_only() {
 #[tokio::test]
 async fn admin_queue_commands_reorder_skip_and_remove() {
     let server = Server::start(Options::default());
-    server.add_user("Admin", false);
+    server.add_user("Admin", true);
     let keys: Vec<String> = ["Alice", "Bob", "Carol"].iter().map(|n| server.add_user(n, false)).collect();
     let admin = server.token("Admin").await;
     let mut djs = Vec::new();
@@ -170,7 +170,7 @@ async fn admin_queue_commands_reorder_skip_and_remove() {
 #[tokio::test]
 async fn login_me_and_bad_input() {
     let server = Server::start(Options::default());
-    let key = server.add_user("Alice", false);
+    let key = server.add_user("Alice", true);
     let client = reqwest::Client::new();
 
     let resp = client
@@ -187,7 +187,7 @@ async fn login_me_and_bad_input() {
     let me = server.get_json_as("/api/v1/users/me", &token).await;
     assert_eq!(me["dj_name"], "Alice");
     assert_eq!(me["stream_key"], key, "users see their own key");
-    assert_eq!(me["is_superuser"], true, "first account is an admin");
+    assert_eq!(me["is_superuser"], true, "made with user add --admin");
 
     let resp = client.get(server.url("/api/v1/users/me")).send().await.unwrap();
     assert_eq!(resp.status(), 401);

@@ -122,7 +122,7 @@ async fn overlays_render_the_lineup_and_no_secrets() {
 
     let (status, styled) = get_page(&server, "/overlay/now?align=right&scale=1.5&tz=Europe/Paris").await;
     assert_eq!(status, 200);
-    assert!(styled.contains("align-right") && styled.contains("--scale: 1.5"), "{styled}");
+    assert!(styled.contains("align-right") && styled.contains(r#"data-scale="1.5""#), "{styled}");
     assert_eq!(get_page(&server, "/overlay/now?scale=lots").await.0, 200, "bad options fall back to defaults");
     assert_eq!(get_page(&server, "/overlay/nope").await.0, 404);
     for asset in ["/assets/overlay.css", "/assets/overlay.js"] {

@@ -7,6 +7,7 @@ mod channel;
 mod database;
 mod email;
 mod encoders;
+mod hardening;
 mod harness;
 mod http_api;
 mod interop;

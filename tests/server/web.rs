@@ -35,6 +35,13 @@ impl Browser {
         (resp.status(), resp.text().await.unwrap())
     }
 
+    /// A GET's status and `Location` header.
+    pub(crate) async fn get_location(&self, path: &str) -> (StatusCode, Option<String>) {
+        let resp = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        (resp.status(), location)
+    }
+
     /// The CSRF token a page's forms carry.
     async fn csrf(&self, page: &str) -> String {
         let (_, body) = self.get(page).await;
@@ -50,7 +57,12 @@ impl Browser {
     }
 
     /// Submits a form the way a browser does: with the token from the page it is on.
-    async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> (StatusCode, String, Option<String>) {
+    pub(crate) async fn submit(
+        &self,
+        page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String, Option<String>) {
         let csrf = self.csrf(page).await;
         let mut all = vec![("csrf", csrf.as_str())];
         all.extend_from_slice(fields);
@@ -62,7 +74,7 @@ impl Browser {
         self.submit("/signup", "/signup", &[("dj_name", name), ("email", &email), ("password", PASSWORD)]).await.0
     }
 
-    async fn log_in(&self, login: &str, password: &str) -> (StatusCode, Option<String>) {
+    pub(crate) async fn log_in(&self, login: &str, password: &str) -> (StatusCode, Option<String>) {
         let (status, _, location) =
             self.submit("/login", "/login", &[("username", login), ("password", password)]).await;
         (status, location)
@@ -324,7 +336,7 @@ async fn the_user_api_signs_up_edits_changes_passwords_and_deletes() {
     assert_eq!(resp.status(), StatusCode::CREATED);
     let ada: Value = resp.json().await.unwrap();
     assert_eq!((ada["dj_name"].as_str(), ada["email"].as_str()), (Some("Ada"), Some("ada@example.org")));
-    assert_eq!(ada["is_superuser"], false, "only the first account is an admin");
+    assert_eq!(ada["is_superuser"], false, "sign-up never makes an admin");
     assert_eq!(ada["stream_key"].as_str().unwrap().len(), 40);
     let dup = client
         .post(server.url("/api/v1/users/signup"))
@@ -376,12 +388,18 @@ async fn the_user_api_signs_up_edits_changes_passwords_and_deletes() {
     let admin = server.token("organiser").await;
     let list = server.get_json_as("/api/v1/users/", &admin).await;
     assert_eq!(list["count"], 2);
-    let deleted = client.delete(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(deleted.status(), StatusCode::OK);
+    // The password change revoked the old token.
+    let stale = client.get(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(stale.status(), StatusCode::UNAUTHORIZED);
+    let token = server.token_with("ada lovelace", "brand new secret").await;
+    let confirm = json!({ "current_password": "brand new secret" });
+    let deleted = client.delete(server.url("/api/v1/users/me")).bearer_auth(&token).json(&confirm).send().await;
+    assert_eq!(deleted.unwrap().status(), StatusCode::OK);
     let gone = client.get(server.url("/api/v1/users/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(gone.status(), StatusCode::UNAUTHORIZED);
     // The only admin cannot delete themselves and leave the channel without one.
-    let last = client.delete(server.url("/api/v1/users/me")).bearer_auth(&admin).send().await.unwrap();
+    let confirm = json!({ "current_password": PASSWORD });
+    let last = client.delete(server.url("/api/v1/users/me")).bearer_auth(&admin).json(&confirm).send().await.unwrap();
     assert_eq!(last.status(), StatusCode::FORBIDDEN);
 }
 

@@ -29,11 +29,11 @@ pub async fn home(State(state): State<AppState>, session: WebSession) -> Result<
 #[derive(Deserialize, Default)]
 pub struct SignupForm {
     #[serde(default)]
-    dj_name: String,
+    pub(crate) dj_name: String,
     #[serde(default)]
-    email: String,
+    pub(crate) email: String,
     #[serde(default)]
-    password: String,
+    pub(crate) password: String,
 }
 
 /// `GET /signup`.
@@ -89,10 +89,17 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// Only paths on this site are followed after logging in (no open redirect).
+/// Only plain paths on this site are followed after logging in (no open redirect).
+/// Browsers drop tabs and newlines from a `Location` and read `\` as `/`, so `/\t/host` would
+/// leave the site: only visible ASCII passes, and no backslash at all. That also keeps
+/// anything that cannot be a header value out of `Redirect::to`.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with('/') && !n.starts_with("//") && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n
+        }
         _ => "/dashboard",
     }
 }
@@ -161,7 +168,18 @@ mod tests {
     fn only_local_paths_are_followed_after_login() {
         assert_eq!(safe_next(Some("/admin")), "/admin");
         assert_eq!(safe_next(Some("/sets?x=1")), "/sets?x=1");
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "admin"] {
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "admin",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\nSet-Cookie: x=1",
+            "/ /evil.example",
+            "/caf\u{e9}",
+            "/\u{7f}",
+        ] {
             assert_eq!(safe_next(Some(bad)), "/dashboard", "{bad}");
         }
         assert_eq!(safe_next(None), "/dashboard");

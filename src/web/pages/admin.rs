@@ -220,9 +220,11 @@ pub async fn user_action(
             "disable" => accounts::disable(&state, &user).await.map_err(PageError::from),
             "enable" => state.store.set_active(user.id, true).await.map_err(|e| PageError::internal("enabling", e)),
             "make-admin" => state.store.set_admin(user.id, true).await.map_err(|e| PageError::internal("promoting", e)),
-            "revoke-admin" => {
-                state.store.set_admin(user.id, false).await.map_err(|e| PageError::internal("demoting", e))
-            }
+            "revoke-admin" => state
+                .store
+                .set_admin(user.id, false)
+                .await
+                .map_err(|e| accounts::AccountError::from_store("demoting", e).into()),
             _ => Err(PageError::new(StatusCode::NOT_FOUND, "No such user action")),
         }
     }
