@@ -27,7 +27,7 @@ async fn the_originals_overlay_pages_lead_to_ours() {
 #[tokio::test]
 async fn update_timer_accepts_what_fastapi_accepts_for_a_bool() {
     let server = Server::start(Options::default());
-    server.add_user("Admin", false);
+    server.add_user("Admin", true);
     let admin = server.token("admin@example.org").await;
     let truthy = ["true", "True", "TRUE", "1", "yes", "YES", "on", "On", "t", "y"];
     let falsy = ["false", "False", "0", "no", "NO", "off", "OFF", "f", "n"];
@@ -68,7 +68,7 @@ async fn timer_data_is_zero_with_nobody_on_air() {
 #[tokio::test]
 async fn block_toggle_answers_carry_the_originals_field_name() {
     let server = Server::start(Options::default());
-    server.add_user("Admin", false);
+    server.add_user("Admin", true);
     let admin = server.token("admin@example.org").await;
     let (status, body) = server.post("/block-toggle", Some(&admin), None).await;
     assert_eq!(status, 200, "{body}");
