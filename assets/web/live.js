@@ -240,11 +240,13 @@
   // Times rendered in UTC by the server, shown in the DJ's own time zone (settings).
   const localTimes = () => {
     const zone = document.body.dataset.tz;
+    // dateStyle/timeStyle cannot be combined with timeZoneName: name the fields instead.
+    const fields = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
     let format;
     try {
-      format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZone: zone || undefined, timeZoneName: "short" });
+      format = new Intl.DateTimeFormat(undefined, { ...fields, timeZone: zone || undefined });
     } catch {
-      format = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short", timeZoneName: "short" });
+      format = new Intl.DateTimeFormat(undefined, fields); // an unknown zone: the browser's own
     }
     for (const el of document.querySelectorAll("time[data-unix]")) {
       const date = new Date(Number(el.dataset.unix) * 1000);

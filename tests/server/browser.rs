@@ -233,6 +233,8 @@ async fn signup_to_on_air_then_admin_skips() {
 
     dj.goto("/sets").await;
     dj.wait_path("/sets").await;
+    // The page's script shows each set's start in the DJ's time zone, named.
+    dj.wait_attr("time[data-unix]", "datetime", |iso| iso.ends_with('Z')).await;
     dj.screenshot("sets").await;
 
     admin.click("#logout-submit").await;
