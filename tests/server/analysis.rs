@@ -138,7 +138,7 @@ pub struct Report {
     pub transitions: Vec<Transition>,
     /// Video tags whose decoding timestamp is lower than the previous one's.
     pub backward_dts: usize,
-    /// Audio tags whose timestamp is lower than the previous one's.
+    /// Audio frames whose timestamp is not above the previous one's (a muxer refuses them).
     pub backward_audio: usize,
     /// The largest step between consecutive pictures in presentation order, whole stream.
     pub largest_picture_gap_ms: i64,
@@ -167,7 +167,7 @@ impl Report {
             missed.push(format!("{} backward video timestamps", self.backward_dts));
         }
         if self.backward_audio > 0 {
-            missed.push(format!("{} backward audio timestamps", self.backward_audio));
+            missed.push(format!("{} audio frames not after the previous one", self.backward_audio));
         }
         for (n, t) in self.transitions.iter().enumerate() {
             for v in t.violations(own_av_ms(&t.to)) {
@@ -273,8 +273,12 @@ pub fn analyse(tags: &[FlvTag]) -> Report {
                 } else {
                     let ts = i64::from(tag.timestamp);
                     media_ms = media_ms.max(ts);
-                    if audio.last().is_some_and(|a| ts < a.ts) {
+                    if let Some(previous) = audio.last().filter(|a| ts <= a.ts) {
                         report.backward_audio += 1;
+                        eprintln!(
+                            "analysis: audio frame #{i} at {ts} ms after #{} at {} ms",
+                            previous.tag, previous.ts
+                        );
                     }
                     if !seen_media && current.video.is_none() {
                         first = current.clone();

@@ -24,6 +24,9 @@ use crate::program::{Collected, rtmp_player};
 
 const GRACE_SECS: u64 = 3;
 const DJS: usize = 8;
+/// Open files may differ by this many between the first and last part of the run: the
+/// connections of the DJs and players present at the time.
+const FD_SLACK: u32 = 8;
 /// Players that come and go, at most this many at once besides the reference player.
 const MAX_PLAYERS: usize = 3;
 
@@ -210,6 +213,12 @@ async fn soak() {
         if !errors.trim().is_empty() {
             decode_failures += errors.lines().count();
             eprintln!("  decode errors: {}", errors.lines().take(3).collect::<Vec<_>>().join(" | "));
+            // Kept for review under target/test-artifacts/.
+            let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+            let _ = std::fs::create_dir_all(&artifacts);
+            if let Some(name) = file.file_name() {
+                let _ = std::fs::copy(&file, artifacts.join(name));
+            }
         }
     }
     eprintln!("decode errors: {decode_failures}");
@@ -255,7 +264,10 @@ fn flatness(samples: &[(u64, u64)], run: Duration) -> Vec<String> {
             all.iter().min().unwrap_or(&0),
             all.iter().max().unwrap_or(&0)
         );
-        if (b - a).abs() > a * 0.10 {
+        // Open files follow how many DJs and players happen to be connected when sampled
+        // (up to a dozen either way in a short run); a leak grows past that.
+        let slack = if what == "open fds" { (a * 0.10).max(f64::from(FD_SLACK)) } else { a * 0.10 };
+        if (b - a).abs() > slack {
             missed.push(format!("{what} not flat: {a:.0} -> {b:.0}"));
         }
     }
