@@ -118,12 +118,13 @@ impl Transition {
         }
         // A source with no pictures of its own (audio only: the program shows the slate's
         // picture under it) has no A/V sync to keep.
-        // Audio an encoder sends ahead of its first picture overlaps the old source's sound
-        // at a splice and is dropped, so the new audio may start later than the source's own
-        // offset, down to one frame before the picture: the frames that remain keep their
+        // Within one frame of the picture, and of the source's own offset. The audio an
+        // encoder sends ahead of its first picture (AAC priming, B-frame delay) overlaps the
+        // old source's sound at a splice and is dropped, so the new audio may start up to a
+        // frame after the picture rather than before it: the frames that remain keep their
         // timing, only the lead-in is shorter.
         if let (Some(offset), Some(own_av_ms)) = (self.av_offset_ms, own_av_ms)
-            && (offset < own_av_ms - one_frame || offset > own_av_ms.max(-one_frame) + one_frame)
+            && (offset < own_av_ms.min(0) - one_frame || offset > own_av_ms.max(0) + one_frame)
         {
             missed.push(format!("audio {} ms off video (source's own offset {own_av_ms} ms)", offset - own_av_ms));
         }
