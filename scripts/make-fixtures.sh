@@ -16,13 +16,14 @@ ffmpeg -v error -y -f lavfi -i testsrc=size=640x360:rate=25 -f lavfi -i "sine=fr
   -t 6 -c:v libx264 -preset veryfast -profile:v main -pix_fmt yuv420p -b:v 200k -maxrate 250k -bufsize 400k \
   -g 25 -keyint_min 25 -sc_threshold 0 -c:a aac -b:a 64k -ac 2 -f flv "$fixtures/dj2.flv"
 
-# The embedded idle slate: 2 s of 1280x720@30 H.264 Main + silent AAC, a keyframe per
-# second; it loops while nobody is on air.
+# A slate file as a user would pass with --slate (the program's tests play it): 2 s of
+# 1280x720@30 H.264 Main + silent AAC, a keyframe per second. The built-in slate is
+# generated at start-up instead (src/channel/slate.rs).
 font=/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf
 ffmpeg -v error -y -f lavfi -i "color=c=0x14141f:s=1280x720:r=30" -f lavfi -i "anullsrc=r=44100:cl=stereo" -t 2 \
   -vf "drawtext=fontfile=$font:text='motherstream':fontcolor=0xffd54a:fontsize=72:x=(w-text_w)/2:y=(h-text_h)/2-40,drawtext=fontfile=$font:text='the next set starts soon':fontcolor=white@0.8:fontsize=36:x=(w-text_w)/2:y=(h/2)+40" \
   -c:v libx264 -preset slow -tune stillimage -profile:v main -pix_fmt yuv420p -g 30 -keyint_min 30 -sc_threshold 0 \
-  -b:v 300k -c:a aac -b:a 64k -ac 2 -ar 44100 -f flv "$root/assets/slate.flv"
+  -b:v 300k -c:a aac -b:a 64k -ac 2 -ar 44100 -f flv "$fixtures/slate.flv"
 
 # The text of the generated slate (src/channel/slate.rs draws it in the channel profile):
 # 8-bit coverage masks at 1.5 times their size in a 1280x720 picture, cropped to the ink.

@@ -595,7 +595,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::program::slate::Slate;
+    use crate::program::slate::tests::ffmpeg_slate;
 
     const A: ConnId = 1;
     const B: ConnId = 2;
@@ -676,11 +676,7 @@ mod tests {
 
     impl Rig {
         fn new(idle_slate: bool) -> Self {
-            let idle = if idle_slate {
-                IdleMode::Slate(Arc::new(Slate::embedded().expect("embedded slate")))
-            } else {
-                IdleMode::Disconnect
-            };
+            let idle = if idle_slate { IdleMode::Slate(Arc::new(ffmpeg_slate())) } else { IdleMode::Disconnect };
             let director = Director::new(DirectorConfig {
                 idle,
                 fill_after: FILL_AFTER,

@@ -9,8 +9,6 @@ use bytes::Bytes;
 use crate::media::codec::{AudioTagInfo, VideoPacket, VideoTagInfo, is_video_keyframe};
 use crate::media::flv::{FlvReader, FlvTag, TagKind};
 
-/// The built-in slate: 2 s of 1280x720 H.264 + silent AAC (see `scripts/make-fixtures.sh`).
-const EMBEDDED: &[u8] = include_bytes!("../../assets/slate.flv");
 /// A user slate is read whole into memory; bound it.
 const MAX_SLATE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -24,10 +22,6 @@ pub struct Slate {
 }
 
 impl Slate {
-    pub fn embedded() -> Result<Self, String> {
-        Self::from_bytes(Bytes::from_static(EMBEDDED)).map_err(|e| format!("embedded slate: {e}"))
-    }
-
     /// Loads a user-supplied FLV (H.264/AAC or any codec the platforms accept).
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
@@ -157,12 +151,19 @@ impl SlatePlayer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// A slate file as ffmpeg makes one (`tests/fixtures/slate.flv`: 2 s of 1280x720@30
+    /// H.264 with B-frames + silent AAC, see `scripts/make-fixtures.sh`), as a user's
+    /// `--slate` would be.
+    pub(crate) fn ffmpeg_slate() -> Slate {
+        Slate::from_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/slate.flv"))).unwrap()
+    }
+
     #[test]
-    fn embedded_slate_parses_and_starts_with_headers_then_a_keyframe() {
-        let slate = Slate::embedded().unwrap();
+    fn a_slate_file_parses_and_starts_with_headers_then_a_keyframe() {
+        let slate = ffmpeg_slate();
         assert!(slate.headers.iter().any(|h| h.kind == TagKind::Video));
         assert!(slate.headers.iter().any(|h| h.kind == TagKind::Audio));
         assert!(VideoTagInfo::parse(&slate.frames[0].payload).unwrap().is_keyframe());
@@ -171,7 +172,7 @@ mod tests {
 
     #[test]
     fn player_runs_in_real_time_with_continuous_timestamps_across_loops() {
-        let slate = Slate::embedded().unwrap();
+        let slate = ffmpeg_slate();
         let t0 = Instant::now();
         let mut player = SlatePlayer::start(t0);
         let first = player.due(&slate, t0);
