@@ -815,7 +815,7 @@ impl Switcher {
                 // In order with what is held back, if anything is.
                 let mut header = Vec::new();
                 self.pass_header(role, tag, at, &mut header);
-                self.emit_in_order(&mut header, out);
+                self.emit_in_order(header, out);
             }
             Role::Script => {
                 let ts = not_before_rebased(shifted, self.last_data);
@@ -828,7 +828,7 @@ impl Switcher {
                 let ts = not_before_rebased(rebased, self.video.last);
                 self.video.last = Some(ts);
                 // Stays in decode order with the pictures held back, if any.
-                self.emit_in_order(&mut vec![restamp(tag, ts)], out);
+                self.emit_in_order([restamp(tag, ts)], out);
             }
             Role::Keyframe | Role::VideoFrame => {
                 if !on_air.video_started {
@@ -883,21 +883,21 @@ impl Switcher {
                     self.audio.last_frame = Some(ts);
                 }
                 // Audio goes with the pictures held back, and is dropped with them.
-                self.emit_in_order(&mut vec![restamp(tag, ts)], out);
+                self.emit_in_order([restamp(tag, ts)], out);
             }
         }
     }
 
     /// Emits `tags` of the on-air source after what it holds back, if anything: into its
     /// held tail, else straight out (and everything emitted is then a clean point).
-    fn emit_in_order(&mut self, tags: &mut Vec<FlvTag>, out: &mut Vec<FlvTag>) {
+    fn emit_in_order(&mut self, tags: impl IntoIterator<Item = FlvTag>, out: &mut Vec<FlvTag>) {
         match self.on_air.as_mut() {
-            Some(on_air) if !on_air.tail.is_empty() => on_air.tail.append(tags),
+            Some(on_air) if !on_air.tail.is_empty() => on_air.tail.extend(tags),
             Some(on_air) => {
-                out.append(tags);
+                out.extend(tags);
                 on_air.at_clean = VideoMark::of(&self.video, &self.audio);
             }
-            None => out.append(tags),
+            None => out.extend(tags),
         }
     }
 
@@ -921,7 +921,7 @@ impl Switcher {
             left -= 1;
         }
         // Behind pictures held back, if any, so a cut that drops them knows where audio is.
-        self.emit_in_order(&mut frames, out);
+        self.emit_in_order(frames, out);
     }
 
     /// Emits a header of the on-air source unless the program already carries the same.
