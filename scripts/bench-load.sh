@@ -5,14 +5,19 @@
 #   QUICK=1 scripts/bench-load.sh    # subset (~5 min)
 #   BENCH_N="1 10" BENCH_M=50 BENCH_LATENCY=0 DURATION=20 scripts/bench-load.sh  # custom subset
 #   BENCH_LOAD=0 BENCH_LATENCY="ms-switch" scripts/bench-load.sh                  # one latency run
+#   BENCH_LOAD=0 BENCH_LATENCY=0 BENCH_CEILING=1 scripts/bench-load.sh           # fan-out ceiling only
 #
 # For each server, N publishers (ffmpeg -re, ~2.5 Mbit/s 720p30) and M players: the lead
 # stream is relayed to one RTMP destination (a sink run by scripts' probe) and played by the
 # M players. motherstream: N DJs queue, the first is on air, program -> --destination and
 # rtmp://…/program/live. nginx-rtmp (1 worker): publisher 0 publishes to an application
 # with `push` to the sink, the others to one without; players play publisher 0's stream.
+# Players are one `rtmp_swarm` process (real RTMP players that count and discard what they
+# receive, thousands per core), so the client does not eat the server's CPU.
 # Measured over a fixed window after a warm-up: the server's CPU seconds (utime+stime of
-# the process tree) and peak RSS. Then, for motherstream (and nginx for comparison), the
+# the process tree), context switches and peak RSS, and each player's receive rate.
+# The fan-out ceiling (BENCH_CEILING=1): the server pinned to core 0, every client to core 1,
+# players added until they no longer receive at the stream's rate. Then, for motherstream (and nginx for comparison), the
 # added latency publisher -> destination, publisher -> player, and the switch gap.
 #
 # Everything runs on 127.0.0.1; every process started here is killed on exit.
@@ -27,10 +32,10 @@ QUICK="${QUICK:-0}"
 
 MS_RTMP=19351 MS_HTTP=18081 NGX_RTMP=19352 SINK=19350
 if [[ "$QUICK" == 1 ]]; then
-  NS=(1 10); MS=(0 50); DURATION="${DURATION:-15}"; WARMUP="${WARMUP:-5}"
+  NS=(1 10); MS=(0 200); DURATION="${DURATION:-15}"; WARMUP="${WARMUP:-5}"
   LAT_DURATION="${LAT_DURATION:-20}"; SWITCHES="${SWITCHES:-3}"
 else
-  NS=(1 10 50); MS=(0 50); DURATION="${DURATION:-40}"; WARMUP="${WARMUP:-8}"
+  NS=(1 10 50); MS=(0 50 200 1000); DURATION="${DURATION:-30}"; WARMUP="${WARMUP:-8}"
   LAT_DURATION="${LAT_DURATION:-40}"; SWITCHES="${SWITCHES:-4}"
 fi
 # Optional overrides for a targeted re-run: BENCH_N / BENCH_M (lists), BENCH_LOAD=0 (skip the
@@ -39,6 +44,9 @@ BENCH_LOAD="${BENCH_LOAD:-1}"
 [[ -n "${BENCH_N:-}" ]] && read -r -a NS <<<"$BENCH_N"
 [[ -n "${BENCH_M:-}" ]] && read -r -a MS <<<"$BENCH_M"
 BENCH_LATENCY="${BENCH_LATENCY:-1}"
+BENCH_CEILING="${BENCH_CEILING:-$([[ $QUICK == 1 ]] && echo 0 || echo 1)}"
+read -r -a CEILING_STEPS <<<"${CEILING_STEPS:-500 1000 2000 3000 4000 6000}"
+RAMP=250 # players connecting per second
 MAX_PUBLISHERS=50
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -97,8 +105,9 @@ if ((${#need_apt[@]})); then
 fi
 command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 
-log "building motherstream (release) and the latency probe"
-(cd "$ROOT" && cargo build --release --quiet --bin motherstream --example latency_probe)
+log "building motherstream (release), the latency probe and the player swarm"
+(cd "$ROOT" && cargo build --release --quiet --bin motherstream --example latency_probe --example rtmp_swarm)
+SWARM="$TARGET_DIR/release/examples/rtmp_swarm"
 MS_BIN="$TARGET_DIR/release/motherstream"
 PROBE="$TARGET_DIR/release/examples/latency_probe"
 SAMPLE="$ROOT/scripts/bench/sample.py"
@@ -193,51 +202,74 @@ play_url() {
 start_publishers() { # start_publishers SERVER DIR FIRST N : sets LOAD_PIDS
   local i
   for ((i = $3; i < $3 + $4; i++)); do
-    start_bg "$2/pub$i.log" ffmpeg -nostdin -v error -re -stream_loop -1 -i "$OUT/input.flv" -c copy \
+    start_bg "$2/pub$i.log" ${CLIENT_CPU:+taskset -c "$CLIENT_CPU"} ffmpeg -nostdin -v error -re -stream_loop -1 -i "$OUT/input.flv" -c copy \
       -f flv "$(publish_url "$1" "$i")"
     LOAD_PIDS+=("$BG_PID")
     if ((i == 0)); then sleep 2; else sleep 0.1; fi # the first one is the lead
   done
 }
-start_players() { # start_players SERVER DIR M
-  local i
-  for ((i = 0; i < $3; i++)); do
-    start_bg "$2/play$i.log" ffmpeg -nostdin -v error -i "$(play_url "$1")" -c copy -f null -
-    PLAYER_PIDS+=("$BG_PID")
-    sleep 0.05
-  done
+start_players() { # start_players SERVER DIR M [WARMUP DURATION OUT.json] : one swarm process
+  (($3 > 0)) || return 0
+  local app_stream
+  app_stream=$(play_url "$1"); app_stream=${app_stream#rtmp://*/}
+  local server_port=$([[ $1 == motherstream ]] && echo $MS_RTMP || echo $NGX_RTMP)
+  start_bg "$2/players.log" ${CLIENT_CPU:+taskset -c "$CLIENT_CPU"} "$SWARM" \
+    --server "127.0.0.1:$server_port" --play "$app_stream" --players "$3" --ramp "$RAMP" \
+    --warmup "${4:-0}" --duration "${5:-3600}" ${6:+--out "$6"}
+  PLAYER_PIDS+=("$BG_PID")
 }
+ramp_seconds() { echo $((($1 + RAMP - 1) / RAMP)); }
 count_alive() { local n=0 p; for p in "$@"; do kill -0 "$p" 2>/dev/null && n=$((n + 1)); done; echo $n; }
 
 # ---------------------------------------------------------------------------------------
 # 1. CPU and memory under load
-run_load() { # run_load SERVER N M
-  local server=$1 n=$2 m=$3 name="$1-n$2-m$3"
+run_load() { # run_load SERVER N M [NAME_PREFIX]
+  local server=$1 n=$2 m=$3 name="${4:-}$1-n$2-m$3"
   local dir="$OUT/work/$name"
   rm -rf "$dir"; mkdir -p "$dir"
-  log "load: $server N=$n M=$m (${WARMUP}s warm-up + ${DURATION}s measured)"
-  start_bg "$dir/sink.log" "$PROBE" sink --listen "127.0.0.1:$SINK" --duration 3600 --out "$RUNS/$name.sink.json"
+  log "load: $server N=$n M=$m (${WARMUP}s warm-up + ${DURATION}s measured)${SERVER_CPU:+, server on CPU $SERVER_CPU}"
+  start_bg "$dir/sink.log" ${CLIENT_CPU:+taskset -c "$CLIENT_CPU"} "$PROBE" sink --listen "127.0.0.1:$SINK" \
+    --duration 3600 --out "$RUNS/$name.sink.json"
   local sink=$BG_PID
   wait_port "$SINK"
   if [[ $server == motherstream ]]; then start_motherstream "$dir" "rtmp://127.0.0.1:$SINK/live/sink"
   else start_nginx "$dir"; fi
+  if [[ -n ${SERVER_CPU:-} ]]; then taskset -a -p -c "$SERVER_CPU" "$SERVER_PID" >/dev/null; fi
   LOAD_PIDS=() PLAYER_PIDS=()
   start_publishers "$server" "$dir" 0 "$n"
-  start_players "$server" "$dir" "$m"
-  sleep "$WARMUP"
+  local ramp; ramp=$(ramp_seconds "$m")
+  start_players "$server" "$dir" "$m" "$WARMUP" "$DURATION" "$RUNS/$name.players.json"
+  sleep $((ramp + WARMUP))
   python3 "$SAMPLE" "$SERVER_PID" "$DURATION" "$RUNS/$name.json" >/dev/null
-  local pubs_alive players_alive
+  local pubs_alive
   pubs_alive=$(count_alive "${LOAD_PIDS[@]}")
-  players_alive=$(count_alive ${PLAYER_PIDS[@]+"${PLAYER_PIDS[@]}"})
+  # The swarm ends by itself after its window; give it a few seconds' slack.
+  for _ in $(seq 100); do
+    (($(count_alive ${PLAYER_PIDS[@]+"${PLAYER_PIDS[@]}"}) == 0)) && break
+    sleep 0.1
+  done
   stop_pids ${PLAYER_PIDS[@]+"${PLAYER_PIDS[@]}"} "${LOAD_PIDS[@]}"
   stop_pids "$SERVER_PID" "$sink"
-  python3 - "$RUNS/$name.json" "$server" "$n" "$m" "$pubs_alive" "$players_alive" <<'EOF'
+  python3 - "$RUNS/$name.json" "$server" "$n" "$m" "$pubs_alive" "$RUNS/$name.players.json" <<'EOF'
 import json, sys
-path, server, n, m, pa, pl = sys.argv[1:]
+path, server, n, m, pa, players_path = sys.argv[1:]
 r = json.load(open(path))
-r.update(server=server, n=int(n), m=int(m), publishers_alive=int(pa), players_alive=int(pl))
+try:
+    players = json.load(open(players_path))
+except (OSError, ValueError):
+    players = {"alive": 0}
+r.update(server=server, n=int(n), m=int(m), publishers_alive=int(pa), players_alive=players.get("alive", 0),
+         players=players)
 json.dump(r, open(path, "w"))
 EOF
+}
+
+# 1b. Fan-out ceiling: players per core at the stream's rate, server alone on core 0.
+run_ceiling() { # run_ceiling SERVER
+  local m
+  for m in "${CEILING_STEPS[@]}"; do
+    SERVER_CPU=0 CLIENT_CPU=1 run_load "$1" 1 "$m" ceiling-
+  done
 }
 
 # 2. Latency and switch gap (the probe publishes and receives at the protocol level)
@@ -270,7 +302,7 @@ run_latency() { # run_latency NAME SERVER RECEIVER(sink|play) [OTHER_PUBLISHERS 
   LOAD_PIDS=() PLAYER_PIDS=()
   sleep 2 # the probe is the lead
   ((others > 0)) && start_publishers "$server" "$dir" 1 "$others"
-  ((players > 0)) && start_players "$server" "$dir" "$players"
+  start_players "$server" "$dir" "$players"
   # Bounded wait for the probe (its own duration + slack).
   local limit=$((LAT_DURATION + 6 * SWITCHES + 40))
   for _ in $(seq $((limit * 10))); do kill -0 "$probe" 2>/dev/null || break; sleep 0.1; done
@@ -288,6 +320,10 @@ if [[ "$BENCH_LOAD" == 1 ]]; then
       done
     done
   done
+fi
+
+if [[ "$BENCH_CEILING" == 1 ]]; then
+  for server in motherstream nginx; do run_ceiling "$server"; done
 fi
 
 if [[ "$BENCH_LATENCY" != 0 ]]; then

@@ -42,20 +42,28 @@ lines.append(f"Machine: {os.cpu_count()} CPUs ({cpu_model()}). "
              f"Measured window: {window} s per configuration after warm-up. "
              "CPU % is of one core; 'machine busy' is the whole box (all load generators included).\n")
 
-loads = {}
+loads, ceiling = {}, {}
 for path in glob.glob(os.path.join(runs_dir, "*.json")):
     name = os.path.basename(path)
-    if name.startswith("lat-") or name.endswith(".sink.json"):
+    if name.startswith("lat-") or name.endswith((".sink.json", ".players.json")):
         continue
     r = load(path)
     if r and "server" in r:
         sink = load(path[:-5] + ".sink.json") or {}
         r["sink_kbit_s"] = sink.get("received_kbit_s")
-        loads[(r["server"], r["n"], r["m"])] = r
+        (ceiling if name.startswith("ceiling-") else loads)[(r["server"], r["n"], r["m"])] = r
+
+
+def player_rates(r):
+    p = r.get("players") or {}
+    if not r["m"]:
+        return "–"
+    return f"{fmt(p.get('kbps_p10'), '.0f')} / {fmt(p.get('kbps_median'), '.0f')}"
 
 lines.append("| server | N publishers | M players | CPU s | CPU % | peak RSS MiB | CPU vs nginx | RSS vs nginx "
-             "| destination kbit/s | publishers / players alive at end | machine busy % |")
-lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+             "| context switches/s | destination kbit/s | player kbit/s p10 / median "
+             "| publishers / players alive at end | machine busy % |")
+lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for (server, n, m) in sorted(loads, key=lambda k: (k[1], k[2], k[0] != "motherstream")):
     r = loads[(server, n, m)]
     ref = loads.get(("nginx", n, m))
@@ -68,8 +76,24 @@ for (server, n, m) in sorted(loads, key=lambda k: (k[1], k[2], k[0] != "motherst
         cpu_ratio = rss_ratio = "1.00x" if server == "nginx" else "n/a"
     lines.append(
         f"| {server} | {n} | {m} | {r['cpu_s']:.2f} | {r['cpu_pct']:.1f} | {rss:.1f} | {cpu_ratio} | {rss_ratio} "
-        f"| {fmt(r.get('sink_kbit_s'), '.0f')} | {r['publishers_alive']}/{n} · {r['players_alive']}/{m} "
-        f"| {r['machine_busy_pct']:.0f} |")
+        f"| {fmt(r.get('context_switches_per_s'), '.0f')} | {fmt(r.get('sink_kbit_s'), '.0f')} | {player_rates(r)} "
+        f"| {r['publishers_alive']}/{n} · {r['players_alive']}/{m} | {r['machine_busy_pct']:.0f} |")
+
+if ceiling:
+    lines.append("\n## Fan-out ceiling (server alone on one core, every client on the other)\n")
+    lines.append("Players keep up when the slowest tenth receives at least 95 % of the destination's rate "
+                 "(the stream's own rate).\n")
+    lines.append("| server | M players | server CPU % of its core | µs CPU per player per second "
+                 "| player kbit/s p10 / median | alive | keeps up |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    for (server, n, m) in sorted(ceiling, key=lambda k: (k[0], k[2])):
+        r = ceiling[(server, n, m)]
+        p = r.get("players") or {}
+        stream = r.get("sink_kbit_s") or 0
+        keeps = stream > 0 and (p.get("kbps_p10") or 0) >= 0.95 * stream and p.get("alive") == m
+        per_player = 1e6 * r["cpu_s"] / r["elapsed_s"] / m
+        lines.append(f"| {server} | {m} | {r['cpu_pct']:.0f} | {per_player:.0f} | {player_rates(r)} "
+                     f"| {p.get('alive', 0)}/{m} | {'yes' if keeps else 'no'} |")
 
 lines.append("\n## Latency (publisher write → arrival, video frames matched by payload)\n")
 lines.append("| run | frames | p50 ms | p90 ms | p99 ms | max ms | received kbit/s |")

@@ -7,6 +7,7 @@ CPU: utime+stime of PID and all its descendants (nginx: master + workers; mother
 one process, all threads), from /proc/PID/stat, at the start and end of the window.
 Memory: peak over 0.5 s samples of the summed VmRSS, and the summed VmHWM at the end
 (VmHWM covers the process's whole life, including start-up).
+Context switches: voluntary + involuntary, all threads, over the window.
 Also reports the whole machine's CPU use from /proc/stat, to show whether the load
 generators saturated the box.
 """
@@ -58,6 +59,24 @@ def status_kib(pid, key):
     return 0
 
 
+def context_switches(pid):
+    """Voluntary + involuntary context switches of all threads of PID."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def machine():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -69,6 +88,7 @@ def main():
     pid, seconds, out = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     pids = tree(pid)
     start_cpu = {p: cpu_ticks(p) for p in pids}
+    start_cs = {p: context_switches(p) for p in pids}
     m0 = machine()
     t0 = time.monotonic()
     peak_rss = 0
@@ -78,6 +98,7 @@ def main():
     elapsed = time.monotonic() - t0
     pids_end = tree(pid)
     cpu = sum(cpu_ticks(p) - start_cpu.get(p, 0) for p in pids_end) / TICK
+    switches = sum(context_switches(p) - start_cs.get(p, 0) for p in pids_end)
     hwm = sum(status_kib(p, "VmHWM") for p in pids_end)
     m1 = machine()
     busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
@@ -86,6 +107,7 @@ def main():
         "elapsed_s": elapsed,
         "cpu_s": cpu,
         "cpu_pct": 100.0 * cpu / elapsed,
+        "context_switches_per_s": switches / elapsed,
         "peak_rss_mib": peak_rss / 1024,
         "vmhwm_mib": hwm / 1024,
         "machine_busy_pct": 100.0 * busy,

@@ -16,11 +16,11 @@ use super::registry::Publisher;
 use crate::auth::is_well_formed_key;
 use crate::media::flv::{FlvTag, TagKind};
 use crate::metrics::Counters;
-use crate::program::Subscription;
+use crate::program::{ProgramTag, Subscription};
 use crate::queue::actor::PublishDecision;
 use crate::queue::engine::{ConnId, DisconnectReason, Dj, Input, RejectReason};
 use crate::rtmp::MediaKind;
-use crate::rtmp::io::write_pieces;
+use crate::rtmp::io::{try_write_pieces, write_pieces};
 use crate::rtmp::server::{ServerEvent, ServerSession};
 
 /// Socket reads are done in chunks of this size; the session buffers partial messages
@@ -30,6 +30,11 @@ const READ_BUFFER: usize = 64 * 1024;
 const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// A write to a peer that makes no progress for this long ends the connection.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A player takes the program tags waiting for it into one write up to about this many bytes.
+const MAX_PLAY_BATCH: usize = 256 * 1024;
+/// The stream id players get for their first stream (every usual player has only one): the
+/// program's chunk encoding is shared among the players on it.
+const SHARED_STREAM_ID: u32 = 1;
 
 /// Why a connection ended, for the log line.
 #[derive(Debug, thiserror::Error)]
@@ -88,12 +93,14 @@ pub(super) struct Connection {
     app: Option<App>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// Output taken from the session and not yet written.
+    unsent: VecDeque<Bytes>,
 }
 
 impl Connection {
     pub(super) fn new(conn: ConnId, peer: SocketAddr, socket: TcpStream, ctx: Arc<IngestContext>) -> Self {
         let session = ServerSession::new(ctx.session_limits);
-        Self { conn, peer, socket, session, ctx, app: None, publishing: None, playing: None }
+        Self { conn, peer, socket, session, ctx, app: None, publishing: None, playing: None, unsent: VecDeque::new() }
     }
 
     /// Runs the connection to its end and reports the end to the queue.
@@ -127,14 +134,12 @@ impl Connection {
 
     async fn serve(&mut self) -> Closed {
         let mut buf = vec![0u8; READ_BUFFER];
-        let handshake_deadline = tokio::time::Instant::now() + self.ctx.limits.handshake_timeout;
+        // One timer for the connection's life, moved rather than re-created at every event:
+        // a player's loop runs for every program tag.
+        let deadline = tokio::time::sleep(self.ctx.limits.handshake_timeout);
+        tokio::pin!(deadline);
         let mut stall_check = tokio::time::interval(STALL_CHECK);
         loop {
-            let read_deadline = if self.app.is_some() {
-                tokio::time::Instant::now() + self.ctx.limits.idle_timeout
-            } else {
-                handshake_deadline
-            };
             let publishing = self.publishing.is_some();
             let playing = self.playing.is_some();
             tokio::select! {
@@ -155,16 +160,19 @@ impl Connection {
                         return closed;
                     }
                 }
-                read = tokio::time::timeout_at(read_deadline, self.socket.read(&mut buf)) => {
+                // Publishers and players may send nothing for a long time (players only
+                // acknowledge); their liveness is judged by media and writes.
+                () = &mut deadline, if !publishing && !playing => {
+                    return match self.app {
+                        Some(_) => Closed::Idle(self.ctx.limits.idle_timeout),
+                        None => Closed::HandshakeTimeout(self.ctx.limits.handshake_timeout),
+                    };
+                }
+                read = self.socket.read(&mut buf) => {
                     let n = match read {
-                        // Publishers and players may send nothing for a long time (players
-                        // only acknowledge); their liveness is judged by media and writes.
-                        Err(_) if publishing || playing => continue,
-                        Err(_) if self.app.is_some() => return Closed::Idle(self.ctx.limits.idle_timeout),
-                        Err(_) => return Closed::HandshakeTimeout(self.ctx.limits.handshake_timeout),
-                        Ok(Err(e)) => return Closed::Io(e),
-                        Ok(Ok(0)) => return Closed::Eof,
-                        Ok(Ok(n)) => n,
+                        Err(e) => return Closed::Io(e),
+                        Ok(0) => return Closed::Eof,
+                        Ok(n) => n,
                     };
                     Counters::add(&self.ctx.counters.rtmp_bytes_in, n);
                     if let Err(closed) = self.on_bytes(&buf[..n]).await {
@@ -174,6 +182,9 @@ impl Connection {
                     }
                     if let Err(closed) = self.flush().await {
                         return closed;
+                    }
+                    if self.app.is_some() && self.publishing.is_none() && self.playing.is_none() {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + self.ctx.limits.idle_timeout);
                     }
                 }
             }
@@ -354,17 +365,17 @@ impl Connection {
         }
     }
 
-    /// Sends one program tag to a player.
-    async fn play(&mut self, tag: FlvTag) -> Result<(), Closed> {
-        let Some(playing) = &self.playing else { return Ok(()) };
-        match tag.kind {
-            TagKind::Audio => {
-                self.session.send_media(playing.stream_id, MediaKind::Audio, tag.timestamp, tag.payload)?
+    /// Sends a program tag to a player, with every other tag already waiting for it, in one
+    /// write.
+    async fn play(&mut self, first: ProgramTag) -> Result<(), Closed> {
+        let Some(playing) = &mut self.playing else { return Ok(()) };
+        let stream_id = playing.stream_id;
+        let mut next = Some(first);
+        while let Some(tag) = next.take() {
+            queue_program_tag(&mut self.session, stream_id, &tag)?;
+            if self.session.pending_output_bytes() < MAX_PLAY_BATCH {
+                next = playing.program.try_recv_shared();
             }
-            TagKind::Video => {
-                self.session.send_media(playing.stream_id, MediaKind::Video, tag.timestamp, tag.payload)?
-            }
-            TagKind::Script => self.session.send_metadata(playing.stream_id, tag.timestamp, tag.payload)?,
         }
         self.flush().await
     }
@@ -372,21 +383,42 @@ impl Connection {
     /// Writes out everything the session has queued. A peer that stops reading is cut off
     /// rather than allowed to hold this task (and its program subscription) forever.
     async fn flush(&mut self) -> Result<(), Closed> {
-        let mut pieces: VecDeque<Bytes> = self.session.take_output().into();
-        let bytes: usize = pieces.iter().map(Bytes::len).sum();
-        match tokio::time::timeout(WRITE_TIMEOUT, write_pieces(&mut self.socket, &mut pieces)).await {
-            Ok(result) => result?,
-            Err(_) => return Err(Closed::WriteTimeout(WRITE_TIMEOUT)),
+        self.unsent.extend(self.session.take_output());
+        let queued: usize = self.unsent.iter().map(Bytes::len).sum();
+        // Most writes fit in the socket's buffer at once and need no timer.
+        try_write_pieces(&self.socket, &mut self.unsent)?;
+        if !self.unsent.is_empty() {
+            match tokio::time::timeout(WRITE_TIMEOUT, write_pieces(&mut self.socket, &mut self.unsent)).await {
+                Ok(result) => result?,
+                Err(_) => return Err(Closed::WriteTimeout(WRITE_TIMEOUT)),
+            }
         }
-        Counters::add(&self.ctx.counters.rtmp_bytes_out, bytes);
+        Counters::add(&self.ctx.counters.rtmp_bytes_out, queued);
         Ok(())
     }
 }
 
+/// Queues one program tag for a player. Audio and video on the usual stream id share their
+/// chunk encoding with every other player (see [`ProgramTag`]).
+fn queue_program_tag(session: &mut ServerSession, stream_id: u32, tag: &ProgramTag) -> Result<(), Closed> {
+    let kind = match tag.kind {
+        TagKind::Audio => MediaKind::Audio,
+        TagKind::Video => MediaKind::Video,
+        TagKind::Script => return Ok(session.send_metadata(stream_id, tag.timestamp, tag.payload.clone())?),
+    };
+    if stream_id == SHARED_STREAM_ID
+        && let Some(encoded) = tag
+            .rtmp_chunks(|t| ServerSession::encode_media(SHARED_STREAM_ID, kind, t.timestamp, t.payload.clone()).ok())
+    {
+        return Ok(session.send_encoded(encoded)?);
+    }
+    Ok(session.send_media(stream_id, kind, tag.timestamp, tag.payload.clone())?)
+}
+
 /// The next program tag for a player.
-async fn program_tag(playing: &mut Option<Playing>) -> Option<FlvTag> {
+async fn program_tag(playing: &mut Option<Playing>) -> Option<ProgramTag> {
     match playing {
-        Some(p) => p.program.recv().await,
+        Some(p) => p.program.recv_shared().await,
         None => std::future::pending().await,
     }
 }

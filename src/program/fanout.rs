@@ -7,6 +7,8 @@
 //! (so it can decode again). A consumer that lags for longer than `max_lag` is dropped;
 //! its receiver then sees the end of the stream and can reconnect.
 
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -14,6 +16,44 @@ use tokio::sync::mpsc;
 use crate::media::codec::is_video_keyframe;
 use crate::media::flv::{FlvTag, TagKind};
 use crate::media::gop::GopCache;
+use crate::rtmp::EncodedMessage;
+
+/// One program tag as every consumer receives it: the tag, and the encodings that consumers
+/// of one kind share, made by the first of them that needs one (so 1,000 RTMP players cost
+/// one chunk encoding of each message, not 1,000).
+#[derive(Debug, Clone)]
+pub struct ProgramTag(Arc<SharedTag>);
+
+#[derive(Debug)]
+struct SharedTag {
+    tag: FlvTag,
+    rtmp: OnceLock<Option<EncodedMessage>>,
+}
+
+impl ProgramTag {
+    pub fn new(tag: FlvTag) -> Self {
+        Self(Arc::new(SharedTag { tag, rtmp: OnceLock::new() }))
+    }
+
+    /// The tag's RTMP chunks, encoded by `encode` on first use and shared from then on.
+    /// `None` when the encoding failed (it is not retried).
+    pub fn rtmp_chunks(&self, encode: impl FnOnce(&FlvTag) -> Option<EncodedMessage>) -> Option<&EncodedMessage> {
+        self.0.rtmp.get_or_init(|| encode(&self.0.tag)).as_ref()
+    }
+
+    /// The tag itself, for consumers that do their own encoding.
+    pub fn to_tag(&self) -> FlvTag {
+        self.0.tag.clone()
+    }
+}
+
+impl Deref for ProgramTag {
+    type Target = FlvTag;
+
+    fn deref(&self) -> &FlvTag {
+        &self.0.tag
+    }
+}
 
 /// Tags buffered per consumer: enough for a joiner's start-up burst of a 10 s GOP at 30 fps
 /// with audio (~750 tags), and several seconds of a typical stream (~75 tags/s) after it.
@@ -36,7 +76,7 @@ enum Flow {
 
 struct Consumer {
     name: String,
-    tx: mpsc::Sender<FlvTag>,
+    tx: mpsc::Sender<ProgramTag>,
     flow: Flow,
 }
 
@@ -57,7 +97,7 @@ impl Fanout {
     /// metadata, sequence headers and the current GOP. When that GOP is too big for the
     /// consumer's buffer (a long keyframe interval), it starts at the next keyframe instead,
     /// with the headers sent just before it.
-    pub fn add(&mut self, name: String, tx: mpsc::Sender<FlvTag>) {
+    pub fn add(&mut self, name: String, tx: mpsc::Sender<ProgramTag>) {
         let id = self.next_id;
         self.next_id += 1;
         let startup = self.gop.startup_tags();
@@ -65,7 +105,7 @@ impl Fanout {
             for tag in startup {
                 // Cannot fail for room (checked above); a closed receiver is dropped at the
                 // next publish.
-                let _ = tx.try_send(tag);
+                let _ = tx.try_send(ProgramTag::new(tag));
             }
             Flow::Live
         } else {
@@ -82,15 +122,16 @@ impl Fanout {
     /// Sends one program tag to every consumer, without ever waiting for one.
     pub fn publish(&mut self, now: Instant, tag: FlvTag) {
         self.gop.push(tag.clone());
+        let tag = ProgramTag::new(tag);
         // Where a consumer that missed tags can start again: a video keyframe, or any audio
         // frame of a program without video.
         let resume_point = is_video_keyframe(&tag) || (self.gop.is_audio_only() && tag.kind == TagKind::Audio);
         let max_lag = self.max_lag;
-        let headers: Vec<FlvTag> = if resume_point && self.consumers.iter().any(|c| !matches!(c.flow, Flow::Live)) {
+        let headers: Vec<ProgramTag> = if resume_point && self.consumers.iter().any(|c| !matches!(c.flow, Flow::Live)) {
             [self.gop.metadata(), self.gop.video_sequence_header(), self.gop.audio_sequence_header()]
                 .into_iter()
                 .flatten()
-                .map(|h| FlvTag { timestamp: tag.timestamp, ..h.clone() })
+                .map(|h| ProgramTag::new(FlvTag { timestamp: tag.timestamp, ..h.clone() }))
                 .collect()
         } else {
             Vec::new()
@@ -139,7 +180,7 @@ impl Fanout {
 
 /// Starts a waiting consumer again at a resume point, headers first. False if `tag` is not
 /// one or the consumer has no room for it yet.
-fn resume(c: &mut Consumer, resume_point: bool, headers: &[FlvTag], tag: &FlvTag) -> bool {
+fn resume(c: &mut Consumer, resume_point: bool, headers: &[ProgramTag], tag: &ProgramTag) -> bool {
     if !resume_point || c.tx.capacity() < headers.len() + 1 {
         return false;
     }
@@ -231,7 +272,7 @@ mod tests {
             publish_frame(&mut fanout, i, 900, later);
         }
         assert_eq!(fanout.consumer_count(), 1);
-        let got: Vec<FlvTag> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let got: Vec<ProgramTag> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(got[0].payload[1], 0, "sequence header first");
         assert!(is_video_keyframe(&got[1]), "then the keyframe");
         assert_eq!(got[1].timestamp, 900 * 33, "the next keyframe, not an inter frame");
@@ -299,13 +340,13 @@ mod tests {
         }
         assert_eq!(fast_count, 1 + 30);
         // The slow one got what fitted, then resumed at a keyframe with headers first.
-        let got: Vec<FlvTag> = std::iter::from_fn(|| slow.try_recv().ok()).collect();
+        let got: Vec<ProgramTag> = std::iter::from_fn(|| slow.try_recv().ok()).collect();
         assert_eq!(got.len(), 4);
         // Draining made room: the next keyframe resumes it with the sequence header first.
         fanout.publish(now, video(990, false));
         assert!(slow.try_recv().is_err(), "no inter frame while lagging");
         fanout.publish(now, video(1023, true));
-        let resumed: Vec<FlvTag> = std::iter::from_fn(|| slow.try_recv().ok()).collect();
+        let resumed: Vec<ProgramTag> = std::iter::from_fn(|| slow.try_recv().ok()).collect();
         assert_eq!(resumed.len(), 2);
         assert_eq!(resumed[0].payload[1], 0, "sequence header before the keyframe");
         assert_eq!(resumed[0].timestamp, 1023);

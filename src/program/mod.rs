@@ -27,6 +27,7 @@ use crate::media::switcher::{Source, SwitcherConfig};
 use crate::queue::engine::ConnId;
 use director::{Action, Director, DirectorConfig};
 use fanout::Fanout;
+pub use fanout::ProgramTag;
 use slate::Slate;
 
 /// A consumer more than this far behind is dropped (it can resubscribe).
@@ -64,7 +65,7 @@ pub struct ProgramConfig {
 /// Requests to the program task.
 pub enum BusCommand {
     /// Adds a consumer; `tx` receives start-up tags, then every program tag.
-    Subscribe { name: String, tx: mpsc::Sender<FlvTag> },
+    Subscribe { name: String, tx: mpsc::Sender<ProgramTag> },
 }
 
 /// Handle to the program task; cheap to clone.
@@ -77,7 +78,7 @@ pub struct ProgramBus {
 /// A consumer's view of the program: start-up tags (metadata, sequence headers, current
 /// GOP), then every program tag as it is produced.
 pub struct Subscription {
-    rx: mpsc::Receiver<FlvTag>,
+    rx: mpsc::Receiver<ProgramTag>,
 }
 
 impl ProgramBus {
@@ -105,7 +106,18 @@ impl Subscription {
     /// The next program tag. `None` when the program ended (idle with `idle = "disconnect"`,
     /// shutdown) or this consumer fell too far behind and was dropped: subscribe again.
     pub async fn recv(&mut self) -> Option<FlvTag> {
+        Some(self.rx.recv().await?.to_tag())
+    }
+
+    /// Like [`Self::recv`], with the encodings consumers share (see [`ProgramTag`]).
+    pub async fn recv_shared(&mut self) -> Option<ProgramTag> {
         self.rx.recv().await
+    }
+
+    /// The next tag if one is waiting: lets a consumer that woke for one tag take the others
+    /// that arrived meanwhile and send them in one write.
+    pub fn try_recv_shared(&mut self) -> Option<ProgramTag> {
+        self.rx.try_recv().ok()
     }
 }
 

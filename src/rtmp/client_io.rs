@@ -130,6 +130,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtmpClient<S> {
         Ok(())
     }
 
+    /// The transport, for a caller that takes over the connection's bytes itself (a load
+    /// client that plays and discards). Anything the session still held is dropped.
+    pub fn into_io(self) -> S {
+        self.io
+    }
+
     /// Writes out everything the session has queued.
     async fn flush(&mut self) -> Result<(), ClientError> {
         self.output.extend(self.session.take_output());
