@@ -11,6 +11,8 @@
 //!   media of the fixture as a `ClientSession` wrote it (only the media part is timed).
 //! - `switcher_push`: `Switcher::push` of an on-air source (timestamp rebase).
 //! - `fanout_publish/N`: `Fanout::publish` to N consumers whose channels are drained.
+//! - `player_send_100_players`: one program tag into the RTMP output of 100 players, each
+//!   encoding it (`encode_per_player`) or all sharing one encoding (`shared_encoding`).
 //! - `whole_path`: parse → rebase → fan-out to 10 consumers, per packet.
 
 use std::hint::black_box;
@@ -22,7 +24,7 @@ use tokio::sync::mpsc;
 
 use motherstream::media::flv::{FlvReader, FlvTag, TagKind};
 use motherstream::media::switcher::{Source, Switcher, SwitcherConfig};
-use motherstream::program::fanout::{CONSUMER_BUFFER, Fanout};
+use motherstream::program::fanout::{CONSUMER_BUFFER, Fanout, ProgramTag};
 use motherstream::rtmp::SessionLimits;
 use motherstream::rtmp::{ClientConfig, ClientEvent, ClientMode, ClientSession, MediaKind, ServerEvent, ServerSession};
 
@@ -75,33 +77,31 @@ fn pump_to_client(server: &mut ServerSession, client: &mut ClientSession) -> Vec
     events
 }
 
-/// A client and a server that have gone through handshake, connect and publish (accepted).
-fn publishing_pair() -> (ClientSession, ServerSession) {
-    let mut client = ClientSession::new(ClientConfig::new(
-        "live",
-        "rtmp://127.0.0.1/live",
-        ClientMode::Publish { stream_key: "bench".into() },
-    ));
+/// A client and a server that have gone through handshake, connect and publish or play
+/// (accepted).
+fn session_pair(mode: ClientMode) -> (ClientSession, ServerSession) {
+    let mut client = ClientSession::new(ClientConfig::new("live", "rtmp://127.0.0.1/live", mode));
     let mut server = ServerSession::new(SessionLimits::default());
-    let mut published = false;
     for _ in 0..16 {
         for event in pump_to_server(&mut client, &mut server) {
             match event {
                 ServerEvent::ConnectRequested { .. } => server.accept_connect().unwrap(),
                 ServerEvent::PublishRequested { stream_id, .. } => server.accept_publish(stream_id).unwrap(),
+                ServerEvent::PlayRequested { stream_id, .. } => server.accept_play(stream_id).unwrap(),
                 other => panic!("unexpected {other:?}"),
             }
         }
         for event in pump_to_client(&mut server, &mut client) {
-            if matches!(event, ClientEvent::PublishStarted { .. }) {
-                published = true;
+            if matches!(event, ClientEvent::PublishStarted { .. } | ClientEvent::PlayStarted { .. }) {
+                return (client, server);
             }
         }
-        if published {
-            return (client, server);
-        }
     }
-    panic!("publish did not start");
+    panic!("publish/play did not start");
+}
+
+fn publishing_pair() -> (ClientSession, ServerSession) {
+    session_pair(ClientMode::Publish { stream_key: "bench".into() })
 }
 
 /// The bytes a publisher writes for the fixture's media, as socket-sized reads.
@@ -202,7 +202,7 @@ fn switcher_push(c: &mut Criterion) {
 // (d) fan-out
 
 struct Consumers {
-    rx: Vec<mpsc::Receiver<FlvTag>>,
+    rx: Vec<mpsc::Receiver<ProgramTag>>,
 }
 
 impl Consumers {
@@ -258,7 +258,64 @@ fn fanout_publish(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------------------
-// (e) whole path: parse → rebase → fan-out(10)
+// (e) per-player send path: a program tag into the RTMP output of N players
+
+const PLAYERS: usize = 100;
+
+fn media_kind(tag: &FlvTag) -> Option<MediaKind> {
+    match tag.kind {
+        TagKind::Audio => Some(MediaKind::Audio),
+        TagKind::Video => Some(MediaKind::Video),
+        TagKind::Script => None,
+    }
+}
+
+fn player_send(c: &mut Criterion) {
+    let tags: Vec<FlvTag> = fixture_tags().into_iter().filter(|t| media_kind(t).is_some()).collect();
+    let mut players: Vec<ServerSession> =
+        (0..PLAYERS).map(|_| session_pair(ClientMode::Play { stream_name: "live".into() }).1).collect();
+    for p in &mut players {
+        p.take_output();
+    }
+    let mut g = c.benchmark_group(format!("player_send_{PLAYERS}_players"));
+    g.throughput(Throughput::Elements(tags.len() as u64));
+    // What every player did before: its own chunk encoding of each message.
+    g.bench_function("encode_per_player", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for tag in &tags {
+                let kind = media_kind(tag).unwrap_or(MediaKind::Video);
+                for p in &mut players {
+                    p.send_media(1, kind, tag.timestamp, tag.payload.clone()).unwrap();
+                    bytes += p.take_output().len();
+                }
+            }
+            black_box(bytes)
+        })
+    });
+    // Now: encoded once (by the first player), the bytes shared by all.
+    g.bench_function("shared_encoding", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for tag in &tags {
+                let kind = media_kind(tag).unwrap_or(MediaKind::Video);
+                let shared = ProgramTag::new(tag.clone());
+                for p in &mut players {
+                    let encoded = shared
+                        .rtmp_chunks(|t| ServerSession::encode_media(1, kind, t.timestamp, t.payload.clone()).ok())
+                        .unwrap();
+                    p.send_encoded(encoded).unwrap();
+                    bytes += p.take_output().len();
+                }
+            }
+            black_box(bytes)
+        })
+    });
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------
+// (f) whole path: parse → rebase → fan-out(10)
 
 fn whole_path(c: &mut Criterion) {
     let data = fixture_bytes();
@@ -298,6 +355,6 @@ fn whole_path(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(5));
-    targets = flv_parse, rtmp_chunk_decode, switcher_push, fanout_publish, whole_path
+    targets = flv_parse, rtmp_chunk_decode, switcher_push, fanout_publish, player_send, whole_path
 }
 criterion_main!(benches);
