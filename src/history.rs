@@ -113,13 +113,14 @@ pub fn tracklist_text(started_at: i64, tracks: &[Track]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TrackSource;
 
     #[test]
     fn tracklists_show_time_into_the_set() {
         let t0 = 1_795_000_000;
         let tracks = [
-            Track { artist: "Early".into(), title: "Warm-up".into(), at: t0 - 40 },
-            Track { artist: "Ada".into(), title: "Loops".into(), at: t0 + 754 },
+            Track { artist: "Early".into(), title: "Warm-up".into(), at: t0 - 40, source: TrackSource::Dj },
+            Track { artist: "Ada".into(), title: "Loops".into(), at: t0 + 754, source: TrackSource::Dj },
         ];
         assert_eq!(
             tracklist_text(t0, &tracks),
