@@ -144,10 +144,10 @@ impl RecognitionConfig {
                     ConfigError::new("recognition.api_token", "required for provider \"audd\" (your AudD API token)")
                 })?;
                 let raw = file.endpoint.as_deref().unwrap_or("https://api.audd.io/");
-                let endpoint = reqwest::Url::parse(raw)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                    .ok_or_else(|| ConfigError::new("recognition.endpoint", format!("`{raw}` is not an http(s) URL")))?;
+                let endpoint =
+                    reqwest::Url::parse(raw).ok().filter(|u| matches!(u.scheme(), "http" | "https")).ok_or_else(
+                        || ConfigError::new("recognition.endpoint", format!("`{raw}` is not an http(s) URL")),
+                    )?;
                 ProviderConfig::Audd { endpoint, api_token, return_fields: file.return_fields.clone() }
             }
             other => {
@@ -467,7 +467,11 @@ pub struct Sources {
 }
 
 /// Starts recognition; it stops when `stop` turns true.
-pub fn spawn(config: RecognitionConfig, sources: Sources, stop: watch::Receiver<bool>) -> Result<JoinHandle<()>, String> {
+pub fn spawn(
+    config: RecognitionConfig,
+    sources: Sources,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, String> {
     let ProviderConfig::Audd { endpoint, api_token, return_fields } = config.provider.clone();
     tracing::info!(
         "song recognition on: {}s of program audio every {}s to AudD at {}",
@@ -610,9 +614,12 @@ mod tests {
     fn a_track_the_dj_entered_stays_for_the_window() {
         let t0 = 1_795_000_000;
         let entered = track("Mine", t0, TrackSource::Dj);
-        for (later, verdict) in
-            [(0, Verdict::KeptDjTrack), (299, Verdict::KeptDjTrack), (300, Verdict::Announce), (3600, Verdict::Announce)]
-        {
+        for (later, verdict) in [
+            (0, Verdict::KeptDjTrack),
+            (299, Verdict::KeptDjTrack),
+            (300, Verdict::Announce),
+            (3600, Verdict::Announce),
+        ] {
             assert_eq!(decide(&POLICY, &found(Some(1.0)), Some(&entered), t0 + later), verdict, "{later}s later");
         }
         // A low score is low whatever the DJ did.
@@ -713,9 +720,10 @@ mod tests {
     #[test]
     fn configuration() {
         assert_eq!(RecognitionConfig::resolve(None).unwrap(), None, "off by default");
-        let file: RecognitionFileConfig =
-            toml::from_str("api_token = \"t\"\ninterval = \"90s\"\nclip = 5\ndj_window = \"10m\"\nreturn = \"spotify\"")
-                .unwrap();
+        let file: RecognitionFileConfig = toml::from_str(
+            "api_token = \"t\"\ninterval = \"90s\"\nclip = 5\ndj_window = \"10m\"\nreturn = \"spotify\"",
+        )
+        .unwrap();
         let config = RecognitionConfig::resolve(Some(&file)).unwrap().unwrap();
         assert_eq!(config.interval, Duration::from_secs(90));
         assert_eq!(config.clip, Duration::from_secs(5));
@@ -736,7 +744,9 @@ mod tests {
         assert!(refused(&|f| f.provider = Some("shazam".into())).starts_with("recognition.provider"));
         assert!(refused(&|f| f.endpoint = Some("ftp://x".into())).starts_with("recognition.endpoint"));
         assert!(refused(&|f| f.clip = Some(DurationValue::Text("31s".into()))).starts_with("recognition.clip"));
-        assert!(refused(&|f| f.interval = Some(DurationValue::Text("soon".into()))).starts_with("recognition.interval"));
+        assert!(
+            refused(&|f| f.interval = Some(DurationValue::Text("soon".into()))).starts_with("recognition.interval")
+        );
         assert!(refused(&|f| f.min_confidence = Some(1.5)).starts_with("recognition.min_confidence"));
     }
 

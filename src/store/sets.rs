@@ -199,11 +199,12 @@ impl Store {
     }
 
     pub async fn tracklist(&self, set_id: i64) -> Result<Vec<Track>, StoreError> {
-        let tracks =
-            sqlx::query_as::<_, Track>("SELECT artist, title, at, source FROM tracks WHERE set_id = $1 ORDER BY at, id")
-                .bind(set_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let tracks = sqlx::query_as::<_, Track>(
+            "SELECT artist, title, at, source FROM tracks WHERE set_id = $1 ORDER BY at, id",
+        )
+        .bind(set_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(tracks)
     }
 

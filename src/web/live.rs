@@ -501,7 +501,12 @@ mod tests {
         assert_eq!(now.picture_url.as_deref(), Some("/pictures/1-0123456789abcdef.png"));
         assert_eq!(now.track, None);
 
-        let track = Track { artist: "Moodymann".into(), title: "Shades of Jae".into(), at: unix_now(), source: TrackSource::Dj };
+        let track = Track {
+            artist: "Moodymann".into(),
+            title: "Shades of Jae".into(),
+            at: unix_now(),
+            source: TrackSource::Dj,
+        };
         store.add_track(user.id, &track).await.unwrap();
         let has_track = |v: &Arc<QueueView>| v.lineup.now.as_ref().is_some_and(|n| n.track.is_some());
         let unpoked = tokio::time::timeout(Duration::from_millis(2500), updates.wait_for(has_track)).await.is_err();

@@ -41,7 +41,12 @@ fn clean(field: &str, value: &str) -> Result<String, ApiError> {
 
 /// Validates and records a track for `user`, then tells live pages.
 pub async fn announce(state: &AppState, user: &User, form: TrackForm) -> Result<Track, ApiError> {
-    let track = Track { artist: clean("artist", &form.artist)?, title: clean("title", &form.title)?, at: unix_now(), source: TrackSource::Dj };
+    let track = Track {
+        artist: clean("artist", &form.artist)?,
+        title: clean("title", &form.title)?,
+        at: unix_now(),
+        source: TrackSource::Dj,
+    };
     announce_track(&state.store, &state.recorder, user.id, &track)
         .await
         .map_err(|e| ApiError::internal("recording a track", e))?;
