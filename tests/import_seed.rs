@@ -184,7 +184,9 @@ async fn imported_djs_log_in_with_their_old_password_and_stream_with_their_old_k
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        stdout.contains("QUEUE.json: 3 DJ(s) were queued in the original, in order: Cy, Ada, unknown original account 42"),
+        stdout.contains(
+            "QUEUE.json: 3 DJ(s) were queued in the original, in order: Cy, Ada, unknown original account 42"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("QUEUE.json: not imported"), "{stdout}");
