@@ -500,7 +500,7 @@ async fn run<P: Provider>(config: RecognitionConfig, provider: P, sources: Sourc
 }
 
 async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &Sources) {
-    let Some(dj) = on_air(&sources.queue).await else { return };
+    let Some(dj) = on_air(sources).await else { return };
     let clip = match tokio::time::timeout(config.clip + CLIP_SLACK, cut_clip(&sources.program, config.clip)).await {
         Ok(Ok(Some(clip))) => clip,
         Ok(Ok(None)) => return,
@@ -514,7 +514,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         }
     };
     // The clip must be this DJ's: a switch while it was cut leaves nobody to credit.
-    if on_air(&sources.queue).await.as_ref().map(|d| d.user_id) != Some(dj.user_id) {
+    if on_air(sources).await.as_ref().map(|d| d.user_id) != Some(dj.user_id) {
         return;
     }
     let counters = &sources.counters.recognition;
@@ -562,9 +562,13 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
     sources.live.poke();
 }
 
-/// The DJ on air, if any (the slate is not worth recognising).
-async fn on_air(queue: &QueueHandle) -> Option<crate::queue::engine::Dj> {
-    queue.status().await.ok()?.lead.map(|lead| lead.dj)
+/// The DJ on air, if the program airs a DJ (the slate, idle or covering, is not worth
+/// recognising).
+async fn on_air(sources: &Sources) -> Option<crate::queue::engine::Dj> {
+    if sources.program.status().source != "dj" {
+        return None;
+    }
+    sources.queue.status().await.ok()?.lead.map(|lead| lead.dj)
 }
 
 async fn cut_clip(program: &ProgramBus, length: Duration) -> Result<Option<Bytes>, ClipError> {

@@ -163,3 +163,44 @@ async fn recognised_tracks_become_now_playing_but_never_over_the_djs_own() {
     }
     assert!(!server.logs().contains("test-token"), "the API token never reaches the log");
 }
+
+/// A service that never answers: every request times out, is counted and logged, the next
+/// one waits for the previous one to be given up (never two in flight), and the DJ on air
+/// is not disturbed.
+#[tokio::test]
+async fn a_silent_service_costs_a_timeout_per_clip_and_nothing_else() {
+    let starts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/",
+            post(|State(starts): State<Arc<Mutex<Vec<Instant>>>>| async move {
+                starts.lock().unwrap().push(Instant::now());
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "{}"
+            }),
+        )
+        .with_state(starts.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let audd = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config = format!(
+        "[recognition]\napi_token = \"t\"\nendpoint = \"http://{audd}/\"\ninterval = \"1s\"\nclip = \"1s\"\ntimeout = \"2s\"\n"
+    );
+    let server = Server::start(Options { config: Some(config), ..Options::default() });
+    let key = server.add_user("Ada", false);
+    let ada = Dj::publish(server.rtmp, &key).await.unwrap();
+    server.wait_for_queue(&["Ada"]).await;
+    wait_for_metric(&server, "motherstream_recognition_results_total{outcome=\"failed\"}", 3.0).await;
+    server.wait_for_log("song recognition failed").await;
+
+    let starts = starts.lock().unwrap().clone();
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        // Timeout (2 s), then the next tick and a 1 s clip: never overlapping.
+        assert!(gap >= Duration::from_secs(2), "requests {gap:?} apart");
+    }
+    assert_eq!(server.queue().await, ["Ada"], "the DJ stays on air");
+    let program = server.get_json("/api/v1/status").await;
+    assert_eq!(program["program"]["source"], "dj", "{program}");
+    ada.stop().await;
+}
