@@ -178,14 +178,12 @@ impl RecognitionConfig {
     }
 }
 
-/// A provider's answer for one clip.
+/// A provider's answer for one clip: what now playing keeps (artist and title, as for
+/// tracks DJs enter) and what the policy weighs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recognised {
     pub artist: String,
     pub title: String,
-    pub album: Option<String>,
-    pub label: Option<String>,
-    pub song_link: Option<String>,
     /// From 0 to 1; `None` when the provider gives no score (its match is its verdict).
     pub confidence: Option<f64>,
 }
@@ -267,9 +265,6 @@ fn parse_audd(body: &[u8]) -> Result<Option<Recognised>, String> {
     struct AuddResult {
         artist: Option<String>,
         title: Option<String>,
-        album: Option<String>,
-        label: Option<String>,
-        song_link: Option<String>,
         score: Option<f64>,
     }
     #[derive(Deserialize)]
@@ -286,14 +281,7 @@ fn parse_audd(body: &[u8]) -> Result<Option<Recognised>, String> {
     let Some(result) = answer.result else { return Ok(None) };
     let field = |v: Option<String>| v.map(|s| clean(&s)).filter(|s| !s.is_empty());
     let (Some(artist), Some(title)) = (field(result.artist), field(result.title)) else { return Ok(None) };
-    Ok(Some(Recognised {
-        artist,
-        title,
-        album: field(result.album),
-        label: field(result.label),
-        song_link: field(result.song_link),
-        confidence: result.score.map(|s| (s / 100.0).clamp(0.0, 1.0)),
-    }))
+    Ok(Some(Recognised { artist, title, confidence: result.score.map(|s| (s / 100.0).clamp(0.0, 1.0)) }))
 }
 
 /// What a provider sends is shown on overlays: no control characters, bounded length.
@@ -587,14 +575,7 @@ mod tests {
     use super::*;
 
     fn found(confidence: Option<f64>) -> Recognised {
-        Recognised {
-            artist: "Moodymann".into(),
-            title: "Shades of Jae".into(),
-            album: None,
-            label: None,
-            song_link: None,
-            confidence,
-        }
+        Recognised { artist: "Moodymann".into(), title: "Shades of Jae".into(), confidence }
     }
 
     fn track(title: &str, at: i64, source: TrackSource) -> Track {
@@ -709,8 +690,6 @@ mod tests {
         let hit = br#"{"status":"success","result":{"artist":"Moodymann","title":"Shades of Jae\u0007","album":"Silentintroduction","release_date":"1997-01-01","label":"Planet E","timecode":"00:56","song_link":"https://lis.tn/x"}}"#;
         let found = parse_audd(hit).unwrap().unwrap();
         assert_eq!((found.artist.as_str(), found.title.as_str()), ("Moodymann", "Shades of Jae"));
-        assert_eq!(found.label.as_deref(), Some("Planet E"));
-        assert_eq!(found.song_link.as_deref(), Some("https://lis.tn/x"));
         assert_eq!(found.confidence, None);
         let scored = br#"{"status":"success","result":{"artist":"A","title":"T","score":72}}"#;
         assert_eq!(parse_audd(scored).unwrap().unwrap().confidence, Some(0.72));
