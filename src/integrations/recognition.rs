@@ -47,7 +47,8 @@ const MAX_AUDIO_GAP_MS: u32 = 1000;
 /// Time allowed beyond the clip's own length to receive it (a joiner may wait for a
 /// keyframe; a stalled DJ is covered by the slate, whose audio restarts the clip).
 const CLIP_SLACK: Duration = Duration::from_secs(10);
-/// Largest provider answer read; AudD's with every `return` option is a few tens of KiB.
+/// Largest provider answer read; AudD's, even with every `return` option, is a few tens of
+/// KiB (none is asked for: only artist and title are kept).
 const MAX_ANSWER_BYTES: usize = 512 * 1024;
 /// Longest artist or title kept from an answer (as for tracks DJs enter).
 const MAX_FIELD_CHARS: usize = 200;
@@ -67,9 +68,6 @@ pub struct RecognitionFileConfig {
     /// From 0 to 1.
     pub min_confidence: Option<f64>,
     pub dj_window: Option<DurationValue>,
-    /// AudD's `return` parameter (`spotify,apple_music,…`); not sent when absent.
-    #[serde(rename = "return")]
-    pub return_fields: Option<String>,
 }
 
 /// A duration as written in the file: seconds, or `"60s"`, `"5m"`, `"1500ms"`, `"1h"`.
@@ -108,7 +106,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
 /// Where clips are sent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderConfig {
-    Audd { endpoint: reqwest::Url, api_token: Secret, return_fields: Option<String> },
+    Audd { endpoint: reqwest::Url, api_token: Secret },
 }
 
 /// What a recognised track must pass to become "now playing".
@@ -148,7 +146,7 @@ impl RecognitionConfig {
                     reqwest::Url::parse(raw).ok().filter(|u| matches!(u.scheme(), "http" | "https")).ok_or_else(
                         || ConfigError::new("recognition.endpoint", format!("`{raw}` is not an http(s) URL")),
                     )?;
-                ProviderConfig::Audd { endpoint, api_token, return_fields: file.return_fields.clone() }
+                ProviderConfig::Audd { endpoint, api_token }
             }
             other => {
                 return Err(ConfigError::new(
@@ -194,29 +192,23 @@ pub trait Provider: Send + Sync + 'static {
     fn recognise(&self, clip: Bytes) -> impl Future<Output = Result<Option<Recognised>, String>> + Send;
 }
 
-/// AudD (<https://docs.audd.io/>): a multipart POST of `api_token`, `file` and `return`,
-/// answered with `{"status": "success", "result": {artist, title, album, label,
+/// AudD (<https://docs.audd.io/>): a multipart POST of `api_token` and `file` (no `return`:
+/// the extra services' data would be dropped), answered with `{"status": "success", "result": {artist, title, album, label,
 /// song_link, …} | null}` or `{"status": "error", "error": {error_code, error_message}}`.
 pub struct Audd {
     client: reqwest::Client,
     endpoint: reqwest::Url,
     api_token: Secret,
-    return_fields: Option<String>,
 }
 
 impl Audd {
-    pub fn new(
-        endpoint: reqwest::Url,
-        api_token: Secret,
-        return_fields: Option<String>,
-        timeout: Duration,
-    ) -> Result<Self, String> {
+    pub fn new(endpoint: reqwest::Url, api_token: Secret, timeout: Duration) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("recognition: building the HTTP client: {e}"))?;
-        Ok(Self { client, endpoint, api_token, return_fields })
+        Ok(Self { client, endpoint, api_token })
     }
 }
 
@@ -226,11 +218,8 @@ impl Provider for Audd {
             .file_name("clip.aac")
             .mime_str("audio/aac")
             .map_err(|e| e.to_string())?;
-        let mut form =
+        let form =
             reqwest::multipart::Form::new().text("api_token", self.api_token.expose().to_owned()).part("file", file);
-        if let Some(fields) = &self.return_fields {
-            form = form.text("return", fields.clone());
-        }
         let mut response = self
             .client
             .post(self.endpoint.clone())
@@ -460,14 +449,14 @@ pub fn spawn(
     sources: Sources,
     stop: watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, String> {
-    let ProviderConfig::Audd { endpoint, api_token, return_fields } = config.provider.clone();
+    let ProviderConfig::Audd { endpoint, api_token } = config.provider.clone();
     tracing::info!(
         "song recognition on: {}s of program audio every {}s to AudD at {}",
         config.clip.as_secs_f32(),
         config.interval.as_secs_f32(),
         endpoint.origin().ascii_serialization()
     );
-    let provider = Audd::new(endpoint, api_token, return_fields, config.timeout)?;
+    let provider = Audd::new(endpoint, api_token, config.timeout)?;
     Ok(tokio::spawn(run(config, provider, sources, stop)))
 }
 
@@ -703,18 +692,15 @@ mod tests {
     #[test]
     fn configuration() {
         assert_eq!(RecognitionConfig::resolve(None).unwrap(), None, "off by default");
-        let file: RecognitionFileConfig = toml::from_str(
-            "api_token = \"t\"\ninterval = \"90s\"\nclip = 5\ndj_window = \"10m\"\nreturn = \"spotify\"",
-        )
-        .unwrap();
+        let file: RecognitionFileConfig =
+            toml::from_str("api_token = \"t\"\ninterval = \"90s\"\nclip = 5\ndj_window = \"10m\"").unwrap();
         let config = RecognitionConfig::resolve(Some(&file)).unwrap().unwrap();
         assert_eq!(config.interval, Duration::from_secs(90));
         assert_eq!(config.clip, Duration::from_secs(5));
         assert_eq!(config.timeout, Duration::from_secs(20));
         assert_eq!(config.policy, Policy { min_confidence: 0.5, dj_window: Duration::from_secs(600) });
-        let ProviderConfig::Audd { endpoint, return_fields, .. } = &config.provider;
+        let ProviderConfig::Audd { endpoint, .. } = &config.provider;
         assert_eq!(endpoint.as_str(), "https://api.audd.io/");
-        assert_eq!(return_fields.as_deref(), Some("spotify"));
         let off = RecognitionFileConfig { enabled: Some(false), ..file.clone() };
         assert_eq!(RecognitionConfig::resolve(Some(&off)).unwrap(), None);
 
