@@ -39,6 +39,10 @@ enum Command {
         /// The original's database, `postgres://USER:PASSWORD@HOST/DB`.
         #[arg(long)]
         from: String,
+        /// The original's QUEUE.json: who was queued is reported, not imported (DJs rejoin
+        /// the queue by publishing).
+        #[arg(long)]
+        queue: Option<std::path::PathBuf>,
         /// Report what would be imported without writing anything.
         #[arg(long)]
         dry_run: bool,
@@ -93,23 +97,23 @@ pub fn main() -> ExitCode {
             init_logging(LogFormat::Text, "warn", false);
             runtime.block_on(user_command(&config, command))
         }
-        Some(Command::ImportSeed { from, dry_run }) => {
+        Some(Command::ImportSeed { from, queue, dry_run }) => {
             let config = match StoreConfig::resolve(&cli.store) {
                 Ok(c) => c,
                 Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
             };
             init_logging(LogFormat::Text, "warn", false);
-            runtime.block_on(import_seed(&config, &from, dry_run))
+            runtime.block_on(import_seed(&config, &from, queue.as_deref(), dry_run))
         }
     }
 }
 
-async fn import_seed(config: &StoreConfig, from: &str, dry_run: bool) -> ExitCode {
+async fn import_seed(config: &StoreConfig, from: &str, queue: Option<&std::path::Path>, dry_run: bool) -> ExitCode {
     let store = match Store::open(config).await {
         Ok(s) => s,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    let result = crate::import::run(&store, from, dry_run).await;
+    let result = crate::import::run(&store, from, queue, dry_run).await;
     store.close().await;
     match result {
         Ok(lines) => {

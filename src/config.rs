@@ -19,6 +19,7 @@ use crate::integrations::destination::{Destination, DestinationConfig};
 use crate::integrations::discord::DiscordConfig;
 use crate::integrations::email::{SmtpConfig, SmtpSettings};
 use crate::integrations::obs::{ObsConfig, ObsEnv, ObsFileConfig};
+use crate::integrations::recognition::{RecognitionConfig, RecognitionFileConfig};
 use crate::media::recorder::RecorderConfig;
 
 /// The sample configuration shipped with the project. A test loads it, so the documented
@@ -196,6 +197,9 @@ pub struct FileConfig {
     pub password_reset_ttl: Option<u64>,
     #[serde(default)]
     pub obs: Option<ObsFileConfig>,
+    /// Song recognition; off when absent.
+    #[serde(default)]
+    pub recognition: Option<RecognitionFileConfig>,
     #[serde(default)]
     pub channel: Option<FileChannel>,
     /// The section `[channel]` replaced; still read, as the channel profile.
@@ -330,6 +334,8 @@ pub struct Config {
     pub discord: Option<DiscordConfig>,
     /// OBS automation, if an OBS host is configured.
     pub obs: Option<ObsConfig>,
+    /// Song recognition of the on-air audio, when configured.
+    pub recognition: Option<RecognitionConfig>,
     /// Account emails over SMTP, if an SMTP host is configured.
     pub smtp: Option<SmtpConfig>,
     /// The site's address without a trailing slash, for links in emails.
@@ -478,6 +484,7 @@ impl Config {
                 DiscordConfig::parse(url, toggle.as_deref())?.filter(|d| d.enabled)
             },
             obs: ObsConfig::resolve(file.obs.as_ref(), obs_env)?,
+            recognition: RecognitionConfig::resolve(file.recognition.as_ref())?,
             smtp: SmtpConfig::parse(SmtpSettings {
                 host: serve.smtp_host.as_deref().or(file.smtp_host.as_deref()),
                 port: serve.smtp_port.or(file.smtp_port),

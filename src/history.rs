@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::calendar::format_datetime;
 use crate::media::recorder::RecorderHandle;
 use crate::queue::engine::Notice;
-use crate::store::{OpenSet, Store, StoreError, Track, unix_now};
+use crate::store::{OpenSet, Store, StoreError, Track, TrackSource, unix_now};
 
 /// A recording that started this long before the set row still belongs to it (the
 /// recorder and the history follow the same switch from two tasks).
@@ -99,13 +99,15 @@ pub fn tracklist_path(recording: &Path) -> PathBuf {
     recording.with_extension("tracklist.txt")
 }
 
-/// One line per track, with its time into the set (`0:12:34  Artist – Title`).
+/// One line per track, with its time into the set (`0:12:34  Artist – Title`), and
+/// `(recognised)` after those the DJ did not name.
 pub fn tracklist_text(started_at: i64, tracks: &[Track]) -> String {
     let mut text = format!("# Set started {}\n", format_datetime(started_at));
     for track in tracks {
         let offset = (track.at - started_at).max(0);
         let (h, m, s) = (offset / 3600, offset / 60 % 60, offset % 60);
-        text.push_str(&format!("{h}:{m:02}:{s:02}  {} – {}\n", track.artist, track.title));
+        let mark = if track.source == TrackSource::Recognised { "  (recognised)" } else { "" };
+        text.push_str(&format!("{h}:{m:02}:{s:02}  {} – {}{mark}\n", track.artist, track.title));
     }
     text
 }
@@ -118,12 +120,14 @@ mod tests {
     fn tracklists_show_time_into_the_set() {
         let t0 = 1_795_000_000;
         let tracks = [
-            Track { artist: "Early".into(), title: "Warm-up".into(), at: t0 - 40 },
-            Track { artist: "Ada".into(), title: "Loops".into(), at: t0 + 754 },
+            Track { artist: "Early".into(), title: "Warm-up".into(), at: t0 - 40, source: TrackSource::Dj },
+            Track { artist: "Ada".into(), title: "Loops".into(), at: t0 + 754, source: TrackSource::Dj },
+            Track { artist: "Moodymann".into(), title: "Jan".into(), at: t0 + 900, source: TrackSource::Recognised },
         ];
         assert_eq!(
             tracklist_text(t0, &tracks),
-            "# Set started 2026-11-18 11:06 UTC\n0:00:00  Early – Warm-up\n0:12:34  Ada – Loops\n"
+            "# Set started 2026-11-18 11:06 UTC\n0:00:00  Early – Warm-up\n0:12:34  Ada – Loops\n\
+             0:15:00  Moodymann – Jan  (recognised)\n"
         );
         assert_eq!(
             tracklist_path(Path::new("/rec/Ada/2026-11-26T00-09-43Z.flv")),

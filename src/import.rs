@@ -7,8 +7,15 @@
 //! but not the same account, a row we cannot use) is listed and nothing is written. Accounts
 //! already imported are recognised (same email, DJ name and stream key) and left alone, so a
 //! second run changes nothing.
+//!
+//! The original also kept its queue in `QUEUE.json` (a JSON list of user ids as strings;
+//! early versions listed stream keys). `--queue` reads it and says who was waiting, but
+//! imports nothing from it: here a DJ joins the queue by publishing, and the queue kept
+//! across restarts is our own. The original had nothing else in that file (its block
+//! toggle lived in memory only).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Duration;
 
 use argon2::password_hash::PasswordHash;
@@ -19,6 +26,9 @@ use crate::auth::{is_well_formed_key, validate_dj_name, validate_email};
 use crate::config::redact_url;
 use crate::store::{ImportedAccount, Store, User, dj_name_key};
 use crate::web::validate_timezone;
+
+/// Largest `QUEUE.json` read: the original wrote a few short strings per queued DJ.
+const MAX_QUEUE_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Connecting to the original's database gives up after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -206,9 +216,68 @@ pub fn plan(seed: &[SeedAccount], here: &[User]) -> (Plan, Vec<ImportedAccount>)
     (plan, accounts)
 }
 
+/// The entries of the original's `QUEUE.json`, as text.
+pub fn read_queue_file(path: &Path) -> Result<Vec<String>, String> {
+    let shown = path.display();
+    let len = std::fs::metadata(path).map_err(|e| format!("--queue {shown}: {e}"))?.len();
+    if len > MAX_QUEUE_FILE_BYTES {
+        return Err(format!(
+            "--queue {shown}: larger than {MAX_QUEUE_FILE_BYTES} bytes: is it the original's QUEUE.json?"
+        ));
+    }
+    let text = std::fs::read(path).map_err(|e| format!("--queue {shown}: {e}"))?;
+    parse_queue(&text).map_err(|e| format!("--queue {shown}: {e}"))
+}
+
+fn parse_queue(text: &[u8]) -> Result<Vec<String>, String> {
+    let not_it = "not a JSON list of user ids or stream keys (the original's QUEUE.json)";
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| format!("{not_it}: {e}"))?;
+    let serde_json::Value::Array(entries) = value else { return Err(not_it.to_owned()) };
+    entries
+        .into_iter()
+        .map(|entry| match entry {
+            serde_json::Value::String(s) => Ok(s),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            _ => Err(not_it.to_owned()),
+        })
+        .collect()
+}
+
+/// What the original's queue held, in words. Entries are user ids, or stream keys in early
+/// versions; a stream key is never printed.
+pub fn describe_queue(entries: &[String], seed: &[SeedAccount]) -> Vec<String> {
+    if entries.is_empty() {
+        return vec!["QUEUE.json: the original's queue was empty; nothing to carry over".into()];
+    }
+    let names: Vec<String> = entries
+        .iter()
+        .map(|entry| {
+            let account = seed
+                .iter()
+                .find(|a| a.id == *entry)
+                .or_else(|| seed.iter().find(|a| a.stream_key.as_ref() == Some(entry)));
+            match account {
+                Some(a) => a.dj_name.clone().unwrap_or_else(|| format!("original account {}", a.id)),
+                None if entry.chars().all(|c| c.is_ascii_digit()) => format!("unknown original account {entry}"),
+                None => "an unknown stream key".to_owned(),
+            }
+        })
+        .collect();
+    vec![
+        format!("QUEUE.json: {} DJ(s) were queued in the original, in order: {}", names.len(), names.join(", ")),
+        "QUEUE.json: not imported: here a DJ joins the queue by publishing (with the same stream key, OBS unchanged), \
+         and the queue survives restarts in our own database"
+            .into(),
+    ]
+}
+
 /// Runs the import (or its dry run) and returns what to print; an `Err` lists the problems.
-pub async fn run(store: &Store, from: &str, dry_run: bool) -> Result<Vec<String>, Vec<String>> {
+/// `queue` is the original's `QUEUE.json`, reported on, never imported.
+pub async fn run(store: &Store, from: &str, queue: Option<&Path>, dry_run: bool) -> Result<Vec<String>, Vec<String>> {
+    // Read first: a wrong path stops everything before anything is written.
+    let queue = queue.map(read_queue_file).transpose().map_err(|e| vec![e])?;
     let seed = read_seed(from).await.map_err(|e| vec![e])?;
+    let queue_lines = queue.map(|entries| describe_queue(&entries, &seed)).unwrap_or_default();
     let plan = store.import_accounts(!dry_run, |here| plan(&seed, here)).await.map_err(|e| vec![e.to_string()])?;
     if !plan.problems.is_empty() {
         let mut lines = plan.problems;
@@ -218,6 +287,7 @@ pub async fn run(store: &Store, from: &str, dry_run: bool) -> Result<Vec<String>
     let mut lines = Vec::new();
     if plan.create.is_empty() {
         lines.push(format!("nothing to do: all {} accounts of the original are already here", plan.already_here));
+        lines.extend(queue_lines);
         return Ok(lines);
     }
     let verb = if dry_run { "would import" } else { "imported" };
@@ -236,6 +306,7 @@ pub async fn run(store: &Store, from: &str, dry_run: bool) -> Result<Vec<String>
     if plan.no_admin {
         lines.push("no account here is an admin: make one with `motherstream user add --admin`".into());
     }
+    lines.extend(queue_lines);
     if dry_run {
         lines.push("dry run: nothing written".into());
     }
@@ -314,6 +385,37 @@ mod tests {
         for (problem, expected) in plan.problems.iter().zip(expected) {
             assert!(problem.starts_with(expected), "{problem}");
         }
+    }
+
+    #[test]
+    fn the_originals_queue_file_is_described_not_imported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("QUEUE.json");
+        // As the original's `_write_persistent_state` writes it: user ids as strings.
+        std::fs::write(&path, r#"["2", "1", "9"]"#).unwrap();
+        let entries = read_queue_file(&path).unwrap();
+        assert_eq!(entries, ["2", "1", "9"]);
+        let seed = [seed(1, "Ada", "k1"), seed(2, "Bo", "secret-key-2")];
+        let lines = describe_queue(&entries, &seed);
+        assert_eq!(
+            lines[0],
+            "QUEUE.json: 3 DJ(s) were queued in the original, in order: Bo, Ada, unknown original account 9"
+        );
+        assert!(lines[1].starts_with("QUEUE.json: not imported: here a DJ joins the queue by publishing"));
+        // Early versions listed stream keys, which are never printed.
+        let lines = describe_queue(&parse_queue(br#"["secret-key-2", "who-knows"]"#).unwrap(), &seed);
+        assert_eq!(lines[0], "QUEUE.json: 2 DJ(s) were queued in the original, in order: Bo, an unknown stream key");
+        assert!(!lines.concat().contains("secret-key-2") && !lines.concat().contains("who-knows"));
+        assert_eq!(
+            describe_queue(&parse_queue(b"[]").unwrap(), &seed),
+            ["QUEUE.json: the original's queue was empty; nothing to carry over"]
+        );
+        assert_eq!(parse_queue(b"[3, 4]").unwrap(), ["3", "4"]);
+        for bad in [&b"{\"queue\": []}"[..], b"[[1]]", b"not json", b""] {
+            assert!(parse_queue(bad).unwrap_err().starts_with("not a JSON list"), "{}", String::from_utf8_lossy(bad));
+        }
+        let missing = read_queue_file(&dir.path().join("nope.json")).unwrap_err();
+        assert!(missing.starts_with("--queue ") && missing.contains("nope.json"), "{missing}");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::integrations::recognition::RecognitionCounters;
+
 /// Flow counters, shared by ingest and HTTP.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -18,6 +20,8 @@ pub struct Counters {
     pub rtmp_bytes_out: AtomicU64,
     /// Bytes of program sent to HTTP-FLV viewers.
     pub http_flv_bytes_out: AtomicU64,
+    /// Song recognition requests and what became of them.
+    pub recognition: RecognitionCounters,
     /// HTTP requests by route template and status; routes are the router's finite set.
     http_requests: Mutex<BTreeMap<(String, u16), u64>>,
 }

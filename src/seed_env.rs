@@ -43,11 +43,11 @@ const RETIRED: &[(&str, &str)] = &[
     ("ALLOWED_ORIGINS", "the web UI is served from the same origin as the API, so there is no CORS to configure"),
     (
         "SHAZAMING",
-        "there is no automatic song recognition; DJs announce tracks (dashboard or POST /api/v1/users/me/track)",
+        "song recognition is the [recognition] section of motherstream.toml (AudD); DJs can still announce tracks",
     ),
     (
         "SHAZAM_RTMP_URL",
-        "there is no automatic song recognition; DJs announce tracks (dashboard or POST /api/v1/users/me/track)",
+        "song recognition ([recognition] in motherstream.toml) listens to the program itself, no RTMP URL needed",
     ),
 ];
 

@@ -18,6 +18,7 @@ use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::discord::Discord;
 use crate::integrations::email::{MailSettings, Mailer};
 use crate::integrations::obs::Obs;
+use crate::integrations::recognition;
 use crate::integrations::tls::Connector;
 use crate::media::recorder;
 use crate::metrics::Counters;
@@ -155,6 +156,21 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         http_stopping,
     )
     .await;
+
+    if let Some(recognition) = config.recognition.clone() {
+        let sources = recognition::Sources {
+            queue: queue.clone(),
+            program: program.clone(),
+            store: store.clone(),
+            recorder: recorder.clone(),
+            live: live.clone(),
+            counters: counters.clone(),
+        };
+        let task = recognition::spawn(recognition, sources, shutdown.clone()).map_err(StartupError)?;
+        finishing.spawn(async move {
+            let _ = task.await;
+        });
+    }
 
     let ingest_ctx = Arc::new(IngestContext::new(
         store.clone(),

@@ -175,6 +175,27 @@ async fn imported_djs_log_in_with_their_old_password_and_stream_with_their_old_k
     assert_eq!(stdout.trim(), "nothing to do: all 3 accounts of the original are already here");
     assert_eq!(users(&server).len(), 3);
 
+    // The original's QUEUE.json (user ids, as strings) is read and reported, not imported:
+    // DJs rejoin the queue by publishing.
+    let queue_file = server.data_dir.join("QUEUE.json");
+    std::fs::write(&queue_file, r#"["3", "1", "42"]"#).unwrap();
+    let queue_arg = queue_file.to_str().unwrap();
+    let out = server.cli(&["import-seed", "--from", &seed.url, "--queue", queue_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains(
+            "QUEUE.json: 3 DJ(s) were queued in the original, in order: Cy, Ada, unknown original account 42"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("QUEUE.json: not imported"), "{stdout}");
+    assert_eq!(server.queue().await, ["Ada", "Cy"], "the live queue is untouched");
+    std::fs::write(&queue_file, "{}").unwrap();
+    let out = server.cli(&["import-seed", "--from", &seed.url, "--queue", queue_arg]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a JSON list"), "{out:?}");
+
     // A conflict stops everything: Dee exists here with another email, so neither Dee nor
     // Eve (who conflicts with nobody) is imported.
     server.add_user("Dee", false);

@@ -40,6 +40,9 @@
     if (track) {
       track.hidden = !now.track;
       track.textContent = now.track ? now.track.artist + " – " + now.track.title : "";
+      // Lets a scene's CSS mark tracks that were recognised rather than entered by the DJ.
+      if (now.track) track.dataset.source = now.track.source;
+      else delete track.dataset.source;
     }
     const list = $("queue-list");
     if (list) {

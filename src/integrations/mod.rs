@@ -8,12 +8,15 @@
 //! - [`discord`]: queue and destination events posted to a Discord webhook.
 //! - [`obs`]: OBS automation over obs-websocket v5: the studio's scenes, DJ name text and
 //!   overlays follow the queue.
+//! - [`recognition`]: optional song recognition of the on-air audio (AudD), shown as now
+//!   playing unless the DJ named the track.
 
 mod backoff;
 pub mod destination;
 pub mod discord;
 pub mod email;
 pub mod obs;
+pub mod recognition;
 pub mod tls;
 
 /// An error and its causes on one line. Client libraries keep the telling part in the

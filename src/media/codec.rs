@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use super::flv::{FlvTag, TagKind};
 
-pub use aac::AudioSpecificConfig;
+pub use aac::{ADTS_HEADER_LEN, Adts, AudioSpecificConfig};
 use bits::ByteReader;
 pub use config::{AudioConfig, VideoConfig};
 

@@ -37,7 +37,7 @@ use sqlx::{AnyPool, ConnectOptions};
 use crate::config::{StoreConfig, redact_url};
 
 pub use import::ImportedAccount;
-pub use sets::{OpenSet, SetRecord, Track};
+pub use sets::{OpenSet, SetRecord, Track, TrackSource};
 pub(crate) use users::dj_name_key;
 pub use users::{NewUser, Profile, User};
 

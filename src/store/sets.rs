@@ -16,6 +16,43 @@ pub struct Track {
     pub artist: String,
     pub title: String,
     pub at: i64,
+    #[sqlx(try_from = "String")]
+    pub source: TrackSource,
+}
+
+/// Who named a track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackSource {
+    /// The DJ, from the dashboard or their DJ software.
+    Dj,
+    /// Automatic song recognition of the on-air audio.
+    Recognised,
+}
+
+impl TrackSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackSource::Dj => "dj",
+            TrackSource::Recognised => "recognised",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown track source `{0}`")]
+pub struct UnknownSource(String);
+
+impl TryFrom<String> for TrackSource {
+    type Error = UnknownSource;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.as_str() {
+            "dj" => Ok(TrackSource::Dj),
+            "recognised" => Ok(TrackSource::Recognised),
+            _ => Err(UnknownSource(value)),
+        }
+    }
 }
 
 /// One past or current set with its tracklist.
@@ -128,13 +165,14 @@ impl Store {
         refuse_nul("artist", &track.artist)?;
         refuse_nul("title", &track.title)?;
         sqlx::query(
-            "INSERT INTO tracks (user_id, set_id, artist, title, at) \
-             VALUES ($1, (SELECT id FROM sets WHERE user_id = $1 AND ended_at IS NULL), $2, $3, $4)",
+            "INSERT INTO tracks (user_id, set_id, artist, title, at, source) \
+             VALUES ($1, (SELECT id FROM sets WHERE user_id = $1 AND ended_at IS NULL), $2, $3, $4, $5)",
         )
         .bind(user_id)
         .bind(&track.artist)
         .bind(&track.title)
         .bind(track.at)
+        .bind(track.source.as_str())
         .execute(&self.pool)
         .await?;
         self.open_set(user_id).await
@@ -148,7 +186,7 @@ impl Store {
             None => (None, now - ADOPT_WINDOW_SECS),
         };
         let track = sqlx::query_as::<_, Track>(
-            "SELECT artist, title, at FROM tracks \
+            "SELECT artist, title, at, source FROM tracks \
              WHERE user_id = $1 AND (set_id IS NULL OR set_id = $2) AND at >= $3 \
              ORDER BY at DESC, id DESC LIMIT 1",
         )
@@ -161,11 +199,12 @@ impl Store {
     }
 
     pub async fn tracklist(&self, set_id: i64) -> Result<Vec<Track>, StoreError> {
-        let tracks =
-            sqlx::query_as::<_, Track>("SELECT artist, title, at FROM tracks WHERE set_id = $1 ORDER BY at, id")
-                .bind(set_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let tracks = sqlx::query_as::<_, Track>(
+            "SELECT artist, title, at, source FROM tracks WHERE set_id = $1 ORDER BY at, id",
+        )
+        .bind(set_id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(tracks)
     }
 
@@ -202,7 +241,7 @@ mod tests {
     use crate::store::tests::{store_test, test_user};
 
     fn track(artist: &str, at: i64) -> Track {
-        Track { artist: artist.into(), title: format!("{artist} song"), at }
+        Track { artist: artist.into(), title: format!("{artist} song"), at, source: TrackSource::Dj }
     }
 
     store_test! {

@@ -24,7 +24,7 @@ use crate::ingest::Publishers;
 use crate::integrations::destination::{DestinationStatus, Destinations, State as DestinationState};
 use crate::queue::actor::{QueueGone, QueueHandle};
 use crate::queue::engine::{Dj, LeadStatus, Notice, Status, UserId};
-use crate::store::{Store, unix_now};
+use crate::store::{Store, TrackSource, unix_now};
 
 /// How often the clock and the rates are refreshed.
 const TICK: Duration = Duration::from_secs(1);
@@ -67,6 +67,8 @@ pub struct NowPlaying {
 pub struct TrackView {
     pub artist: String,
     pub title: String,
+    /// `dj` or `recognised`.
+    pub source: TrackSource,
 }
 
 /// The `stats` event.
@@ -256,7 +258,7 @@ impl Producer {
             Err(e) => tracing::warn!("live state: loading {}'s profile: {e}", dj.dj_name),
         }
         match track {
-            Ok(track) => now.track = track.map(|t| TrackView { artist: t.artist, title: t.title }),
+            Ok(track) => now.track = track.map(|t| TrackView { artist: t.artist, title: t.title, source: t.source }),
             Err(e) => tracing::warn!("live state: loading {}'s track: {e}", dj.dj_name),
         }
         now
@@ -388,7 +390,7 @@ mod tests {
         let now = NowPlaying {
             dj_name: "Alice".into(),
             picture_url: Some("/pictures/a.png".into()),
-            track: Some(TrackView { artist: "Artist".into(), title: "Title".into() }),
+            track: Some(TrackView { artist: "Artist".into(), title: "Title".into(), source: TrackSource::Dj }),
         };
         let view = queue_view(&status(Some(("Alice", Some(1), false)), &["Bob", "Carol"]), Some(now.clone()));
         assert_eq!(view.lineup.on_air.as_deref(), Some("Alice"));
@@ -499,7 +501,12 @@ mod tests {
         assert_eq!(now.picture_url.as_deref(), Some("/pictures/1-0123456789abcdef.png"));
         assert_eq!(now.track, None);
 
-        let track = Track { artist: "Moodymann".into(), title: "Shades of Jae".into(), at: unix_now() };
+        let track = Track {
+            artist: "Moodymann".into(),
+            title: "Shades of Jae".into(),
+            at: unix_now(),
+            source: TrackSource::Dj,
+        };
         store.add_track(user.id, &track).await.unwrap();
         let has_track = |v: &Arc<QueueView>| v.lineup.now.as_ref().is_some_and(|n| n.track.is_some());
         let unpoked = tokio::time::timeout(Duration::from_millis(2500), updates.wait_for(has_track)).await.is_err();
@@ -507,7 +514,7 @@ mod tests {
         live.poke();
         let poked =
             tokio::time::timeout(Duration::from_secs(5), updates.wait_for(has_track)).await.unwrap().unwrap().clone();
-        let expected = TrackView { artist: "Moodymann".into(), title: "Shades of Jae".into() };
+        let expected = TrackView { artist: "Moodymann".into(), title: "Shades of Jae".into(), source: TrackSource::Dj };
         assert_eq!(poked.lineup.now.as_ref().unwrap().track, Some(expected));
 
         stop_tx.send(true).unwrap();

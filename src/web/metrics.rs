@@ -128,6 +128,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     e.family("motherstream_recording_failed", "gauge", "1 if a recording has failed since start (see the log).")
         .sample("motherstream_recording_failed", &[], f64::from(u8::from(recording.last_error.is_some())));
 
+    e.family("motherstream_recognition_requests_total", "counter", "Clips sent to the song recognition service.")
+        .sample(
+            "motherstream_recognition_requests_total",
+            &[],
+            counters.recognition.requests.load(Ordering::Relaxed) as f64,
+        );
+    e.family(
+        "motherstream_recognition_results_total",
+        "counter",
+        "Song recognition requests by outcome (failed, no_match, recognised, low_confidence, kept_dj_track, unchanged).",
+    );
+    for (outcome, count) in counters.recognition.outcomes() {
+        e.sample("motherstream_recognition_results_total", &[("outcome", outcome)], count as f64);
+    }
+
     e.family("motherstream_http_requests_total", "counter", "HTTP requests by route and status.");
     for ((route, status), count) in counters.http_requests() {
         e.sample(

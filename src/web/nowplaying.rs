@@ -12,7 +12,7 @@ use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, rejection};
 use crate::history::announce_track;
-use crate::store::{Track, User, unix_now};
+use crate::store::{Track, TrackSource, User, unix_now};
 
 /// Longest artist or title accepted.
 const MAX_FIELD_CHARS: usize = 200;
@@ -41,7 +41,12 @@ fn clean(field: &str, value: &str) -> Result<String, ApiError> {
 
 /// Validates and records a track for `user`, then tells live pages.
 pub async fn announce(state: &AppState, user: &User, form: TrackForm) -> Result<Track, ApiError> {
-    let track = Track { artist: clean("artist", &form.artist)?, title: clean("title", &form.title)?, at: unix_now() };
+    let track = Track {
+        artist: clean("artist", &form.artist)?,
+        title: clean("title", &form.title)?,
+        at: unix_now(),
+        source: TrackSource::Dj,
+    };
     announce_track(&state.store, &state.recorder, user.id, &track)
         .await
         .map_err(|e| ApiError::internal("recording a track", e))?;
@@ -65,16 +70,17 @@ pub async fn post_track(
 pub async fn song_json(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = state.queue.status().await?;
     let Some(lead) = status.lead else {
-        return Ok(Json(json!({ "dj_name": null, "artist": null, "title": null, "song": null })));
+        return Ok(Json(json!({ "dj_name": null, "artist": null, "title": null, "song": null, "source": null })));
     };
     let track = state
         .store
         .current_track(lead.dj.user_id, unix_now())
         .await
         .map_err(|e| ApiError::internal("loading the current track", e))?;
+    let source = track.as_ref().map(|t| t.source);
     let (artist, title) = track.map(|t| (Some(t.artist), Some(t.title))).unwrap_or_default();
     let song = artist.as_ref().zip(title.as_ref()).map(|(a, t)| format!("{a} – {t}"));
-    Ok(Json(json!({ "dj_name": lead.dj.dj_name, "artist": artist, "title": title, "song": song })))
+    Ok(Json(json!({ "dj_name": lead.dj.dj_name, "artist": artist, "title": title, "song": song, "source": source })))
 }
 
 #[cfg(test)]

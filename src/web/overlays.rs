@@ -184,7 +184,11 @@ mod tests {
                 now: Some(NowPlaying {
                     dj_name: "Alice".into(),
                     picture_url: Some("/pictures/0123.png".into()),
-                    track: Some(TrackView { artist: "Moodymann".into(), title: "Shades of <Jae>".into() }),
+                    track: Some(TrackView {
+                        artist: "Moodymann".into(),
+                        title: "Shades of <Jae>".into(),
+                        source: crate::store::TrackSource::Dj,
+                    }),
                 }),
                 up_next: Some("Bob".into()),
                 ..Lineup::default()

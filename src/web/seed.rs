@@ -59,8 +59,8 @@ fn overlay_redirect(name: &str, query: Option<String>) -> Redirect {
     }
 }
 
-/// `GET /seed/song-json`: the track on air in the original's shape. Tracks here are entered
-/// by the DJ, so there is no label, cover or recognition confidence to report.
+/// `GET /seed/song-json`: the track on air in the original's shape. Only artist and title
+/// are kept (entered or recognised), so there is no label, cover or confidence to report.
 pub async fn song_json(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let status = state.queue.status().await?;
     let track = match status.lead {

@@ -197,6 +197,8 @@ async fn signup_to_on_air_then_admin_skips() {
     overlay
         .wait_for("#on-air-track", Read::Text, LIVE, |t| t.contains("Moodymann") && t.contains("Shades of Jae"))
         .await;
+    // Scenes can style recognised tracks apart from the ones DJs name.
+    overlay.wait_for("#on-air-track", Read::Attr("data-source"), LIVE, |s| s == "dj").await;
     overlay.screenshot_over_video("overlay-now-track").await;
 
     // The organiser logs in on the way to the console and skips the set.

@@ -18,6 +18,7 @@ mod platforms;
 mod program;
 mod publisher;
 mod queue_rules;
+mod recognition;
 mod recording;
 mod robustness;
 mod seed_parity;

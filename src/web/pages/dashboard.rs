@@ -116,7 +116,12 @@ pub async fn sets(State(state): State<AppState>, member: Member) -> Result<Respo
             let tracks: Vec<_> = set
                 .tracks
                 .iter()
-                .map(|t| context! { offset => (t.at - set.started_at).max(0), artist => t.artist, title => t.title })
+                .map(|t| {
+                    context! {
+                        offset => (t.at - set.started_at).max(0), artist => t.artist, title => t.title,
+                        source => t.source,
+                    }
+                })
                 .collect();
             context! {
                 started_at => set.started_at, duration => duration, end_reason => set.end_reason,
