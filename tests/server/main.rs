@@ -8,6 +8,7 @@ mod database;
 mod email;
 mod encoders;
 mod hardening;
+mod hardening_accounts;
 mod harness;
 mod http_api;
 mod interop;

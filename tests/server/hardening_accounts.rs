@@ -1,0 +1,71 @@
+//! Issue 10's account and exposure findings (items 4, 9, 10, 15), each as the attack that
+//! worked before.
+
+use serde_json::{Value, json};
+
+use crate::harness::{Options, PASSWORD, Server};
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Options that let one test sign up many accounts from loopback.
+fn many_signups() -> Options {
+    Options { config: Some("[limits]\nsignup_attempts_per_minute = 1000\n".into()), ..Options::default() }
+}
+
+#[tokio::test]
+async fn look_alike_dj_names_are_refused_by_sign_up_rename_and_the_cli() {
+    let server = Server::start(many_signups());
+    server.add_user("Alice", false);
+    server.add_user("Bob", false);
+    let client = reqwest::Client::new();
+    let signup = |name: &str, n: usize| {
+        client.post(server.url("/api/v1/users/signup")).json(&json!({
+            "dj_name": name, "email": format!("someone{n}@example.org"), "password": PASSWORD
+        }))
+    };
+
+    // Invisible and direction-changing characters make a name that reads as another.
+    let invisible = ["alice\u{200B}", "al\u{200D}ice", "\u{202E}ecila", "al\u{2066}ice\u{2069}", "\u{FEFF}alice"];
+    for (n, name) in invisible.iter().enumerate() {
+        let (status, body) = send(signup(name, n)).await;
+        assert_eq!(status, 400, "{name:?} was accepted: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("invisible"), "{body}");
+    }
+    // Fullwidth, Greek and Cyrillic letters, digits that pass for letters.
+    let look_alikes = ["ＡＬＩＣＥ", "ΑLICE", "\u{0430}lice", "a1ice", "AL\u{0399}CE"];
+    for (n, name) in look_alikes.iter().enumerate() {
+        let (status, body) = send(signup(name, 10 + n)).await;
+        assert_eq!(status, 409, "{name:?} was accepted: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("looks like"), "{body}");
+    }
+    // Compatibility forms are stored in their plain form (NFKC).
+    let (status, body) = send(signup("ＤＪ　Ｃａｒｏｌ", 20)).await;
+    assert_eq!((status, body["dj_name"].as_str()), (201, Some("DJ Carol")), "{body}");
+
+    // Renaming over the API (the settings page shares the code) is held to the same rules.
+    let bob = server.token("bob").await;
+    let rename =
+        |name: &str| client.patch(server.url("/api/v1/users/me")).bearer_auth(&bob).json(&json!({ "dj_name": name }));
+    assert_eq!(send(rename("\u{0410}LICE")).await.0, 409);
+    assert_eq!(send(rename("Bob\u{200B}")).await.0, 400);
+    let (status, body) = send(rename("Ｂｏｂｂｙ")).await;
+    assert_eq!((status, body["dj_name"].as_str()), (200, Some("Bobby")), "{body}");
+    // Keeping one's own name (or a look-alike of it) is not a conflict with oneself.
+    assert_eq!(send(rename("B0bby")).await.0, 200);
+
+    // So is the operator's CLI.
+    let add = |name: &str| server.cli(&["user", "add", "--dj-name", name, "--email", "cli@example.org"]);
+    let out = add("ａｌｉｃｅ");
+    assert!(!out.status.success(), "the CLI added a look-alike");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("looks like"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = add("alice\u{200B}");
+    assert!(!out.status.success(), "the CLI added an invisible character");
+    let out = server.cli(&["user", "list", "--json"]);
+    let users: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = users.as_array().unwrap().iter().filter_map(|u| u["dj_name"].as_str()).collect();
+    assert_eq!(names, ["Alice", "B0bby", "DJ Carol"]);
+}
