@@ -165,6 +165,11 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         config.stall_timeout,
         counters.clone(),
     ));
+    match web::sweep_orphan_pictures(&store, &config.store.data_dir).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} orphaned profile picture file(s)"),
+        Err(e) => tracing::warn!("sweeping orphaned profile pictures: {e}"),
+    }
     let setup = web::SetupLink::default();
     let has_admin = store
         .has_active_admin()
@@ -198,6 +203,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         rtmp_listening: rtmp_listening.clone(),
         live,
         setup,
+        picture_uploads: Default::default(),
     });
 
     tracing::info!(

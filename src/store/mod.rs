@@ -65,6 +65,9 @@ pub enum StoreError {
     Invalid(&'static str),
     #[error("not found")]
     NotFound,
+    /// A change kept losing to concurrent changes of the same row; worth retrying later.
+    #[error("too many concurrent changes; try again")]
+    Busy,
     /// Disabling, demoting or deleting this account would leave no active admin.
     #[error("the server must keep an active admin: make someone else an admin first")]
     LastAdmin,

@@ -228,14 +228,40 @@ impl Store {
         self.keeping_an_admin(id, sqlx::query(&sql).bind(i64::from(admin)).bind(id)).await
     }
 
-    /// Sets (or clears) the file name of a user's profile picture.
-    pub async fn set_profile_picture(&self, id: i64, file: Option<&str>) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET profile_picture = $1 WHERE id = $2")
+    /// Sets (or clears) the file name of a user's profile picture; returns the one it
+    /// replaced, which the caller may now delete. Concurrent replacements each get a
+    /// different previous file (compare and swap), so none is deleted twice or orphaned.
+    pub async fn replace_profile_picture(&self, id: i64, file: Option<&str>) -> Result<Option<String>, StoreError> {
+        // Each failed swap means another replacement succeeded meanwhile: progress is made,
+        // and a bound keeps a pathological storm from spinning here.
+        for _ in 0..64 {
+            let current: Option<(Option<String>,)> = sqlx::query_as("SELECT profile_picture FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some((previous,)) = current else { return Err(StoreError::NotFound) };
+            let done = sqlx::query(
+                "UPDATE users SET profile_picture = $1 WHERE id = $2 AND COALESCE(profile_picture, '') = $3",
+            )
             .bind(file.map(str::to_owned))
             .bind(id)
+            .bind(previous.clone().unwrap_or_default())
             .execute(&self.pool)
             .await?;
-        found(done.rows_affected())
+            if done.rows_affected() == 1 {
+                return Ok(previous);
+            }
+        }
+        Err(StoreError::Busy)
+    }
+
+    /// Every picture file some account refers to.
+    pub async fn profile_pictures(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT profile_picture FROM users WHERE profile_picture IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(file,)| file).collect())
     }
 
     /// Deletes an account with its sessions, reset links, sets and tracks (foreign keys
@@ -437,11 +463,13 @@ mod tests {
 
             store.set_password_hash(b.id, "new-hash").await.unwrap();
             store.set_admin(b.id, true).await.unwrap();
-            store.set_profile_picture(b.id, Some("2-abc.png")).await.unwrap();
+            assert_eq!(store.replace_profile_picture(b.id, Some("2-abc.png")).await.unwrap(), None);
+            assert_eq!(store.replace_profile_picture(b.id, Some("2-def.png")).await.unwrap().as_deref(), Some("2-abc.png"));
+            assert_eq!(store.profile_pictures().await.unwrap(), ["2-def.png"]);
             let b2 = store.user_by_id(b.id).await.unwrap().unwrap();
             assert_eq!(b2.password_hash, "new-hash");
             assert!(b2.is_admin);
-            assert_eq!(b2.profile_picture.as_deref(), Some("2-abc.png"));
+            assert_eq!(b2.profile_picture.as_deref(), Some("2-def.png"));
 
             store.create_session("s", b.id, crate::store::unix_now() + 60).await.unwrap();
             store.delete_user(b.id).await.unwrap();

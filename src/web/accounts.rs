@@ -230,10 +230,11 @@ pub async fn delete_account(state: &AppState, user: &User) -> Result<(), Account
         }
     }
     leave_queue(state, user).await?;
+    state.store.delete_user(user.id).await.map_err(|e| AccountError::from_store("account deletion", e))?;
+    // Only once nothing refers to it (a picture replaced meanwhile is swept at start-up).
     if let Some(file) = &user.profile_picture {
         super::pictures::remove(state, file).await;
     }
-    state.store.delete_user(user.id).await.map_err(|e| AccountError::from_store("account deletion", e))?;
     tracing::info!("account deleted: {} (user {})", user.dj_name, user.id);
     Ok(())
 }

@@ -46,6 +46,7 @@ use crate::store::Store;
 pub use accounts::validate_timezone;
 pub use error::ApiError;
 pub use live::{LiveState, Sources as LiveSources};
+pub use pictures::sweep_orphans as sweep_orphan_pictures;
 pub use setup::SetupLink;
 
 /// Largest request body accepted (JSON and forms are tiny).
@@ -82,6 +83,7 @@ pub struct AppState {
     pub live: LiveState,
     /// The one-time link that creates the first admin, while there is none.
     pub setup: SetupLink,
+    pub picture_uploads: Arc<pictures::UploadLimit>,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.

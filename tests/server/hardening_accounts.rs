@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::harness::{Options, PASSWORD, Server};
+use crate::web::Browser;
 
 async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let resp = req.send().await.unwrap();
@@ -68,4 +69,53 @@ async fn look_alike_dj_names_are_refused_by_sign_up_rename_and_the_cli() {
     let users: Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = users.as_array().unwrap().iter().filter_map(|u| u["dj_name"].as_str()).collect();
     assert_eq!(names, ["Alice", "B0bby", "DJ Carol"]);
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
+
+/// The files in the pictures dir, sorted.
+fn picture_files(server: &Server) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(server.data_dir.join("pictures"))
+        .map(|dir| dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn parallel_picture_uploads_leave_one_file_orphans_are_swept_and_uploads_are_limited() {
+    let server = Server::start(Options::default());
+    let browser = Browser::new(&server);
+    assert_eq!(browser.sign_up("Ada").await, reqwest::StatusCode::SEE_OTHER);
+    let csrf = browser.csrf("/settings").await;
+    let upload = || async {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.clone())
+            .part("picture", reqwest::multipart::Part::bytes(PNG).file_name("me.png").mime_str("image/png").unwrap());
+        browser.client.post(server.url("/settings/picture")).multipart(form).send().await.unwrap().status().as_u16()
+    };
+    let statuses = futures_util::future::join_all((0..8).map(|_| upload())).await;
+    assert_eq!(statuses, [303; 8]);
+    let referenced = || async {
+        let me = server.get_json_as("/api/v1/users/me", &server.token("ada").await).await;
+        me["profile_picture"].as_str().expect("a picture").trim_start_matches("/pictures/").to_owned()
+    };
+    assert_eq!(picture_files(&server), [referenced().await], "8 parallel uploads");
+
+    // Ten a minute per account, then 429 (two more fit).
+    assert_eq!([upload().await, upload().await], [303, 303]);
+    assert_eq!(upload().await, 429);
+    assert_eq!(picture_files(&server), [referenced().await]);
+
+    // What a crash between writing and referencing leaves behind goes at the next start.
+    let kept = referenced().await;
+    let dir = server.data_dir.join("pictures");
+    for stray in ["1-0123456789abcdef.png", "7-fedcba9876543210.jpg", ".upload-0123456789abcdef"] {
+        std::fs::write(dir.join(stray), PNG).unwrap();
+    }
+    let server = server.restart();
+    server.wait_for_log("http listening on").await;
+    assert_eq!(picture_files(&server), [kept.clone()]);
+    let resp = reqwest::get(server.url(&format!("/pictures/{kept}"))).await.unwrap();
+    assert_eq!(resp.status(), 200);
 }
