@@ -183,7 +183,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             setup.create()
         );
     }
-    let app = web::router(web::AppState {
+    let state = web::AppState {
         store: store.clone(),
         queue: queue.clone(),
         publishers,
@@ -204,7 +204,17 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         live,
         setup,
         picture_uploads: Default::default(),
-    });
+        metrics: Arc::new(config.metrics.clone()),
+    };
+    if let Some(listen) = config.metrics.listen {
+        let listener =
+            TcpListener::bind(listen).await.map_err(|e| StartupError(format!("--metrics-listen {listen}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| StartupError(format!("--metrics-listen: {e}")))?;
+        tracing::info!("metrics listening on {addr}");
+        // Scrapes are short; the task ends with the process.
+        tokio::spawn(axum::serve(listener, web::metrics_router(state.clone()).into_make_service()).into_future());
+    }
+    let app = web::router(state);
 
     tracing::info!(
         "rtmp ingest listening on {rtmp_addr} (publish to rtmp://HOST:{}/live/<stream key>)",

@@ -34,6 +34,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 
 use crate::auth::TokenKeys;
+use crate::config::MetricsAccess;
 use crate::ingest::Publishers;
 use crate::integrations::destination::Destinations;
 use crate::integrations::email::Mailer;
@@ -84,6 +85,8 @@ pub struct AppState {
     /// The one-time link that creates the first admin, while there is none.
     pub setup: SetupLink,
     pub picture_uploads: Arc<pictures::UploadLimit>,
+    /// Who may read `/metrics`, and whether it is on this listener.
+    pub metrics: Arc<MetricsAccess>,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
@@ -125,7 +128,8 @@ fn pages() -> Router<AppState> {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let metrics_here = state.metrics.listen.is_none();
+    let router = Router::new()
         .merge(pages())
         .route("/assets/{name}", get(assets::asset))
         .route("/pictures/{file}", get(pictures::serve))
@@ -167,12 +171,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/queue/{dj_name}/move-down", post(api::move_down))
         .route("/program.flv", get(program::program_flv))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(metrics::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .route("/readyz", get(metrics::readyz));
+    let router = if metrics_here { router.route("/metrics", get(metrics::metrics)) } else { router };
+    router
         .fallback(|| async { ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(state)
+}
+
+/// The listener of its own that `metrics_listen` gives `/metrics` (nothing else on it).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async { ApiError::not_found("Not Found") })
         .with_state(state)
 }

@@ -115,7 +115,102 @@ async fn parallel_picture_uploads_leave_one_file_orphans_are_swept_and_uploads_a
     }
     let server = server.restart();
     server.wait_for_log("http listening on").await;
-    assert_eq!(picture_files(&server), [kept.clone()]);
+    assert_eq!(picture_files(&server), std::slice::from_ref(&kept));
     let resp = reqwest::get(server.url(&format!("/pictures/{kept}"))).await.unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// The address a log line `<prefix><address>` announced.
+fn announced_addr(server: &Server, prefix: &str) -> String {
+    let logs = server.logs();
+    let start = logs.find(prefix).unwrap_or_else(|| panic!("no {prefix:?} in the log")) + prefix.len();
+    logs[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_public_status_and_metrics_hold_no_paths_keys_or_error_texts_and_metrics_can_be_closed() {
+    // A destination that refuses connections (an error text) and a program recording (a path).
+    let config = "destinations = [\"rtmp://127.0.0.1:9/live/destination-secret-key\"]\nrecord_program = true\n";
+    let server = Server::start(Options { config: Some(config.into()), ..Options::default() });
+    server.add_user("Organiser", true);
+    server.add_user("Ada", false);
+    let admin = server.token("organiser").await;
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = client.get(server.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let full: Value = loop {
+        let status: Value = serde_json::from_str(&get("/api/v1/status", Some(&admin)).await.1).unwrap();
+        if status["destinations"][0]["last_error"].is_string() && status["recording"]["program"]["path"].is_string() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no destination error or recording: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let error = full["destinations"][0]["last_error"].as_str().unwrap().to_owned();
+    let path = full["recording"]["program"]["path"].as_str().unwrap().to_owned();
+    let data_dir = server.data_dir.display().to_string();
+    assert!(full["destinations"][0]["url"].as_str().unwrap().contains("127.0.0.1:9"), "{full}");
+
+    let secrets = [error.as_str(), path.as_str(), data_dir.as_str(), "127.0.0.1:9", "destination-secret-key", "****"];
+    let ada = server.token("ada").await;
+    for (who, token) in [("anonymous", None), ("a DJ", Some(ada.as_str()))] {
+        let (status, body) = get("/api/v1/status", token).await;
+        assert_eq!(status, 200);
+        for secret in secrets {
+            assert!(!body.contains(secret), "{who} sees {secret:?} in the status: {body}");
+        }
+        let public: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(public["destinations"][0]["name"], "destination-1");
+        assert_eq!(public["destinations"][0]["state"], full["destinations"][0]["state"]);
+        assert_eq!(public["recording"]["program"], true, "{public}");
+        assert_eq!(public["program"]["source"], "slate");
+    }
+    // An admin's browser session sees what an admin's token does.
+    let organiser = Browser::new(&server);
+    organiser.log_in("organiser", PASSWORD).await;
+    let (status, body) = organiser.get("/api/v1/status").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&path) && body.contains(&error), "{body}");
+
+    let (status, metrics) = get("/metrics", None).await;
+    assert_eq!(status, 200);
+    for secret in secrets {
+        assert!(!metrics.contains(secret), "/metrics shows {secret:?}: {metrics}");
+    }
+
+    // Closed metrics: a token, and a listener of their own.
+    let token = "metrics-token-0123456789abcdef";
+    let config = format!("metrics_token = \"{token}\"\nmetrics_listen = \"127.0.0.1:0\"\n");
+    let closed = Server::start(Options { config: Some(config), ..Options::default() });
+    closed.wait_for_log("metrics listening on ").await;
+    let metrics_url = format!("http://{}/metrics", announced_addr(&closed, "metrics listening on "));
+    let on_main = reqwest::get(closed.url("/metrics")).await.unwrap().status().as_u16();
+    assert_eq!(on_main, 404, "metrics stay off the public listener");
+    for (bearer, expected) in [(None, 401), (Some("wrong-token-0123456789abcdef"), 401), (Some(token), 200)] {
+        let mut req = client.get(&metrics_url);
+        if let Some(bearer) = bearer {
+            req = req.bearer_auth(bearer);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), expected, "{bearer:?}");
+        if expected == 200 {
+            assert!(resp.text().await.unwrap().contains("motherstream_publishers"));
+        }
+    }
+    // A token alone protects /metrics where it is.
+    let config = format!("metrics_token = \"{token}\"\n");
+    let tokened = Server::start(Options { config: Some(config), ..Options::default() });
+    tokened.wait_for_log("http listening on").await;
+    assert_eq!(reqwest::get(tokened.url("/metrics")).await.unwrap().status().as_u16(), 401);
+    let resp = client.get(tokened.url("/metrics")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
 }
