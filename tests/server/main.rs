@@ -2,6 +2,7 @@
 //! One test binary (modules below) keeps link time down.
 
 mod analysis;
+mod authorization;
 mod browser;
 mod channel;
 mod database;
