@@ -211,8 +211,14 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             TcpListener::bind(listen).await.map_err(|e| StartupError(format!("--metrics-listen {listen}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| StartupError(format!("--metrics-listen: {e}")))?;
         tracing::info!("metrics listening on {addr}");
-        // Scrapes are short; the task ends with the process.
-        tokio::spawn(axum::serve(listener, web::metrics_router(state.clone()).into_make_service()).into_future());
+        let metrics_app = web::metrics_router(state.clone());
+        // Scrapes are short and hold no state worth a graceful end: the task ends with the
+        // process.
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_app).await {
+                tracing::error!("metrics listener failed: {e}");
+            }
+        });
     }
     let app = web::router(state);
 
