@@ -43,6 +43,10 @@ async fn look_alike_dj_names_are_refused_by_sign_up_rename_and_the_cli() {
         assert_eq!(status, 409, "{name:?} was accepted: {body}");
         assert!(body["detail"].as_str().unwrap().contains("looks like"), "{body}");
     }
+    // The sign-up page shares the rules.
+    let browser = Browser::new(&server);
+    assert_eq!(browser.sign_up("\u{0410}lice").await, reqwest::StatusCode::CONFLICT);
+    assert_eq!(browser.sign_up("Alice\u{202E}").await, reqwest::StatusCode::BAD_REQUEST);
     // Compatibility forms are stored in their plain form (NFKC).
     let (status, body) = send(signup("ＤＪ　Ｃａｒｏｌ", 20)).await;
     assert_eq!((status, body["dj_name"].as_str()), (201, Some("DJ Carol")), "{body}");
