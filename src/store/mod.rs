@@ -8,7 +8,9 @@
 //!
 //! Where the backends differ in behaviour, the difference is settled here, not in SQL:
 //! - case-insensitive DJ names compare a key computed in Rust (`dj_name_key`), because SQL
-//!   lower() folds only ASCII in SQLite and follows the database locale in Postgres;
+//!   lower() folds only ASCII in SQLite and follows the database locale in Postgres; DJ
+//!   names that look alike are refused through a UTS #39 skeleton also computed in Rust
+//!   (`dj_name_skeleton`);
 //! - text with NUL characters is refused (Postgres cannot store it; lookups with it find
 //!   nothing instead of failing);
 //! - "keep an active admin" takes a table lock on Postgres, whose READ COMMITTED would

@@ -596,4 +596,25 @@ mod tests {
             assert!(store.user_by_id(c.id).await.unwrap().is_some());
         }
     }
+
+    store_test! {
+        async fn concurrent_picture_replacements_each_hand_back_a_different_file(store) {
+            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let files: Vec<String> = (0..8).map(|i| format!("{}-{i:016x}.png", a.id)).collect();
+            let mut tasks = tokio::task::JoinSet::new();
+            for file in files.clone() {
+                let store = store.clone();
+                tasks.spawn(async move { store.replace_profile_picture(a.id, Some(&file)).await.unwrap() });
+            }
+            let mut handed_back: Vec<Option<String>> = tasks.join_all().await;
+            // Each file but the one kept is handed back once (to be deleted), and the first
+            // replacement found none.
+            handed_back.push(store.user_by_id(a.id).await.unwrap().unwrap().profile_picture);
+            handed_back.sort();
+            let mut expected: Vec<Option<String>> = files.into_iter().map(Some).collect();
+            expected.push(None);
+            expected.sort();
+            assert_eq!(handed_back, expected);
+        }
+    }
 }
