@@ -73,8 +73,20 @@ pub fn is_well_formed_key(key: &str) -> bool {
     (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Validates a DJ name: shown on overlays, so printable, trimmed and short.
+/// Checks a DJ name as typed and returns the form to store: its NFKC normalisation, so
+/// that fullwidth or other compatibility forms become the plain letters they show as.
+pub fn normalize_dj_name(name: &str) -> Result<String, String> {
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = name.nfkc().collect();
+    validate_dj_name(&name)?;
+    Ok(name)
+}
+
+/// Validates a DJ name: shown on overlays, so printable, trimmed and short. Format
+/// characters (zero-width spaces and joiners, bidi overrides and isolates) are refused:
+/// invisible, they let a name read as someone else's.
 pub fn validate_dj_name(name: &str) -> Result<(), String> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
     let len = name.chars().count();
     if !(1..=40).contains(&len) {
         return Err("dj_name must be 1 to 40 characters".into());
@@ -84,6 +96,9 @@ pub fn validate_dj_name(name: &str) -> Result<(), String> {
     }
     if name.chars().any(|c| c.is_control() || matches!(c, '<' | '>' | '"' | '/' | '\\')) {
         return Err("dj_name must not contain control characters or < > \" / \\".into());
+    }
+    if name.chars().any(|c| c.general_category() == GeneralCategory::Format) {
+        return Err("dj_name must not contain invisible or text-direction characters".into());
     }
     Ok(())
 }
@@ -261,6 +276,13 @@ mod tests {
         assert!(validate_dj_name(" x").is_err());
         assert!(validate_dj_name("<script>").is_err());
         assert!(validate_dj_name("").is_err());
+        for invisible in ["a\u{200B}b", "a\u{200C}b", "a\u{200D}b", "\u{202E}ab", "\u{2066}ab\u{2069}", "a\u{00AD}b"] {
+            assert!(validate_dj_name(invisible).unwrap_err().contains("invisible"), "{invisible:?}");
+        }
+        assert_eq!(normalize_dj_name("ＤＪ　Ｓｈａｄｏｗ").unwrap(), "DJ Shadow");
+        assert_eq!(normalize_dj_name("DJ ﬁ").unwrap(), "DJ fi");
+        assert!(normalize_dj_name("＜script＞").is_err(), "checked after normalising");
+        assert!(normalize_dj_name("x\u{FEFF}").is_err());
         assert!(validate_email("a@b.org").is_ok());
         assert!(validate_email("a@b").is_err());
         assert!(validate_email("a b@c.org").is_err());

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::auth::{generate_stream_key, hash_password, validate_dj_name, validate_email, validate_password};
+use crate::auth::{generate_stream_key, hash_password, normalize_dj_name, validate_email, validate_password};
 use crate::config::{Config, LogFormat, ServeArgs, StoreArgs, StoreConfig};
 use crate::store::{NewUser, Store, StoreError, User};
 
@@ -175,7 +175,7 @@ async fn run_user_command(store: &Store, command: UserCommand) -> Result<(), Str
     let print = |out: &mut std::io::StdoutLock, line: &str| writeln!(out, "{line}").map_err(|e| e.to_string());
     match command {
         UserCommand::Add { dj_name, email, admin, password_stdin } => {
-            validate_dj_name(&dj_name)?;
+            let dj_name = normalize_dj_name(&dj_name)?;
             validate_email(&email)?;
             let (password, generated) = if password_stdin {
                 let mut line = String::new();

@@ -153,6 +153,14 @@ pub struct ServeArgs {
     /// Seconds a password reset link stays valid.
     #[arg(long, env = "MOTHERSTREAM_PASSWORD_RESET_TTL")]
     pub password_reset_ttl: Option<u64>,
+
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9100`), not on the HTTP one.
+    #[arg(long, env = "MOTHERSTREAM_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
+    /// A secret `/metrics` scrapers must send as `Authorization: Bearer <token>`.
+    #[arg(long, env = "MOTHERSTREAM_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// The seed's truthy values for RECORD_STREAM and friends.
@@ -195,6 +203,8 @@ pub struct FileConfig {
     pub smtp_tls: Option<String>,
     pub public_url: Option<String>,
     pub password_reset_ttl: Option<u64>,
+    pub metrics_listen: Option<String>,
+    pub metrics_token: Option<String>,
     #[serde(default)]
     pub obs: Option<ObsFileConfig>,
     /// Song recognition; off when absent.
@@ -342,6 +352,51 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How long a password reset link stays valid.
     pub password_reset_ttl: Duration,
+    /// Who may read `/metrics`, and where.
+    pub metrics: MetricsAccess,
+}
+
+/// `/metrics` is open on the HTTP listener by default (it holds counts and names, no paths,
+/// keys or error texts); it can require a bearer token, and move to a listener of its own.
+#[derive(Clone, PartialEq, Default)]
+pub struct MetricsAccess {
+    /// Serve `/metrics` here instead of on the HTTP listener.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token required, if any.
+    pub token: Option<String>,
+}
+
+/// Shorter tokens could be guessed by a patient scraper of the public port.
+const MIN_METRICS_TOKEN: usize = 16;
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "****"))
+            .finish()
+    }
+}
+
+impl MetricsAccess {
+    fn resolve(listen: Option<&String>, token: Option<&String>) -> Result<Self, ConfigError> {
+        let listen = match listen.filter(|l| !l.trim().is_empty()) {
+            Some(raw) => Some(socket_addr("--metrics-listen", Some(raw), "")?),
+            None => None,
+        };
+        let token = match token.map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            Some(t) if t.len() < MIN_METRICS_TOKEN || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(ConfigError::new(
+                    "--metrics-token",
+                    format!(
+                        "must be at least {MIN_METRICS_TOKEN} visible ASCII characters (e.g. openssl rand -hex 24)"
+                    ),
+                ));
+            }
+            t => t.map(str::to_owned),
+        };
+        Ok(Self { listen, token })
+    }
 }
 
 /// What the program shows when nobody is on air.
@@ -498,6 +553,10 @@ impl Config {
                 "--password-reset-ttl",
                 serve.password_reset_ttl.or(file.password_reset_ttl),
                 Duration::from_secs(3600),
+            )?,
+            metrics: MetricsAccess::resolve(
+                serve.metrics_listen.as_ref().or(file.metrics_listen.as_ref()),
+                serve.metrics_token.as_ref().or(file.metrics_token.as_ref()),
             )?,
         };
         if config.smtp.is_some() && config.public_url.is_none() {
@@ -880,6 +939,26 @@ mod tests {
         assert_eq!(c.recording, RecorderConfig { dir: "./data/recordings".into(), sets: false, program: true });
         assert_eq!(parse_truthy("Yes"), Ok(true));
         assert!(parse_truthy("maybe").is_err());
+    }
+
+    #[test]
+    fn metrics_access_is_open_by_default_and_validated() {
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        assert_eq!(c.metrics, MetricsAccess::default());
+        let file = "metrics_listen = \"127.0.0.1:9100\"\nmetrics_token = \"0123456789abcdef0123\"\n";
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        assert_eq!(c.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(c.metrics.token.as_deref(), Some("0123456789abcdef0123"));
+        assert!(!format!("{c:?}").contains("0123456789abcdef0123"), "the token stays out of debug output");
+        for (bad, setting) in [
+            ("metrics_token = \"short\"", "--metrics-token"),
+            ("metrics_token = \"0123456789 abcdef0123\"", "--metrics-token"),
+            ("metrics_listen = \"localhost\"", "--metrics-listen"),
+        ] {
+            let e = resolve(StoreArgs::default(), ServeArgs::default(), bad, EnvDb::default()).unwrap_err();
+            assert_eq!(e.setting, setting, "{bad}");
+            assert!(!e.message.contains("0123456789"), "{e}");
+        }
     }
 
     #[test]

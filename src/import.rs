@@ -22,9 +22,9 @@ use argon2::password_hash::PasswordHash;
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
-use crate::auth::{is_well_formed_key, validate_dj_name, validate_email};
+use crate::auth::{is_well_formed_key, normalize_dj_name, validate_email};
 use crate::config::redact_url;
-use crate::store::{ImportedAccount, Store, User, dj_name_key};
+use crate::store::{ImportedAccount, Store, User, dj_name_skeleton};
 use crate::web::validate_timezone;
 
 /// Largest `QUEUE.json` read: the original wrote a few short strings per queued DJ.
@@ -138,16 +138,21 @@ pub fn plan(seed: &[SeedAccount], here: &[User]) -> (Plan, Vec<ImportedAccount>)
         };
         let label = format!("{dj_name} <{email}>");
         let email_key = email.to_lowercase();
-        let name_key = dj_name_key(dj_name);
+        // Names are compared as they would be stored: look-alikes are the same name.
+        let name_key = dj_name_skeleton(dj_name);
         let mut row_problems = Vec::new();
         for (field, value) in [("email", &email_key), ("DJ name", &name_key), ("stream key", &key.to_owned())] {
             if let Some(first) = claimed.insert((field, value.clone()), &row.id) {
                 row_problems.push(format!("same {field} as original account {first}"));
             }
         }
-        if let Err(e) = validate_dj_name(dj_name) {
-            row_problems.push(e);
-        }
+        let dj_name = match normalize_dj_name(dj_name) {
+            Ok(name) => name,
+            Err(e) => {
+                row_problems.push(e);
+                dj_name.to_owned()
+            }
+        };
         if let Err(e) = validate_email(email) {
             row_problems.push(e);
         }
@@ -161,7 +166,7 @@ pub fn plan(seed: &[SeedAccount], here: &[User]) -> (Plan, Vec<ImportedAccount>)
             row_problems.push("its password hash is not an argon2 PHC string".into());
         }
         let same_email = here.iter().find(|u| u.email == email_key);
-        let same_name = here.iter().find(|u| dj_name_key(&u.dj_name) == name_key);
+        let same_name = here.iter().find(|u| dj_name_skeleton(&u.dj_name) == name_key);
         let same_key = here.iter().find(|u| u.stream_key == key);
         if let (Some(a), Some(b), Some(c)) = (same_email, same_name, same_key)
             && a.id == b.id
@@ -197,7 +202,7 @@ pub fn plan(seed: &[SeedAccount], here: &[User]) -> (Plan, Vec<ImportedAccount>)
         plan.create.push(if flags.is_empty() { label } else { format!("{label} ({})", flags.join(", ")) });
         plan.pictures_left += usize::from(row.has_picture);
         accounts.push(ImportedAccount {
-            dj_name: dj_name.to_owned(),
+            dj_name,
             email: email.to_owned(),
             password_hash: hash.to_owned(),
             timezone,
@@ -426,5 +431,25 @@ mod tests {
         assert_eq!(accounts[0].timezone, "UTC");
         assert_eq!(plan.utc_fallbacks, ["Ada <ada@example.org>"]);
         assert!(plan.no_admin, "nobody would be an admin");
+    }
+
+    #[test]
+    fn look_alike_and_invisible_names_are_refused_and_compatibility_forms_normalised() {
+        let (plan_, accounts) = plan(
+            &[seed(1, "Ａda", "k1"), seed(2, "\u{0410}da", "k2"), seed(3, "B\u{200B}o", "k3"), seed(4, "Ｇus", "k4")],
+            &[here(9, "Gus", "k9", true)],
+        );
+        assert!(accounts.is_empty(), "{accounts:?}");
+        let expected = [
+            "original account 2 (\u{0410}da <\u{0430}da@example.org>): same DJ name as original account 1",
+            "original account 3 (B\u{200B}o <b\u{200B}o@example.org>): dj_name must not contain invisible",
+            "original account 4 (Ｇus <ｇus@example.org>): DJ name already used here by account 9",
+        ];
+        assert_eq!(plan_.problems.len(), expected.len(), "{:#?}", plan_.problems);
+        for (problem, expected) in plan_.problems.iter().zip(expected) {
+            assert!(problem.starts_with(expected), "{problem}");
+        }
+        let (_, accounts) = plan(&[seed(1, "Ａda", "k1")], &[]);
+        assert_eq!(accounts[0].dj_name, "Ada", "stored in its NFKC form");
     }
 }

@@ -181,6 +181,11 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         config.stall_timeout,
         counters.clone(),
     ));
+    match web::sweep_orphan_pictures(&store, &config.store.data_dir).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("removed {n} orphaned profile picture file(s)"),
+        Err(e) => tracing::warn!("sweeping orphaned profile pictures: {e}"),
+    }
     let setup = web::SetupLink::default();
     let has_admin = store
         .has_active_admin()
@@ -194,7 +199,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             setup.create()
         );
     }
-    let app = web::router(web::AppState {
+    let state = web::AppState {
         store: store.clone(),
         queue: queue.clone(),
         publishers,
@@ -214,7 +219,24 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         rtmp_listening: rtmp_listening.clone(),
         live,
         setup,
-    });
+        picture_uploads: Default::default(),
+        metrics: Arc::new(config.metrics.clone()),
+    };
+    if let Some(listen) = config.metrics.listen {
+        let listener =
+            TcpListener::bind(listen).await.map_err(|e| StartupError(format!("--metrics-listen {listen}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| StartupError(format!("--metrics-listen: {e}")))?;
+        tracing::info!("metrics listening on {addr}");
+        let metrics_app = web::metrics_router(state.clone());
+        // Scrapes are short and hold no state worth a graceful end: the task ends with the
+        // process.
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_app).await {
+                tracing::error!("metrics listener failed: {e}");
+            }
+        });
+    }
+    let app = web::router(state);
 
     tracing::info!(
         "rtmp ingest listening on {rtmp_addr} (publish to rtmp://HOST:{}/live/<stream key>)",

@@ -51,11 +51,12 @@ impl Store {
                 refuse_nul(field, value)?;
             }
             sqlx::query(
-                "INSERT INTO users (dj_name, dj_name_key, email, password_hash, timezone, stream_key, is_active, \
-                 is_admin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO users (dj_name, dj_name_key, dj_name_skeleton, email, password_hash, timezone, \
+                 stream_key, is_active, is_admin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&account.dj_name)
             .bind(dj_name_key(&account.dj_name))
+            .bind(super::users::dj_name_skeleton(&account.dj_name))
             .bind(account.email.to_lowercase())
             .bind(&account.password_hash)
             .bind(&account.timezone)

@@ -8,7 +8,9 @@
 //!
 //! Where the backends differ in behaviour, the difference is settled here, not in SQL:
 //! - case-insensitive DJ names compare a key computed in Rust (`dj_name_key`), because SQL
-//!   lower() folds only ASCII in SQLite and follows the database locale in Postgres;
+//!   lower() folds only ASCII in SQLite and follows the database locale in Postgres; DJ
+//!   names that look alike are refused through a UTS #39 skeleton also computed in Rust
+//!   (`dj_name_skeleton`);
 //! - text with NUL characters is refused (Postgres cannot store it; lookups with it find
 //!   nothing instead of failing);
 //! - "keep an active admin" takes a table lock on Postgres, whose READ COMMITTED would
@@ -38,8 +40,8 @@ use crate::config::{StoreConfig, redact_url};
 
 pub use import::ImportedAccount;
 pub use sets::{OpenSet, SetRecord, Track, TrackSource};
-pub(crate) use users::dj_name_key;
 pub use users::{NewUser, Profile, User};
+pub(crate) use users::{dj_name_key, dj_name_skeleton};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -56,14 +58,18 @@ pub enum Backend {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique field (dj_name, email or stream_key) is already taken.
-    #[error("{0} is already taken")]
+    /// A unique field (dj_name, email or stream_key) is already taken; for dj_name, maybe
+    /// by a look-alike.
+    #[error("{}", conflict_message(.0))]
     Conflict(&'static str),
     /// A value the database cannot hold (text with a NUL character).
     #[error("{0} must not contain NUL characters")]
     Invalid(&'static str),
     #[error("not found")]
     NotFound,
+    /// A change kept losing to concurrent changes of the same row; worth retrying later.
+    #[error("too many concurrent changes; try again")]
+    Busy,
     /// Disabling, demoting or deleting this account would leave no active admin.
     #[error("the server must keep an active admin: make someone else an admin first")]
     LastAdmin,
@@ -78,6 +84,14 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         if is_unavailable(&err) { Self::Unavailable(err) } else { Self::Database(err) }
+    }
+}
+
+/// What a taken field means, in words fit for the user (the CLI prints it as is).
+pub fn conflict_message(field: &str) -> String {
+    match field {
+        "dj_name" => "that DJ name is taken, or looks like one that is".into(),
+        other => format!("that {} is already taken", other.replace('_', " ")),
     }
 }
 
@@ -310,8 +324,9 @@ fn conflict_field(err: &sqlx::Error) -> Option<&'static str> {
     // Postgres names the index (`users_email_key`, in the message and as the constraint);
     // SQLite names the column (`users.email`).
     let text = format!("{} {}", db.message(), db.constraint().unwrap_or_default());
-    const UNIQUE: [(&str, [&str; 2]); 3] = [
+    const UNIQUE: [(&str, [&str; 2]); 4] = [
         ("dj_name", ["users_dj_name_key", "users.dj_name_key"]),
+        ("dj_name", ["users_dj_name_skeleton_key", "users.dj_name_skeleton"]),
         ("email", ["users_email_key", "users.email"]),
         ("stream_key", ["users_stream_key_key", "users.stream_key"]),
     ];

@@ -94,12 +94,13 @@ impl Store {
             refuse_nul(field, value)?;
         }
         let sql = format!(
-            "INSERT INTO users (dj_name, dj_name_key, email, password_hash, stream_key, is_admin, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            "INSERT INTO users (dj_name, dj_name_key, dj_name_skeleton, email, password_hash, stream_key, is_admin, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
         );
         let user = sqlx::query_as::<_, UserRow>(&sql)
             .bind(&new.dj_name)
             .bind(dj_name_key(&new.dj_name))
+            .bind(dj_name_skeleton(&new.dj_name))
             .bind(new.email.to_lowercase())
             .bind(&new.password_hash)
             .bind(&new.stream_key)
@@ -181,24 +182,31 @@ impl Store {
         self.keeping_an_admin(id, sqlx::query(&sql).bind(i64::from(active)).bind(id)).await
     }
 
-    /// Changes what a user shows and logs in with. DJ name and email stay unique
-    /// ([`StoreError::Conflict`] names the taken one).
+    /// Changes what a user shows and logs in with. DJ name (up to look-alikes) and email
+    /// stay unique ([`StoreError::Conflict`] names the taken one). The skeleton is kept when
+    /// the name does not change, so that an old look-alike without one (see
+    /// [`Store::refresh_dj_name_keys`]) can still edit the rest of their profile.
     pub async fn update_profile(&self, id: i64, profile: &Profile) -> Result<(), StoreError> {
         for (field, value) in
             [("dj_name", &profile.dj_name), ("email", &profile.email), ("timezone", &profile.timezone)]
         {
             refuse_nul(field, value)?;
         }
-        let done =
-            sqlx::query("UPDATE users SET dj_name = $1, dj_name_key = $2, email = $3, timezone = $4 WHERE id = $5")
-                .bind(&profile.dj_name)
-                .bind(dj_name_key(&profile.dj_name))
-                .bind(profile.email.to_lowercase())
-                .bind(&profile.timezone)
-                .bind(id)
-                .execute(&self.pool)
-                .await
-                .map_err(map_conflict)?;
+        // Placeholders appear in numeric order: SQLite numbers `$N` by first appearance.
+        // Every SET expression reads the row as it was, so the CASE sees the old name.
+        let done = sqlx::query(
+            "UPDATE users SET dj_name_skeleton = CASE WHEN dj_name = $1 THEN dj_name_skeleton ELSE $2 END, \
+             dj_name = $1, dj_name_key = $3, email = $4, timezone = $5 WHERE id = $6",
+        )
+        .bind(&profile.dj_name)
+        .bind(dj_name_skeleton(&profile.dj_name))
+        .bind(dj_name_key(&profile.dj_name))
+        .bind(profile.email.to_lowercase())
+        .bind(&profile.timezone)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_conflict)?;
         found(done.rows_affected())
     }
 
@@ -220,14 +228,40 @@ impl Store {
         self.keeping_an_admin(id, sqlx::query(&sql).bind(i64::from(admin)).bind(id)).await
     }
 
-    /// Sets (or clears) the file name of a user's profile picture.
-    pub async fn set_profile_picture(&self, id: i64, file: Option<&str>) -> Result<(), StoreError> {
-        let done = sqlx::query("UPDATE users SET profile_picture = $1 WHERE id = $2")
+    /// Sets (or clears) the file name of a user's profile picture; returns the one it
+    /// replaced, which the caller may now delete. Concurrent replacements each get a
+    /// different previous file (compare and swap), so none is deleted twice or orphaned.
+    pub async fn replace_profile_picture(&self, id: i64, file: Option<&str>) -> Result<Option<String>, StoreError> {
+        // Each failed swap means another replacement succeeded meanwhile: progress is made,
+        // and a bound keeps a pathological storm from spinning here.
+        for _ in 0..64 {
+            let current: Option<(Option<String>,)> = sqlx::query_as("SELECT profile_picture FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+            let Some((previous,)) = current else { return Err(StoreError::NotFound) };
+            let done = sqlx::query(
+                "UPDATE users SET profile_picture = $1 WHERE id = $2 AND COALESCE(profile_picture, '') = $3",
+            )
             .bind(file.map(str::to_owned))
             .bind(id)
+            .bind(previous.clone().unwrap_or_default())
             .execute(&self.pool)
             .await?;
-        found(done.rows_affected())
+            if done.rows_affected() == 1 {
+                return Ok(previous);
+            }
+        }
+        Err(StoreError::Busy)
+    }
+
+    /// Every picture file some account refers to.
+    pub async fn profile_pictures(&self) -> Result<Vec<String>, StoreError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT profile_picture FROM users WHERE profile_picture IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(file,)| file).collect())
     }
 
     /// Deletes an account with its sessions, reset links, sets and tracks (foreign keys
@@ -261,32 +295,39 @@ impl Store {
         Ok(())
     }
 
-    /// Rewrites every `dj_name_key` that differs from [`dj_name_key`] of its name: the
-    /// migration that added the column could only fill it with SQL lower(). Run at start-up;
-    /// cheap once the keys are right. Returns how many keys changed.
+    /// Rewrites every `dj_name_key` and `dj_name_skeleton` that differs from what
+    /// [`dj_name_key`] and [`dj_name_skeleton`] make of its name: the migrations could only
+    /// fill keys with SQL lower() and skeletons not at all, and a newer Unicode version may
+    /// change skeletons. Run at start-up; cheap once they are right. Returns how many rows
+    /// changed. Names that already collide keep their old value, with a warning: refusing
+    /// to start over accounts that exist would help nobody.
     pub(super) async fn refresh_dj_name_keys(&self) -> Result<usize, StoreError> {
-        let rows: Vec<(i64, String, String)> =
-            sqlx::query_as("SELECT id, dj_name, dj_name_key FROM users").fetch_all(&self.pool).await?;
+        let rows: Vec<(i64, String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, dj_name, dj_name_key, dj_name_skeleton FROM users ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
         let mut changed = 0;
-        for (id, name, key) in rows {
-            let want = dj_name_key(&name);
-            if want == key {
-                continue;
+        for (id, name, key, skeleton) in rows {
+            let columns = [
+                ("dj_name_key", Some(key), dj_name_key(&name), "differs only in letter case from"),
+                ("dj_name_skeleton", skeleton, dj_name_skeleton(&name), "looks like"),
+            ];
+            let mut row_changed = false;
+            for (column, have, want, relation) in columns {
+                if have.as_deref() == Some(want.as_str()) {
+                    continue;
+                }
+                let sql = format!("UPDATE users SET {column} = $1 WHERE id = $2");
+                match sqlx::query(&sql).bind(&want).bind(id).execute(&self.pool).await.map_err(map_conflict) {
+                    Ok(_) => row_changed = true,
+                    Err(StoreError::Conflict(_)) => tracing::warn!(
+                        "DJ name {name:?} (user {id}) {relation} another account's; \
+                         rename one of them to make lookups and look-alike checks exact"
+                    ),
+                    Err(e) => return Err(e),
+                }
             }
-            let result = sqlx::query("UPDATE users SET dj_name_key = $1 WHERE id = $2")
-                .bind(&want)
-                .bind(id)
-                .execute(&self.pool)
-                .await
-                .map_err(map_conflict);
-            match result {
-                Ok(_) => changed += 1,
-                Err(StoreError::Conflict(_)) => tracing::warn!(
-                    "DJ name {name:?} (user {id}) differs only in letter case from another account's; \
-                     lookups by name find it only as {key:?}"
-                ),
-                Err(e) => return Err(e),
-            }
+            changed += usize::from(row_changed);
         }
         Ok(changed)
     }
@@ -305,6 +346,16 @@ impl Store {
 /// computed here so that both backends (and every database locale) agree.
 pub(crate) fn dj_name_key(dj_name: &str) -> String {
     dj_name.to_lowercase()
+}
+
+/// The form of a DJ name that must be unique: its UTS #39 confusable skeleton, taken of
+/// the NFKC lower case (skeletons keep case: `ALICE` and `alice` differ), then lower-cased
+/// and taken again, as a skeleton may bring capitals (`0` becomes `O`) that fold further.
+pub(crate) fn dj_name_skeleton(dj_name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let folded = dj_name.nfkc().collect::<String>().to_lowercase();
+    let once = unicode_security::skeleton(&folded).collect::<String>().to_lowercase();
+    unicode_security::skeleton(&once).collect()
 }
 
 /// Postgres cannot store NUL in text, SQLite can: refuse it on both so they behave alike.
@@ -412,11 +463,13 @@ mod tests {
 
             store.set_password_hash(b.id, "new-hash").await.unwrap();
             store.set_admin(b.id, true).await.unwrap();
-            store.set_profile_picture(b.id, Some("2-abc.png")).await.unwrap();
+            assert_eq!(store.replace_profile_picture(b.id, Some("2-abc.png")).await.unwrap(), None);
+            assert_eq!(store.replace_profile_picture(b.id, Some("2-def.png")).await.unwrap().as_deref(), Some("2-abc.png"));
+            assert_eq!(store.profile_pictures().await.unwrap(), ["2-def.png"]);
             let b2 = store.user_by_id(b.id).await.unwrap().unwrap();
             assert_eq!(b2.password_hash, "new-hash");
             assert!(b2.is_admin);
-            assert_eq!(b2.profile_picture.as_deref(), Some("2-abc.png"));
+            assert_eq!(b2.profile_picture.as_deref(), Some("2-def.png"));
 
             store.create_session("s", b.id, crate::store::unix_now() + 60).await.unwrap();
             store.delete_user(b.id).await.unwrap();
@@ -501,6 +554,67 @@ mod tests {
             assert_eq!(store.user_by_dj_name("DJ ÖLAF").await.unwrap().map(|u| u.id), Some(a.id));
             assert_eq!(store.refresh_dj_name_keys().await.unwrap(), 0);
             assert_eq!(store.user_by_dj_name("bob").await.unwrap().map(|u| u.id), Some(b.id));
+        }
+    }
+
+    store_test! {
+        async fn dj_names_are_unique_up_to_look_alikes(store) {
+            store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            for (n, name) in ["ALICE", "\u{0410}LICE", "\u{03B1}lice", "a1ice", "ａｌｉｃｅ"].into_iter().enumerate() {
+                let mut dup = new_user(name, &format!("k{}", n + 10));
+                dup.email = format!("other{n}@example.org");
+                assert!(matches!(store.create_user(&dup).await, Err(StoreError::Conflict("dj_name"))), "{name:?}");
+            }
+            let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
+            let rename = |name: &str| Profile { dj_name: name.into(), email: "bob@example.org".into(), timezone: "UTC".into() };
+            // Cyrillic small palochka passes for an l.
+            let r = store.update_profile(b.id, &rename("A\u{04CF}ice")).await;
+            assert!(matches!(r, Err(StoreError::Conflict("dj_name"))), "{r:?}");
+            store.update_profile(b.id, &rename("B0b")).await.unwrap();
+        }
+    }
+
+    store_test! {
+        async fn start_up_fills_skeletons_and_leaves_old_look_alikes_be(store) {
+            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let b = store.create_user(&new_user("Bob", "k2")).await.unwrap();
+            // Rows from before the skeleton column; one of them a look-alike of another.
+            let c = store.create_user(&new_user("Carol", "k3")).await.unwrap();
+            for (id, name) in [(a.id, "Alice"), (b.id, "Bob"), (c.id, "\u{0430}lice")] {
+                sqlx::query("UPDATE users SET dj_name = $1, dj_name_key = $2, dj_name_skeleton = NULL WHERE id = $3")
+                    .bind(name)
+                    .bind(dj_name_key(name))
+                    .bind(id)
+                    .execute(&store.pool)
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(store.refresh_dj_name_keys().await.unwrap(), 2, "the look-alike keeps no skeleton");
+            let mut dup = new_user("B\u{03BF}b", "k4");
+            dup.email = "other@example.org".into();
+            assert!(matches!(store.create_user(&dup).await, Err(StoreError::Conflict("dj_name"))), "backfilled");
+            assert!(store.user_by_id(c.id).await.unwrap().is_some());
+        }
+    }
+
+    store_test! {
+        async fn concurrent_picture_replacements_each_hand_back_a_different_file(store) {
+            let a = store.create_user(&new_user("Alice", "k1")).await.unwrap();
+            let files: Vec<String> = (0..8).map(|i| format!("{}-{i:016x}.png", a.id)).collect();
+            let mut tasks = tokio::task::JoinSet::new();
+            for file in files.clone() {
+                let store = store.clone();
+                tasks.spawn(async move { store.replace_profile_picture(a.id, Some(&file)).await.unwrap() });
+            }
+            let mut handed_back: Vec<Option<String>> = tasks.join_all().await;
+            // Each file but the one kept is handed back once (to be deleted), and the first
+            // replacement found none.
+            handed_back.push(store.user_by_id(a.id).await.unwrap().unwrap().profile_picture);
+            handed_back.sort();
+            let mut expected: Vec<Option<String>> = files.into_iter().map(Some).collect();
+            expected.push(None);
+            expected.sort();
+            assert_eq!(handed_back, expected);
         }
     }
 }

@@ -10,7 +10,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::pages::PageError;
 use crate::auth::{
-    generate_stream_key, hash_password, validate_dj_name, validate_email, validate_password, verify_password,
+    generate_stream_key, hash_password, normalize_dj_name, validate_email, validate_password, verify_password,
 };
 use crate::queue::engine::{AdminCommand, AdminError};
 use crate::store::{NewUser, Profile, StoreError, User};
@@ -41,15 +41,19 @@ impl AccountError {
         match err {
             // Sign-up says which field is taken: DJ names are public anyway, and the email
             // case is the price of telling people why they cannot register.
-            StoreError::Conflict(field) => Self {
-                status: StatusCode::CONFLICT,
-                message: format!("That {} is already taken", field.replace('_', " ")),
-            },
+            StoreError::Conflict(field) => {
+                Self { status: StatusCode::CONFLICT, message: capitalised(&crate::store::conflict_message(field)) }
+            }
             StoreError::Invalid(field) => Self::invalid(format!("{field} contains characters that are not allowed")),
             StoreError::LastAdmin => Self { status: StatusCode::FORBIDDEN, message: LAST_ADMIN.into() },
             other => Self::internal(context, other),
         }
     }
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 impl From<AccountError> for ApiError {
@@ -89,7 +93,7 @@ pub async fn sign_up(state: &AppState, dj_name: &str, email: &str, password: &st
 
 /// Checks what a new account is made of, with a message fit for the user.
 pub fn validate_new_account(dj_name: &str, email: &str, password: &str) -> Result<(), AccountError> {
-    validate_dj_name(dj_name.trim()).map_err(AccountError::invalid)?;
+    normalize_dj_name(dj_name.trim()).map_err(AccountError::invalid)?;
     validate_email(email.trim()).map_err(AccountError::invalid)?;
     validate_password(password).map_err(AccountError::invalid)
 }
@@ -104,7 +108,7 @@ pub async fn create_account(
 ) -> Result<User, AccountError> {
     validate_new_account(dj_name, email, password)?;
     let new = NewUser {
-        dj_name: dj_name.trim().to_owned(),
+        dj_name: normalize_dj_name(dj_name.trim()).map_err(AccountError::invalid)?,
         email: email.trim().to_owned(),
         password_hash: hash(password.to_owned()).await?,
         stream_key: generate_stream_key(),
@@ -176,11 +180,10 @@ pub async fn set_password(
 /// Validates and saves a profile (DJ name, email, timezone).
 pub async fn update_profile(state: &AppState, user: &User, profile: Profile) -> Result<(), AccountError> {
     let profile = Profile {
-        dj_name: profile.dj_name.trim().to_owned(),
+        dj_name: normalize_dj_name(profile.dj_name.trim()).map_err(AccountError::invalid)?,
         email: profile.email.trim().to_owned(),
         timezone: profile.timezone.trim().to_owned(),
     };
-    validate_dj_name(&profile.dj_name).map_err(AccountError::invalid)?;
     validate_email(&profile.email).map_err(AccountError::invalid)?;
     validate_timezone(&profile.timezone).map_err(AccountError::invalid)?;
     state.store.update_profile(user.id, &profile).await.map_err(|e| AccountError::from_store("profile update", e))
@@ -227,10 +230,11 @@ pub async fn delete_account(state: &AppState, user: &User) -> Result<(), Account
         }
     }
     leave_queue(state, user).await?;
+    state.store.delete_user(user.id).await.map_err(|e| AccountError::from_store("account deletion", e))?;
+    // Only once nothing refers to it (a picture replaced meanwhile is swept at start-up).
     if let Some(file) = &user.profile_picture {
         super::pictures::remove(state, file).await;
     }
-    state.store.delete_user(user.id).await.map_err(|e| AccountError::from_store("account deletion", e))?;
     tracing::info!("account deleted: {} (user {})", user.dj_name, user.id);
     Ok(())
 }

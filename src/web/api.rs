@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::accounts;
-use super::auth::AdminUser;
+use super::auth::{AdminUser, MaybeUser};
 use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
+use super::session::WebSession;
 use crate::auth::TokenSubject;
 use crate::ingest::registry::ProfileReport;
 use crate::media::health::{Health, check as check_health};
@@ -65,7 +66,14 @@ pub struct PlaceView {
 }
 
 /// `GET /api/v1/status`: on air, the queue with positions, time left, publishers' health.
-pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Admins (token or session) also get what the operator needs and the public must not
+/// see: destination URLs and errors, recording paths and errors.
+pub async fn status(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    session: WebSession,
+) -> Result<Json<Value>, ApiError> {
+    let admin = user.or(session.user).is_some_and(|u| u.is_admin);
     let status = state.queue.status().await?;
     let now = Instant::now();
     let inspect = |conn: Option<ConnId>| -> (Option<StatsSnapshot>, Option<Health>, Option<ProfileReport>) {
@@ -111,10 +119,42 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "swap_interval": status.swap_interval.as_secs(),
         "block_toggle": status.block_enabled,
         "program": state.program.status(),
-        "destinations": state.destinations.statuses(),
-        "recording": state.recorder.status(),
+        "destinations": if admin { json!(state.destinations.statuses()) } else { public_destinations(&state) },
+        "recording": if admin { json!(state.recorder.status()) } else { public_recording(&state) },
         "channel": channel_view(state.publishers.channel()),
     })))
+}
+
+/// Destinations as anyone may see them: no URL (even with its key masked, it names the
+/// ingest server and account path), no error text (it may quote hosts, paths, TLS details).
+fn public_destinations(state: &AppState) -> Value {
+    let statuses = state.destinations.statuses();
+    Value::Array(
+        statuses
+            .into_iter()
+            .map(|d| {
+                json!({
+                    "name": d.name,
+                    "state": d.state,
+                    "bytes_sent": d.bytes_sent,
+                    "connected_since": d.connected_since,
+                    "uptime_secs": d.uptime_secs,
+                    "reconnects": d.reconnects,
+                    "next_retry_in_secs": d.next_retry_in_secs,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Recording as anyone may see it: whether it runs and whether it failed, not where.
+fn public_recording(state: &AppState) -> Value {
+    let status = state.recorder.status();
+    json!({
+        "set": status.set.is_some(),
+        "program": status.program.is_some(),
+        "failed": status.last_error.is_some(),
+    })
 }
 
 /// The channel profile and policy, as the status reports them.

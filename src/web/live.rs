@@ -482,7 +482,7 @@ mod tests {
             is_admin: false,
         };
         let user = store.create_user(&new).await.unwrap();
-        store.set_profile_picture(user.id, Some("1-0123456789abcdef.png")).await.unwrap();
+        store.replace_profile_picture(user.id, Some("1-0123456789abcdef.png")).await.unwrap();
         let queue = actor::spawn(store.clone(), crate::queue::engine::Settings::default()).await;
         let (stop_tx, stop) = watch::channel(false);
         let sources = Sources {

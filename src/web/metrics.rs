@@ -4,12 +4,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::error::ApiError;
+use crate::auth::token_digest;
 use crate::integrations::destination::State as DestinationState;
 use crate::metrics::Exposition;
 
@@ -31,8 +33,24 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, axum::Json(json!({ "database": word(database), "rtmp": word(rtmp) }))).into_response()
 }
 
-/// `GET /metrics`: the Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: the Prometheus text format; with `metrics_token` set, only for
+/// `Authorization: Bearer <token>`. Labels are names and states, never paths, URLs or
+/// error texts: those are for admins, in `/api/v1/status`.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(expected) = &state.metrics.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
+        // Digests compared, so the time taken says nothing about the token's prefix.
+        if given.map(token_digest) != Some(token_digest(expected)) {
+            let mut refused = ApiError::unauthorized().into_response();
+            refused.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return refused;
+        }
+    }
     let mut e = Exposition::default();
     let now = Instant::now();
 

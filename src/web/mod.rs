@@ -30,10 +30,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 
 use crate::auth::TokenKeys;
+use crate::config::MetricsAccess;
 use crate::ingest::Publishers;
 use crate::integrations::destination::Destinations;
 use crate::integrations::email::Mailer;
@@ -46,6 +49,7 @@ use crate::store::Store;
 pub use accounts::validate_timezone;
 pub use error::ApiError;
 pub use live::{LiveState, Sources as LiveSources};
+pub use pictures::sweep_orphans as sweep_orphan_pictures;
 pub use setup::SetupLink;
 
 /// Largest request body accepted (JSON and forms are tiny).
@@ -82,95 +86,162 @@ pub struct AppState {
     pub live: LiveState,
     /// The one-time link that creates the first admin, while there is none.
     pub setup: SetupLink,
+    pub picture_uploads: Arc<pictures::UploadLimit>,
+    /// Who may read `/metrics`, and whether it is on this listener.
+    pub metrics: Arc<MetricsAccess>,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
-fn pages() -> Router<AppState> {
+fn pages() -> Routes {
     use pages::{account, admin, dashboard, reset, settings};
-    Router::new()
-        .route("/", get(account::home))
-        .route("/signup", get(account::signup_page).post(account::signup))
-        .route("/setup/{token}", get(setup::setup_page).post(setup::setup))
-        .route("/login", get(account::login_page).post(account::login))
-        .route("/logout", post(account::logout))
-        .route("/password-reset", get(reset::request_page).post(reset::request))
-        .route("/password-reset/{token}", get(reset::form_page).post(reset::reset))
-        .route("/dashboard", get(dashboard::dashboard))
-        .route("/dashboard/track", post(dashboard::post_track))
-        .route("/sets", get(dashboard::sets))
-        .route("/settings", get(settings::settings))
-        .route("/settings/profile", post(settings::profile))
-        .route(
+    let routes = Routes::default()
+        .get("/", account::home)
+        .get("/signup", account::signup_page)
+        .post("/signup", account::signup)
+        .get("/setup/{token}", setup::setup_page)
+        .post("/setup/{token}", setup::setup)
+        .get("/login", account::login_page)
+        .post("/login", account::login)
+        .post("/logout", account::logout)
+        .get("/password-reset", reset::request_page)
+        .post("/password-reset", reset::request)
+        .get("/password-reset/{token}", reset::form_page)
+        .post("/password-reset/{token}", reset::reset)
+        .get("/dashboard", dashboard::dashboard)
+        .post("/dashboard/track", dashboard::post_track)
+        .get("/sets", dashboard::sets)
+        .get("/settings", settings::settings)
+        .post("/settings/profile", settings::profile)
+        .add(
+            Method::POST,
             "/settings/picture",
             post(settings::picture).layer(DefaultBodyLimit::max(pictures::MAX_PICTURE_BYTES + MAX_BODY)),
         )
-        .route("/settings/picture/remove", post(settings::remove_picture))
-        .route("/settings/password", post(settings::password))
-        .route("/settings/stream-key", post(settings::stream_key))
-        .route("/settings/delete", post(settings::delete))
-        .route("/admin", get(admin::admin))
-        .route("/admin/queue/skip", post(admin::skip))
-        .route("/admin/queue/pause", post(admin::pause))
-        .route("/admin/queue/resume", post(admin::resume))
-        .route("/admin/queue/remaining", post(admin::set_remaining))
-        .route("/admin/queue/swap-interval", post(admin::set_swap_interval))
-        .route("/admin/queue/block", post(admin::set_block))
-        .route("/admin/queue/{dj_name}/{action}", post(admin::queue_action))
-        .route("/admin/users/{id}/{action}", post(admin::user_action))
-        .route("/admin/destinations/{name}/restart", post(admin::restart_destination))
-        .route("/overlays", get(overlays::index))
-        .layer(axum::middleware::from_fn(session::csrf_cookie))
+        .post("/settings/picture/remove", settings::remove_picture)
+        .post("/settings/password", settings::password)
+        .post("/settings/stream-key", settings::stream_key)
+        .post("/settings/delete", settings::delete)
+        .get("/admin", admin::admin)
+        .post("/admin/queue/skip", admin::skip)
+        .post("/admin/queue/pause", admin::pause)
+        .post("/admin/queue/resume", admin::resume)
+        .post("/admin/queue/remaining", admin::set_remaining)
+        .post("/admin/queue/swap-interval", admin::set_swap_interval)
+        .post("/admin/queue/block", admin::set_block)
+        .post("/admin/queue/{dj_name}/{action}", admin::queue_action)
+        .post("/admin/users/{id}/{action}", admin::user_action)
+        .post("/admin/destinations/{name}/restart", admin::restart_destination)
+        .get("/overlays", overlays::index);
+    Routes { router: routes.router.layer(axum::middleware::from_fn(session::csrf_cookie)), list: routes.list }
+}
+
+/// Every route but the pages; `/metrics` unless it has a listener of its own.
+fn api(metrics_here: bool) -> Routes {
+    let routes = Routes::default()
+        .get("/assets/{name}", assets::asset)
+        .get("/pictures/{file}", pictures::serve)
+        .get("/overlay/{name}", overlays::overlay)
+        // Seed-compatible paths and shapes.
+        .get("/queue-json", seed::queue_json)
+        .get("/queue-list", seed::queue_list)
+        .get("/timer-data", seed::timer_data)
+        .get("/time-settings", seed::time_settings)
+        .post("/update-timer/{seconds}", seed::update_timer)
+        .get("/block-toggle", seed::get_block_toggle)
+        .post("/block-toggle", seed::toggle_block)
+        .post("/update-block-toggle/", seed::update_block_toggle)
+        .get("/song-details", seed::song_details)
+        .get("/timer-page", seed::timer_page)
+        .get("/seed/song-json", seed::song_json)
+        // JSON API.
+        .post("/api/v1/login/access-token", api::login)
+        .post("/api/v1/users/signup", users::signup)
+        .get("/api/v1/users/", users::list)
+        .get("/api/v1/users/me", users::me)
+        .patch("/api/v1/users/me", users::update_me)
+        .delete("/api/v1/users/me", users::delete_me)
+        .patch("/api/v1/users/me/password", users::update_password)
+        .post("/api/v1/users/{dj_name}/disable", users::disable)
+        .post("/api/v1/users/me/track", nowplaying::post_track)
+        .get("/song-json", nowplaying::song_json)
+        .post("/api/v1/password-recovery/{email}", resets::recover_password)
+        .post("/api/v1/reset-password/", resets::reset_password)
+        .get("/api/v1/status", api::status)
+        .get("/api/v1/events", events::events)
+        .post("/api/v1/destinations/{name}/restart", api::restart_destination)
+        .post("/api/v1/queue/skip", api::skip)
+        .post("/api/v1/queue/pause", api::pause_timer)
+        .post("/api/v1/queue/resume", api::resume_timer)
+        .post("/api/v1/queue/reset-timer", api::reset_timer)
+        .post("/api/v1/queue/remaining", api::set_remaining)
+        .post("/api/v1/queue/swap-interval", api::set_swap_interval)
+        .post("/api/v1/queue/block", api::set_block)
+        .post("/api/v1/queue/{dj_name}/remove", api::remove)
+        .post("/api/v1/queue/{dj_name}/move-up", api::move_up)
+        .post("/api/v1/queue/{dj_name}/move-down", api::move_down)
+        .get("/program.flv", program::program_flv)
+        .get("/healthz", || async { "ok" })
+        .get("/readyz", metrics::readyz);
+    if metrics_here { routes.get("/metrics", metrics::metrics) } else { routes }
+}
+
+/// Every method and path the HTTP listener answers (with `/metrics` on it, the default),
+/// from the same code that builds the router: the authorisation table test enumerates it.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    let mut all = pages().list;
+    all.extend(api(true).list);
+    all
 }
 
 pub fn router(state: AppState) -> Router {
+    let metrics_here = state.metrics.listen.is_none();
     Router::new()
-        .merge(pages())
-        .route("/assets/{name}", get(assets::asset))
-        .route("/pictures/{file}", get(pictures::serve))
-        .route("/overlay/{name}", get(overlays::overlay))
-        // Seed-compatible paths and shapes.
-        .route("/queue-json", get(seed::queue_json))
-        .route("/queue-list", get(seed::queue_list))
-        .route("/timer-data", get(seed::timer_data))
-        .route("/time-settings", get(seed::time_settings))
-        .route("/update-timer/{seconds}", post(seed::update_timer))
-        .route("/block-toggle", get(seed::get_block_toggle).post(seed::toggle_block))
-        .route("/update-block-toggle/", post(seed::update_block_toggle))
-        .route("/song-details", get(seed::song_details))
-        .route("/timer-page", get(seed::timer_page))
-        .route("/seed/song-json", get(seed::song_json))
-        // JSON API.
-        .route("/api/v1/login/access-token", post(api::login))
-        .route("/api/v1/users/signup", post(users::signup))
-        .route("/api/v1/users/", get(users::list))
-        .route("/api/v1/users/me", get(users::me).patch(users::update_me).delete(users::delete_me))
-        .route("/api/v1/users/me/password", axum::routing::patch(users::update_password))
-        .route("/api/v1/users/{dj_name}/disable", post(users::disable))
-        .route("/api/v1/users/me/track", post(nowplaying::post_track))
-        .route("/song-json", get(nowplaying::song_json))
-        .route("/api/v1/password-recovery/{email}", post(resets::recover_password))
-        .route("/api/v1/reset-password/", post(resets::reset_password))
-        .route("/api/v1/status", get(api::status))
-        .route("/api/v1/events", get(events::events))
-        .route("/api/v1/destinations/{name}/restart", post(api::restart_destination))
-        .route("/api/v1/queue/skip", post(api::skip))
-        .route("/api/v1/queue/pause", post(api::pause_timer))
-        .route("/api/v1/queue/resume", post(api::resume_timer))
-        .route("/api/v1/queue/reset-timer", post(api::reset_timer))
-        .route("/api/v1/queue/remaining", post(api::set_remaining))
-        .route("/api/v1/queue/swap-interval", post(api::set_swap_interval))
-        .route("/api/v1/queue/block", post(api::set_block))
-        .route("/api/v1/queue/{dj_name}/remove", post(api::remove))
-        .route("/api/v1/queue/{dj_name}/move-up", post(api::move_up))
-        .route("/api/v1/queue/{dj_name}/move-down", post(api::move_down))
-        .route("/program.flv", get(program::program_flv))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(metrics::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .merge(pages().router)
+        .merge(api(metrics_here).router)
         .fallback(|| async { ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(axum::middleware::from_fn(headers::security_headers))
+        .with_state(state)
+}
+
+/// A router that lists the routes added to it, so that nothing else needs to.
+#[derive(Default)]
+struct Routes {
+    router: Router<AppState>,
+    list: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::GET, path, get(handler))
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::POST, path, post(handler))
+    }
+
+    fn patch<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::PATCH, path, patch(handler))
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::DELETE, path, delete(handler))
+    }
+
+    /// `route` must answer `method` only (axum merges the methods of one path).
+    fn add(mut self, method: Method, path: &'static str, route: MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, route);
+        self.list.push((method, path));
+        self
+    }
+}
+
+/// The listener of its own that `metrics_listen` gives `/metrics` (nothing else on it).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async { ApiError::not_found("Not Found") })
         .with_state(state)
 }

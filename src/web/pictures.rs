@@ -1,8 +1,13 @@
 //! Profile pictures: uploaded through the settings page, checked by their bytes (PNG,
 //! JPEG, GIF or WebP, at most [`MAX_PICTURE_BYTES`]), stored under `<data dir>/pictures`
 //! with a random name, served at `/pictures/{file}`.
+//!
+//! A file is complete before it has its name (written under a temporary name, then
+//! renamed), and a replaced file is deleted only once the database points to its successor.
+//! What a crash leaves between those steps is swept at the next start.
 
-use std::path::PathBuf;
+use std::num::NonZeroU32;
+use std::path::{Path as FsPath, PathBuf};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,9 +15,42 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::auth::random_hex;
+use crate::store::{Store, StoreError};
 
 /// Largest picture accepted.
 pub const MAX_PICTURE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Uploads per account and minute (a burst of this many, refilled evenly): each one is
+/// up to [`MAX_PICTURE_BYTES`] written and synced to disk.
+const UPLOADS_PER_MINUTE: u32 = 10;
+
+/// Prefix of the temporary name an upload is written under before it is renamed.
+const PARTIAL_PREFIX: &str = ".upload-";
+
+/// Accounts tracked before stale entries are swept.
+const SWEEP_ABOVE: usize = 10_000;
+
+/// Limits picture uploads per account.
+pub struct UploadLimit {
+    inner: governor::DefaultKeyedRateLimiter<i64>,
+}
+
+impl Default for UploadLimit {
+    fn default() -> Self {
+        let n = NonZeroU32::new(UPLOADS_PER_MINUTE).unwrap_or(NonZeroU32::MIN);
+        Self { inner: governor::RateLimiter::keyed(governor::Quota::per_minute(n)) }
+    }
+}
+
+impl UploadLimit {
+    /// Counts one upload by `user_id`; false if over the quota.
+    pub fn allow(&self, user_id: i64) -> bool {
+        if self.inner.len() > SWEEP_ABOVE {
+            self.inner.retain_recent();
+        }
+        self.inner.check_key(&user_id).is_ok()
+    }
+}
 
 /// An image format we accept, recognised by its signature, never by the file name or the
 /// browser's declared type.
@@ -83,7 +121,8 @@ fn dir(state: &AppState) -> PathBuf {
     state.data_dir.join("pictures")
 }
 
-/// Stores a checked picture for a user; returns its file name.
+/// Stores a checked picture for a user; returns its file name. The file appears under that
+/// name complete or not at all.
 pub async fn save(state: &AppState, user_id: i64, kind: ImageKind, bytes: &[u8]) -> std::io::Result<String> {
     let dir = dir(state);
     let mut builder = tokio::fs::DirBuilder::new();
@@ -98,10 +137,65 @@ pub async fn save(state: &AppState, user_id: i64, kind: ImageKind, bytes: &[u8])
     }
     builder.create(&dir).await?;
     let file = format!("{user_id}-{}.{}", random_hex(8), kind.extension());
-    let mut out = options.open(dir.join(&file)).await?;
-    tokio::io::AsyncWriteExt::write_all(&mut out, bytes).await?;
-    out.sync_all().await?;
+    let partial = dir.join(format!("{PARTIAL_PREFIX}{}", random_hex(8)));
+    let written = async {
+        let mut out = options.open(&partial).await?;
+        tokio::io::AsyncWriteExt::write_all(&mut out, bytes).await?;
+        out.sync_all().await?;
+        tokio::fs::rename(&partial, dir.join(&file)).await
+    };
+    if let Err(e) = written.await {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(e);
+    }
     Ok(file)
+}
+
+/// Makes `file` (or none) the user's picture, then deletes the one it replaced. On a
+/// database error the new file is deleted and the old one kept.
+pub async fn replace(state: &AppState, user_id: i64, file: Option<&str>) -> Result<(), StoreError> {
+    match state.store.replace_profile_picture(user_id, file).await {
+        Ok(previous) => {
+            if let Some(previous) = previous.filter(|p| Some(p.as_str()) != file) {
+                remove(state, &previous).await;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(file) = file {
+                remove(state, file).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the files in the pictures dir that no account refers to: uploads cut short by a
+/// crash, pictures replaced or whose account was deleted while an upload ran. Run at
+/// start-up, before any upload can be under way. Files with names we never make are left
+/// alone. Returns how many were deleted.
+pub async fn sweep_orphans(store: &Store, data_dir: &FsPath) -> Result<usize, String> {
+    let dir = data_dir.join("pictures");
+    let mut entries = match tokio::fs::read_dir(&dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    let in_use: std::collections::HashSet<String> =
+        store.profile_pictures().await.map_err(|e| format!("listing profile pictures: {e}"))?.into_iter().collect();
+    let mut swept = 0;
+    while let Some(entry) = entries.next_entry().await.map_err(|e| format!("{}: {e}", dir.display()))? {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        let ours = is_picture_name(&name) || name.starts_with(PARTIAL_PREFIX);
+        if !ours || in_use.contains(&name) {
+            continue;
+        }
+        match tokio::fs::remove_file(entry.path()).await {
+            Ok(()) => swept += 1,
+            Err(e) => tracing::warn!("removing orphaned picture {name}: {e}"),
+        }
+    }
+    Ok(swept)
 }
 
 /// Deletes a stored picture; a missing file is not an error.
@@ -178,5 +272,13 @@ mod tests {
         for bad in ["../jwt_secret", "12-0123456789abcdef.svg", "x-0123456789abcdef.png", "12-short.png", "12.png"] {
             assert!(!is_picture_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn uploads_are_limited_per_account() {
+        let limit = UploadLimit::default();
+        assert!((0..UPLOADS_PER_MINUTE).all(|_| limit.allow(1)));
+        assert!(!limit.allow(1));
+        assert!(limit.allow(2), "other accounts keep their own quota");
     }
 }

@@ -2,12 +2,14 @@
 //! One test binary (modules below) keeps link time down.
 
 mod analysis;
+mod authorization;
 mod browser;
 mod channel;
 mod database;
 mod email;
 mod encoders;
 mod hardening;
+mod hardening_accounts;
 mod harness;
 mod http_api;
 mod interop;

@@ -91,6 +91,9 @@ async fn an_unwritable_recording_dir_never_stops_the_stream() {
         ..Options::default()
     });
     let key = server.add_user("Ada", false);
+    // Recording errors name paths: the status shows them to admins only.
+    server.add_user("Organiser", true);
+    let admin = server.token("organiser").await;
     let dj = Dj::publish(server.rtmp, &key).await.unwrap();
     server.wait_for_queue(&["Ada"]).await;
     server.wait_for_log("streaming continues").await;
@@ -101,7 +104,7 @@ async fn an_unwritable_recording_dir_never_stops_the_stream() {
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let status = server.get_json("/api/v1/status").await;
+        let status = server.get_json_as("/api/v1/status", &admin).await;
         let error = status["recording"]["last_error"].as_str().unwrap_or_default().to_owned();
         assert!(error.contains("/dev/null/recordings/Ada"), "{status}");
         if status["on_air"]["stats"]["video_frames"].as_u64().unwrap_or(0) > 30 {

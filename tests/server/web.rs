@@ -13,7 +13,7 @@ use crate::publisher::Dj;
 /// A cookie-keeping client that does not follow redirects, like a browser's view of one
 /// request at a time.
 pub(crate) struct Browser {
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     base: String,
 }
 
@@ -43,7 +43,7 @@ impl Browser {
     }
 
     /// The CSRF token a page's forms carry.
-    async fn csrf(&self, page: &str) -> String {
+    pub(crate) async fn csrf(&self, page: &str) -> String {
         let (_, body) = self.get(page).await;
         let marker = r#"name="csrf" value=""#;
         let start = body.find(marker).unwrap_or_else(|| panic!("no csrf field on {page}")) + marker.len();

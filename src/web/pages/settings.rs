@@ -109,6 +109,9 @@ async fn store_picture(
         }
     }
     verify_csrf(headers, csrf.as_deref().unwrap_or("")).map_err(|e| bad(e.status, &e.message))?;
+    if !state.picture_uploads.allow(member.user.id) {
+        return Err(bad(StatusCode::TOO_MANY_REQUESTS, "Too many uploads; try again in a minute"));
+    }
     let bytes = upload.unwrap_or_default();
     let kind = pictures::check(&bytes).map_err(|e| {
         let status = match e {
@@ -120,14 +123,9 @@ async fn store_picture(
     let file = pictures::save(state, member.user.id, kind, &bytes)
         .await
         .map_err(|e| AccountError::internal("storing a picture", e))?;
-    if let Err(e) = state.store.set_profile_picture(member.user.id, Some(&file)).await {
-        pictures::remove(state, &file).await;
-        return Err(AccountError::internal("saving the picture", e));
-    }
-    if let Some(old) = &member.user.profile_picture {
-        pictures::remove(state, old).await;
-    }
-    Ok(())
+    pictures::replace(state, member.user.id, Some(&file))
+        .await
+        .map_err(|e| AccountError::internal("saving the picture", e))
 }
 
 #[derive(Deserialize)]
@@ -139,14 +137,7 @@ pub async fn remove_picture(
     member: Member,
     CsrfForm(_): CsrfForm<Nothing>,
 ) -> Result<Response, PageError> {
-    state
-        .store
-        .set_profile_picture(member.user.id, None)
-        .await
-        .map_err(|e| PageError::internal("removing a picture", e))?;
-    if let Some(old) = &member.user.profile_picture {
-        pictures::remove(&state, old).await;
-    }
+    pictures::replace(&state, member.user.id, None).await.map_err(|e| PageError::internal("removing a picture", e))?;
     state.live.poke();
     Ok(saved("picture"))
 }
