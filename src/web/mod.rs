@@ -10,6 +10,7 @@ mod client_ip;
 mod error;
 mod events;
 mod headers;
+mod listener;
 mod live;
 mod metrics;
 mod nowplaying;
@@ -32,6 +33,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use ipnet::IpNet;
 
 use crate::auth::TokenKeys;
 use crate::ingest::Publishers;
@@ -41,15 +43,13 @@ use crate::media::recorder::RecorderHandle;
 use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{AccountThrottle, PerIpCap, RateLimiter};
 use crate::store::Store;
 pub use accounts::validate_timezone;
 pub use error::ApiError;
+pub use listener::{HttpLimits, serve};
 pub use live::{LiveState, Sources as LiveSources};
 pub use setup::SetupLink;
-
-/// Largest request body accepted (JSON and forms are tiny).
-const MAX_BODY: usize = 64 * 1024;
 
 /// Shared state of every handler; cheap to clone.
 #[derive(Clone)]
@@ -63,6 +63,16 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub login_attempts: Arc<RateLimiter>,
     pub signup_attempts: Arc<RateLimiter>,
+    /// Failed logins per account, from any address.
+    pub login_failures: Arc<AccountThrottle>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[IpNet]>,
+    /// Open event streams per client address.
+    pub event_streams: Arc<PerIpCap>,
+    /// Open `/program.flv` viewers per client address.
+    pub flv_viewers: Arc<PerIpCap>,
+    /// Largest body of a JSON or form request.
+    pub max_body: usize,
     /// Where profile pictures are stored (under `pictures/`).
     pub data_dir: PathBuf,
     pub mailer: Mailer,
@@ -85,7 +95,7 @@ pub struct AppState {
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
-fn pages() -> Router<AppState> {
+fn pages(max_body: usize) -> Router<AppState> {
     use pages::{account, admin, dashboard, reset, settings};
     Router::new()
         .route("/", get(account::home))
@@ -102,7 +112,7 @@ fn pages() -> Router<AppState> {
         .route("/settings/profile", post(settings::profile))
         .route(
             "/settings/picture",
-            post(settings::picture).layer(DefaultBodyLimit::max(pictures::MAX_PICTURE_BYTES + MAX_BODY)),
+            post(settings::picture).layer(DefaultBodyLimit::max(pictures::MAX_PICTURE_BYTES + max_body)),
         )
         .route("/settings/picture/remove", post(settings::remove_picture))
         .route("/settings/password", post(settings::password))
@@ -124,7 +134,7 @@ fn pages() -> Router<AppState> {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(pages())
+        .merge(pages(state.max_body))
         .route("/assets/{name}", get(assets::asset))
         .route("/pictures/{file}", get(pictures::serve))
         .route("/overlay/{name}", get(overlays::overlay))
@@ -169,7 +179,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(state.max_body))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)
