@@ -11,6 +11,7 @@ mod hardening;
 mod harness;
 mod http_api;
 mod interop;
+mod limits;
 mod live;
 mod matrix;
 mod operations;
