@@ -8,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
@@ -31,6 +32,9 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
     let peer = peer.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
+        if peer.is_loopback() && headers.contains_key("x-forwarded-for") {
+            warn_untrusted_local_proxy(peer);
+        }
         return peer;
     }
     let hops = headers.get_all("x-forwarded-for").iter().rev().flat_map(|v| {
@@ -46,6 +50,19 @@ fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Ip
         }
     }
     client
+}
+
+/// A local proxy that is not configured as trusted puts every visitor in one bucket (and one
+/// set of event-stream and viewer places): say so once, naming the setting.
+fn warn_untrusted_local_proxy(peer: IpAddr) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "requests from {peer} carry X-Forwarded-For but {peer} is not in trusted_proxies: all clients behind \
+             that proxy share one address for rate limits and caps (set trusted_proxies = [\"{peer}/{}\"])",
+            if peer.is_ipv4() { 32 } else { 128 }
+        );
+    }
 }
 
 #[cfg(test)]
