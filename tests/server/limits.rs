@@ -311,3 +311,24 @@ async fn the_api_and_the_program_hold_up_under_idle_and_slowloris_crowds() {
     assert!(report.largest_audio_gap_ms <= ROUNDING_MS, "an audio gap of {} ms", report.largest_audio_gap_ms);
     drop(idle);
 }
+
+#[tokio::test]
+async fn request_bodies_are_capped_as_configured() {
+    let server =
+        Server::start(Options { config: Some("[limits]\nmax_body_bytes = 1024\n".into()), ..Options::default() });
+    let client = reqwest::Client::new();
+    let sign_up = |password: String| {
+        let body = serde_json::json!({ "dj_name": "Big", "email": "big@example.org", "password": password });
+        client.post(server.url("/api/v1/users/signup")).json(&body).send()
+    };
+    assert_eq!(sign_up("p".repeat(2000)).await.unwrap().status(), 413);
+    assert_eq!(sign_up(PASSWORD.into()).await.unwrap().status(), 201);
+    let long_form = "x".repeat(2000);
+    let resp = client
+        .post(server.url("/api/v1/login/access-token"))
+        .form(&[("username", "big"), ("password", long_form.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+}
