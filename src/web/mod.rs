@@ -73,6 +73,9 @@ pub struct AppState {
     pub flv_viewers: Arc<PerIpCap>,
     /// Largest body of a JSON or form request.
     pub max_body: usize,
+    /// Becomes true when the HTTP server starts its graceful shutdown: endless responses
+    /// (`/program.flv`) end then, instead of holding it up.
+    pub http_stopping: tokio::sync::watch::Receiver<bool>,
     /// Where profile pictures are stored (under `pictures/`).
     pub data_dir: PathBuf,
     pub mailer: Mailer,

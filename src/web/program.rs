@@ -27,6 +27,7 @@ pub async fn program_flv(State(state): State<AppState>, ClientIp(client): Client
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(BODY_BUFFER);
     let counters = state.counters.clone();
+    let mut stopping = state.http_stopping.clone();
     tokio::spawn(async move {
         // The address's place is held for as long as this viewer is served.
         let _place = place;
@@ -34,7 +35,14 @@ pub async fn program_flv(State(state): State<AppState>, ClientIp(client): Client
         if tx.send(Ok(header)).await.is_err() {
             return;
         }
-        while let Some(tag) = program.recv().await {
+        loop {
+            let tag = tokio::select! {
+                tag = program.recv() => match tag {
+                    Some(tag) => tag,
+                    None => return,
+                },
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+            };
             let Ok(encoded) = tag.encode() else { continue };
             for chunk in encoded.into_chunks() {
                 Counters::add(&counters.http_flv_bytes_out, chunk.len());

@@ -10,7 +10,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::analysis::{ROUNDING_MS, analyse};
 use crate::harness::{Options, PASSWORD, PATIENCE, Server, require_tool};
-use crate::program::rtmp_player;
+use crate::program::{SLATE, http_viewer, rtmp_player};
 use crate::publisher::Dj;
 
 /// A DJ's ffmpeg encoding a live test picture and tone (320x180, 30 fps, 1 s GOP, AAC 48 kHz)
@@ -331,4 +331,20 @@ async fn request_bodies_are_capped_as_configured() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn an_flv_viewer_does_not_hold_up_shutdown() {
+    let mut server = Server::start(Options::default());
+    let viewer = http_viewer(&server).await;
+    viewer.wait_for_size(SLATE).await;
+    let asked = Instant::now();
+    server.terminate();
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?} with a viewer connected");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while viewer.ended().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(viewer.ended().is_some(), "the viewer's response never ended");
 }
