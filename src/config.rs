@@ -256,6 +256,7 @@ pub struct FileLimits {
     pub login_failure_window: Option<u64>,
     pub http_max_connections: Option<usize>,
     pub http_header_timeout: Option<u64>,
+    pub http_request_timeout: Option<u64>,
     pub max_event_streams_per_ip: Option<usize>,
     pub max_flv_viewers_per_ip: Option<usize>,
     pub max_body_bytes: Option<usize>,
@@ -301,6 +302,9 @@ pub struct Limits {
     /// A connection that has not sent a complete request head within this time is closed
     /// (idle keep-alive connections included).
     pub http_header_timeout: Duration,
+    /// A request must be answered within this time, its body included: a client trickling
+    /// a body gets 408. Long responses (events, `/program.flv`) only need to start in it.
+    pub http_request_timeout: Duration,
     /// Open `/api/v1/events` streams per client address.
     pub max_event_streams_per_ip: usize,
     /// Open `/program.flv` viewers per client address.
@@ -326,6 +330,7 @@ impl Default for Limits {
             login_failure_window: Duration::from_secs(15 * 60),
             http_max_connections: 4096,
             http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(60),
             max_event_streams_per_ip: 16,
             max_flv_viewers_per_ip: 8,
             max_body_bytes: 64 * 1024,
@@ -462,6 +467,11 @@ impl Config {
                 "limits.http_header_timeout",
                 fl.http_header_timeout,
                 defaults.http_header_timeout,
+            )?,
+            http_request_timeout: seconds(
+                "limits.http_request_timeout",
+                fl.http_request_timeout,
+                defaults.http_request_timeout,
             )?,
             max_event_streams_per_ip: positive(
                 "limits.max_event_streams_per_ip",

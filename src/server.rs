@@ -209,6 +209,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         event_streams: PerIpCap::new(config.limits.max_event_streams_per_ip),
         flv_viewers: PerIpCap::new(config.limits.max_flv_viewers_per_ip),
         max_body: config.limits.max_body_bytes,
+        request_timeout: config.limits.http_request_timeout,
         http_stopping,
         data_dir: config.store.data_dir.clone(),
         mailer,

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ConnectInfo;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -16,6 +19,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service;
+
+use super::ApiError;
 
 /// Time given to open responses to finish at shutdown; `/program.flv` never does by itself.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -83,5 +88,14 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::info!("http: closing the responses still open after {DRAIN:?}");
+    }
+}
+
+/// Answers 408 when a request is not answered in `limit`: the header timeout ends with the
+/// head, and a client could otherwise hold a connection and a task by trickling its body.
+pub(super) async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "The request took too long").into_response(),
     }
 }

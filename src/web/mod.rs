@@ -73,6 +73,8 @@ pub struct AppState {
     pub flv_viewers: Arc<PerIpCap>,
     /// Largest body of a JSON or form request.
     pub max_body: usize,
+    /// Time to answer a request, reading its body included.
+    pub request_timeout: Duration,
     /// Becomes true when the HTTP server starts its graceful shutdown: endless responses
     /// (`/program.flv`) end then, instead of holding it up.
     pub http_stopping: tokio::sync::watch::Receiver<bool>,
@@ -183,6 +185,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
         .layer(DefaultBodyLimit::max(state.max_body))
+        .layer(axum::middleware::from_fn_with_state(state.request_timeout, listener::request_timeout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)

@@ -372,3 +372,38 @@ async fn an_flv_viewer_does_not_hold_up_shutdown() {
     }
     assert!(viewer.ended().is_some(), "the viewer's response never ended");
 }
+
+#[tokio::test]
+async fn a_trickled_request_body_is_answered_408() {
+    let server =
+        Server::start(Options { config: Some("[limits]\nhttp_request_timeout = 2\n".into()), ..Options::default() });
+    let mut slow = TcpStream::connect(server.http).await.unwrap();
+    let head = "POST /api/v1/login/access-token HTTP/1.1\r\nHost: x\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nusername=";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(6), async {
+        let mut buf = [0u8; 1024];
+        // A byte now and then, never the whole body.
+        loop {
+            tokio::select! {
+                n = slow.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                },
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                    let _ = slow.write_all(b"a").await;
+                }
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a trickled body within 6 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(1500), "answered after {:?}", started.elapsed());
+}
