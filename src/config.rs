@@ -255,6 +255,7 @@ pub struct FileLimits {
     pub login_failures_per_account: Option<u32>,
     pub login_failure_window: Option<u64>,
     pub http_max_connections: Option<usize>,
+    pub http_max_connections_per_ip: Option<usize>,
     pub http_header_timeout: Option<u64>,
     pub http_request_timeout: Option<u64>,
     pub max_event_streams_per_ip: Option<usize>,
@@ -299,6 +300,9 @@ pub struct Limits {
     pub login_failure_window: Duration,
     /// Simultaneous HTTP connections, all peers together; beyond it new ones are closed.
     pub http_max_connections: usize,
+    /// Simultaneous HTTP connections from one peer address, so one address cannot take
+    /// every place; trusted proxies are exempt (they carry everyone).
+    pub http_max_connections_per_ip: usize,
     /// A connection that has not sent a complete request head within this time is closed
     /// (idle keep-alive connections included).
     pub http_header_timeout: Duration,
@@ -329,6 +333,7 @@ impl Default for Limits {
             login_failures_per_account: 10,
             login_failure_window: Duration::from_secs(15 * 60),
             http_max_connections: 4096,
+            http_max_connections_per_ip: 256,
             http_header_timeout: Duration::from_secs(10),
             http_request_timeout: Duration::from_secs(60),
             max_event_streams_per_ip: 16,
@@ -462,6 +467,10 @@ impl Config {
             http_max_connections: positive(
                 "limits.http_max_connections",
                 fl.http_max_connections.unwrap_or(defaults.http_max_connections),
+            )?,
+            http_max_connections_per_ip: positive(
+                "limits.http_max_connections_per_ip",
+                fl.http_max_connections_per_ip.unwrap_or(defaults.http_max_connections_per_ip),
             )?,
             http_header_timeout: seconds(
                 "limits.http_header_timeout",

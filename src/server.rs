@@ -232,9 +232,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     let ingest = tokio::spawn(ingest::serve(rtmp, ingest_ctx));
     let http_limits = web::HttpLimits {
         max_connections: config.limits.http_max_connections,
+        max_connections_per_ip: config.limits.http_max_connections_per_ip,
         header_timeout: config.limits.http_header_timeout,
     };
-    web::serve(http, app, http_limits, async move {
+    web::serve(http, app, http_limits, config.trusted_proxies.clone(), async move {
         shutdown_signal().await;
         let _ = http_stopping_tx.send(true);
     })

@@ -16,11 +16,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use super::ApiError;
+use crate::ratelimit::PerIpCap;
 
 /// Time given to open responses to finish at shutdown; `/program.flv` never does by itself.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -31,14 +33,23 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct HttpLimits {
     /// Connections open at once; beyond it new ones are closed as soon as accepted.
     pub max_connections: usize,
+    /// Connections open at once from one address (not counting trusted proxies).
+    pub max_connections_per_ip: usize,
     /// A request head (the first, or the next on a keep-alive connection) must be complete
     /// within this time or the connection is closed.
     pub header_timeout: Duration,
 }
 
 /// Serves `app` until `shutdown` resolves, then lets open connections finish for a while.
-pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    trusted_proxies: Vec<IpNet>,
+    shutdown: impl Future<Output = ()>,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = PerIpCap::new(limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
@@ -58,13 +69,20 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        // Trusted proxies carry everyone's requests: only the total bounds them.
+        let trusted = trusted_proxies.iter().any(|net| net.contains(&peer.ip()));
+        let place = if trusted { None } else { per_ip.try_acquire(peer.ip()) };
+        let permit = if trusted || place.is_some() { permits.clone().try_acquire_owned().ok() } else { None };
+        let Some(permit) = permit else {
+            // Closed at once: it costs no more than the accept.
             drop(socket);
             refused += 1;
             if last_refusal_log.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
                 tracing::warn!(
-                    "http: {refused} connection(s) refused, {} already open (limits.http_max_connections)",
-                    limits.max_connections
+                    "http: {refused} connection(s) refused, {} open in total or {} from their address already \
+                     (limits.http_max_connections, limits.http_max_connections_per_ip)",
+                    limits.max_connections,
+                    limits.max_connections_per_ip
                 );
                 last_refusal_log = Some(Instant::now());
                 refused = 0;
@@ -82,7 +100,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: HttpLimits, shutd
             if let Err(e) = connection.await {
                 tracing::debug!("http {peer}: {e}");
             }
-            drop(permit);
+            drop((permit, place));
         });
     }
     drop(listener);

@@ -407,3 +407,27 @@ async fn a_trickled_request_body_is_answered_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(started.elapsed() >= Duration::from_millis(1500), "answered after {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn one_address_cannot_take_every_http_connection_unless_it_is_a_trusted_proxy() {
+    let config = "[limits]\nhttp_max_connections_per_ip = 4\n";
+    let server = Server::start(Options { config: Some(config.into()), ..Options::default() });
+    let here = Ipv4Addr::new(127, 0, 0, 5);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_from(here, server.http).await.unwrap());
+    }
+    let mut extra = connect_from(here, server.http).await.unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(closed_within(&mut extra, Duration::from_secs(1)).await.is_some(), "a fifth connection was served");
+    assert_eq!(client_from("127.0.0.6").get(server.url("/healthz")).send().await.unwrap().status(), 200);
+    drop(server);
+
+    let trusted = format!("trusted_proxies = [\"127.0.0.5/32\"]\n{config}");
+    let server = Server::start(Options { config: Some(trusted), ..Options::default() });
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(connect_from(here, server.http).await.unwrap());
+    }
+    assert_eq!(client_from("127.0.0.5").get(server.url("/healthz")).send().await.unwrap().status(), 200);
+}
