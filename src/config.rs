@@ -6,11 +6,12 @@
 //! becomes a [`ConfigError`] whose message names the setting, so `main` can print one line
 //! and exit with status 2.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::channel::profile::AAC_SAMPLE_RATES;
@@ -205,6 +206,8 @@ pub struct FileConfig {
     pub password_reset_ttl: Option<u64>,
     pub metrics_listen: Option<String>,
     pub metrics_token: Option<String>,
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     #[serde(default)]
     pub obs: Option<ObsFileConfig>,
     /// Song recognition; off when absent.
@@ -255,12 +258,23 @@ pub struct ExpectedProfile {
 pub struct FileLimits {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    pub max_publishers_per_ip: Option<usize>,
+    pub max_players_per_ip: Option<usize>,
     pub handshake_timeout: Option<u64>,
     pub idle_timeout: Option<u64>,
     pub max_message_size: Option<usize>,
     pub publish_attempts_per_minute: Option<u32>,
     pub login_attempts_per_minute: Option<u32>,
     pub signup_attempts_per_minute: Option<u32>,
+    pub login_failures_per_account: Option<u32>,
+    pub login_failure_window: Option<u64>,
+    pub http_max_connections: Option<usize>,
+    pub http_max_connections_per_ip: Option<usize>,
+    pub http_header_timeout: Option<u64>,
+    pub http_request_timeout: Option<u64>,
+    pub max_event_streams_per_ip: Option<usize>,
+    pub max_flv_viewers_per_ip: Option<usize>,
+    pub max_body_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,8 +288,14 @@ pub enum LogFormat {
 pub struct Limits {
     /// Simultaneous RTMP connections, all peers together.
     pub max_connections: usize,
-    /// Simultaneous RTMP connections from one IP address.
+    /// Simultaneous RTMP connections from one IP address (IPv6: one /64), whatever they
+    /// do; by default publishers and players together.
     pub max_connections_per_ip: usize,
+    /// RTMP connections publishing (on `live`) from one address at once.
+    pub max_publishers_per_ip: usize,
+    /// RTMP connections playing the program from one address at once. Counted apart from
+    /// publishers, so DJs behind a venue's NAT are not refused because viewers there are.
+    pub max_players_per_ip: usize,
     /// Time allowed from TCP accept until the RTMP `connect` command.
     pub handshake_timeout: Duration,
     /// A connection that sends nothing for this long (and is not publishing) is closed.
@@ -288,19 +308,51 @@ pub struct Limits {
     pub login_attempts_per_minute: u32,
     /// Sign-ups and password reset requests per IP and minute.
     pub signup_attempts_per_minute: u32,
+    /// Failed logins to one account (from any address) before its logins are refused …
+    pub login_failures_per_account: u32,
+    /// … until this long after the first of them.
+    pub login_failure_window: Duration,
+    /// Simultaneous HTTP connections, all peers together; beyond it new ones are closed.
+    pub http_max_connections: usize,
+    /// Simultaneous HTTP connections from one peer address, so one address cannot take
+    /// every place; trusted proxies are exempt (they carry everyone).
+    pub http_max_connections_per_ip: usize,
+    /// A connection that has not sent a complete request head within this time is closed
+    /// (idle keep-alive connections included).
+    pub http_header_timeout: Duration,
+    /// A request must be answered within this time, its body included: a client trickling
+    /// a body gets 408. Long responses (events, `/program.flv`) only need to start in it.
+    pub http_request_timeout: Duration,
+    /// Open `/api/v1/events` streams per client address.
+    pub max_event_streams_per_ip: usize,
+    /// Open `/program.flv` viewers per client address.
+    pub max_flv_viewers_per_ip: usize,
+    /// Largest request body of the JSON API and the forms (the picture upload has its own).
+    pub max_body_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
-            max_connections_per_ip: 16,
+            max_connections_per_ip: 8 + 64,
+            max_publishers_per_ip: 8,
+            max_players_per_ip: 64,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             max_message_size: 8 * 1024 * 1024,
             publish_attempts_per_minute: 10,
             login_attempts_per_minute: 10,
             signup_attempts_per_minute: 5,
+            login_failures_per_account: 10,
+            login_failure_window: Duration::from_secs(15 * 60),
+            http_max_connections: 4096,
+            http_max_connections_per_ip: 256,
+            http_header_timeout: Duration::from_secs(10),
+            http_request_timeout: Duration::from_secs(60),
+            max_event_streams_per_ip: 16,
+            max_flv_viewers_per_ip: 8,
+            max_body_bytes: 64 * 1024,
         }
     }
 }
@@ -354,6 +406,8 @@ pub struct Config {
     pub password_reset_ttl: Duration,
     /// Who may read `/metrics`, and where.
     pub metrics: MetricsAccess,
+    /// Peers whose `X-Forwarded-For` names the client; nobody's by default.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// `/metrics` is open on the HTTP listener by default (it holds counts and names, no paths,
@@ -431,7 +485,18 @@ impl Config {
             )?,
             max_connections_per_ip: positive(
                 "limits.max_connections_per_ip",
-                fl.max_connections_per_ip.unwrap_or(defaults.max_connections_per_ip),
+                fl.max_connections_per_ip.unwrap_or(
+                    fl.max_publishers_per_ip.unwrap_or(defaults.max_publishers_per_ip)
+                        + fl.max_players_per_ip.unwrap_or(defaults.max_players_per_ip),
+                ),
+            )?,
+            max_publishers_per_ip: positive(
+                "limits.max_publishers_per_ip",
+                fl.max_publishers_per_ip.unwrap_or(defaults.max_publishers_per_ip),
+            )?,
+            max_players_per_ip: positive(
+                "limits.max_players_per_ip",
+                fl.max_players_per_ip.unwrap_or(defaults.max_players_per_ip),
             )?,
             handshake_timeout: seconds("limits.handshake_timeout", fl.handshake_timeout, defaults.handshake_timeout)?,
             idle_timeout: seconds("limits.idle_timeout", fl.idle_timeout, defaults.idle_timeout)?,
@@ -451,6 +516,42 @@ impl Config {
                 "limits.signup_attempts_per_minute",
                 fl.signup_attempts_per_minute.unwrap_or(defaults.signup_attempts_per_minute),
             )?,
+            login_failures_per_account: positive(
+                "limits.login_failures_per_account",
+                fl.login_failures_per_account.unwrap_or(defaults.login_failures_per_account),
+            )?,
+            login_failure_window: seconds(
+                "limits.login_failure_window",
+                fl.login_failure_window,
+                defaults.login_failure_window,
+            )?,
+            http_max_connections: positive(
+                "limits.http_max_connections",
+                fl.http_max_connections.unwrap_or(defaults.http_max_connections),
+            )?,
+            http_max_connections_per_ip: positive(
+                "limits.http_max_connections_per_ip",
+                fl.http_max_connections_per_ip.unwrap_or(defaults.http_max_connections_per_ip),
+            )?,
+            http_header_timeout: seconds(
+                "limits.http_header_timeout",
+                fl.http_header_timeout,
+                defaults.http_header_timeout,
+            )?,
+            http_request_timeout: seconds(
+                "limits.http_request_timeout",
+                fl.http_request_timeout,
+                defaults.http_request_timeout,
+            )?,
+            max_event_streams_per_ip: positive(
+                "limits.max_event_streams_per_ip",
+                fl.max_event_streams_per_ip.unwrap_or(defaults.max_event_streams_per_ip),
+            )?,
+            max_flv_viewers_per_ip: positive(
+                "limits.max_flv_viewers_per_ip",
+                fl.max_flv_viewers_per_ip.unwrap_or(defaults.max_flv_viewers_per_ip),
+            )?,
+            max_body_bytes: positive("limits.max_body_bytes", fl.max_body_bytes.unwrap_or(defaults.max_body_bytes))?,
         };
 
         let data_dir = store_config.data_dir.clone();
@@ -549,6 +650,7 @@ impl Config {
                 tls: serve.smtp_tls.as_deref().or(file.smtp_tls.as_deref()),
             })?,
             public_url: public_url(serve.public_url.as_deref().or(file.public_url.as_deref()))?,
+            trusted_proxies: trusted_proxies(file.trusted_proxies.as_deref().unwrap_or_default())?,
             password_reset_ttl: seconds(
                 "--password-reset-ttl",
                 serve.password_reset_ttl.or(file.password_reset_ttl),
@@ -831,6 +933,22 @@ fn channel(file: Option<&FileChannel>, legacy: Option<&ExpectedProfile>) -> Resu
     Ok(ChannelConfig { profile, off_profile, transcode_video_kbps, ffmpeg })
 }
 
+/// `trusted_proxies`: each entry a network (`127.0.0.1/32`, `fd00::/8`) or a single address.
+fn trusted_proxies(entries: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry.parse::<IpNet>().or_else(|_| entry.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
+                ConfigError::new(
+                    "trusted_proxies",
+                    format!("`{entry}` is not an address or a network (e.g. \"127.0.0.1/32\")"),
+                )
+            })
+        })
+        .collect()
+}
+
 fn positive<T: PartialEq + Default>(setting: &str, value: T) -> Result<T, ConfigError> {
     if value == T::default() { Err(ConfigError::new(setting, "must be greater than 0")) } else { Ok(value) }
 }
@@ -1048,5 +1166,25 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+
+    #[test]
+    fn trusted_proxies_are_explicit_and_rtmp_roles_are_capped_apart() {
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        assert!(c.trusted_proxies.is_empty(), "no proxy is trusted unless configured");
+        assert_eq!((c.limits.max_publishers_per_ip, c.limits.max_players_per_ip), (8, 64));
+        assert_eq!(c.limits.max_connections_per_ip, 72, "all of both roles fit by default");
+
+        let file = "trusted_proxies = [\"127.0.0.1/32\", \"::1\", \"10.0.0.0/8\"]\n\
+                    [limits]\nmax_publishers_per_ip = 2\nmax_players_per_ip = 5\nhttp_header_timeout = 3\n";
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
+        assert_eq!(c.limits.max_connections_per_ip, 7);
+        assert_eq!(c.limits.http_header_timeout, Duration::from_secs(3));
+
+        let e = resolve(StoreArgs::default(), ServeArgs::default(), "trusted_proxies = [\"nginx\"]", EnvDb::default())
+            .unwrap_err();
+        assert_eq!(e.setting, "trusted_proxies");
     }
 }

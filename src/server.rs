@@ -25,7 +25,7 @@ use crate::metrics::Counters;
 use crate::program::slate::Slate;
 use crate::program::{self, IdleMode, ProgramConfig};
 use crate::queue::{actor, engine};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{AccountThrottle, PerIpCap, RateLimiter};
 use crate::store::Store;
 use crate::web;
 
@@ -42,6 +42,19 @@ pub struct StartupError(pub String);
 
 /// Runs the server until SIGINT/SIGTERM.
 pub async fn run(config: Config) -> Result<(), StartupError> {
+    match raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!("open files limit: {limit}");
+            let wanted = (config.limits.http_max_connections + config.limits.max_connections) as u64 + 256;
+            if limit < wanted {
+                tracing::warn!(
+                    "the open files limit ({limit}) is below the connection limits' needs ({wanted}): \
+                     raise it (LimitNOFILE=) or lower limits.http_max_connections / limits.max_connections"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("could not read or raise the open files limit: {e}"),
+    }
     crate::store::prepare_data_dir(&config.store.data_dir).map_err(StartupError)?;
     let store = Store::open(&config.store).await.map_err(StartupError)?;
     let jwt_secret = std::env::var("JWT_SECRET").ok().filter(|s| !s.is_empty());
@@ -153,7 +166,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             publishers: publishers.clone(),
             destinations: destinations.clone(),
         },
-        http_stopping,
+        http_stopping.clone(),
     )
     .await;
 
@@ -209,6 +222,16 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         tokens,
         login_attempts: Arc::new(RateLimiter::per_minute(config.limits.login_attempts_per_minute)),
         signup_attempts: Arc::new(RateLimiter::per_minute(config.limits.signup_attempts_per_minute)),
+        login_failures: Arc::new(AccountThrottle::new(
+            config.limits.login_failures_per_account,
+            config.limits.login_failure_window,
+        )),
+        trusted_proxies: config.trusted_proxies.clone().into(),
+        event_streams: PerIpCap::new(config.limits.max_event_streams_per_ip),
+        flv_viewers: PerIpCap::new(config.limits.max_flv_viewers_per_ip),
+        max_body: config.limits.max_body_bytes,
+        request_timeout: config.limits.http_request_timeout,
+        http_stopping,
         data_dir: config.store.data_dir.clone(),
         mailer,
         rtmp_port: rtmp_addr.port(),
@@ -245,14 +268,16 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
     tracing::info!("http listening on {http_addr}");
 
     let ingest = tokio::spawn(ingest::serve(rtmp, ingest_ctx));
-    let http_server = axum::serve(http, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = http_stopping_tx.send(true);
-        });
-    if let Err(e) = http_server.await {
-        tracing::error!("http server failed: {e}");
-    }
+    let http_limits = web::HttpLimits {
+        max_connections: config.limits.http_max_connections,
+        max_connections_per_ip: config.limits.http_max_connections_per_ip,
+        header_timeout: config.limits.http_header_timeout,
+    };
+    web::serve(http, app, http_limits, config.trusted_proxies.clone(), async move {
+        shutdown_signal().await;
+        let _ = http_stopping_tx.send(true);
+    })
+    .await;
     tracing::info!("shutting down (a second signal exits at once)");
     tokio::spawn(async {
         shutdown_signal().await;
@@ -307,6 +332,31 @@ fn warn_if_off_profile(path: &std::path::Path, profile: &ChannelProfile) {
         }
         Err(e) => tracing::warn!("--slate {}: cannot check it against the channel profile: {e}", path.display()),
     }
+}
+
+/// Raises the soft limit on open files to the hard one (each connection is a descriptor, and
+/// distributions default the soft limit to 1024) and returns the limit now in force.
+#[cfg(unix)]
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we own and pass by valid pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+        // SAFETY: setrlimit only reads the struct passed by valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        limit = raised;
+    }
+    Ok(limit.rlim_cur)
+}
+
+#[cfg(not(unix))]
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no open files limit on this system"))
 }
 
 /// Resolves on SIGINT or SIGTERM.

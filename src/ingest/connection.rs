@@ -19,6 +19,7 @@ use crate::metrics::Counters;
 use crate::program::{ProgramTag, Subscription};
 use crate::queue::actor::PublishDecision;
 use crate::queue::engine::{ConnId, DisconnectReason, Dj, Input, RejectReason};
+use crate::ratelimit::{IpPermit, PerIpCap};
 use crate::rtmp::MediaKind;
 use crate::rtmp::io::{try_write_pieces, write_pieces};
 use crate::rtmp::server::{ServerEvent, ServerSession};
@@ -93,6 +94,8 @@ pub(super) struct Connection {
     app: Option<App>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// The address's publisher or player place, taken at `connect`.
+    role: Option<IpPermit>,
     /// Output taken from the session and not yet written.
     unsent: VecDeque<Bytes>,
 }
@@ -100,7 +103,18 @@ pub(super) struct Connection {
 impl Connection {
     pub(super) fn new(conn: ConnId, peer: SocketAddr, socket: TcpStream, ctx: Arc<IngestContext>) -> Self {
         let session = ServerSession::new(ctx.session_limits);
-        Self { conn, peer, socket, session, ctx, app: None, publishing: None, playing: None, unsent: VecDeque::new() }
+        Self {
+            conn,
+            peer,
+            socket,
+            session,
+            ctx,
+            app: None,
+            publishing: None,
+            playing: None,
+            role: None,
+            unsent: VecDeque::new(),
+        }
     }
 
     /// Runs the connection to its end and reports the end to the queue.
@@ -203,10 +217,12 @@ impl Connection {
         match event {
             ServerEvent::ConnectRequested { app, .. } => match app.trim_end_matches('/') {
                 "live" => {
+                    self.take_role(&self.ctx.publishers_per_ip.clone(), "publishers")?;
                     self.session.accept_connect()?;
                     self.app = Some(App::Live);
                 }
                 "program" => {
+                    self.take_role(&self.ctx.players_per_ip.clone(), "players")?;
                     self.session.accept_connect()?;
                     self.app = Some(App::Program);
                 }
@@ -279,6 +295,25 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// Takes this address's place among publishers or players, refusing the `connect` when
+    /// the address already has all its places of that kind.
+    fn take_role(&mut self, cap: &Arc<PerIpCap>, what: &str) -> Result<(), Closed> {
+        if self.role.is_some() {
+            return Ok(());
+        }
+        match cap.try_acquire(self.peer.ip()) {
+            Some(place) => {
+                self.role = Some(place);
+                Ok(())
+            }
+            None => {
+                let why = format!("too many {what} from this address (at most {})", cap.limit());
+                self.session.reject_connect(&why)?;
+                Err(Closed::Refused(why))
+            }
+        }
     }
 
     /// Checks a publish request against SPEC section 3 and, if the key is good, asks the

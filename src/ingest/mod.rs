@@ -2,16 +2,16 @@
 //!
 //! Each accepted socket gets one task ([`connection::Connection`]) that drives a sans-IO
 //! [`crate::rtmp::server::ServerSession`]. The accept loop bounds the number of connections
-//! in total (a semaphore, as in mini-redis) and per IP address; each connection bounds its
-//! own handshake time, idle time and message sizes.
+//! in total (a semaphore, as in mini-redis) and per IP address; once a connection says what
+//! it is (`connect` to `live` or to `program`), publishers and players from one address are
+//! counted apart. Each connection bounds its own handshake time, idle time and message sizes.
 
 mod connection;
 pub mod registry;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -21,7 +21,7 @@ use crate::config::Limits;
 use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{IpPermit, PerIpCap, RateLimiter};
 use crate::rtmp::SessionLimits;
 use crate::store::Store;
 pub use registry::{Publisher, PublisherFeed, Publishers, StreamHeaders};
@@ -38,7 +38,12 @@ pub struct IngestContext {
     pub publish_attempts: RateLimiter,
     pub counters: Arc<Counters>,
     next_conn: AtomicU64,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Connections per address, whatever they do.
+    per_ip: Arc<PerIpCap>,
+    /// Connections per address that connected to `live` (to publish).
+    publishers_per_ip: Arc<PerIpCap>,
+    /// Connections per address that connected to `program` (to play).
+    players_per_ip: Arc<PerIpCap>,
 }
 
 impl IngestContext {
@@ -62,38 +67,11 @@ impl IngestContext {
             session_limits,
             publish_attempts,
             counters,
-            limits,
             next_conn: AtomicU64::new(1),
-            per_ip: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Reserves a connection slot for `ip`, or `None` if it already has too many.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let count = per_ip.entry(ip).or_insert(0);
-        if *count >= self.limits.max_connections_per_ip {
-            return None;
-        }
-        *count += 1;
-        Some(IpSlot { ctx: self.clone(), ip })
-    }
-}
-
-/// Releases a per-IP connection slot when the connection ends.
-struct IpSlot {
-    ctx: Arc<IngestContext>,
-    ip: IpAddr,
-}
-
-impl Drop for IpSlot {
-    fn drop(&mut self) {
-        let mut per_ip = self.ctx.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
+            per_ip: PerIpCap::new(limits.max_connections_per_ip),
+            publishers_per_ip: PerIpCap::new(limits.max_publishers_per_ip),
+            players_per_ip: PerIpCap::new(limits.max_players_per_ip),
+            limits,
         }
     }
 }
@@ -115,7 +93,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>) {
             tracing::warn!("rtmp {peer}: refused, {} connections already open", ctx.limits.max_connections);
             continue;
         };
-        let Some(slot) = ctx.admit(peer.ip()) else {
+        let Some(slot) = ctx.per_ip.try_acquire(peer.ip()) else {
             tracing::warn!(
                 "rtmp {peer}: refused, {} connections already open from this address",
                 ctx.limits.max_connections_per_ip
@@ -134,7 +112,7 @@ async fn handle(
     socket: tokio::net::TcpStream,
     ctx: Arc<IngestContext>,
     _permit: OwnedSemaphorePermit,
-    _slot: IpSlot,
+    _slot: IpPermit,
 ) {
     connection::Connection::new(conn, peer, socket, ctx).run().await;
 }

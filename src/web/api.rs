@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::accounts;
-use super::auth::{AdminUser, MaybeUser};
+use super::auth::{self, AdminUser, MaybeUser};
 use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
 use super::session::WebSession;
@@ -39,7 +38,7 @@ pub async fn login(
         return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Too many login attempts; try again in a minute"));
     }
     let Form(form) = form.map_err(rejection)?;
-    let user = accounts::authenticate(&state, &form.username, &form.password).await?;
+    let user = auth::log_in(&state, &form.username, &form.password).await?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let subject = TokenSubject { user_id: user.id, version: user.token_version };
     let token = state.tokens.issue(subject, now).map_err(|e| ApiError::internal("signing a token", e))?;

@@ -5,7 +5,8 @@
 //! never drifts for long), `stats` every second, and `notice` (`{"message": …}`) for each
 //! queue notice, before the state it led to. Everything comes from the shared
 //! [`LiveState`](super::LiveState), so subscribers cost no queue or store queries. The stream
-//! ends when the server shuts down. No secrets are sent.
+//! ends when the server shuts down. No secrets are sent. One client address holds at most
+//! `limits.max_event_streams_per_ip` streams (429 beyond).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -20,6 +21,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::AppState;
+use super::client_ip::ClientIp;
+use super::error::ApiError;
 
 /// Events buffered per subscriber. A subscriber that falls behind blocks only its own task,
 /// which then sends the latest state, never a backlog of stale ones.
@@ -27,12 +30,17 @@ const SUBSCRIBER_BUFFER: usize = 16;
 /// The queue state is sent at least this often.
 const REFRESH: Duration = Duration::from_secs(5);
 
-pub async fn events(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn events(State(state): State<AppState>, ClientIp(client): ClientIp) -> Result<impl IntoResponse, ApiError> {
+    let Some(place) = state.event_streams.try_acquire(client) else {
+        return Err(too_many("event streams", state.event_streams.limit()));
+    };
     let mut notices = state.queue.subscribe();
     let mut queue = state.live.queue_updates();
     let mut stats = state.live.stats_updates();
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(SUBSCRIBER_BUFFER);
     tokio::spawn(async move {
+        // The address's place is held for as long as this stream runs.
+        let _place = place;
         let first = [event("queue", &**queue.borrow_and_update()), event("stats", &**stats.borrow_and_update())];
         for event in first {
             if tx.send(Ok(event)).await.is_err() {
@@ -68,7 +76,15 @@ pub async fn events(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
     });
-    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+    Ok(Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default()))
+}
+
+/// 429 for an address that already holds `limit` long-lived responses of one kind.
+pub(super) fn too_many(what: &str, limit: usize) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many open {what} from your address (at most {limit})"),
+    )
 }
 
 fn event(name: &str, data: &impl Serialize) -> Event {

@@ -10,6 +10,7 @@ mod client_ip;
 mod error;
 mod events;
 mod headers;
+mod listener;
 mod live;
 mod metrics;
 mod nowplaying;
@@ -34,6 +35,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, patch, post};
+use ipnet::IpNet;
 
 use crate::auth::TokenKeys;
 use crate::config::MetricsAccess;
@@ -44,16 +46,14 @@ use crate::media::recorder::RecorderHandle;
 use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{AccountThrottle, PerIpCap, RateLimiter};
 use crate::store::Store;
 pub use accounts::validate_timezone;
 pub use error::ApiError;
+pub use listener::{HttpLimits, serve};
 pub use live::{LiveState, Sources as LiveSources};
 pub use pictures::sweep_orphans as sweep_orphan_pictures;
 pub use setup::SetupLink;
-
-/// Largest request body accepted (JSON and forms are tiny).
-const MAX_BODY: usize = 64 * 1024;
 
 /// Shared state of every handler; cheap to clone.
 #[derive(Clone)]
@@ -67,6 +67,21 @@ pub struct AppState {
     pub tokens: TokenKeys,
     pub login_attempts: Arc<RateLimiter>,
     pub signup_attempts: Arc<RateLimiter>,
+    /// Failed logins per account, from any address.
+    pub login_failures: Arc<AccountThrottle>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<[IpNet]>,
+    /// Open event streams per client address.
+    pub event_streams: Arc<PerIpCap>,
+    /// Open `/program.flv` viewers per client address.
+    pub flv_viewers: Arc<PerIpCap>,
+    /// Largest body of a JSON or form request.
+    pub max_body: usize,
+    /// Time to answer a request, reading its body included.
+    pub request_timeout: Duration,
+    /// Becomes true when the HTTP server starts its graceful shutdown: endless responses
+    /// (`/program.flv`) end then, instead of holding it up.
+    pub http_stopping: tokio::sync::watch::Receiver<bool>,
     /// Where profile pictures are stored (under `pictures/`).
     pub data_dir: PathBuf,
     pub mailer: Mailer,
@@ -92,7 +107,7 @@ pub struct AppState {
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
-fn pages() -> Routes {
+fn pages(max_body: usize) -> Routes {
     use pages::{account, admin, dashboard, reset, settings};
     let routes = Routes::default()
         .get("/", account::home)
@@ -115,7 +130,7 @@ fn pages() -> Routes {
         .add(
             Method::POST,
             "/settings/picture",
-            post(settings::picture).layer(DefaultBodyLimit::max(pictures::MAX_PICTURE_BYTES + MAX_BODY)),
+            post(settings::picture).layer(DefaultBodyLimit::max(pictures::MAX_PICTURE_BYTES + max_body)),
         )
         .post("/settings/picture/remove", settings::remove_picture)
         .post("/settings/password", settings::password)
@@ -188,7 +203,8 @@ fn api(metrics_here: bool) -> Routes {
 /// Every method and path the HTTP listener answers (with `/metrics` on it, the default),
 /// from the same code that builds the router: the authorisation table test enumerates it.
 pub fn route_table() -> Vec<(Method, &'static str)> {
-    let mut all = pages().list;
+    // Body limits shape the routes' answers, not the table.
+    let mut all = pages(0).list;
     all.extend(api(true).list);
     all
 }
@@ -196,11 +212,12 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 pub fn router(state: AppState) -> Router {
     let metrics_here = state.metrics.listen.is_none();
     Router::new()
-        .merge(pages().router)
+        .merge(pages(state.max_body).router)
         .merge(api(metrics_here).router)
         .fallback(|| async { ApiError::not_found("Not Found") })
         .method_not_allowed_fallback(|| async { ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed") })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(state.max_body))
+        .layer(axum::middleware::from_fn_with_state(state.request_timeout, listener::request_timeout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count_requests))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .with_state(state)

@@ -13,6 +13,7 @@ mod hardening_accounts;
 mod harness;
 mod http_api;
 mod interop;
+mod limits;
 mod live;
 mod matrix;
 mod operations;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::{PageError, base_context, render, render_status};
 use crate::web::AppState;
 use crate::web::accounts::{self, BAD_LOGIN};
+use crate::web::auth;
 use crate::web::client_ip::ClientIp;
 use crate::web::seed::dj_names;
 use crate::web::session::{CsrfForm, WebSession, end_session, start_session};
@@ -136,9 +137,11 @@ pub async fn login(
     if !state.login_attempts.allow(client) {
         return again(StatusCode::TOO_MANY_REQUESTS, "Too many attempts from your address; try again in a minute.");
     }
-    let user = match accounts::authenticate(&state, &form.username, &form.password).await {
+    let user = match auth::log_in(&state, &form.username, &form.password).await {
         Ok(user) => user,
-        Err(e) if e.status == StatusCode::INTERNAL_SERVER_ERROR => return again(e.status, &e.message),
+        Err(e) if matches!(e.status, StatusCode::INTERNAL_SERVER_ERROR | StatusCode::TOO_MANY_REQUESTS) => {
+            return again(e.status, &e.message);
+        }
         Err(_) => return again(StatusCode::BAD_REQUEST, BAD_LOGIN),
     };
     match start_session(&state, &headers, &user).await {
