@@ -154,8 +154,10 @@ http_listen = "127.0.0.1:$MS_HTTP"
 data_dir = "$dir/data"
 destinations = [${dest:+\"$dest\"}]
 [limits]
-max_connections = 4096
-max_connections_per_ip = 1024
+max_connections = 16384
+max_connections_per_ip = 16384
+max_players_per_ip = 16384
+max_publishers_per_ip = 1024
 publish_attempts_per_minute = 100000
 idle_timeout = 3600
 EOF
@@ -173,7 +175,8 @@ worker_processes 1;
 daemon off;
 pid $dir/nginx/nginx.pid;
 error_log $dir/nginx/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections 16384; }
+worker_rlimit_nofile 20000;
 rtmp {
   server {
     listen 127.0.0.1:$NGX_RTMP;
