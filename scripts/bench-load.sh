@@ -106,8 +106,8 @@ fi
 command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 
 log "building motherstream (release), the latency probe and the player swarm"
-# MS_BIN=path compares another build of the server (the examples are still built here).
-(cd "$ROOT" && cargo build --release --quiet --bin motherstream --example latency_probe --example rtmp_swarm)
+# MS_BIN=path compares another build of the server; BENCH_BUILD=0 uses what is built.
+[[ ${BENCH_BUILD:-1} == 0 ]] || (cd "$ROOT" && cargo build --release --quiet --bin motherstream --example latency_probe --example rtmp_swarm)
 SWARM="$TARGET_DIR/release/examples/rtmp_swarm"
 MS_BIN="${MS_BIN:-$TARGET_DIR/release/motherstream}"
 PROBE="$TARGET_DIR/release/examples/latency_probe"

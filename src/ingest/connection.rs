@@ -24,9 +24,13 @@ use crate::rtmp::MediaKind;
 use crate::rtmp::io::{try_write_pieces, write_pieces};
 use crate::rtmp::server::{ServerEvent, ServerSession};
 
-/// Socket reads are done in chunks of this size; the session buffers partial messages
-/// itself, within its own limits.
+/// A publisher's socket reads are done in chunks of this size; the session buffers partial
+/// messages itself, within its own limits.
 const READ_BUFFER: usize = 64 * 1024;
+/// Until a connection publishes it reads into this much: the handshake and commands are
+/// small, and a player only ever sends acknowledgements (1,000 players would otherwise hold
+/// 64 MiB of read buffers they never fill).
+const SMALL_READ_BUFFER: usize = 4 * 1024;
 /// How often a publishing connection checks itself for a stall.
 const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// A write to a peer that makes no progress for this long ends the connection.
@@ -147,7 +151,7 @@ impl Connection {
     }
 
     async fn serve(&mut self) -> Closed {
-        let mut buf = vec![0u8; READ_BUFFER];
+        let mut buf = vec![0u8; SMALL_READ_BUFFER];
         // One timer for the connection's life, moved rather than re-created at every event:
         // a player's loop runs for every program tag.
         let deadline = tokio::time::sleep(self.ctx.limits.handshake_timeout);
@@ -196,6 +200,9 @@ impl Connection {
                     }
                     if let Err(closed) = self.flush().await {
                         return closed;
+                    }
+                    if self.publishing.is_some() && buf.len() < READ_BUFFER {
+                        buf.resize(READ_BUFFER, 0);
                     }
                     if self.app.is_some() && self.publishing.is_none() && self.playing.is_none() {
                         deadline.as_mut().reset(tokio::time::Instant::now() + self.ctx.limits.idle_timeout);

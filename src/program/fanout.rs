@@ -80,17 +80,26 @@ struct Consumer {
     flow: Flow,
 }
 
+/// Audio frames held back at most to travel with the next video frame (about 170 ms of
+/// AAC at 48 kHz: more means the video has stopped, and the audio goes alone).
+const MAX_HELD_AUDIO: usize = 8;
+
 /// Consumers of the program and the program's own GOP cache (for late joiners).
 pub struct Fanout {
     consumers: Vec<Consumer>,
     gop: GopCache,
     max_lag: Duration,
     next_id: u64,
+    /// Audio frames waiting for the next video frame, so that every consumer is woken and
+    /// writes once per video frame rather than once per frame of either kind (a player's
+    /// write is a system call, and audio frames outnumber pictures). Audio is delayed by one
+    /// picture interval at most; pictures are never delayed.
+    held_audio: Vec<FlvTag>,
 }
 
 impl Fanout {
     pub fn new(max_lag: Duration) -> Self {
-        Self { consumers: Vec::new(), gop: GopCache::default(), max_lag, next_id: 1 }
+        Self { consumers: Vec::new(), gop: GopCache::default(), max_lag, next_id: 1, held_audio: Vec::new() }
     }
 
     /// Adds a consumer, which first receives what it needs to start decoding at once:
@@ -119,8 +128,21 @@ impl Fanout {
         self.consumers.push(Consumer { name, tx, flow });
     }
 
-    /// Sends one program tag to every consumer, without ever waiting for one.
+    /// Sends one program tag to every consumer, without ever waiting for one. Audio of a
+    /// program with video goes out with the next video frame.
     pub fn publish(&mut self, now: Instant, tag: FlvTag) {
+        if tag.kind == TagKind::Audio && !self.gop.is_audio_only() && self.held_audio.len() < MAX_HELD_AUDIO {
+            self.held_audio.push(tag);
+            return;
+        }
+        let held = std::mem::take(&mut self.held_audio);
+        for audio in held {
+            self.deliver(now, audio);
+        }
+        self.deliver(now, tag);
+    }
+
+    fn deliver(&mut self, now: Instant, tag: FlvTag) {
         self.gop.push(tag.clone());
         let tag = ProgramTag::new(tag);
         // Where a consumer that missed tags can start again: a video keyframe, or any audio
@@ -170,6 +192,7 @@ impl Fanout {
     /// Drops every consumer (their receivers see the end of the program).
     pub fn close_all(&mut self) {
         self.consumers.clear();
+        self.held_audio.clear();
         self.gop = GopCache::default();
     }
 
@@ -249,7 +272,8 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(CONSUMER_BUFFER);
         fanout.add("late player".into(), tx);
         assert_eq!(fanout.consumer_count(), 1, "the joiner is kept");
-        assert_eq!(rx.len(), 1 + 2 * 258, "headers and the whole GOP");
+        // The last audio frame waits for the next picture.
+        assert_eq!(rx.len(), 1 + 2 * 258 - 1, "headers and the whole GOP");
         assert_eq!(rx.try_recv().unwrap().payload[1], 0, "sequence header first");
         assert!(is_video_keyframe(&rx.try_recv().unwrap()), "then the cached keyframe");
     }
@@ -290,7 +314,8 @@ mod tests {
         }
         let (tx, rx) = mpsc::channel(CONSUMER_BUFFER);
         fanout.add("player".into(), tx);
-        assert_eq!(rx.len(), 1 + 600, "headers and the whole GOP");
+        // The last audio frame waits for the next picture.
+        assert_eq!(rx.len(), 1 + 599, "headers and the whole GOP");
     }
 
     #[test]
@@ -305,6 +330,45 @@ mod tests {
         std::iter::from_fn(|| rx.try_recv().ok()).for_each(drop);
         fanout.publish(now, audio(200));
         assert_eq!(rx.try_recv().unwrap().timestamp, 200, "back on the next audio frame");
+    }
+
+    #[test]
+    fn audio_travels_with_the_next_picture_in_order() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let (tx, mut rx) = mpsc::channel(64);
+        fanout.add("player".into(), tx);
+        fanout.publish(now, seq_header());
+        fanout.publish(now, video(0, true));
+        while rx.try_recv().is_ok() {}
+        fanout.publish(now, audio(10));
+        fanout.publish(now, audio(31));
+        assert!(rx.try_recv().is_err(), "audio waits for the next picture");
+        fanout.publish(now, video(33, false));
+        let got: Vec<(TagKind, u32)> =
+            std::iter::from_fn(|| rx.try_recv().ok()).map(|t| (t.kind, t.timestamp)).collect();
+        assert_eq!(got, [(TagKind::Audio, 10), (TagKind::Audio, 31), (TagKind::Video, 33)]);
+        // A late joiner meanwhile neither misses nor repeats the held audio.
+        fanout.publish(now, audio(52));
+        let (tx2, mut rx2) = mpsc::channel(64);
+        fanout.add("late".into(), tx2);
+        fanout.publish(now, video(66, false));
+        let late: Vec<u32> = std::iter::from_fn(|| rx2.try_recv().ok()).map(|t| t.timestamp).collect();
+        assert_eq!(late, [0, 0, 10, 31, 33, 52, 66], "headers, GOP, then the held audio once");
+    }
+
+    #[test]
+    fn audio_goes_alone_when_pictures_stop() {
+        let mut fanout = Fanout::new(Duration::from_secs(10));
+        let now = Instant::now();
+        let (tx, mut rx) = mpsc::channel(64);
+        fanout.add("player".into(), tx);
+        fanout.publish(now, video(0, true));
+        while rx.try_recv().is_ok() {}
+        for i in 0..=MAX_HELD_AUDIO as u32 {
+            fanout.publish(now, audio(10 + 21 * i));
+        }
+        assert_eq!(rx.len(), MAX_HELD_AUDIO + 1, "held audio leaves once the picture is overdue");
     }
 
     #[test]
