@@ -311,7 +311,19 @@ async fn generated_slate(profile: &ChannelProfile) -> Result<Slate, StartupError
         .map_err(StartupError)?;
     let slate = Slate::from_bytes(flv).map_err(|e| StartupError(format!("generated slate: {e}")))?;
     tracing::debug!("slate generated in {} ms", started.elapsed().as_millis());
+    return_freed_memory();
     Ok(slate)
+}
+
+/// The slate's encoder frees about 20 MiB of frame buffers at once, which glibc keeps in the
+/// heap for reuse (its trim threshold grew with those blocks): an idle server's resident
+/// memory was 38 MiB instead of 19. Hand it back to the system.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory at the top of glibc's heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A user slate that differs from the channel profile makes the program change size or
