@@ -84,8 +84,8 @@ if ceiling:
     lines.append("Players keep up when the slowest tenth receives at least 95 % of the destination's rate "
                  "(the stream's own rate).\n")
     lines.append("| server | M players | server CPU % of its core | µs CPU per player per second "
-                 "| player kbit/s p10 / median | alive | keeps up |")
-    lines.append("|---|---:|---:|---:|---:|---:|---|")
+                 "| player kbit/s p10 / median | alive | keeps up | client core busy % |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|---:|")
     for (server, n, m) in sorted(ceiling, key=lambda k: (k[0], k[2])):
         r = ceiling[(server, n, m)]
         p = r.get("players") or {}
@@ -93,7 +93,8 @@ if ceiling:
         keeps = stream > 0 and (p.get("kbps_p10") or 0) >= 0.95 * stream and p.get("alive") == m
         per_player = 1e6 * r["cpu_s"] / r["elapsed_s"] / m
         lines.append(f"| {server} | {m} | {r['cpu_pct']:.0f} | {per_player:.0f} | {player_rates(r)} "
-                     f"| {p.get('alive', 0)}/{m} | {'yes' if keeps else 'no'} |")
+                     f"| {p.get('alive', 0)}/{m} | {'yes' if keeps else 'no'} "
+                     f"| {fmt((r.get('core_busy_pct') or [None, None])[1], '.0f')} |")
 
 lines.append("\n## Latency (publisher write → arrival, video frames matched by payload)\n")
 lines.append("| run | frames | p50 ms | p90 ms | p99 ms | max ms | received kbit/s |")

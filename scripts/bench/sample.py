@@ -77,6 +77,18 @@ def context_switches(pid):
     return total
 
 
+def per_core():
+    """(busy, total) jiffies of each CPU."""
+    out = []
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                v = [int(x) for x in line.split()[1:]]
+                idle = v[3] + v[4]
+                out.append((sum(v) - idle, sum(v)))
+    return out
+
+
 def machine():
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
@@ -90,6 +102,7 @@ def main():
     start_cpu = {p: cpu_ticks(p) for p in pids}
     start_cs = {p: context_switches(p) for p in pids}
     m0 = machine()
+    c0 = per_core()
     t0 = time.monotonic()
     peak_rss = 0
     while time.monotonic() - t0 < seconds:
@@ -101,6 +114,7 @@ def main():
     switches = sum(context_switches(p) - start_cs.get(p, 0) for p in pids_end)
     hwm = sum(status_kib(p, "VmHWM") for p in pids_end)
     m1 = machine()
+    c1 = per_core()
     busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
     result = {
         "pids": pids_end,
@@ -111,6 +125,7 @@ def main():
         "peak_rss_mib": peak_rss / 1024,
         "vmhwm_mib": hwm / 1024,
         "machine_busy_pct": 100.0 * busy,
+        "core_busy_pct": [100.0 * (b1 - b0) / max(1, t1 - t0) for (b0, t0), (b1, t1) in zip(c0, c1)],
     }
     with open(out, "w") as f:
         json.dump(result, f)
