@@ -18,6 +18,8 @@ pub mod calendar;
 pub mod channel;
 pub mod cli;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod import;
 pub mod ingest;

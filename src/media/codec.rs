@@ -4,10 +4,10 @@
 //! Parsing never panics: empty, truncated or garbage payloads give a [`CodecError`].
 
 mod aac;
-mod avc;
+pub(crate) mod avc;
 mod bits;
 mod config;
-mod hevc;
+pub(crate) mod hevc;
 
 use std::fmt;
 

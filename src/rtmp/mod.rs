@@ -33,7 +33,7 @@ pub mod amf0;
 pub mod chunk;
 pub mod client;
 pub mod client_io;
-mod connection;
+pub(crate) mod connection;
 pub mod handshake;
 pub mod io;
 pub mod message;

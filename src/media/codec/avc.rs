@@ -39,7 +39,7 @@ pub(super) fn parse_config(record: &[u8]) -> Result<VideoConfig, CodecError> {
 }
 
 /// Reads an SPS NAL unit (header byte included) up to the frame cropping fields.
-fn parse_sps(nal: &[u8]) -> Result<PictureSize, CodecError> {
+pub(crate) fn parse_sps(nal: &[u8]) -> Result<PictureSize, CodecError> {
     let (&header, payload) = nal.split_first().ok_or(CodecError::Truncated("AVC SPS"))?;
     if header & 0x1F != NAL_TYPE_SPS {
         return Err(CodecError::Invalid("AVC SPS NAL unit type"));

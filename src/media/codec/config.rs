@@ -8,9 +8,9 @@ use super::{AudioCodec, AudioSpecificConfig, CodecError, VideoCodec, avc, hevc};
 
 /// Picture size in luma samples after cropping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct PictureSize {
-    pub(super) width: u32,
-    pub(super) height: u32,
+pub(crate) struct PictureSize {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
 }
 
 impl PictureSize {

@@ -49,7 +49,7 @@ fn first_sps<'a>(r: &mut ByteReader<'a>) -> Result<Option<&'a [u8]>, CodecError>
 }
 
 /// Reads an SPS NAL unit (2-byte header included) up to the conformance window.
-fn parse_sps(nal: &[u8]) -> Result<PictureSize, CodecError> {
+pub(crate) fn parse_sps(nal: &[u8]) -> Result<PictureSize, CodecError> {
     let (header, payload) = nal.split_first_chunk::<2>().ok_or(CodecError::Truncated("HEVC SPS"))?;
     if (header[0] >> 1) & 0x3F != NAL_TYPE_SPS {
         return Err(CodecError::Invalid("HEVC SPS NAL unit type"));
