@@ -160,17 +160,44 @@ impl AsyncRead for RelayStream {
     }
 }
 
-impl AsyncWrite for RelayStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        // Flushing first means a peer that stops reading blocks us here, instead of
-        // rustls queueing ever more ciphertext.
+impl RelayStream {
+    /// Flushing first means a peer that stops reading blocks us here, instead of rustls
+    /// queueing ever more ciphertext; flushing after pushes this write's ciphertext out.
+    fn write_through(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut dyn AsyncReadWrite>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
         ready!(self.inner.pinned().poll_flush(cx))?;
-        let n = ready!(self.inner.pinned().poll_write(cx, buf))?;
+        let n = ready!(write(self.inner.pinned(), cx))?;
         self.sent.fetch_add(n as u64, Ordering::Relaxed);
         if let Poll::Ready(Err(e)) = self.inner.pinned().poll_flush(cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(n))
+    }
+}
+
+impl AsyncWrite for RelayStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.write_through(cx, |inner, cx| inner.poll_write(cx, buf))
+    }
+
+    /// A message's chunk headers and payload slices leave in one system call (without this,
+    /// tokio's default sends the first slice only: two `sendto` per chunk).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.write_through(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Inner::Plain(tcp) => tcp.is_write_vectored(),
+            Inner::Tls(tls) => tls.is_write_vectored(),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -186,6 +213,23 @@ impl AsyncWrite for RelayStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A relay writes a message's chunk headers and payload slices with one `writev`; the
+    /// default `write_vectored` sent only the first slice per call (two `sendto` a chunk).
+    #[tokio::test]
+    async fn a_vectored_write_sends_every_slice_in_one_call() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (_peer, _) = listener.accept().await.unwrap();
+        let sent = Arc::new(AtomicU64::new(0));
+        let mut relay = RelayStream { inner: Inner::Plain(tcp), sent: sent.clone() };
+        assert!(relay.is_write_vectored());
+        let (header, payload, continuation) = ([0x05u8; 12], [7u8; 4096], [0xc5u8; 1]);
+        let slices = [io::IoSlice::new(&header), io::IoSlice::new(&payload), io::IoSlice::new(&continuation)];
+        let written = tokio::io::AsyncWriteExt::write_vectored(&mut relay, &slices).await.unwrap();
+        assert_eq!(written, 12 + 4096 + 1);
+        assert_eq!(sent.load(Ordering::Relaxed), written as u64);
+    }
 
     #[test]
     fn no_extra_ca_file_is_fine() {
