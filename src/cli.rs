@@ -7,7 +7,8 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::auth::{generate_stream_key, hash_password, normalize_dj_name, validate_email, validate_password};
-use crate::config::{Config, LogFormat, ServeArgs, StoreArgs, StoreConfig};
+use crate::config::{Config, LogFormat, ServeArgs, StoreArgs};
+use crate::store::StoreConfig;
 use crate::store::{NewUser, Store, StoreError, User};
 
 /// Exit status for bad configuration or usage (clap uses it for usage errors too).

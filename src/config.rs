@@ -22,6 +22,9 @@ use crate::integrations::email::{SmtpConfig, SmtpSettings};
 use crate::integrations::obs::{ObsConfig, ObsEnv, ObsFileConfig};
 use crate::integrations::recognition::{RecognitionConfig, RecognitionFileConfig};
 use crate::media::recorder::RecorderConfig;
+pub use crate::settings::ConfigError;
+use crate::settings::{parse_truthy, redact_url};
+use crate::store::{DatabaseLocation, StoreConfig};
 
 /// The sample configuration shipped with the project. A test loads it, so the documented
 /// defaults cannot drift from the real ones.
@@ -29,20 +32,6 @@ pub const SAMPLE_CONFIG: &str = include_str!("../motherstream.example.toml");
 
 /// Default file looked up in the working directory when `--config` is not given.
 const DEFAULT_CONFIG_FILE: &str = "motherstream.toml";
-
-#[derive(Debug, thiserror::Error)]
-#[error("{setting}: {message}")]
-pub struct ConfigError {
-    /// The setting at fault, as the user would spell it (flag, env var or TOML key).
-    pub setting: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(setting: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { setting: setting.into(), message: message.into() }
-    }
-}
 
 /// Options shared by every subcommand that touches the data directory or database.
 #[derive(Debug, Clone, Default, Args)]
@@ -162,15 +151,6 @@ pub struct ServeArgs {
     /// A secret `/metrics` scrapers must send as `Authorization: Bearer <token>`.
     #[arg(long, env = "MOTHERSTREAM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
-}
-
-/// The seed's truthy values for RECORD_STREAM and friends.
-fn parse_truthy(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "false" | "no" | "off" => Ok(false),
-        other => Err(format!("`{other}` is not a boolean (use true or false)")),
-    }
 }
 
 /// `motherstream.toml`, every key optional. See `motherstream.example.toml`.
@@ -355,19 +335,6 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
         }
     }
-}
-
-/// Where the database lives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DatabaseLocation {
-    pub url: String,
-}
-
-/// Settings needed by every subcommand that opens the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoreConfig {
-    pub data_dir: PathBuf,
-    pub database: DatabaseLocation,
 }
 
 /// The fully resolved configuration of `motherstream serve`.
@@ -778,20 +745,6 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Hides a password in a database URL before it is shown in an error or a log line.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
-
 fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     let (path, required) = match explicit {
         Some(p) => (p.to_path_buf(), true),
@@ -1055,8 +1008,6 @@ mod tests {
 
         let c = resolve(StoreArgs::default(), ServeArgs::default(), "record_program = true", EnvDb::default()).unwrap();
         assert_eq!(c.recording, RecorderConfig { dir: "./data/recordings".into(), sets: false, program: true });
-        assert_eq!(parse_truthy("Yes"), Ok(true));
-        assert!(parse_truthy("maybe").is_err());
     }
 
     #[test]
@@ -1160,12 +1111,6 @@ mod tests {
         let both = "[expected_profile]\nwidth = 1920\n[channel]\nwidth = 1280";
         let e = resolve(StoreArgs::default(), ServeArgs::default(), both, EnvDb::default()).unwrap_err();
         assert!(e.message.contains("[channel]"), "{e}");
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact_url("sqlite://./data/x.db"), "sqlite://./data/x.db");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 use crate::auth::{is_well_formed_key, normalize_dj_name, validate_email};
-use crate::config::redact_url;
+use crate::settings::redact_url;
 use crate::store::{ImportedAccount, Store, User, dj_name_skeleton};
 use crate::web::validate_timezone;
 

@@ -21,6 +21,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
+pub mod ids;
 pub mod import;
 pub mod ingest;
 pub mod integrations;
@@ -34,5 +35,6 @@ pub mod secret;
 pub mod seed_env;
 pub mod sentry_report;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod web;

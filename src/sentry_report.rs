@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sentry::protocol::{Breadcrumb, Event, Value};
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 /// Shortest run of letters, digits, `_` and `-` taken for a token when it mixes digits in,
 /// or upper and lower case (base64): ordinary words, even long ones, do neither. Our stream

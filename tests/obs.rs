@@ -9,7 +9,6 @@ mod fake;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use motherstream::config::{DatabaseLocation, StoreConfig};
 use motherstream::integrations::obs::{
     Obs, ObsConfig, ObsEnv, ObsFileConfig, ObsTuning, Phase, QueueView, ToggleConfig, ToggleWhen,
 };
@@ -17,6 +16,7 @@ use motherstream::queue::actor::{self, PublishDecision};
 use motherstream::queue::engine::{Dj, EndReason, Input, Notice, Settings};
 use motherstream::secret::Secret;
 use motherstream::store::Store;
+use motherstream::store::{DatabaseLocation, StoreConfig};
 use serde_json::json;
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;

@@ -22,10 +22,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
 use super::ChannelConfig;
+use crate::ids::ConnId;
 use crate::ingest::registry::{Publisher, PublisherFeed};
 use crate::media::codec::{AudioTagInfo, VideoTagInfo, is_video_keyframe};
 use crate::media::flv::{FlvHeader, FlvStreamReader, FlvTag, TagKind};
-use crate::queue::engine::{ConnId, Dj};
+use crate::queue::engine::Dj;
 
 /// ffmpeg that takes no input or writes no output for this long is stuck.
 pub const STALL: Duration = Duration::from_secs(10);

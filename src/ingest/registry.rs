@@ -11,10 +11,11 @@ use crate::channel::airing::{Decision, decide};
 use crate::channel::profile::{HeadersKey, declared_fps};
 use crate::channel::transcoder::{TranscodeState, Transcoder};
 use crate::channel::{ChannelConfig, Difference, OffProfilePolicy, StreamProfile, differences};
+use crate::ids::ConnId;
 use crate::media::flv::FlvTag;
 use crate::media::gop::GopCache;
 use crate::media::stats::{PublisherStats, StatsSnapshot};
-use crate::queue::engine::{ConnId, Dj};
+use crate::queue::engine::Dj;
 
 /// Tags a live subscriber (the program, the recorder) may fall behind by before it misses
 /// some. Only kept while someone subscribes: a queued DJ's stream costs just its GOP cache.

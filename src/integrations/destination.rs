@@ -30,12 +30,12 @@ use tokio::time::timeout;
 
 use super::backoff::Backoff;
 use super::tls::{self, Connector, RelayStream};
-use crate::config::ConfigError;
 use crate::media::flv::{FlvTag, ZeroBase};
 use crate::program::{ProgramBus, Subscription};
 use crate::rtmp::client::{ClientConfig, ClientEvent, ClientMode};
 use crate::rtmp::client_io::{ClientError, RtmpClient};
 use crate::rtmp::url::RtmpUrl;
+use crate::settings::ConfigError;
 
 /// Longest destination name: it appears in logs and API paths.
 const MAX_NAME_LEN: usize = 64;

@@ -36,8 +36,8 @@ use tokio::time::{Instant, MissedTickBehavior, sleep, sleep_until};
 
 use super::destination::{DestinationStatus, Destinations, State};
 use super::error_chain;
-use crate::config::ConfigError;
 use crate::queue::engine::Notice;
+use crate::settings::{ConfigError, parse_truthy};
 
 /// The seed's setting for the webhook URL.
 pub const WEBHOOK_URL_SETTING: &str = "DISCORD_WEBHOOK_URL";
@@ -109,15 +109,6 @@ impl DiscordConfig {
     /// The webhook URL with its token replaced by `****`, for logs.
     pub fn redacted_url(&self) -> String {
         redact_webhook_url(&self.webhook_url)
-    }
-}
-
-/// The seed's truthy values (the config module's parser is private to it).
-fn parse_truthy(value: &str) -> Result<bool, String> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err("is not a boolean (use true or false)".to_owned()),
     }
 }
 

@@ -29,8 +29,8 @@ use tokio::task::JoinHandle;
 use super::backoff::Backoff;
 use super::error_chain;
 use crate::auth::random_hex;
-use crate::config::ConfigError;
 use crate::secret::Secret;
+use crate::settings::ConfigError;
 use crate::store::User;
 
 /// Messages waiting for the sender; beyond this, new ones are dropped with a warning (a

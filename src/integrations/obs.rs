@@ -45,10 +45,10 @@ use tokio::time::{Instant, MissedTickBehavior, timeout};
 
 use super::backoff::Backoff;
 use super::error_chain;
-use crate::config::ConfigError;
 use crate::queue::actor::QueueHandle;
 use crate::queue::engine::{Notice, Status};
 use crate::secret::Secret;
+use crate::settings::ConfigError;
 
 /// obs-websocket's default port (OBS 28 and later).
 pub const DEFAULT_PORT: u16 = 4455;

@@ -24,7 +24,6 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::error_chain;
-use crate::config::ConfigError;
 use crate::history::announce_track;
 use crate::media::codec::{ADTS_HEADER_LEN, Adts, AudioCodec, AudioPacket, parse_audio_tag};
 use crate::media::flv::{FlvTag, TagKind};
@@ -33,6 +32,7 @@ use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::secret::Secret;
+use crate::settings::ConfigError;
 use crate::store::{Store, Track, TrackSource, unix_now};
 use crate::web::LiveState;
 

@@ -26,8 +26,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::{self, RootCertStore};
 
-use crate::config::ConfigError;
 use crate::rtmp::url::RtmpUrl;
+use crate::settings::ConfigError;
 
 /// Setting that names the extra CA certificates, for error messages.
 const CA_FILE_SETTING: &str = "destination_ca_file";

@@ -25,9 +25,10 @@ use tokio::task::JoinHandle;
 use super::codec::{is_stream_header, is_video_keyframe};
 use super::flv::{FlvHeader, FlvTag, ZeroBase};
 use super::switcher::{Source, Switcher, SwitcherConfig};
+use crate::ids::{ConnId, UserId};
 use crate::ingest::{PublisherFeed, Publishers, StreamHeaders};
 use crate::program::ProgramBus;
-use crate::queue::engine::{ConnId, Notice, UserId};
+use crate::queue::engine::Notice;
 
 /// Write buffer per open recording.
 const WRITE_BUFFER: usize = 256 * 1024;

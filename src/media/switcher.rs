@@ -102,7 +102,7 @@ use super::codec::{
 };
 use super::flv::{FlvTag, TagKind};
 use super::parameter_sets::with_parameter_sets;
-use crate::queue::engine::ConnId;
+use crate::ids::ConnId;
 
 /// At most this many tags of the pending source are held while the outgoing source
 /// reaches a clean cut point; then the splice happens anyway.

@@ -35,12 +35,12 @@ use std::time::{Duration, Instant};
 
 use super::IdleMode;
 use super::slate::SlatePlayer;
+use crate::ids::ConnId;
 use crate::media::codec::{is_stream_header, is_video_keyframe};
 use crate::media::flv::{FlvTag, TagKind};
 use crate::media::gop::GopCache;
 use crate::media::parameter_sets::with_parameter_sets;
 use crate::media::switcher::{Source, Switcher, SwitcherConfig};
-use crate::queue::engine::ConnId;
 
 /// A replay plays this much faster than real time until it has caught up with the live
 /// stream: a one-second head start is gone after twenty seconds, at a pace no viewer notices

@@ -20,11 +20,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
 use crate::channel::OffProfilePolicy;
+use crate::ids::ConnId;
 use crate::ingest::registry::Airing;
 use crate::ingest::{Publisher, Publishers};
 use crate::media::flv::FlvTag;
 use crate::media::switcher::{Source, SwitcherConfig};
-use crate::queue::engine::ConnId;
 use director::{Action, Director, DirectorConfig};
 use fanout::Fanout;
 pub use fanout::ProgramTag;

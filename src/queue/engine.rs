@@ -37,11 +37,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// Identifies one ingest connection; assigned by the adapter, unique while it is open.
-pub type ConnId = u64;
-
-/// A user (DJ account) id from the database.
-pub type UserId = i64;
+pub use crate::ids::{ConnId, UserId};
 
 /// Remaining-time thresholds at which the lead gets a [`Notice::TimeWarning`], longest first.
 const WARNING_THRESHOLDS: [Duration; 2] = [Duration::from_secs(5 * 60), Duration::from_secs(60)];

@@ -28,7 +28,7 @@ mod sessions;
 mod sets;
 mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +36,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions};
 
-use crate::config::{StoreConfig, redact_url};
+use crate::settings::redact_url;
 
 pub use import::ImportedAccount;
 pub use sets::{OpenSet, SetRecord, Track, TrackSource};
@@ -110,6 +110,19 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// Where the database lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseLocation {
+    pub url: String,
+}
+
+/// Settings needed by every subcommand that opens the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub database: DatabaseLocation,
 }
 
 /// Handle to the database; cheap to clone.
@@ -336,7 +349,6 @@ fn conflict_field(err: &sqlx::Error) -> Option<&'static str> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::DatabaseLocation;
     use sqlx::Connection;
 
     /// The test Postgres (a database the tests may create schemas in), from

@@ -15,10 +15,11 @@ use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
 use super::session::WebSession;
 use crate::auth::TokenSubject;
+use crate::ids::ConnId;
 use crate::ingest::registry::ProfileReport;
 use crate::media::health::{Health, check as check_health};
 use crate::media::stats::StatsSnapshot;
-use crate::queue::engine::{AdminCommand, AdminError, ConnId, Status};
+use crate::queue::engine::{AdminCommand, AdminError, Status};
 use crate::store::User;
 
 #[derive(Deserialize)]

@@ -20,10 +20,11 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::api::remaining;
 use super::pictures;
 use super::seed::dj_names;
+use crate::ids::UserId;
 use crate::ingest::Publishers;
 use crate::integrations::destination::{DestinationStatus, Destinations, State as DestinationState};
 use crate::queue::actor::{QueueGone, QueueHandle};
-use crate::queue::engine::{Dj, LeadStatus, Notice, Status, UserId};
+use crate::queue::engine::{Dj, LeadStatus, Notice, Status};
 use crate::store::{Store, TrackSource, unix_now};
 
 /// How often the clock and the rates are refreshed.
