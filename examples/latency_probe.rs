@@ -240,7 +240,7 @@ async fn publish_for(
                     entry.1 = Some(now);
                 }
             }
-            client.send(&tag).await?;
+            client.send(tag.to_rtmp()).await?;
         }
         pass += 1;
     }

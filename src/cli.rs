@@ -133,9 +133,9 @@ async fn import_seed(config: &StoreConfig, from: &str, queue: Option<&std::path:
 }
 
 fn serve(runtime: &tokio::runtime::Runtime, store: &StoreArgs, args: &ServeArgs) -> ExitCode {
-    let env = crate::seed_env::from_process();
+    let env = crate::config::seed_env::from_process();
     let mut args = args.clone();
-    if let Err(e) = crate::seed_env::apply_smtp_aliases(&env, &mut args) {
+    if let Err(e) = crate::config::seed_env::apply_smtp_aliases(&env, &mut args) {
         return fail(EXIT_CONFIG, &e.to_string());
     }
     let config = match Config::resolve(store, &args) {
@@ -149,7 +149,7 @@ fn serve(runtime: &tokio::runtime::Runtime, store: &StoreArgs, args: &ServeArgs)
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
     init_logging(config.log_format, "info", _reporting.is_some());
-    for line in crate::seed_env::warnings(&env) {
+    for line in crate::config::seed_env::warnings(&env) {
         tracing::warn!("{line}");
     }
     match runtime.block_on(crate::server::run(config)) {

@@ -12,8 +12,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::calendar::format_datetime;
-use crate::media::recorder::RecorderHandle;
 use crate::queue::engine::Notice;
+use crate::recorder::RecorderHandle;
 use crate::store::{OpenSet, Store, StoreError, Track, TrackSource, unix_now};
 
 /// A recording that started this long before the set row still belongs to it (the

@@ -23,9 +23,9 @@ use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
 use crate::auth::{is_well_formed_key, normalize_dj_name, validate_email};
+use crate::calendar::validate_timezone;
 use crate::settings::redact_url;
 use crate::store::{ImportedAccount, Store, User, dj_name_skeleton};
-use crate::web::validate_timezone;
 
 /// Largest `QUEUE.json` read: the original wrote a few short strings per queued DJ.
 const MAX_QUEUE_FILE_BYTES: u64 = 1024 * 1024;

@@ -9,7 +9,32 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::integrations::recognition::RecognitionCounters;
+/// Song recognition requests and what became of them, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RecognitionCounters {
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    pub no_match: AtomicU64,
+    pub recognised: AtomicU64,
+    pub low_confidence: AtomicU64,
+    pub kept_dj_track: AtomicU64,
+    pub unchanged: AtomicU64,
+}
+
+impl RecognitionCounters {
+    /// `(outcome, count)` for every outcome of a request.
+    pub fn outcomes(&self) -> [(&'static str, u64); 6] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("failed", get(&self.failures)),
+            ("no_match", get(&self.no_match)),
+            ("recognised", get(&self.recognised)),
+            ("low_confidence", get(&self.low_confidence)),
+            ("kept_dj_track", get(&self.kept_dj_track)),
+            ("unchanged", get(&self.unchanged)),
+        ]
+    }
+}
 
 /// Flow counters, shared by ingest and HTTP.
 #[derive(Debug, Default)]

@@ -9,23 +9,24 @@ use tokio::task::JoinSet;
 
 use crate::auth::TokenKeys;
 use crate::channel::slate as slate_gen;
-use crate::channel::transcoder::check_ffmpeg;
 use crate::channel::{ChannelProfile, OffProfilePolicy, differences};
 use crate::config::{Config, IdleSetting};
 use crate::history;
-use crate::ingest::{self, IngestContext, Publishers};
+use crate::hub::Publishers;
+use crate::hub::transcoder::check_ffmpeg;
+use crate::ingest::{self, IngestContext};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::discord::Discord;
 use crate::integrations::email::{MailSettings, Mailer};
 use crate::integrations::obs::Obs;
 use crate::integrations::recognition;
 use crate::integrations::tls::Connector;
-use crate::media::recorder;
 use crate::metrics::Counters;
 use crate::program::slate::Slate;
 use crate::program::{self, IdleMode, ProgramConfig};
 use crate::queue::{actor, engine};
 use crate::ratelimit::{AccountThrottle, PerIpCap, RateLimiter};
+use crate::recorder;
 use crate::store::Store;
 use crate::web;
 
@@ -176,7 +177,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             program: program.clone(),
             store: store.clone(),
             recorder: recorder.clone(),
-            live: live.clone(),
+            track_changed: live.poke_handle(),
             counters: counters.clone(),
         };
         let task = recognition::spawn(recognition, sources, shutdown.clone()).map_err(StartupError)?;

@@ -3,6 +3,8 @@
 //!
 //! A leaf: it imports nothing of ours, so any layer can read its own settings.
 
+use std::net::SocketAddr;
+
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {message}")]
 pub struct ConfigError {
@@ -25,6 +27,12 @@ pub fn parse_truthy(value: &str) -> Result<bool, String> {
         "" | "0" | "false" | "no" | "off" => Ok(false),
         other => Err(format!("`{other}` is not a boolean (use true or false)")),
     }
+}
+
+/// An `IP:port` setting, or `default` when it is not set.
+pub fn socket_addr(setting: &str, value: Option<&String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    let raw = value.map(String::as_str).unwrap_or(default);
+    raw.parse().map_err(|_| ConfigError::new(setting, format!("`{raw}` is not an IP:port address (e.g. 0.0.0.0:1935)")))
 }
 
 /// Hides a password in a URL (`scheme://user:password@host…`) before it is shown in an error

@@ -9,9 +9,9 @@
 //! ffmpeg subprocess (`transcoder`).
 
 pub mod airing;
+pub mod health;
 pub mod profile;
 pub mod slate;
-pub mod transcoder;
 
 use serde::{Deserialize, Serialize};
 

@@ -12,8 +12,8 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::IngestContext;
-use super::registry::Publisher;
 use crate::auth::is_well_formed_key;
+use crate::hub::Publisher;
 use crate::ids::ConnId;
 use crate::media::flv::{FlvTag, TagKind};
 use crate::metrics::Counters;

@@ -7,7 +7,6 @@
 //! counted apart. Each connection bounds its own handshake time, idle time and message sizes.
 
 mod connection;
-pub mod registry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,14 +16,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::Limits;
+use crate::hub::Publishers;
+use crate::limits::Limits;
 use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::{IpPermit, PerIpCap, RateLimiter};
 use crate::rtmp::SessionLimits;
 use crate::store::Store;
-pub use registry::{Publisher, PublisherFeed, Publishers, StreamHeaders};
 
 /// Everything a connection task needs, shared by all of them.
 pub struct IngestContext {

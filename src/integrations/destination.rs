@@ -486,7 +486,7 @@ impl Relay {
                 let tag = rebase.apply(&tag);
                 let sent = &self.shared.bytes_sent;
                 let limit = self.tuning.write_timeout;
-                if let Err(e) = while_progressing(client.send(&tag), sent, limit).await {
+                if let Err(e) = while_progressing(client.send(tag.to_rtmp()), sent, limit).await {
                     return failed(e);
                 }
             }

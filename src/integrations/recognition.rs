@@ -14,12 +14,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -27,14 +27,14 @@ use super::error_chain;
 use crate::history::announce_track;
 use crate::media::codec::{ADTS_HEADER_LEN, Adts, AudioCodec, AudioPacket, parse_audio_tag};
 use crate::media::flv::{FlvTag, TagKind};
-use crate::media::recorder::RecorderHandle;
 use crate::metrics::Counters;
+use crate::metrics::RecognitionCounters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
+use crate::recorder::RecorderHandle;
 use crate::secret::Secret;
 use crate::settings::ConfigError;
 use crate::store::{Store, Track, TrackSource, unix_now};
-use crate::web::LiveState;
 
 /// Longest clip accepted in the configuration; with [`MAX_CLIP_BYTES`] it bounds what one
 /// clip can hold.
@@ -396,41 +396,15 @@ impl ClipCutter {
     }
 }
 
-/// Outcomes, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct RecognitionCounters {
-    pub requests: AtomicU64,
-    pub failures: AtomicU64,
-    pub no_match: AtomicU64,
-    pub recognised: AtomicU64,
-    pub low_confidence: AtomicU64,
-    pub kept_dj_track: AtomicU64,
-    pub unchanged: AtomicU64,
-}
-
-impl RecognitionCounters {
-    fn count(&self, verdict: Verdict) {
-        let counter = match verdict {
-            Verdict::Announce => &self.recognised,
-            Verdict::LowConfidence => &self.low_confidence,
-            Verdict::KeptDjTrack => &self.kept_dj_track,
-            Verdict::Unchanged => &self.unchanged,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `(outcome, count)` for every outcome of a request.
-    pub fn outcomes(&self) -> [(&'static str, u64); 6] {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            ("failed", get(&self.failures)),
-            ("no_match", get(&self.no_match)),
-            (Verdict::Announce.name(), get(&self.recognised)),
-            (Verdict::LowConfidence.name(), get(&self.low_confidence)),
-            (Verdict::KeptDjTrack.name(), get(&self.kept_dj_track)),
-            (Verdict::Unchanged.name(), get(&self.unchanged)),
-        ]
-    }
+/// Counts a verdict under its outcome.
+fn count(counters: &RecognitionCounters, verdict: Verdict) {
+    let counter = match verdict {
+        Verdict::Announce => &counters.recognised,
+        Verdict::LowConfidence => &counters.low_confidence,
+        Verdict::KeptDjTrack => &counters.kept_dj_track,
+        Verdict::Unchanged => &counters.unchanged,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// What the recogniser reads and updates.
@@ -439,7 +413,8 @@ pub struct Sources {
     pub program: ProgramBus,
     pub store: Store,
     pub recorder: RecorderHandle,
-    pub live: LiveState,
+    /// Woken when a recognised track is recorded, so the live views look it up again.
+    pub track_changed: Arc<Notify>,
     pub counters: Arc<Counters>,
 }
 
@@ -524,7 +499,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         }
     };
     let verdict = decide(&config.policy, &found, current.as_ref(), now);
-    counters.count(verdict);
+    count(counters, verdict);
     if verdict != Verdict::Announce {
         tracing::debug!("song recognition: {} – {} not shown ({})", found.artist, found.title, verdict.name());
         return;
@@ -536,7 +511,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         return;
     }
     tracing::info!("recognised: {} is playing {} – {}", dj.dj_name, track.artist, track.title);
-    sources.live.poke();
+    sources.track_changed.notify_one();
 }
 
 /// The DJ on air, if the program airs a DJ (the slate, idle or covering, is not worth

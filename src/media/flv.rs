@@ -14,6 +14,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::rtmp::{MediaKind, StreamMessage};
+
 /// Length of the FLV file header proper.
 pub const FILE_HEADER_LEN: usize = 9;
 /// Length of the file header plus the `PreviousTagSize0` that always follows it.
@@ -101,6 +103,16 @@ pub struct FlvTag {
 impl FlvTag {
     pub fn new(kind: TagKind, timestamp: u32, payload: impl Into<Bytes>) -> Self {
         FlvTag { kind, timestamp, payload: payload.into() }
+    }
+
+    /// The tag as an RTMP client publishes it (the payload is shared, not copied).
+    pub fn to_rtmp(&self) -> StreamMessage {
+        let media = |kind| StreamMessage::Media { kind, timestamp: self.timestamp, payload: self.payload.clone() };
+        match self.kind {
+            TagKind::Audio => media(MediaKind::Audio),
+            TagKind::Video => media(MediaKind::Video),
+            TagKind::Script => StreamMessage::Metadata(self.payload.clone()),
+        }
     }
 
     /// Whether this is an `onMetaData` script tag, either as stored in files or in the

@@ -5,9 +5,7 @@
 pub mod codec;
 pub mod flv;
 pub mod gop;
-pub mod health;
 pub mod parameter_sets;
-pub mod recorder;
 pub mod stats;
 pub mod switcher;
 

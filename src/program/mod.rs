@@ -20,9 +20,9 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::{mpsc, watch};
 
 use crate::channel::OffProfilePolicy;
+use crate::hub::Airing;
+use crate::hub::{Publisher, Publishers};
 use crate::ids::ConnId;
-use crate::ingest::registry::Airing;
-use crate::ingest::{Publisher, Publishers};
 use crate::media::flv::FlvTag;
 use crate::media::switcher::{Source, SwitcherConfig};
 use director::{Action, Director, DirectorConfig};

@@ -157,6 +157,15 @@ pub(crate) mod tests {
     /// A slate file as ffmpeg makes one (`tests/fixtures/slate.flv`: 2 s of 1280x720@30
     /// H.264 with B-frames + silent AAC, see `scripts/make-fixtures.sh`), as a user's
     /// `--slate` would be.
+    #[test]
+    fn the_built_in_slate_loops_at_its_length() {
+        let profile = crate::channel::ChannelProfile::default();
+        let slate = Slate::from_bytes(crate::channel::slate::generate(&profile).unwrap()).unwrap();
+        // 48 frames at 30 fps, give or take the rounding of millisecond timestamps.
+        let loop_ms = slate.loop_duration().as_millis();
+        assert!((1600..=1602).contains(&loop_ms), "{loop_ms} ms");
+    }
+
     pub(crate) fn ffmpeg_slate() -> Slate {
         Slate::from_file(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/slate.flv"))).unwrap()
     }

@@ -14,8 +14,7 @@ use super::io::write_pieces;
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 use super::client::{ClientConfig, ClientEvent, ClientMode, ClientSession};
-use super::{MediaKind, RtmpError};
-use crate::media::flv::{FlvTag, TagKind};
+use super::{RtmpError, StreamMessage};
 
 /// Time allowed from TCP connect until publishing/playing has started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,12 +95,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtmpClient<S> {
         }
     }
 
-    /// Sends one FLV tag (audio, video or `onMetaData`) on the published stream.
-    pub async fn send(&mut self, tag: &FlvTag) -> Result<(), ClientError> {
-        match tag.kind {
-            TagKind::Audio => self.session.send_media(MediaKind::Audio, tag.timestamp, tag.payload.clone())?,
-            TagKind::Video => self.session.send_media(MediaKind::Video, tag.timestamp, tag.payload.clone())?,
-            TagKind::Script => self.session.send_metadata(tag.payload.clone())?,
+    /// Sends one message (audio, video or metadata) on the published stream.
+    pub async fn send(&mut self, message: StreamMessage) -> Result<(), ClientError> {
+        match message {
+            StreamMessage::Media { kind, timestamp, payload } => self.session.send_media(kind, timestamp, payload)?,
+            StreamMessage::Metadata(payload) => self.session.send_metadata(payload)?,
         }
         self.flush().await
     }

@@ -165,3 +165,11 @@ pub enum MediaKind {
     /// Message type 9; payload is an FLV video tag body.
     Video,
 }
+
+/// One message of a published stream as a client sends it: media, or the stream's metadata
+/// (sent as `@setDataFrame`). Callers build it from whatever container they read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamMessage {
+    Media { kind: MediaKind, timestamp: u32, payload: bytes::Bytes },
+    Metadata(bytes::Bytes),
+}

@@ -20,8 +20,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::api::remaining;
 use super::pictures;
 use super::seed::dj_names;
+use crate::hub::Publishers;
 use crate::ids::UserId;
-use crate::ingest::Publishers;
 use crate::integrations::destination::{DestinationStatus, Destinations, State as DestinationState};
 use crate::queue::actor::{QueueGone, QueueHandle};
 use crate::queue::engine::{Dj, LeadStatus, Notice, Status};
@@ -137,6 +137,11 @@ impl LiveState {
     /// or changed their picture).
     pub fn poke(&self) {
         self.poke.notify_one();
+    }
+
+    /// What [`LiveState::poke`] wakes, for tasks outside the web layer.
+    pub fn poke_handle(&self) -> Arc<Notify> {
+        self.poke.clone()
     }
 
     /// The latest queue view, clock to the second.

@@ -1,5 +1,6 @@
 //! `/metrics` (Prometheus), `/readyz`, and the middleware that counts HTTP requests.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -14,6 +15,50 @@ use super::error::ApiError;
 use crate::auth::token_digest;
 use crate::integrations::destination::State as DestinationState;
 use crate::metrics::Exposition;
+use crate::settings::{ConfigError, socket_addr};
+
+/// `/metrics` is open on the HTTP listener by default (it holds counts and names, no paths,
+/// keys or error texts); it can require a bearer token, and move to a listener of its own.
+#[derive(Clone, PartialEq, Default)]
+pub struct MetricsAccess {
+    /// Serve `/metrics` here instead of on the HTTP listener.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token required, if any.
+    pub token: Option<String>,
+}
+
+/// Shorter tokens could be guessed by a patient scraper of the public port.
+const MIN_METRICS_TOKEN: usize = 16;
+
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "****"))
+            .finish()
+    }
+}
+
+impl MetricsAccess {
+    pub fn resolve(listen: Option<&String>, token: Option<&String>) -> Result<Self, ConfigError> {
+        let listen = match listen.filter(|l| !l.trim().is_empty()) {
+            Some(raw) => Some(socket_addr("--metrics-listen", Some(raw), "")?),
+            None => None,
+        };
+        let token = match token.map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            Some(t) if t.len() < MIN_METRICS_TOKEN || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(ConfigError::new(
+                    "--metrics-token",
+                    format!(
+                        "must be at least {MIN_METRICS_TOKEN} visible ASCII characters (e.g. openssl rand -hex 24)"
+                    ),
+                ));
+            }
+            t => t.map(str::to_owned),
+        };
+        Ok(Self { listen, token })
+    }
+}
 
 /// Counts every request by its route template (never the raw path: that would let a client
 /// create unbounded label values) and status.

@@ -38,20 +38,20 @@ use axum::routing::{MethodRouter, delete, get, patch, post};
 use ipnet::IpNet;
 
 use crate::auth::TokenKeys;
-use crate::config::MetricsAccess;
-use crate::ingest::Publishers;
+use crate::hub::Publishers;
 use crate::integrations::destination::Destinations;
 use crate::integrations::email::Mailer;
-use crate::media::recorder::RecorderHandle;
 use crate::metrics::Counters;
 use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::ratelimit::{AccountThrottle, PerIpCap, RateLimiter};
+use crate::recorder::RecorderHandle;
 use crate::store::Store;
-pub use accounts::validate_timezone;
+
 pub use error::ApiError;
 pub use listener::{HttpLimits, serve};
 pub use live::{LiveState, Sources as LiveSources};
+pub use metrics::MetricsAccess;
 pub use pictures::sweep_orphans as sweep_orphan_pictures;
 pub use setup::SetupLink;
 

@@ -89,7 +89,7 @@ mod policies {
 
     use motherstream::channel::slate::describe_flv;
     use motherstream::channel::{ChannelConfig, OffProfilePolicy};
-    use motherstream::ingest::registry::{Airing, Publisher};
+    use motherstream::hub::{Airing, Publisher};
     use motherstream::media::flv::FlvTag;
     use motherstream::queue::engine::Dj;
     use tokio::sync::broadcast::error::RecvError;

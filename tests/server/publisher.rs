@@ -120,7 +120,7 @@ async fn feed(
                     _ = tokio::time::sleep_until(due.into()), if !stalled => break,
                 }
             }
-            client.send(&tag).await?;
+            client.send(tag.to_rtmp()).await?;
         }
     }
     Ok(())

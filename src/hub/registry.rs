@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 
 use crate::channel::airing::{Decision, decide};
 use crate::channel::profile::{HeadersKey, declared_fps};
-use crate::channel::transcoder::{TranscodeState, Transcoder};
 use crate::channel::{ChannelConfig, Difference, OffProfilePolicy, StreamProfile, differences};
+use crate::hub::transcoder::{TranscodeState, Transcoder};
 use crate::ids::ConnId;
 use crate::media::flv::FlvTag;
 use crate::media::gop::GopCache;

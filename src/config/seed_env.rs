@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{ConfigError, ServeArgs};
+use super::{ConfigError, ServeArgs};
 
 /// Environment variables by name; only those with a UTF-8 name and value.
 pub type Env = BTreeMap<String, String>;

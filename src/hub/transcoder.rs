@@ -21,9 +21,9 @@ use tokio::process::{ChildStdin, Command};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::JoinHandle;
 
-use super::ChannelConfig;
+use crate::channel::ChannelConfig;
+use crate::hub::{Publisher, PublisherFeed};
 use crate::ids::ConnId;
-use crate::ingest::registry::{Publisher, PublisherFeed};
 use crate::media::codec::{AudioTagInfo, VideoTagInfo, is_video_keyframe};
 use crate::media::flv::{FlvHeader, FlvStreamReader, FlvTag, TagKind};
 use crate::queue::engine::Dj;

@@ -22,11 +22,11 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::codec::{is_stream_header, is_video_keyframe};
-use super::flv::{FlvHeader, FlvTag, ZeroBase};
-use super::switcher::{Source, Switcher, SwitcherConfig};
+use crate::hub::{PublisherFeed, Publishers, StreamHeaders};
 use crate::ids::{ConnId, UserId};
-use crate::ingest::{PublisherFeed, Publishers, StreamHeaders};
+use crate::media::codec::{is_stream_header, is_video_keyframe};
+use crate::media::flv::{FlvHeader, FlvTag, ZeroBase};
+use crate::media::switcher::{Source, Switcher, SwitcherConfig};
 use crate::program::ProgramBus;
 use crate::queue::engine::Notice;
 
@@ -469,8 +469,8 @@ pub fn file_name(at: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flv::TagKind;
     use super::*;
+    use crate::media::flv::TagKind;
     use std::time::Duration;
 
     #[test]
@@ -588,7 +588,7 @@ mod tests {
 
     #[tokio::test]
     async fn files_start_at_zero_and_read_back() {
-        use super::super::flv::FlvReader;
+        use crate::media::flv::FlvReader;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x").join("set.flv");
         let mut file = FlvFile::create(&path).await.unwrap();

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::stats::StatsSnapshot;
 use crate::channel::Difference;
+use crate::media::stats::StatsSnapshot;
 
 /// Longest keyframe interval that still switches promptly (platforms ask for ≤ 4 s).
 const MAX_KEYFRAME_INTERVAL_MS: u32 = 4000;

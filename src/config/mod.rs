@@ -6,6 +6,8 @@
 //! becomes a [`ConfigError`] whose message names the setting, so `main` can print one line
 //! and exit with status 2.
 
+pub mod seed_env;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,14 +23,16 @@ use crate::integrations::discord::DiscordConfig;
 use crate::integrations::email::{SmtpConfig, SmtpSettings};
 use crate::integrations::obs::{ObsConfig, ObsEnv, ObsFileConfig};
 use crate::integrations::recognition::{RecognitionConfig, RecognitionFileConfig};
-use crate::media::recorder::RecorderConfig;
+use crate::limits::Limits;
+use crate::recorder::RecorderConfig;
 pub use crate::settings::ConfigError;
-use crate::settings::{parse_truthy, redact_url};
+use crate::settings::{parse_truthy, redact_url, socket_addr};
 use crate::store::{DatabaseLocation, StoreConfig};
+use crate::web::MetricsAccess;
 
 /// The sample configuration shipped with the project. A test loads it, so the documented
 /// defaults cannot drift from the real ones.
-pub const SAMPLE_CONFIG: &str = include_str!("../motherstream.example.toml");
+pub const SAMPLE_CONFIG: &str = include_str!("../../motherstream.example.toml");
 
 /// Default file looked up in the working directory when `--config` is not given.
 const DEFAULT_CONFIG_FILE: &str = "motherstream.toml";
@@ -263,80 +267,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Bounds that protect the server from misbehaving or hostile peers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Limits {
-    /// Simultaneous RTMP connections, all peers together.
-    pub max_connections: usize,
-    /// Simultaneous RTMP connections from one IP address (IPv6: one /64), whatever they
-    /// do; by default publishers and players together.
-    pub max_connections_per_ip: usize,
-    /// RTMP connections publishing (on `live`) from one address at once.
-    pub max_publishers_per_ip: usize,
-    /// RTMP connections playing the program from one address at once. Counted apart from
-    /// publishers, so DJs behind a venue's NAT are not refused because viewers there are.
-    pub max_players_per_ip: usize,
-    /// Time allowed from TCP accept until the RTMP `connect` command.
-    pub handshake_timeout: Duration,
-    /// A connection that sends nothing for this long (and is not publishing) is closed.
-    pub idle_timeout: Duration,
-    /// Largest RTMP message accepted (a keyframe of a high-bitrate stream fits easily).
-    pub max_message_size: usize,
-    /// Publish attempts with a bad key tolerated per IP and minute before refusing outright.
-    pub publish_attempts_per_minute: u32,
-    /// Login attempts per IP and minute (API and login page together).
-    pub login_attempts_per_minute: u32,
-    /// Sign-ups and password reset requests per IP and minute.
-    pub signup_attempts_per_minute: u32,
-    /// Failed logins to one account (from any address) before its logins are refused …
-    pub login_failures_per_account: u32,
-    /// … until this long after the first of them.
-    pub login_failure_window: Duration,
-    /// Simultaneous HTTP connections, all peers together; beyond it new ones are closed.
-    pub http_max_connections: usize,
-    /// Simultaneous HTTP connections from one peer address, so one address cannot take
-    /// every place; trusted proxies are exempt (they carry everyone).
-    pub http_max_connections_per_ip: usize,
-    /// A connection that has not sent a complete request head within this time is closed
-    /// (idle keep-alive connections included).
-    pub http_header_timeout: Duration,
-    /// A request must be answered within this time, its body included: a client trickling
-    /// a body gets 408. Long responses (events, `/program.flv`) only need to start in it.
-    pub http_request_timeout: Duration,
-    /// Open `/api/v1/events` streams per client address.
-    pub max_event_streams_per_ip: usize,
-    /// Open `/program.flv` viewers per client address.
-    pub max_flv_viewers_per_ip: usize,
-    /// Largest request body of the JSON API and the forms (the picture upload has its own).
-    pub max_body_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1024,
-            max_connections_per_ip: 8 + 64,
-            max_publishers_per_ip: 8,
-            max_players_per_ip: 64,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            max_message_size: 8 * 1024 * 1024,
-            publish_attempts_per_minute: 10,
-            login_attempts_per_minute: 10,
-            signup_attempts_per_minute: 5,
-            login_failures_per_account: 10,
-            login_failure_window: Duration::from_secs(15 * 60),
-            http_max_connections: 4096,
-            http_max_connections_per_ip: 256,
-            http_header_timeout: Duration::from_secs(10),
-            http_request_timeout: Duration::from_secs(60),
-            max_event_streams_per_ip: 16,
-            max_flv_viewers_per_ip: 8,
-            max_body_bytes: 64 * 1024,
-        }
-    }
-}
-
 /// The fully resolved configuration of `motherstream serve`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -375,49 +305,6 @@ pub struct Config {
     pub metrics: MetricsAccess,
     /// Peers whose `X-Forwarded-For` names the client; nobody's by default.
     pub trusted_proxies: Vec<IpNet>,
-}
-
-/// `/metrics` is open on the HTTP listener by default (it holds counts and names, no paths,
-/// keys or error texts); it can require a bearer token, and move to a listener of its own.
-#[derive(Clone, PartialEq, Default)]
-pub struct MetricsAccess {
-    /// Serve `/metrics` here instead of on the HTTP listener.
-    pub listen: Option<SocketAddr>,
-    /// The bearer token required, if any.
-    pub token: Option<String>,
-}
-
-/// Shorter tokens could be guessed by a patient scraper of the public port.
-const MIN_METRICS_TOKEN: usize = 16;
-
-impl std::fmt::Debug for MetricsAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsAccess")
-            .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "****"))
-            .finish()
-    }
-}
-
-impl MetricsAccess {
-    fn resolve(listen: Option<&String>, token: Option<&String>) -> Result<Self, ConfigError> {
-        let listen = match listen.filter(|l| !l.trim().is_empty()) {
-            Some(raw) => Some(socket_addr("--metrics-listen", Some(raw), "")?),
-            None => None,
-        };
-        let token = match token.map(|t| t.trim()).filter(|t| !t.is_empty()) {
-            Some(t) if t.len() < MIN_METRICS_TOKEN || !t.bytes().all(|b| b.is_ascii_graphic()) => {
-                return Err(ConfigError::new(
-                    "--metrics-token",
-                    format!(
-                        "must be at least {MIN_METRICS_TOKEN} visible ASCII characters (e.g. openssl rand -hex 24)"
-                    ),
-                ));
-            }
-            t => t.map(str::to_owned),
-        };
-        Ok(Self { listen, token })
-    }
 }
 
 /// What the program shows when nobody is on air.
@@ -764,11 +651,6 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
 
 fn parse_file(text: &str) -> Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| e.message().to_owned())
-}
-
-fn socket_addr(setting: &str, value: Option<&String>, default: &str) -> Result<SocketAddr, ConfigError> {
-    let raw = value.map(String::as_str).unwrap_or(default);
-    raw.parse().map_err(|_| ConfigError::new(setting, format!("`{raw}` is not an IP:port address (e.g. 0.0.0.0:1935)")))
 }
 
 fn seconds(setting: &str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
