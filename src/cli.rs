@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::auth::{generate_stream_key, hash_password, normalize_dj_name, validate_email, validate_password};
-use crate::config::{Config, LogFormat, ServeArgs, StoreArgs};
+use crate::config::{Config, LogFormat, Settings, StoreArgs};
 use crate::store::StoreConfig;
 use crate::store::{NewUser, Store, StoreError, User};
 
@@ -21,7 +21,7 @@ struct Cli {
     store: StoreArgs,
     /// `serve` flags, accepted without the subcommand too.
     #[command(flatten)]
-    serve: ServeArgs,
+    serve: Settings,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve(Box<ServeArgs>),
+    Serve(Box<Settings>),
     /// Manage accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -132,7 +132,7 @@ async fn import_seed(config: &StoreConfig, from: &str, queue: Option<&std::path:
     }
 }
 
-fn serve(runtime: &tokio::runtime::Runtime, store: &StoreArgs, args: &ServeArgs) -> ExitCode {
+fn serve(runtime: &tokio::runtime::Runtime, store: &StoreArgs, args: &Settings) -> ExitCode {
     let env = crate::config::seed_env::from_process();
     let mut args = args.clone();
     if let Err(e) = crate::config::seed_env::apply_smtp_aliases(&env, &mut args) {

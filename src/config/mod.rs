@@ -1,10 +1,11 @@
 //! Typed configuration: command-line flags > environment > `motherstream.toml` > defaults.
 //!
-//! Flags and environment variables are merged by clap (`ServeArgs`, every field optional);
-//! the TOML file is parsed into [`FileConfig`] (every field optional, unknown keys refused);
-//! [`Config::resolve`] layers them over the defaults and validates the result. Any problem
-//! becomes a [`ConfigError`] whose message names the setting, so `main` can print one line
-//! and exit with status 2.
+//! Every setting is defined once, in [`Settings`]: the same struct is the command line (clap:
+//! a flag and an environment variable, for the settings that have them) and the file (serde:
+//! every key optional, unknown keys refused). [`Settings::layered`] puts the flags over the
+//! file key by key, so a new setting is one field there, plus its validation in
+//! [`Config::resolve`], which fills in the defaults. Any problem becomes a [`ConfigError`]
+//! whose message names the setting, so `main` can print one line and exit with status 2.
 
 pub mod seed_env;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use clap::Args;
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::channel::profile::AAC_SAMPLE_RATES;
 use crate::channel::{ChannelConfig, ChannelProfile, OffProfilePolicy};
@@ -53,9 +54,13 @@ pub struct StoreArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Flags of `motherstream serve` (each also readable from the environment).
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
+/// The settings of `motherstream serve`, as flags (each also readable from the environment)
+/// and as keys of `motherstream.toml` (see `motherstream.example.toml`). Every field is
+/// optional: unset means the layer below decides, and the defaults are applied last. Fields
+/// marked `#[arg(skip)]` exist in the file only (sections, lists of tables, rare switches).
+#[derive(Debug, Clone, Default, PartialEq, Args, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
     /// RTMP listen address.
     #[arg(long, env = "MOTHERSTREAM_RTMP_LISTEN")]
     pub rtmp_listen: Option<String>,
@@ -82,8 +87,12 @@ pub struct ServeArgs {
 
     /// Platform to relay the program to (`rtmp://…` or `rtmps://…`, with the stream key);
     /// repeat for several.
-    #[arg(long = "destination", env = "MOTHERSTREAM_DESTINATIONS", value_delimiter = ',')]
-    pub destinations: Vec<String>,
+    #[arg(long = "destination", env = "MOTHERSTREAM_DESTINATIONS", value_delimiter = ',', value_parser = DestinationEntry::from_flag)]
+    pub destinations: Option<Vec<DestinationEntry>>,
+
+    /// Extra CA certificates (PEM) trusted for `rtmps://` destinations.
+    #[arg(skip)]
+    pub destination_ca_file: Option<PathBuf>,
 
     /// Directory for recordings (setting it turns set recording on).
     #[arg(long, env = "RECORD_DIR")]
@@ -92,6 +101,10 @@ pub struct ServeArgs {
     /// Record each set (the seed's RECORD_STREAM; any of 1/true/yes/on).
     #[arg(long = "record", env = "RECORD_STREAM", value_parser = parse_truthy, num_args = 0..=1, default_missing_value = "true")]
     pub record_sets: Option<bool>,
+
+    /// Also record the program, to `record_dir/program/`.
+    #[arg(skip)]
+    pub record_program: Option<bool>,
 
     /// What the program shows when nobody is on air: `slate` or `disconnect`.
     #[arg(long, env = "MOTHERSTREAM_IDLE")]
@@ -112,6 +125,7 @@ pub struct ServeArgs {
 
     /// Turns Discord announcements on (the seed's TOGGLE_DISCORD_NOTIFICATIONS).
     #[arg(long = "discord-notifications", env = "TOGGLE_DISCORD_NOTIFICATIONS")]
+    #[serde(default, deserialize_with = "bool_or_text")]
     pub discord_notifications: Option<String>,
 
     /// SMTP server for account emails (welcome, password reset); without one, reset links
@@ -155,55 +169,87 @@ pub struct ServeArgs {
     /// A secret `/metrics` scrapers must send as `Authorization: Bearer <token>`.
     #[arg(long, env = "MOTHERSTREAM_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+
+    /// Where the data lives; on the command line, the global `--data-dir`.
+    #[arg(skip)]
+    pub data_dir: Option<PathBuf>,
+
+    /// The database; on the command line, the global `--database-url`.
+    #[arg(skip)]
+    pub database_url: Option<String>,
+
+    /// Refuse the DJ whose set just ended if they would go straight back on air.
+    #[arg(skip)]
+    pub block_toggle: Option<bool>,
+
+    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
+    #[arg(skip)]
+    pub trusted_proxies: Option<Vec<String>>,
+
+    /// `[obs]`: OBS automation.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub obs: Option<ObsFileConfig>,
+
+    /// `[recognition]`: song recognition; off when absent.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub recognition: Option<RecognitionFileConfig>,
+
+    /// `[channel]`: the channel profile.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub channel: Option<FileChannel>,
+
+    /// The section `[channel]` replaced; still read, as the channel profile.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub expected_profile: Option<ExpectedProfile>,
+
+    /// `[limits]`: bounds against misbehaving peers.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub limits: FileLimits,
 }
 
-/// `motherstream.toml`, every key optional. See `motherstream.example.toml`.
-#[derive(Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub rtmp_listen: Option<String>,
-    pub http_listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub swap_interval: Option<u64>,
-    pub grace_period: Option<u64>,
-    pub stall_timeout: Option<u64>,
-    pub block_toggle: Option<bool>,
-    pub log_format: Option<String>,
-    pub destinations: Option<Vec<DestinationEntry>>,
-    pub destination_ca_file: Option<PathBuf>,
-    pub record_dir: Option<PathBuf>,
-    pub record_sets: Option<bool>,
-    pub record_program: Option<bool>,
-    pub idle: Option<String>,
-    pub slate: Option<PathBuf>,
-    pub public_rtmp_url: Option<String>,
-    pub discord_webhook_url: Option<String>,
-    pub discord_notifications: Option<bool>,
-    pub smtp_host: Option<String>,
-    pub smtp_port: Option<u16>,
-    pub smtp_username: Option<String>,
-    pub smtp_password: Option<String>,
-    pub smtp_from: Option<String>,
-    pub smtp_tls: Option<String>,
-    pub public_url: Option<String>,
-    pub password_reset_ttl: Option<u64>,
-    pub metrics_listen: Option<String>,
-    pub metrics_token: Option<String>,
-    /// Reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Option<Vec<String>>,
-    #[serde(default)]
-    pub obs: Option<ObsFileConfig>,
-    /// Song recognition; off when absent.
-    #[serde(default)]
-    pub recognition: Option<RecognitionFileConfig>,
-    #[serde(default)]
-    pub channel: Option<FileChannel>,
-    /// The section `[channel]` replaced; still read, as the channel profile.
-    #[serde(default)]
-    pub expected_profile: Option<ExpectedProfile>,
-    #[serde(default)]
-    pub limits: FileLimits,
+impl Settings {
+    /// `flags` over the file's `table`, key by key; sections merge key by key too. The flags
+    /// are serialised first, and an unset `Option` leaves no key, so only what was given on
+    /// the command line (or in the environment) wins.
+    pub fn layered(mut table: toml::Table, flags: &Settings) -> Result<Self, ConfigError> {
+        let flags = toml::Table::try_from(flags).map_err(|e| ConfigError::new("flags", e.to_string()))?;
+        overlay(&mut table, flags);
+        toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::new("--config", e.message()))
+    }
+}
+
+/// Writes `top` over `base`; tables merge, anything else replaces. (A dedicated crate such as
+/// figment would do this and no more for us: the file is already parsed by `toml`, and clap
+/// already reads flags and environment.)
+fn overlay(base: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => overlay(below, above),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// The file says `discord_notifications = true`; flags and the seed's environment say `1`,
+/// `yes`… Both reach the same parser as text.
+fn bool_or_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Switch {
+        Bool(bool),
+        Text(String),
+    }
+    Ok(Option::<Switch>::deserialize(deserializer)?.map(|switch| match switch {
+        Switch::Bool(on) => on.to_string(),
+        Switch::Text(text) => text,
+    }))
 }
 
 /// `[channel]`: the channel profile and what to do with DJs who differ from it.
@@ -237,7 +283,7 @@ pub struct ExpectedProfile {
     pub sample_rate: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct FileLimits {
     pub max_connections: Option<usize>,
@@ -317,21 +363,29 @@ pub enum IdleSetting {
 
 impl Config {
     /// Layers flags/env over the config file over the defaults, and validates.
-    pub fn resolve(store: &StoreArgs, serve: &ServeArgs) -> Result<Self, ConfigError> {
-        let file = load_file(store.config.as_deref())?;
-        Self::from_layers(store, serve, file, &EnvDb::from_process(), &ObsEnv::from_process()?)
+    pub fn resolve(store: &StoreArgs, flags: &Settings) -> Result<Self, ConfigError> {
+        let settings = Settings::layered(load_file(store.config.as_deref())?, flags)?;
+        Self::from_settings(
+            store,
+            settings,
+            flags.destinations.is_some(),
+            &EnvDb::from_process(),
+            &ObsEnv::from_process()?,
+        )
     }
 
-    fn from_layers(
+    /// `destinations_from_flags`: whether the destinations were given as `--destination`,
+    /// so an error names the flag rather than the file's key.
+    fn from_settings(
         store: &StoreArgs,
-        serve: &ServeArgs,
-        file: FileConfig,
+        s: Settings,
+        destinations_from_flags: bool,
         env_db: &EnvDb,
         obs_env: &ObsEnv,
     ) -> Result<Self, ConfigError> {
-        let store_config = StoreConfig::from_layers(store, &file, env_db)?;
+        let store_config = StoreConfig::from_layers(store, &s, env_db)?;
         let defaults = Limits::default();
-        let fl = &file.limits;
+        let fl = &s.limits;
         let limits = Limits {
             max_connections: positive(
                 "limits.max_connections",
@@ -411,29 +465,13 @@ impl Config {
         let data_dir = store_config.data_dir.clone();
         let config = Self {
             store: store_config,
-            rtmp_listen: socket_addr(
-                "--rtmp-listen",
-                serve.rtmp_listen.as_ref().or(file.rtmp_listen.as_ref()),
-                "0.0.0.0:1935",
-            )?,
-            http_listen: socket_addr(
-                "--http-listen",
-                serve.http_listen.as_ref().or(file.http_listen.as_ref()),
-                "0.0.0.0:8080",
-            )?,
-            swap_interval: seconds(
-                "--swap-interval",
-                serve.swap_interval.or(file.swap_interval),
-                Duration::from_secs(3600),
-            )?,
-            grace_period: seconds("--grace-period", serve.grace_period.or(file.grace_period), Duration::from_secs(10))?,
-            stall_timeout: seconds(
-                "--stall-timeout",
-                serve.stall_timeout.or(file.stall_timeout),
-                Duration::from_secs(10),
-            )?,
-            block_toggle: file.block_toggle.unwrap_or(false),
-            log_format: match serve.log_format.as_deref().or(file.log_format.as_deref()) {
+            rtmp_listen: socket_addr("--rtmp-listen", s.rtmp_listen.as_ref(), "0.0.0.0:1935")?,
+            http_listen: socket_addr("--http-listen", s.http_listen.as_ref(), "0.0.0.0:8080")?,
+            swap_interval: seconds("--swap-interval", s.swap_interval, Duration::from_secs(3600))?,
+            grace_period: seconds("--grace-period", s.grace_period, Duration::from_secs(10))?,
+            stall_timeout: seconds("--stall-timeout", s.stall_timeout, Duration::from_secs(10))?,
+            block_toggle: s.block_toggle.unwrap_or(false),
+            log_format: match s.log_format.as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
                 Some(other) => {
@@ -445,21 +483,17 @@ impl Config {
             },
             limits,
             destinations: {
-                let from_flags = !serve.destinations.is_empty();
-                let entries = if from_flags {
-                    serve.destinations.iter().map(|arg| DestinationEntry::from_flag(arg)).collect()
-                } else {
-                    file.destinations.clone().unwrap_or_default()
-                };
+                let entries = s.destinations.clone().unwrap_or_default();
                 let configs: Vec<DestinationConfig> =
                     entries.into_iter().enumerate().map(|(i, e)| e.into_config(i)).collect();
                 // Validated here so a bad URL stops start-up with the setting named.
-                Destination::parse_all(&configs)
-                    .map_err(|e| if from_flags { ConfigError::new("--destination", e.message) } else { e })?;
+                Destination::parse_all(&configs).map_err(|e| {
+                    if destinations_from_flags { ConfigError::new("--destination", e.message) } else { e }
+                })?;
                 configs
             },
-            destination_ca_file: file.destination_ca_file.clone(),
-            public_rtmp_url: match serve.public_rtmp_url.clone().or_else(|| file.public_rtmp_url.clone()) {
+            destination_ca_file: s.destination_ca_file.clone(),
+            public_rtmp_url: match s.public_rtmp_url.clone() {
                 Some(url) if !(url.starts_with("rtmp://") || url.starts_with("rtmps://")) => {
                     return Err(ConfigError::new(
                         "--public-rtmp-url",
@@ -468,8 +502,8 @@ impl Config {
                 }
                 url => url.map(|u| u.trim_end_matches('/').to_owned()),
             },
-            idle: match serve.idle.as_deref().or(file.idle.as_deref()) {
-                None | Some("slate") => IdleSetting::Slate(serve.slate.clone().or_else(|| file.slate.clone())),
+            idle: match s.idle.as_deref() {
+                None | Some("slate") => IdleSetting::Slate(s.slate.clone()),
                 Some("disconnect") => IdleSetting::Disconnect,
                 Some(other) => {
                     return Err(ConfigError::new(
@@ -479,41 +513,32 @@ impl Config {
                 }
             },
             recording: {
-                let explicit_dir = serve.record_dir.clone().or_else(|| file.record_dir.clone());
+                let explicit_dir = s.record_dir.clone();
                 RecorderConfig {
-                    sets: serve.record_sets.or(file.record_sets).unwrap_or(explicit_dir.is_some()),
-                    program: file.record_program.unwrap_or(false),
+                    sets: s.record_sets.unwrap_or(explicit_dir.is_some()),
+                    program: s.record_program.unwrap_or(false),
                     dir: explicit_dir.unwrap_or_else(|| data_dir.join("recordings")),
                 }
             },
-            channel: channel(file.channel.as_ref(), file.expected_profile.as_ref())?,
+            channel: channel(s.channel.as_ref(), s.expected_profile.as_ref())?,
             discord: {
-                let toggle =
-                    serve.discord_notifications.clone().or_else(|| file.discord_notifications.map(|on| on.to_string()));
-                let url = serve.discord_webhook_url.as_deref().or(file.discord_webhook_url.as_deref());
-                DiscordConfig::parse(url, toggle.as_deref())?.filter(|d| d.enabled)
+                let url = s.discord_webhook_url.as_deref();
+                DiscordConfig::parse(url, s.discord_notifications.as_deref())?.filter(|d| d.enabled)
             },
-            obs: ObsConfig::resolve(file.obs.as_ref(), obs_env)?,
-            recognition: RecognitionConfig::resolve(file.recognition.as_ref())?,
+            obs: ObsConfig::resolve(s.obs.as_ref(), obs_env)?,
+            recognition: RecognitionConfig::resolve(s.recognition.as_ref())?,
             smtp: SmtpConfig::parse(SmtpSettings {
-                host: serve.smtp_host.as_deref().or(file.smtp_host.as_deref()),
-                port: serve.smtp_port.or(file.smtp_port),
-                username: serve.smtp_username.as_deref().or(file.smtp_username.as_deref()),
-                password: serve.smtp_password.as_deref().or(file.smtp_password.as_deref()),
-                from: serve.smtp_from.as_deref().or(file.smtp_from.as_deref()),
-                tls: serve.smtp_tls.as_deref().or(file.smtp_tls.as_deref()),
+                host: s.smtp_host.as_deref(),
+                port: s.smtp_port,
+                username: s.smtp_username.as_deref(),
+                password: s.smtp_password.as_deref(),
+                from: s.smtp_from.as_deref(),
+                tls: s.smtp_tls.as_deref(),
             })?,
-            public_url: public_url(serve.public_url.as_deref().or(file.public_url.as_deref()))?,
-            trusted_proxies: trusted_proxies(file.trusted_proxies.as_deref().unwrap_or_default())?,
-            password_reset_ttl: seconds(
-                "--password-reset-ttl",
-                serve.password_reset_ttl.or(file.password_reset_ttl),
-                Duration::from_secs(3600),
-            )?,
-            metrics: MetricsAccess::resolve(
-                serve.metrics_listen.as_ref().or(file.metrics_listen.as_ref()),
-                serve.metrics_token.as_ref().or(file.metrics_token.as_ref()),
-            )?,
+            public_url: public_url(s.public_url.as_deref())?,
+            trusted_proxies: trusted_proxies(s.trusted_proxies.as_deref().unwrap_or_default())?,
+            password_reset_ttl: seconds("--password-reset-ttl", s.password_reset_ttl, Duration::from_secs(3600))?,
+            metrics: MetricsAccess::resolve(s.metrics_listen.as_ref(), s.metrics_token.as_ref())?,
         };
         if config.smtp.is_some() && config.public_url.is_none() {
             // Otherwise links in emails would follow the Host header a client sends, and a
@@ -530,7 +555,7 @@ impl Config {
 
 /// A destination as written in the configuration: a bare URL, or a named one
 /// (`[[destinations]] name = "youtube", url = "rtmp://…"`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum DestinationEntry {
     Url(String),
@@ -539,13 +564,13 @@ pub enum DestinationEntry {
 
 impl DestinationEntry {
     /// `--destination URL` or `--destination NAME=URL`.
-    fn from_flag(arg: &str) -> Self {
-        match arg.split_once('=') {
+    fn from_flag(arg: &str) -> Result<Self, String> {
+        Ok(match arg.split_once('=') {
             Some((name, url)) if !name.contains([':', '/']) => {
                 Self::Named(DestinationConfig { name: name.to_owned(), url: url.to_owned() })
             }
             _ => Self::Url(arg.to_owned()),
-        }
+        })
     }
 
     fn into_config(self, index: usize) -> DestinationConfig {
@@ -559,11 +584,11 @@ impl DestinationEntry {
 impl StoreConfig {
     /// Resolves only what the user-management subcommands need.
     pub fn resolve(store: &StoreArgs) -> Result<Self, ConfigError> {
-        let file = load_file(store.config.as_deref())?;
+        let file = Settings::layered(load_file(store.config.as_deref())?, &Settings::default())?;
         Self::from_layers(store, &file, &EnvDb::from_process())
     }
 
-    fn from_layers(store: &StoreArgs, file: &FileConfig, env_db: &EnvDb) -> Result<Self, ConfigError> {
+    fn from_layers(store: &StoreArgs, file: &Settings, env_db: &EnvDb) -> Result<Self, ConfigError> {
         let data_dir =
             store.data_dir.clone().or_else(|| file.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./data"));
         if data_dir.as_os_str().is_empty() {
@@ -632,7 +657,9 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
+/// The file's table, checked against [`Settings`] so a mistake is reported with the file's
+/// name and the key at fault (an empty table when the default file does not exist).
+fn load_file(explicit: Option<&Path>) -> Result<toml::Table, ConfigError> {
     let (path, required) = match explicit {
         Some(p) => (p.to_path_buf(), true),
         None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
@@ -640,7 +667,7 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-            return Ok(FileConfig::default());
+            return Ok(toml::Table::new());
         }
         Err(e) => {
             return Err(ConfigError::new("--config", format!("cannot read {}: {e}", path.display())));
@@ -649,7 +676,8 @@ fn load_file(explicit: Option<&Path>) -> Result<FileConfig, ConfigError> {
     parse_file(&text).map_err(|e| ConfigError::new("--config", format!("{}: {e}", path.display())))
 }
 
-fn parse_file(text: &str) -> Result<FileConfig, String> {
+fn parse_file(text: &str) -> Result<toml::Table, String> {
+    toml::from_str::<Settings>(text).map_err(|e| e.message().to_owned())?;
     toml::from_str(text).map_err(|e| e.message().to_owned())
 }
 
@@ -793,14 +821,40 @@ mod tests {
     use super::*;
     use crate::integrations::email::SmtpTls;
 
-    fn resolve(store: StoreArgs, serve: ServeArgs, file: &str, env: EnvDb) -> Result<Config, ConfigError> {
+    fn resolve(store: StoreArgs, flags: Settings, file: &str, env: EnvDb) -> Result<Config, ConfigError> {
         let file = parse_file(file).map_err(|e| ConfigError::new("--config", e))?;
-        Config::from_layers(&store, &serve, file, &env, &ObsEnv::default())
+        let from_flags = flags.destinations.is_some();
+        Config::from_settings(&store, Settings::layered(file, &flags)?, from_flags, &env, &ObsEnv::default())
+    }
+
+    #[test]
+    fn one_definition_is_flags_and_file_with_flags_winning_key_by_key() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let flags = Cli::try_parse_from(["ms", "--swap-interval", "60", "--destination", "yt=rtmp://h/app/k"])
+            .unwrap()
+            .settings;
+        let file = "swap_interval = 10\ngrace_period = 5\ndiscord_notifications = false\n\
+                    destinations = [\"rtmp://file/app/k\"]\n[limits]\nmax_connections = 7\n";
+        let c = resolve(StoreArgs::default(), flags, file, EnvDb::default()).unwrap();
+        assert_eq!(c.swap_interval, Duration::from_secs(60), "the flag wins");
+        assert_eq!(c.grace_period, Duration::from_secs(5), "the file's other keys stay");
+        assert_eq!(c.limits.max_connections, 7, "sections only the file has stay");
+        let names: Vec<&str> = c.destinations.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["yt"], "a list given as flags replaces the file's");
+
+        let switched = "discord_webhook_url = \"https://discord.com/api/webhooks/1/t\"\ndiscord_notifications = true";
+        let c = resolve(StoreArgs::default(), Settings::default(), switched, EnvDb::default()).unwrap();
+        assert!(c.discord.is_some(), "the file's boolean reaches the same parser as the flag's text");
     }
 
     #[test]
     fn defaults_without_any_configuration() {
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
         assert_eq!(c.rtmp_listen, "0.0.0.0:1935".parse().unwrap());
         assert_eq!(c.http_listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.store.data_dir, PathBuf::from("./data"));
@@ -813,14 +867,14 @@ mod tests {
 
     #[test]
     fn sample_config_documents_the_defaults() {
-        let sample = resolve(StoreArgs::default(), ServeArgs::default(), SAMPLE_CONFIG, EnvDb::default()).unwrap();
-        let defaults = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        let sample = resolve(StoreArgs::default(), Settings::default(), SAMPLE_CONFIG, EnvDb::default()).unwrap();
+        let defaults = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
         assert_eq!(sample, defaults);
     }
 
     #[test]
     fn flags_override_file_and_file_overrides_defaults() {
-        let serve = ServeArgs { swap_interval: Some(60), ..Default::default() };
+        let serve = Settings { swap_interval: Some(60), ..Default::default() };
         let c =
             resolve(StoreArgs::default(), serve, "swap_interval = 120\ngrace_period = 3\n", EnvDb::default()).unwrap();
         assert_eq!(c.swap_interval, Duration::from_secs(60));
@@ -836,36 +890,36 @@ mod tests {
             name: Some("streams".into()),
             port: None,
         };
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", env.clone()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), "", env.clone()).unwrap();
         assert_eq!(c.store.database.url, "postgres://ms:p%40ss%3Aword@db:5432/streams");
         let store = StoreArgs { database_url: Some("sqlite://x.db".into()), ..Default::default() };
-        let c = resolve(store, ServeArgs::default(), "", env).unwrap();
+        let c = resolve(store, Settings::default(), "", env).unwrap();
         assert_eq!(c.store.database.url, "sqlite://x.db");
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let serve = ServeArgs { rtmp_listen: Some("nope".into()), ..Default::default() };
+        let serve = Settings { rtmp_listen: Some("nope".into()), ..Default::default() };
         let e = resolve(StoreArgs::default(), serve, "", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--rtmp-listen");
 
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), "swap_interval = 0", EnvDb::default()).unwrap_err();
+        let e = resolve(StoreArgs::default(), Settings::default(), "swap_interval = 0", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--swap-interval");
 
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), "colour = 1", EnvDb::default()).unwrap_err();
+        let e = resolve(StoreArgs::default(), Settings::default(), "colour = 1", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--config");
         assert!(e.message.contains("colour"), "{e}");
 
         let store = StoreArgs { database_url: Some("mysql://u:secret@h/db".into()), ..Default::default() };
-        let e = resolve(store, ServeArgs::default(), "", EnvDb::default()).unwrap_err();
+        let e = resolve(store, Settings::default(), "", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "DATABASE_URL");
         assert!(!e.message.contains("secret"), "{e}");
     }
 
     #[test]
     fn destinations_recording_and_idle() {
-        let serve = ServeArgs {
-            destinations: vec!["rtmp://a.rtmp.youtube.com/live2/secret-key".into()],
+        let serve = Settings {
+            destinations: Some(vec![DestinationEntry::Url("rtmp://a.rtmp.youtube.com/live2/secret-key".into())]),
             record_dir: Some("/rec".into()),
             idle: Some("disconnect".into()),
             ..Default::default()
@@ -876,28 +930,34 @@ mod tests {
         assert_eq!(c.recording, RecorderConfig { dir: "/rec".into(), sets: true, program: false });
 
         assert_eq!(c.destinations[0].name, "destination-1");
-        let bad = ServeArgs { destinations: vec!["http://x/app/secret-key".into()], ..Default::default() };
+        let bad = Settings {
+            destinations: Some(vec![DestinationEntry::Url("http://x/app/secret-key".into())]),
+            ..Default::default()
+        };
         let e = resolve(StoreArgs::default(), bad, "", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--destination");
         assert!(!e.message.contains("secret-key"), "{e}");
-        let named = ServeArgs { destinations: vec!["yt=rtmp://h/app/k".into()], ..Default::default() };
+        let named = Settings {
+            destinations: Some(vec![DestinationEntry::from_flag("yt=rtmp://h/app/k").unwrap()]),
+            ..Default::default()
+        };
         let c = resolve(StoreArgs::default(), named, "", EnvDb::default()).unwrap();
         assert_eq!(c.destinations[0].name, "yt");
         let file = "destinations = [\"rtmp://h/app/k\", { name = \"tw\", url = \"rtmps://h/app/k2\" }]";
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), file, EnvDb::default()).unwrap();
         let names: Vec<&str> = c.destinations.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["destination-1", "tw"]);
 
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), "record_program = true", EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), "record_program = true", EnvDb::default()).unwrap();
         assert_eq!(c.recording, RecorderConfig { dir: "./data/recordings".into(), sets: false, program: true });
     }
 
     #[test]
     fn metrics_access_is_open_by_default_and_validated() {
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
         assert_eq!(c.metrics, MetricsAccess::default());
         let file = "metrics_listen = \"127.0.0.1:9100\"\nmetrics_token = \"0123456789abcdef0123\"\n";
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), file, EnvDb::default()).unwrap();
         assert_eq!(c.metrics.listen, Some("127.0.0.1:9100".parse().unwrap()));
         assert_eq!(c.metrics.token.as_deref(), Some("0123456789abcdef0123"));
         assert!(!format!("{c:?}").contains("0123456789abcdef0123"), "the token stays out of debug output");
@@ -906,7 +966,7 @@ mod tests {
             ("metrics_token = \"0123456789 abcdef0123\"", "--metrics-token"),
             ("metrics_listen = \"localhost\"", "--metrics-listen"),
         ] {
-            let e = resolve(StoreArgs::default(), ServeArgs::default(), bad, EnvDb::default()).unwrap_err();
+            let e = resolve(StoreArgs::default(), Settings::default(), bad, EnvDb::default()).unwrap_err();
             assert_eq!(e.setting, setting, "{bad}");
             assert!(!e.message.contains("0123456789"), "{e}");
         }
@@ -914,13 +974,13 @@ mod tests {
 
     #[test]
     fn email_settings_layer_and_validate() {
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
         assert_eq!((c.smtp.as_ref(), c.public_url.as_deref()), (None, None));
         assert_eq!(c.password_reset_ttl, Duration::from_secs(3600));
 
         let file = "smtp_host = \"mail.example.org\"\nsmtp_from = \"radio <noreply@example.org>\"\n\
                     smtp_port = 2525\npublic_url = \"https://radio.example.org/\"\npassword_reset_ttl = 600\n";
-        let serve = ServeArgs {
+        let serve = Settings {
             smtp_tls: Some("tls".into()),
             smtp_username: Some("radio".into()),
             smtp_password: Some("s3cret-pass".into()),
@@ -933,35 +993,35 @@ mod tests {
         assert_eq!(c.public_url.as_deref(), Some("https://radio.example.org"), "trailing slash dropped");
         assert_eq!(c.password_reset_ttl, Duration::from_secs(600));
 
-        let sub_path = ServeArgs { public_url: Some("http://example.org/radio/".into()), ..Default::default() };
+        let sub_path = Settings { public_url: Some("http://example.org/radio/".into()), ..Default::default() };
         let c = resolve(StoreArgs::default(), sub_path, "", EnvDb::default()).unwrap();
         assert_eq!(c.public_url.as_deref(), Some("http://example.org/radio"));
         for bad in ["radio.example.org", "ftp://radio.example.org", "https://radio.example.org/?x=1"] {
-            let serve = ServeArgs { public_url: Some(bad.into()), ..Default::default() };
+            let serve = Settings { public_url: Some(bad.into()), ..Default::default() };
             let e = resolve(StoreArgs::default(), serve, "", EnvDb::default()).unwrap_err();
             assert_eq!(e.setting, "--public-url", "{bad}: {e}");
         }
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), "smtp_from = \"a@example.org\"", EnvDb::default())
+        let e = resolve(StoreArgs::default(), Settings::default(), "smtp_from = \"a@example.org\"", EnvDb::default())
             .unwrap_err();
         assert_eq!(e.setting, "--smtp-host");
         let no_site = "smtp_host = \"mail.example.org\"\nsmtp_from = \"a@example.org\"";
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), no_site, EnvDb::default()).unwrap_err();
+        let e = resolve(StoreArgs::default(), Settings::default(), no_site, EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--public-url", "links in emails must not follow the Host header");
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), "password_reset_ttl = 0", EnvDb::default())
-            .unwrap_err();
+        let e =
+            resolve(StoreArgs::default(), Settings::default(), "password_reset_ttl = 0", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "--password-reset-ttl");
     }
 
     #[test]
     fn channel_profile_defaults_layers_and_validates() {
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
         assert_eq!(c.channel, ChannelConfig::default());
         assert_eq!(c.channel.profile.describe(), "1280x720, 30 fps, 48 kHz stereo");
         assert_eq!(c.channel.off_profile, OffProfilePolicy::Allow);
 
         let file = "[channel]\nwidth = 1920\nheight = 1080\nfps = 60\nsample_rate = 44100\nchannels = 1\n\
                     off_profile = \"transcode\"\ntranscode_video_bitrate = 6000\nffmpeg = \"/opt/ffmpeg\"\n";
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), file, EnvDb::default()).unwrap();
         let want = ChannelProfile { width: 1920, height: 1080, fps: 60.0, sample_rate: 44100, channels: 1 };
         assert_eq!(c.channel.profile, want);
         assert_eq!(c.channel.off_profile, OffProfilePolicy::Transcode);
@@ -975,7 +1035,7 @@ mod tests {
             ("[channel]\noff_profile = \"drop\"", "channel.off_profile"),
             ("[channel]\nframerate = 30", "--config"),
         ] {
-            let e = resolve(StoreArgs::default(), ServeArgs::default(), bad, EnvDb::default()).unwrap_err();
+            let e = resolve(StoreArgs::default(), Settings::default(), bad, EnvDb::default()).unwrap_err();
             assert_eq!(e.setting, setting, "{bad}: {e}");
         }
     }
@@ -984,33 +1044,33 @@ mod tests {
     fn the_old_expected_profile_section_still_loads_as_the_channel_profile() {
         let old = "[expected_profile]\nvideo_codec = \"h264\"\nwidth = 1920\nheight = 1080\nfps = 25\n\
                    audio_codec = \"aac\"\nsample_rate = 44100\n";
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), old, EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), old, EnvDb::default()).unwrap();
         let want = ChannelProfile { width: 1920, height: 1080, fps: 25.0, sample_rate: 44100, channels: 2 };
         assert_eq!(c.channel.profile, want);
         let hevc = "[expected_profile]\nvideo_codec = \"hevc\"";
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), hevc, EnvDb::default()).unwrap_err();
+        let e = resolve(StoreArgs::default(), Settings::default(), hevc, EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "expected_profile.video_codec");
         let both = "[expected_profile]\nwidth = 1920\n[channel]\nwidth = 1280";
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), both, EnvDb::default()).unwrap_err();
+        let e = resolve(StoreArgs::default(), Settings::default(), both, EnvDb::default()).unwrap_err();
         assert!(e.message.contains("[channel]"), "{e}");
     }
 
     #[test]
     fn trusted_proxies_are_explicit_and_rtmp_roles_are_capped_apart() {
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
         assert!(c.trusted_proxies.is_empty(), "no proxy is trusted unless configured");
         assert_eq!((c.limits.max_publishers_per_ip, c.limits.max_players_per_ip), (8, 64));
         assert_eq!(c.limits.max_connections_per_ip, 72, "all of both roles fit by default");
 
         let file = "trusted_proxies = [\"127.0.0.1/32\", \"::1\", \"10.0.0.0/8\"]\n\
                     [limits]\nmax_publishers_per_ip = 2\nmax_players_per_ip = 5\nhttp_header_timeout = 3\n";
-        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        let c = resolve(StoreArgs::default(), Settings::default(), file, EnvDb::default()).unwrap();
         let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
         assert_eq!(nets, ["127.0.0.1/32", "::1/128", "10.0.0.0/8"]);
         assert_eq!(c.limits.max_connections_per_ip, 7);
         assert_eq!(c.limits.http_header_timeout, Duration::from_secs(3));
 
-        let e = resolve(StoreArgs::default(), ServeArgs::default(), "trusted_proxies = [\"nginx\"]", EnvDb::default())
+        let e = resolve(StoreArgs::default(), Settings::default(), "trusted_proxies = [\"nginx\"]", EnvDb::default())
             .unwrap_err();
         assert_eq!(e.setting, "trusted_proxies");
     }

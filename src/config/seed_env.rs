@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{ConfigError, ServeArgs};
+use super::{ConfigError, Settings};
 
 /// Environment variables by name; only those with a UTF-8 name and value.
 pub type Env = BTreeMap<String, String>;
@@ -81,7 +81,7 @@ pub fn warnings(env: &Env) -> Vec<String> {
 /// Fills the SMTP settings that neither a flag nor our own variable gave from the original's
 /// names. Port 465 means TLS from the start (as it does everywhere), and without
 /// `SMTP_FROM_EMAIL` a login that is an address is the sender, as mail providers expect.
-pub fn apply_smtp_aliases(env: &Env, args: &mut ServeArgs) -> Result<(), ConfigError> {
+pub fn apply_smtp_aliases(env: &Env, args: &mut Settings) -> Result<(), ConfigError> {
     let owned = |name| get(env, name).map(|v| v.trim().to_owned());
     if args.smtp_host.is_none() {
         args.smtp_host = owned("SMTP_SERVER");
@@ -182,7 +182,7 @@ mod tests {
             ("SMTP_USER", "radio@example.org"),
             ("SMTP_PASSWORD", " pass word "),
         ]);
-        let mut args = ServeArgs::default();
+        let mut args = Settings::default();
         apply_smtp_aliases(&seed, &mut args).unwrap();
         assert_eq!(args.smtp_host.as_deref(), Some("smtp.gmail.com"));
         assert_eq!(args.smtp_port, Some(465));
@@ -193,7 +193,7 @@ mod tests {
 
         // Ours (flag or MOTHERSTREAM_SMTP_*) win; SMTP_FROM_EMAIL is the sender when given.
         let mut args =
-            ServeArgs { smtp_host: Some("mail.example.org".into()), smtp_port: Some(587), ..ServeArgs::default() };
+            Settings { smtp_host: Some("mail.example.org".into()), smtp_port: Some(587), ..Settings::default() };
         let mut with_from = seed.clone();
         with_from.insert("SMTP_FROM_EMAIL".into(), "noreply@example.org".into());
         apply_smtp_aliases(&with_from, &mut args).unwrap();
@@ -202,14 +202,14 @@ mod tests {
         assert_eq!(args.smtp_from.as_deref(), Some("noreply@example.org"));
 
         // A login that is not an address is no sender.
-        let mut args = ServeArgs::default();
+        let mut args = Settings::default();
         apply_smtp_aliases(&env(&[("SMTP_SERVER", "relay"), ("SMTP_USER", "radio")]), &mut args).unwrap();
         assert_eq!(args.smtp_from, None);
     }
 
     #[test]
     fn a_bad_smtp_port_names_the_originals_variable() {
-        let err = apply_smtp_aliases(&env(&[("SMTP_PORT", "smtp")]), &mut ServeArgs::default()).unwrap_err();
+        let err = apply_smtp_aliases(&env(&[("SMTP_PORT", "smtp")]), &mut Settings::default()).unwrap_err();
         assert_eq!(err.setting, "SMTP_PORT");
         assert!(err.message.contains("`smtp`"), "{err}");
     }

@@ -45,7 +45,7 @@ const MAX_NAME_LEN: usize = 64;
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
 /// One `[[destinations]]` entry as written in the configuration.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// Identifies the destination in logs and the API, e.g. `youtube`.
