@@ -171,7 +171,7 @@ fn shifted(tags: &[FlvTag], offset: u32) -> Vec<FlvTag> {
 
 fn switcher_push(c: &mut Criterion) {
     let tags = fixture_tags();
-    let source = Source::Publisher(1);
+    let source = Source::Publisher(motherstream::ids::ConnId(1));
     let mut g = c.benchmark_group("switcher_push");
     g.throughput(Throughput::Elements(tags.len() as u64));
     g.bench_function("fixture", |b| {
@@ -320,7 +320,7 @@ fn player_send(c: &mut Criterion) {
 fn whole_path(c: &mut Criterion) {
     let data = fixture_bytes();
     let tags = fixture_tags();
-    let source = Source::Publisher(1);
+    let source = Source::Publisher(motherstream::ids::ConnId(1));
     let span = tags.last().unwrap().timestamp + 33;
     let mut g = c.benchmark_group("whole_path");
     g.throughput(Throughput::Elements(tags.len() as u64));

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::calendar::format_datetime;
+use crate::ids::UserId;
 use crate::queue::engine::Notice;
 use crate::recorder::RecorderHandle;
 use crate::store::{OpenSet, Store, StoreError, Track, TrackSource, unix_now};
@@ -34,9 +35,9 @@ pub fn spawn(
                 _ = shutdown.changed() => return,
             };
             let result = match notice {
-                Ok(Notice::OnAir { dj }) => store.start_set(dj.user_id, &dj.dj_name, unix_now()).await.map(drop),
+                Ok(Notice::OnAir { dj }) => store.start_set(dj.user_id.0, &dj.dj_name, unix_now()).await.map(drop),
                 Ok(Notice::SetEnded { dj, reason }) => {
-                    match store.end_set(dj.user_id, unix_now(), &reason.to_string()).await {
+                    match store.end_set(dj.user_id.0, unix_now(), &reason.to_string()).await {
                         Ok(Some(set)) => link_recording(&store, &recorder, dj.user_id, set).await,
                         other => other.map(drop),
                     }
@@ -64,7 +65,7 @@ pub async fn announce_track(
     track: &Track,
 ) -> Result<(), StoreError> {
     if let Some(set) = store.add_track(user_id, track).await? {
-        link_recording(store, recorder, user_id, set).await?;
+        link_recording(store, recorder, UserId(user_id), set).await?;
     }
     Ok(())
 }
@@ -74,7 +75,7 @@ pub async fn announce_track(
 async fn link_recording(
     store: &Store,
     recorder: &RecorderHandle,
-    user_id: i64,
+    user_id: UserId,
     set: OpenSet,
 ) -> Result<(), StoreError> {
     let Some(file) = recorder.last_set_file(user_id) else { return Ok(()) };

@@ -525,7 +525,7 @@ mod tests {
     fn after_falling_behind_the_set_skips_audio_and_video_to_the_next_keyframe() {
         let mut writer = SetWriter::new();
         let startup = [avc_header(), aac_header(), key(1000)];
-        let mut written = writer.start_part(7, &startup);
+        let mut written = writer.start_part(ConnId(7), &startup);
         assert_eq!(shape(&written), [(0x17, 0, 0), (0xaf, 0, 0), (0x17, 1, 0)], "headers, then the keyframe at 0");
         for t in [aac(1010), inter(1033), aac(1033), inter(1066)] {
             written.extend(writer.push(&t));
@@ -554,7 +554,7 @@ mod tests {
     #[test]
     fn an_audio_only_set_resynchronises_on_the_next_audio_frame() {
         let mut writer = SetWriter::new();
-        let mut written = writer.start_part(7, &[aac_header(), aac(500)]);
+        let mut written = writer.start_part(ConnId(7), &[aac_header(), aac(500)]);
         written.extend(writer.push(&aac(523)));
         writer.lagged(3, &[aac_header()]);
         let resync = writer.push(&aac(700));
@@ -566,13 +566,13 @@ mod tests {
     #[test]
     fn a_resumed_set_continues_one_frame_after_its_last_frame() {
         let mut writer = SetWriter::new();
-        let mut written = writer.start_part(1, &[avc_header(), aac_header(), key(5000)]);
+        let mut written = writer.start_part(ConnId(1), &[avc_header(), aac_header(), key(5000)]);
         for t in [aac(5010), inter(5033), aac(5033), inter(5066), aac(5056)] {
             written.extend(writer.push(&t));
         }
         // The new connection's clock starts again at 0, and its first frames are not a
         // keyframe (the publisher's cache had overflowed): they are skipped.
-        let resumed = writer.start_part(2, &[avc_header(), aac_header()]);
+        let resumed = writer.start_part(ConnId(2), &[avc_header(), aac_header()]);
         assert!(resumed.is_empty());
         assert!(writer.push(&inter(0)).is_empty());
         assert!(writer.push(&aac(10)).is_empty());

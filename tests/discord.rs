@@ -36,7 +36,7 @@ fn tuning() -> Tuning {
 }
 
 fn dj(name: &str) -> Dj {
-    Dj { user_id: 7, dj_name: name.to_owned() }
+    Dj { user_id: motherstream::ids::UserId(7), dj_name: name.to_owned() }
 }
 
 fn on_air(name: &str) -> Notice {

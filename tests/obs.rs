@@ -9,6 +9,7 @@ mod fake;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use motherstream::ids::{ConnId, UserId};
 use motherstream::integrations::obs::{
     Obs, ObsConfig, ObsEnv, ObsFileConfig, ObsTuning, Phase, QueueView, ToggleConfig, ToggleWhen,
 };
@@ -58,7 +59,7 @@ fn studio_config(port: u16, password: Option<&str>) -> ObsConfig {
 }
 
 fn dj(name: &str) -> Dj {
-    Dj { user_id: name.len() as i64, dj_name: name.to_owned() }
+    Dj { user_id: UserId(name.len() as i64), dj_name: name.to_owned() }
 }
 
 fn on_air(name: &str) -> Phase {
@@ -431,7 +432,7 @@ async fn follows_the_real_queue() {
         let dj = dj(name);
         async move {
             let (kick, _kicked) = oneshot::channel();
-            queue.publish(conn, dj, kick).await.expect("queue running")
+            queue.publish(ConnId(conn), dj, kick).await.expect("queue running")
         }
     };
     assert_eq!(publish(1, "DJ Alice").await, PublishDecision::Accepted { on_air: true, position: 0 });
@@ -439,11 +440,11 @@ async fn follows_the_real_queue() {
     fake.wait_until(PATIENCE, "Alice on air", |m| shows_on_air(m, "DJ Alice")).await;
 
     // Alice stops; Bob goes on air in the same step.
-    queue.report(Input::PublishStopped { conn: 1 }).await.expect("queue running");
+    queue.report(Input::PublishStopped { conn: ConnId(1) }).await.expect("queue running");
     let m = fake.wait_until(PATIENCE, "Bob on air", |m| shows_on_air(m, "DJ Bob")).await;
     assert_eq!(scene_switches(&m, "Intermission"), 1, "only on connect: {:#?}", m.actions());
 
-    queue.report(Input::PublishStopped { conn: 2 }).await.expect("queue running");
+    queue.report(Input::PublishStopped { conn: ConnId(2) }).await.expect("queue running");
     fake.wait_until(PATIENCE, "idle", shows_idle).await;
 
     let _ = shutdown.send(true);

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::IngestContext;
 use crate::auth::is_well_formed_key;
 use crate::hub::Publisher;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, UserId};
 use crate::media::flv::{FlvTag, TagKind};
 use crate::metrics::Counters;
 use crate::program::{ProgramTag, Subscription};
@@ -372,7 +372,7 @@ impl Connection {
             );
         }
 
-        let dj = Dj { user_id: user.id, dj_name: user.dj_name };
+        let dj = Dj { user_id: UserId(user.id), dj_name: user.dj_name };
         let publisher = self.ctx.publishers.create(self.conn, dj.clone(), Instant::now());
         // Registered before the queue answers so an immediate on-air switch finds it.
         self.ctx.publishers.insert(publisher.clone());

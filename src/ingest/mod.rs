@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::hub::Publishers;
+use crate::ids::ConnId;
 use crate::limits::Limits;
 use crate::metrics::Counters;
 use crate::program::ProgramBus;
@@ -100,13 +101,13 @@ pub async fn serve(listener: TcpListener, ctx: Arc<IngestContext>) {
             continue;
         };
         let _ = socket.set_nodelay(true);
-        let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = ConnId(ctx.next_conn.fetch_add(1, Ordering::Relaxed));
         tokio::spawn(handle(conn, peer, socket, ctx.clone(), permit, slot));
     }
 }
 
 async fn handle(
-    conn: u64,
+    conn: ConnId,
     peer: SocketAddr,
     socket: tokio::net::TcpStream,
     ctx: Arc<IngestContext>,

@@ -490,7 +490,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         }
     };
     let now = unix_now();
-    let current = match sources.store.current_track(dj.user_id, now).await {
+    let current = match sources.store.current_track(dj.user_id.0, now).await {
         Ok(current) => current,
         Err(e) => {
             counters.failures.fetch_add(1, Ordering::Relaxed);
@@ -505,7 +505,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         return;
     }
     let track = Track { artist: found.artist, title: found.title, at: now, source: TrackSource::Recognised };
-    if let Err(e) = announce_track(&sources.store, &sources.recorder, dj.user_id, &track).await {
+    if let Err(e) = announce_track(&sources.store, &sources.recorder, dj.user_id.0, &track).await {
         counters.failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("song recognition: recording {}'s track: {e}", dj.dj_name);
         return;

@@ -1088,9 +1088,9 @@ mod tests {
     use crate::media::codec::parse_video_tag;
     use crate::media::flv::{FlvHeader, FlvReader};
 
-    const A: Source = Source::Publisher(1);
-    const B: Source = Source::Publisher(2);
-    const C: Source = Source::Publisher(3);
+    const A: Source = Source::Publisher(ConnId(1));
+    const B: Source = Source::Publisher(ConnId(2));
+    const C: Source = Source::Publisher(ConnId(3));
 
     // Hand-built tags. `mark` makes the headers of different sources differ.
 
@@ -1333,7 +1333,7 @@ mod tests {
         fn mark(&self) -> u8 {
             match self.source {
                 Source::Slate => 0xee,
-                Source::Publisher(id) => id as u8,
+                Source::Publisher(id) => id.0 as u8,
             }
         }
 
@@ -2451,7 +2451,7 @@ mod splice_tests {
     /// of the last complete group by one frame.
     #[test]
     fn new_source_is_presented_after_the_old_sources_last_complete_picture() {
-        let (a, b) = (Source::Publisher(1), Source::Publisher(2));
+        let (a, b) = (Source::Publisher(ConnId(1)), Source::Publisher(ConnId(2)));
         let mut switcher = Switcher::new(SwitcherConfig { presentation_delay_ms: 66, ..SwitcherConfig::default() });
         switcher.select(a);
         feed(&mut switcher, a, &[FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1])]);
@@ -2480,7 +2480,7 @@ mod splice_tests {
     /// source's frames still come after everything sent.
     #[test]
     fn a_cut_in_the_first_group_after_a_splice_never_sends_time_back() {
-        let (a, b, c) = (Source::Publisher(1), Source::Publisher(2), Source::Publisher(3));
+        let (a, b, c) = (Source::Publisher(ConnId(1)), Source::Publisher(ConnId(2)), Source::Publisher(ConnId(3)));
         let mut switcher = Switcher::new(SwitcherConfig { presentation_delay_ms: 66, ..SwitcherConfig::default() });
         switcher.select(a);
         let mut out: Vec<FlvTag> = Vec::new();
@@ -2505,7 +2505,7 @@ mod splice_tests {
 
     #[test]
     fn silence_bridges_the_audio_pause_at_a_splice() {
-        let (a, b) = (Source::Publisher(1), Source::Publisher(2));
+        let (a, b) = (Source::Publisher(ConnId(1)), Source::Publisher(ConnId(2)));
         let mut switcher = Switcher::new(SwitcherConfig::default());
         let header = FlvTag::new(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1]);
         switcher.select(a);

@@ -597,8 +597,8 @@ mod tests {
     use super::*;
     use crate::program::slate::tests::ffmpeg_slate;
 
-    const A: ConnId = 1;
-    const B: ConnId = 2;
+    const A: ConnId = ConnId(1);
+    const B: ConnId = ConnId(2);
     const FRAME_MS: u32 = 33;
     const FILL_AFTER: Duration = Duration::from_secs(2);
     const DECISION_WAIT: Duration = Duration::from_millis(500);
@@ -606,7 +606,7 @@ mod tests {
     /// Every DJ payload ends with this trailer, so a program tag tells whose it is even when
     /// the switcher rewrote the bytes in front of it.
     fn trailer(conn: ConnId) -> [u8; 4] {
-        [b'D', b'J', conn as u8, 0x55]
+        [b'D', b'J', conn.0 as u8, 0x55]
     }
 
     fn payload(head: &[u8], conn: ConnId) -> Vec<u8> {
@@ -702,6 +702,7 @@ mod tests {
                     match action {
                         Action::Emit(tag) => {
                             let from = (1..=9)
+                                .map(ConnId)
                                 .find(|conn| tag.payload.ends_with(&trailer(*conn)))
                                 .map_or(From::Slate, From::Dj);
                             self.program.push(Emitted { at: self.now, from, tag });
@@ -1059,13 +1060,13 @@ mod tests {
         assert!(video.windows(2).all(|w| w[1] > w[0]), "decode order kept");
 
         // A DJ with video takes over: the underlay stops.
-        rig.connect(A + 2, 30, 90_000);
-        rig.play(&[B, A + 2], 200);
+        rig.connect(ConnId(3), 30, 90_000);
+        rig.play(&[B, ConnId(3)], 200);
         rig.disconnect(B);
-        rig.want(Some(A + 2));
-        rig.play(&[A + 2], 1000);
-        assert_eq!(rig.director.current(), Some(Source::Publisher(A + 2)));
+        rig.want(Some(ConnId(3)));
+        rig.play(&[ConnId(3)], 1000);
+        assert_eq!(rig.director.current(), Some(Source::Publisher(ConnId(3))));
         assert!(rig.director.underlay.is_none());
-        assert_eq!(rig.video_runs().last(), Some(&From::Dj(A + 2)));
+        assert_eq!(rig.video_runs().last(), Some(&From::Dj(ConnId(3))));
     }
 }

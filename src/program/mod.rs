@@ -36,7 +36,7 @@ const MAX_CONSUMER_LAG: Duration = Duration::from_secs(10);
 /// one before it fills in with the slate (the queue normally answers within milliseconds).
 const DECISION_WAIT: Duration = Duration::from_millis(500);
 /// Source ids of transcoded streams start here, far above any connection id.
-const DERIVED_IDS: ConnId = 1 << 62;
+const DERIVED_IDS: ConnId = ConnId(1 << 62);
 /// How often the program asks how to air the DJ on air, when the channel's off-profile
 /// policy can change the answer (their profile becomes known, a transcode starts or fails).
 const AIRING_POLL: Duration = Duration::from_millis(250);
@@ -262,7 +262,7 @@ impl Program {
                         .filter(|a| a.conn == conn && a.publisher.as_ref().is_some_and(|p| Arc::ptr_eq(p, &derived)));
                     let id = same.map_or_else(
                         || {
-                            self.next_derived_id += 1;
+                            self.next_derived_id.0 += 1;
                             self.next_derived_id
                         },
                         |a| a.id,

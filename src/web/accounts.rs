@@ -13,6 +13,7 @@ use crate::auth::{
     generate_stream_key, hash_password, normalize_dj_name, validate_email, validate_password, verify_password,
 };
 use crate::calendar::validate_timezone;
+use crate::ids::UserId;
 use crate::queue::engine::{AdminCommand, AdminError};
 use crate::store::{NewUser, Profile, StoreError, User};
 
@@ -198,7 +199,7 @@ pub async fn disable(state: &AppState, user: &User) -> Result<(), AccountError> 
 }
 
 async fn leave_queue(state: &AppState, user: &User) -> Result<(), AccountError> {
-    match state.queue.admin(AdminCommand::DisableUser { user_id: user.id }).await {
+    match state.queue.admin(AdminCommand::DisableUser { user_id: UserId(user.id) }).await {
         Ok(Ok(()) | Err(AdminError::NotInQueue)) => Ok(()),
         Ok(Err(e)) => Err(AccountError::internal("leaving the queue", e)),
         Err(e) => Err(AccountError::internal("leaving the queue", e)),

@@ -17,7 +17,7 @@ use super::session::WebSession;
 use crate::auth::TokenSubject;
 use crate::channel::health::{Health, check as check_health};
 use crate::hub::ProfileReport;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, UserId};
 use crate::media::stats::StatsSnapshot;
 use crate::queue::engine::{AdminCommand, AdminError, Status};
 use crate::store::User;
@@ -268,7 +268,7 @@ pub async fn remove(
     Path(dj_name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = find_user(&state, &dj_name).await?;
-    admin_ok(&state, &admin, AdminCommand::Remove { user_id: user.id }).await
+    admin_ok(&state, &admin, AdminCommand::Remove { user_id: UserId(user.id) }).await
 }
 
 pub async fn move_up(
@@ -277,7 +277,7 @@ pub async fn move_up(
     Path(dj_name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = find_user(&state, &dj_name).await?;
-    admin_ok(&state, &admin, AdminCommand::MoveUp { user_id: user.id }).await
+    admin_ok(&state, &admin, AdminCommand::MoveUp { user_id: UserId(user.id) }).await
 }
 
 pub async fn move_down(
@@ -286,7 +286,7 @@ pub async fn move_down(
     Path(dj_name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let user = find_user(&state, &dj_name).await?;
-    admin_ok(&state, &admin, AdminCommand::MoveDown { user_id: user.id }).await
+    admin_ok(&state, &admin, AdminCommand::MoveDown { user_id: UserId(user.id) }).await
 }
 
 pub(super) async fn find_user(state: &AppState, dj_name: &str) -> Result<User, ApiError> {

@@ -252,7 +252,8 @@ impl Producer {
 
     async fn look_up(&self, dj: &Dj) -> NowPlaying {
         let store = &self.sources.store;
-        let lookups = async { tokio::join!(store.user_by_id(dj.user_id), store.current_track(dj.user_id, unix_now())) };
+        let lookups =
+            async { tokio::join!(store.user_by_id(dj.user_id.0), store.current_track(dj.user_id.0, unix_now())) };
         let mut now = NowPlaying { dj_name: dj.dj_name.clone(), picture_url: None, track: None };
         // A slow or failed lookup costs the overlays a picture or a title, never the state.
         let Ok((user, track)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookups).await else {
@@ -356,17 +357,18 @@ fn bitrate(bytes: u64, elapsed: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ConnId;
     use crate::queue::engine::WaitingStatus;
 
-    fn dj(user_id: UserId, name: &str) -> Dj {
-        Dj { user_id, dj_name: name.to_owned() }
+    fn dj(user_id: i64, name: &str) -> Dj {
+        Dj { user_id: UserId(user_id), dj_name: name.to_owned() }
     }
 
     fn status(lead: Option<(&str, Option<u64>, bool)>, waiting: &[&str]) -> Status {
         Status {
             lead: lead.map(|(name, conn, paused)| LeadStatus {
                 dj: dj(1, name),
-                conn,
+                conn: conn.map(ConnId),
                 reserved: false,
                 reclaim_within: None,
                 budget: Duration::from_secs(600),
@@ -379,7 +381,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, name)| WaitingStatus {
                     dj: dj(i as i64 + 2, name),
-                    conn: Some(i as u64 + 10),
+                    conn: Some(ConnId(i as u64 + 10)),
                     reclaim_within: None,
                     position: i + 1,
                 })
@@ -501,7 +503,7 @@ mod tests {
         let mut updates = live.queue_updates();
 
         let (kick, _kicked) = tokio::sync::oneshot::channel();
-        queue.publish(1, Dj { user_id: user.id, dj_name: "Alice".into() }, kick).await.unwrap();
+        queue.publish(ConnId(1), Dj { user_id: UserId(user.id), dj_name: "Alice".into() }, kick).await.unwrap();
         let on_air = updates.wait_for(|v| v.lineup.now.is_some()).await.unwrap().clone();
         let now = on_air.lineup.now.as_ref().unwrap();
         assert_eq!(now.picture_url.as_deref(), Some("/pictures/1-0123456789abcdef.png"));

@@ -74,7 +74,7 @@ pub async fn song_json(State(state): State<AppState>) -> Result<Json<Value>, Api
     };
     let track = state
         .store
-        .current_track(lead.dj.user_id, unix_now())
+        .current_track(lead.dj.user_id.0, unix_now())
         .await
         .map_err(|e| ApiError::internal("loading the current track", e))?;
     let source = track.as_ref().map(|t| t.source);

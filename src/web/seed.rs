@@ -66,7 +66,7 @@ pub async fn song_json(State(state): State<AppState>) -> Result<Json<Value>, Api
     let track = match status.lead {
         Some(lead) => state
             .store
-            .current_track(lead.dj.user_id, crate::store::unix_now())
+            .current_track(lead.dj.user_id.0, crate::store::unix_now())
             .await
             .map_err(|e| ApiError::internal("loading the current track", e))?,
         None => None,
@@ -139,7 +139,7 @@ pub async fn get_block_toggle(
         let key = match &status.last_ended {
             Some(dj) => state
                 .store
-                .user_by_id(dj.user_id)
+                .user_by_id(dj.user_id.0)
                 .await
                 .map_err(|e| ApiError::internal("loading the last DJ", e))?
                 .map(|u| u.stream_key),

@@ -100,8 +100,8 @@ mod policies {
 
     fn publisher(policy: OffProfilePolicy) -> Arc<Publisher> {
         let channel = ChannelConfig { off_profile: policy, ..ChannelConfig::default() };
-        let dj = Dj { user_id: 1, dj_name: "Bob".into() };
-        Arc::new(Publisher::with_channel(1, dj, Instant::now(), Arc::new(channel)))
+        let dj = Dj { user_id: motherstream::ids::UserId(1), dj_name: "Bob".into() };
+        Arc::new(Publisher::with_channel(motherstream::ids::ConnId(1), dj, Instant::now(), Arc::new(channel)))
     }
 
     /// Feeds `path` into the publisher in real time, looped, like a live encoder.
@@ -262,8 +262,9 @@ mod policies {
             ffmpeg: ffmpeg.to_string_lossy().into_owned(),
             ..ChannelConfig::default()
         };
-        let dj = Dj { user_id: 3, dj_name: "Dan".into() };
-        let source = Arc::new(Publisher::with_channel(3, dj, Instant::now(), Arc::new(channel)));
+        let dj = Dj { user_id: motherstream::ids::UserId(3), dj_name: "Dan".into() };
+        let source =
+            Arc::new(Publisher::with_channel(motherstream::ids::ConnId(3), dj, Instant::now(), Arc::new(channel)));
         let feeding = feed(source.clone(), FIXTURE2);
         ask_until(&source, |a| matches!(a, Airing::Transcoded(_))).await;
         assert_eq!(children_named("ms-leave-ffmpeg").len(), 1, "one ffmpeg for the one off-profile DJ");
@@ -282,8 +283,9 @@ mod policies {
             ffmpeg: "false".into(),
             ..ChannelConfig::default()
         };
-        let dj = Dj { user_id: 2, dj_name: "Carol".into() };
-        let broken = Arc::new(Publisher::with_channel(2, dj, Instant::now(), Arc::new(channel)));
+        let dj = Dj { user_id: motherstream::ids::UserId(2), dj_name: "Carol".into() };
+        let broken =
+            Arc::new(Publisher::with_channel(motherstream::ids::ConnId(2), dj, Instant::now(), Arc::new(channel)));
         let _feeding = feed(broken.clone(), FIXTURE2);
         let (_, seen) = ask_until(&broken, |a| matches!(a, Airing::Covered)).await;
         assert_eq!(seen, ["undecided", "covered"], "never aired a broken transcode");
@@ -323,8 +325,9 @@ mod policies {
                 ffmpeg: ffmpeg.to_string_lossy().into_owned(),
                 ..ChannelConfig::default()
             };
-            let dj = Dj { user_id: 9, dj_name: size.into() };
-            let source = Arc::new(Publisher::with_channel(9, dj, Instant::now(), Arc::new(channel)));
+            let dj = Dj { user_id: motherstream::ids::UserId(9), dj_name: size.into() };
+            let source =
+                Arc::new(Publisher::with_channel(motherstream::ids::ConnId(9), dj, Instant::now(), Arc::new(channel)));
             let started = Instant::now();
             let feeding = feed(source.clone(), input.to_str().unwrap());
             let (airing, _) = ask_until(&source, |a| matches!(a, Airing::Transcoded(_))).await;

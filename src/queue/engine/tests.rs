@@ -6,8 +6,9 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn dj(user_id: UserId) -> Dj {
-    Dj { user_id, dj_name: format!("dj{user_id}") }
+/// The tests speak of connections and users by plain numbers; these wrap them.
+fn dj(user_id: i64) -> Dj {
+    Dj { user_id: UserId(user_id), dj_name: format!("dj{user_id}") }
 }
 
 /// An engine driven by a virtual clock.
@@ -37,20 +38,20 @@ impl Harness {
         self.engine.handle(self.now, input).expect("only admin commands fail")
     }
 
-    fn publish(&mut self, conn: ConnId, user_id: UserId) -> Vec<Output> {
-        self.input(Input::PublishRequested { conn, dj: dj(user_id) })
+    fn publish(&mut self, conn: u64, user_id: i64) -> Vec<Output> {
+        self.input(Input::PublishRequested { conn: ConnId(conn), dj: dj(user_id) })
     }
 
-    fn stop(&mut self, conn: ConnId) -> Vec<Output> {
-        self.input(Input::PublishStopped { conn })
+    fn stop(&mut self, conn: u64) -> Vec<Output> {
+        self.input(Input::PublishStopped { conn: ConnId(conn) })
     }
 
-    fn lose(&mut self, conn: ConnId) -> Vec<Output> {
-        self.input(Input::ConnectionLost { conn })
+    fn lose(&mut self, conn: u64) -> Vec<Output> {
+        self.input(Input::ConnectionLost { conn: ConnId(conn) })
     }
 
-    fn stall(&mut self, conn: ConnId) -> Vec<Output> {
-        self.input(Input::StallDetected { conn })
+    fn stall(&mut self, conn: u64) -> Vec<Output> {
+        self.input(Input::StallDetected { conn: ConnId(conn) })
     }
 
     fn tick(&mut self) -> Vec<Output> {
@@ -70,8 +71,8 @@ impl Harness {
     }
 
     /// The lead's user and connection, or `None`.
-    fn lead(&self) -> Option<(UserId, Option<ConnId>)> {
-        self.status().lead.map(|lead| (lead.dj.user_id, lead.conn))
+    fn lead(&self) -> Option<(i64, Option<u64>)> {
+        self.status().lead.map(|lead| (lead.dj.user_id.0, lead.conn.map(|c| c.0)))
     }
 
     fn remaining(&self) -> Duration {
@@ -79,26 +80,26 @@ impl Harness {
     }
 
     /// The waiting list as (user, connection) pairs, next up first.
-    fn waiting(&self) -> Vec<(UserId, Option<ConnId>)> {
-        self.status().waiting.iter().map(|w| (w.dj.user_id, w.conn)).collect()
+    fn waiting(&self) -> Vec<(i64, Option<u64>)> {
+        self.status().waiting.iter().map(|w| (w.dj.user_id.0, w.conn.map(|c| c.0))).collect()
     }
 }
 
-fn program_changes(outputs: &[Output]) -> Vec<Option<ConnId>> {
+fn program_changes(outputs: &[Output]) -> Vec<Option<u64>> {
     outputs
         .iter()
         .filter_map(|output| match output {
-            Output::ProgramSource(source) => Some(*source),
+            Output::ProgramSource(source) => Some(source.map(|c| c.0)),
             _ => None,
         })
         .collect()
 }
 
-fn disconnects(outputs: &[Output]) -> Vec<(ConnId, DisconnectReason)> {
+fn disconnects(outputs: &[Output]) -> Vec<(u64, DisconnectReason)> {
     outputs
         .iter()
         .filter_map(|output| match output {
-            Output::Disconnect { conn, reason } => Some((*conn, *reason)),
+            Output::Disconnect { conn, reason } => Some((conn.0, *reason)),
             _ => None,
         })
         .collect()
@@ -145,9 +146,9 @@ fn first_publisher_goes_on_air_at_once() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted { conn: 7, on_air: true, position: 0 },
+            Output::PublishAccepted { conn: ConnId(7), on_air: true, position: 0 },
             Output::Notice(Notice::OnAir { dj: dj(1) }),
-            Output::ProgramSource(Some(7)),
+            Output::ProgramSource(Some(ConnId(7))),
             h.persist(),
         ]
     );
@@ -163,13 +164,13 @@ fn later_publishers_queue_in_order_with_their_position() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted { conn: 2, on_air: false, position: 1 },
+            Output::PublishAccepted { conn: ConnId(2), on_air: false, position: 1 },
             Output::Notice(Notice::Queued { dj: dj(2), position: 1 }),
             h.persist(),
         ]
     );
     let out = h.publish(3, 3);
-    assert_eq!(out[0], Output::PublishAccepted { conn: 3, on_air: false, position: 2 });
+    assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(3), on_air: false, position: 2 });
     assert_eq!(h.waiting(), vec![(2, Some(2)), (3, Some(3))]);
     assert_eq!(h.status().waiting.iter().map(|w| w.position).collect::<Vec<_>>(), vec![1, 2]);
     assert_eq!(h.lead(), Some((1, Some(1))), "queued publishers are not aired");
@@ -187,7 +188,7 @@ fn clean_stop_of_the_lead_puts_the_next_on_air() {
         vec![
             Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::Stopped }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
-            Output::ProgramSource(Some(2)),
+            Output::ProgramSource(Some(ConnId(2))),
             h.persist(),
         ]
     );
@@ -224,9 +225,11 @@ fn queued_dj_who_disconnects_leaves_the_queue() {
 #[test]
 fn events_for_unknown_connections_change_nothing() {
     let mut h = two_djs();
-    for input in
-        [Input::PublishStopped { conn: 9 }, Input::ConnectionLost { conn: 9 }, Input::StallDetected { conn: 9 }]
-    {
+    for input in [
+        Input::PublishStopped { conn: ConnId(9) },
+        Input::ConnectionLost { conn: ConnId(9) },
+        Input::StallDetected { conn: ConnId(9) },
+    ] {
         assert_eq!(h.input(input), vec![]);
     }
     assert_eq!(h.lead(), Some((1, Some(1))));
@@ -260,9 +263,9 @@ fn dropped_lead_resumes_within_grace_with_the_time_left() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted { conn: 11, on_air: true, position: 0 },
+            Output::PublishAccepted { conn: ConnId(11), on_air: true, position: 0 },
             Output::Notice(Notice::Resumed { dj: dj(1) }),
-            Output::ProgramSource(Some(11)),
+            Output::ProgramSource(Some(ConnId(11))),
             h.persist(),
         ]
     );
@@ -287,7 +290,7 @@ fn dropped_lead_is_replaced_after_exactly_the_grace_period() {
         vec![
             Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::GraceExpired }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
-            Output::ProgramSource(Some(2)),
+            Output::ProgramSource(Some(ConnId(2))),
             h.persist(),
         ]
     );
@@ -302,7 +305,7 @@ fn grace_expiry_applies_even_if_the_next_call_is_a_late_reconnect() {
     // No tick in between: the reconnect arrives too late and is treated as a new publisher.
     let out = h.publish(11, 1);
     assert_eq!(out[0], Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::GraceExpired }));
-    assert!(out.contains(&Output::PublishAccepted { conn: 11, on_air: false, position: 1 }));
+    assert!(out.contains(&Output::PublishAccepted { conn: ConnId(11), on_air: false, position: 1 }));
     assert_eq!(h.lead(), Some((2, Some(2))));
 }
 
@@ -324,7 +327,7 @@ fn newcomer_during_grace_queues_behind_the_held_slot() {
     h.publish(1, 1);
     h.lose(1);
     let out = h.publish(2, 2);
-    assert_eq!(out[0], Output::PublishAccepted { conn: 2, on_air: false, position: 1 });
+    assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(2), on_air: false, position: 1 });
     assert_eq!(h.lead(), Some((1, None)));
 }
 
@@ -348,7 +351,7 @@ fn stalled_lead_is_disconnected_and_gets_a_grace_period() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect { conn: 1, reason: DisconnectReason::Stalled },
+            Output::Disconnect { conn: ConnId(1), reason: DisconnectReason::Stalled },
             Output::Notice(Notice::Stalled { dj: dj(1) }),
             Output::Notice(Notice::GraceStarted { dj: dj(1), grace: secs(10) }),
             Output::ProgramSource(None),
@@ -380,7 +383,7 @@ fn stalled_queued_dj_is_disconnected_and_leaves() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect { conn: 2, reason: DisconnectReason::Stalled },
+            Output::Disconnect { conn: ConnId(2), reason: DisconnectReason::Stalled },
             Output::Notice(Notice::Stalled { dj: dj(2) }),
             Output::Notice(Notice::LeftQueue { dj: dj(2), reason: EndReason::Stalled }),
             h.persist(),
@@ -402,10 +405,10 @@ fn slot_expiry_disconnects_the_lead_and_promotes_the_next() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect { conn: 1, reason: DisconnectReason::SlotElapsed },
+            Output::Disconnect { conn: ConnId(1), reason: DisconnectReason::SlotElapsed },
             Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::SlotElapsed }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
-            Output::ProgramSource(Some(2)),
+            Output::ProgramSource(Some(ConnId(2))),
             h.persist(),
         ]
     );
@@ -588,7 +591,7 @@ fn block_refuses_the_just_ended_dj_only_when_they_would_go_straight_on_air() {
     assert_eq!(h.status().last_ended, Some(dj(1)));
     assert_eq!(
         h.publish(2, 1),
-        vec![Output::PublishRejected { conn: 2, reason: RejectReason::Blocked }],
+        vec![Output::PublishRejected { conn: ConnId(2), reason: RejectReason::Blocked }],
         "a refusal changes nothing, so nothing is persisted"
     );
     assert_eq!(h.lead(), None);
@@ -597,7 +600,7 @@ fn block_refuses_the_just_ended_dj_only_when_they_would_go_straight_on_air() {
     h.publish(3, 3);
     assert_eq!(h.status().last_ended, None, "forgotten once someone else is on air");
     let out = h.publish(4, 1);
-    assert_eq!(out[0], Output::PublishAccepted { conn: 4, on_air: false, position: 1 });
+    assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(4), on_air: false, position: 1 });
 }
 
 #[test]
@@ -610,7 +613,7 @@ fn block_allows_the_just_ended_dj_to_queue_behind_a_held_slot() {
     h.stop(2); // user 3 on air
     h.lose(3); // user 3's slot is held
     let out = h.publish(5, 2);
-    assert_eq!(out[0], Output::PublishAccepted { conn: 5, on_air: false, position: 1 });
+    assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(5), on_air: false, position: 1 });
 }
 
 #[test]
@@ -624,7 +627,7 @@ fn block_applies_after_any_kind_of_set_end() {
             h.admin(AdminCommand::Skip).unwrap();
         }),
         ("removal", |h| {
-            h.admin(AdminCommand::Remove { user_id: 1 }).unwrap();
+            h.admin(AdminCommand::Remove { user_id: UserId(1) }).unwrap();
         }),
         ("grace expired", |h| {
             h.lose(1);
@@ -637,7 +640,7 @@ fn block_applies_after_any_kind_of_set_end() {
         end_set(&mut h);
         assert_eq!(
             h.publish(2, 1),
-            vec![Output::PublishRejected { conn: 2, reason: RejectReason::Blocked }],
+            vec![Output::PublishRejected { conn: ConnId(2), reason: RejectReason::Blocked }],
             "after {ending}"
         );
     }
@@ -648,7 +651,7 @@ fn without_block_the_just_ended_dj_may_go_straight_back_on_air() {
     let mut h = Harness::new();
     h.publish(1, 1);
     h.stop(1);
-    assert_eq!(h.publish(2, 1)[0], Output::PublishAccepted { conn: 2, on_air: true, position: 0 });
+    assert_eq!(h.publish(2, 1)[0], Output::PublishAccepted { conn: ConnId(2), on_air: true, position: 0 });
     assert_eq!(h.status().last_ended, None);
 }
 
@@ -664,10 +667,10 @@ fn block_can_be_set_and_toggled() {
     );
     assert!(h.status().block_enabled);
     assert_eq!(h.admin(AdminCommand::SetBlock(true)).unwrap(), vec![], "no change");
-    assert_eq!(h.publish(2, 1)[0], Output::PublishRejected { conn: 2, reason: RejectReason::Blocked });
+    assert_eq!(h.publish(2, 1)[0], Output::PublishRejected { conn: ConnId(2), reason: RejectReason::Blocked });
     h.admin(AdminCommand::SetBlock(false)).unwrap();
     assert!(!h.status().block_enabled);
-    assert_eq!(h.publish(3, 1)[0], Output::PublishAccepted { conn: 3, on_air: true, position: 0 });
+    assert_eq!(h.publish(3, 1)[0], Output::PublishAccepted { conn: ConnId(3), on_air: true, position: 0 });
 }
 
 // Rule 9: admin commands.
@@ -679,10 +682,10 @@ fn skip_ends_the_set_and_disconnects_the_lead() {
     assert_eq!(
         out,
         vec![
-            Output::Disconnect { conn: 1, reason: DisconnectReason::Skipped },
+            Output::Disconnect { conn: ConnId(1), reason: DisconnectReason::Skipped },
             Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::Skipped }),
             Output::Notice(Notice::OnAir { dj: dj(2) }),
-            Output::ProgramSource(Some(2)),
+            Output::ProgramSource(Some(ConnId(2))),
             h.persist(),
         ]
     );
@@ -701,16 +704,16 @@ fn skip_of_a_lead_in_grace_promotes_without_a_disconnect() {
 fn remove_and_disable_kick_the_lead_or_a_waiting_dj() {
     let mut h = two_djs();
     h.publish(3, 3);
-    let out = h.admin(AdminCommand::Remove { user_id: 2 }).unwrap();
+    let out = h.admin(AdminCommand::Remove { user_id: UserId(2) }).unwrap();
     assert_eq!(
         out,
         vec![
-            Output::Disconnect { conn: 2, reason: DisconnectReason::Removed },
+            Output::Disconnect { conn: ConnId(2), reason: DisconnectReason::Removed },
             Output::Notice(Notice::LeftQueue { dj: dj(2), reason: EndReason::Removed }),
             h.persist(),
         ]
     );
-    let out = h.admin(AdminCommand::DisableUser { user_id: 1 }).unwrap();
+    let out = h.admin(AdminCommand::DisableUser { user_id: UserId(1) }).unwrap();
     assert_eq!(disconnects(&out), vec![(1, DisconnectReason::Disabled)]);
     assert!(out.contains(&Output::Notice(Notice::SetEnded { dj: dj(1), reason: EndReason::Disabled })));
     assert_eq!(h.lead(), Some((3, Some(3))));
@@ -722,7 +725,7 @@ fn move_up_and_down_reorder_the_waiting_list() {
     let mut h = two_djs();
     h.publish(3, 3);
     h.publish(4, 4);
-    let out = h.admin(AdminCommand::MoveUp { user_id: 4 }).unwrap();
+    let out = h.admin(AdminCommand::MoveUp { user_id: UserId(4) }).unwrap();
     assert_eq!(
         out,
         vec![
@@ -732,11 +735,11 @@ fn move_up_and_down_reorder_the_waiting_list() {
         ]
     );
     assert_eq!(h.waiting(), vec![(2, Some(2)), (4, Some(4)), (3, Some(3))]);
-    h.admin(AdminCommand::MoveDown { user_id: 2 }).unwrap();
+    h.admin(AdminCommand::MoveDown { user_id: UserId(2) }).unwrap();
     assert_eq!(h.waiting(), vec![(4, Some(4)), (2, Some(2)), (3, Some(3))]);
     // At the ends of the list a move is a no-op.
-    assert_eq!(h.admin(AdminCommand::MoveUp { user_id: 4 }).unwrap(), vec![]);
-    assert_eq!(h.admin(AdminCommand::MoveDown { user_id: 3 }).unwrap(), vec![]);
+    assert_eq!(h.admin(AdminCommand::MoveUp { user_id: UserId(4) }).unwrap(), vec![]);
+    assert_eq!(h.admin(AdminCommand::MoveDown { user_id: UserId(3) }).unwrap(), vec![]);
     assert_eq!(h.waiting(), vec![(4, Some(4)), (2, Some(2)), (3, Some(3))]);
     assert_eq!(h.lead(), Some((1, Some(1))), "moves never touch the lead");
 }
@@ -748,11 +751,11 @@ fn failed_admin_commands_change_nothing() {
     h.at(secs(60)); // the grace period is over, but nothing has ticked yet
     let before = (h.status(), h.engine.snapshot(h.now), h.engine.next_deadline());
     for (command, error) in [
-        (AdminCommand::Remove { user_id: 9 }, AdminError::NotInQueue),
-        (AdminCommand::DisableUser { user_id: 9 }, AdminError::NotInQueue),
-        (AdminCommand::MoveUp { user_id: 9 }, AdminError::NotInQueue),
+        (AdminCommand::Remove { user_id: UserId(9) }, AdminError::NotInQueue),
+        (AdminCommand::DisableUser { user_id: UserId(9) }, AdminError::NotInQueue),
+        (AdminCommand::MoveUp { user_id: UserId(9) }, AdminError::NotInQueue),
         // The command sees the queue as of now: user 2 has taken over the lead.
-        (AdminCommand::MoveDown { user_id: 2 }, AdminError::NotWaiting),
+        (AdminCommand::MoveDown { user_id: UserId(2) }, AdminError::NotWaiting),
         (AdminCommand::SetSwapInterval { secs: 0, reset_current: false }, AdminError::ZeroSwapInterval),
     ] {
         assert_eq!(h.admin(command), Err(error));
@@ -787,7 +790,7 @@ fn admin_errors_are_displayable() {
 #[test]
 fn a_user_with_a_live_place_cannot_publish_again() {
     let mut h = two_djs();
-    let rejected = |conn| vec![Output::PublishRejected { conn, reason: RejectReason::AlreadyPublishing }];
+    let rejected = |conn| vec![Output::PublishRejected { conn: ConnId(conn), reason: RejectReason::AlreadyPublishing }];
     assert_eq!(h.publish(3, 1), rejected(3), "the lead");
     assert_eq!(h.publish(4, 2), rejected(4), "a waiting DJ");
     assert_eq!(h.publish(2, 5), rejected(2), "a connection that already publishes");
@@ -802,7 +805,7 @@ fn a_lead_in_grace_is_not_already_publishing() {
     let mut h = Harness::new();
     h.publish(1, 1);
     h.lose(1);
-    assert_eq!(h.publish(2, 1)[0], Output::PublishAccepted { conn: 2, on_air: true, position: 0 });
+    assert_eq!(h.publish(2, 1)[0], Output::PublishAccepted { conn: ConnId(2), on_air: true, position: 0 });
 }
 
 // Rule 11: persistence and restore.
@@ -812,7 +815,7 @@ fn every_state_change_is_persisted_and_nothing_else_is() {
     let mut h = two_djs();
     h.publish(3, 3);
     let changes: Vec<Vec<Output>> = vec![
-        h.admin(AdminCommand::MoveUp { user_id: 3 }).unwrap(),
+        h.admin(AdminCommand::MoveUp { user_id: UserId(3) }).unwrap(),
         h.admin(AdminCommand::PauseTimer).unwrap(),
         h.admin(AdminCommand::ResumeTimer).unwrap(),
         h.admin(AdminCommand::ToggleBlock).unwrap(),
@@ -883,7 +886,7 @@ fn restore_turns_every_place_into_a_reservation() {
     assert_eq!((lead.dj, lead.conn, lead.reserved, lead.reclaim_within), (dj(1), None, true, Some(secs(10))));
     assert_eq!(lead.remaining, secs(600));
     assert_eq!(
-        status.waiting.iter().map(|w| (w.dj.user_id, w.conn, w.reclaim_within)).collect::<Vec<_>>(),
+        status.waiting.iter().map(|w| (w.dj.user_id.0, w.conn, w.reclaim_within)).collect::<Vec<_>>(),
         vec![(2, None, Some(secs(10))), (3, None, Some(secs(10)))]
     );
     assert_eq!((status.swap_interval, status.block_enabled), (secs(1800), true), "runtime settings survive");
@@ -899,7 +902,7 @@ fn reclaiming_within_the_deadline_keeps_order_and_time_left() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted { conn: 23, on_air: false, position: 2 },
+            Output::PublishAccepted { conn: ConnId(23), on_air: false, position: 2 },
             Output::Notice(Notice::Queued { dj: dj(3), position: 2 }),
             h.persist(),
         ]
@@ -910,9 +913,9 @@ fn reclaiming_within_the_deadline_keeps_order_and_time_left() {
     assert_eq!(
         out,
         vec![
-            Output::PublishAccepted { conn: 21, on_air: true, position: 0 },
+            Output::PublishAccepted { conn: ConnId(21), on_air: true, position: 0 },
             Output::Notice(Notice::Resumed { dj: dj(1) }),
-            Output::ProgramSource(Some(21)),
+            Output::ProgramSource(Some(ConnId(21))),
             h.persist(),
         ]
     );
@@ -941,7 +944,7 @@ fn unclaimed_places_are_dropped_at_the_deadline() {
     assert_eq!(h.lead(), Some((1, Some(21))));
     assert!(h.waiting().is_empty());
     // Too late now: the user is simply a new publisher.
-    assert_eq!(h.publish(22, 2)[0], Output::PublishAccepted { conn: 22, on_air: false, position: 1 });
+    assert_eq!(h.publish(22, 2)[0], Output::PublishAccepted { conn: ConnId(22), on_air: false, position: 1 });
 }
 
 #[test]
@@ -1011,7 +1014,7 @@ fn a_restored_paused_lead_stays_paused() {
     }
     let t0 = Instant::now();
     let mut engine = Engine::restore(Settings::default(), snapshot, t0);
-    engine.handle(t0, Input::PublishRequested { conn: 1, dj: dj(1) }).unwrap();
+    engine.handle(t0, Input::PublishRequested { conn: ConnId(1), dj: dj(1) }).unwrap();
     let later = t0 + secs(1000);
     let lead = engine.status(later).lead.unwrap();
     assert_eq!((lead.remaining, lead.paused), (secs(600), true));
@@ -1030,7 +1033,7 @@ fn restore_repairs_an_inconsistent_snapshot() {
     let status = Engine::restore(Settings::default(), snapshot, t0).status(t0);
     assert_eq!(status.swap_interval, secs(3600), "a zero interval falls back to the settings");
     assert_eq!(status.lead.map(|lead| lead.dj), Some(dj(2)), "the first waiter is promoted");
-    assert_eq!(status.waiting.iter().map(|w| w.dj.user_id).collect::<Vec<_>>(), vec![3], "duplicates are dropped");
+    assert_eq!(status.waiting.iter().map(|w| w.dj.user_id.0).collect::<Vec<_>>(), vec![3], "duplicates are dropped");
 }
 
 #[test]
@@ -1042,8 +1045,8 @@ fn a_saved_lead_without_time_left_is_not_restored() {
     let status = engine.status(t0);
     assert_eq!(status.lead.map(|lead| lead.dj), Some(dj(2)), "the next place is held as lead");
     assert_eq!(status.last_ended, Some(dj(1)));
-    let out = engine.handle(t0, Input::PublishRequested { conn: 1, dj: dj(1) }).unwrap();
-    assert_eq!(out[0], Output::PublishAccepted { conn: 1, on_air: false, position: 2 });
+    let out = engine.handle(t0, Input::PublishRequested { conn: ConnId(1), dj: dj(1) }).unwrap();
+    assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(1), on_air: false, position: 2 });
 }
 
 #[test]

@@ -11,6 +11,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{PageError, base_context, render_status};
+use crate::ids::UserId;
 use crate::queue::engine::AdminCommand;
 use crate::web::AppState;
 use crate::web::accounts;
@@ -189,9 +190,9 @@ pub async fn queue_action(
         Err(e) => return console(&state, &organiser, e.status, Some(&e.detail)).await,
     };
     let cmd = match action.as_str() {
-        "move-up" => AdminCommand::MoveUp { user_id: user.id },
-        "move-down" => AdminCommand::MoveDown { user_id: user.id },
-        "remove" => AdminCommand::Remove { user_id: user.id },
+        "move-up" => AdminCommand::MoveUp { user_id: UserId(user.id) },
+        "move-down" => AdminCommand::MoveDown { user_id: UserId(user.id) },
+        "remove" => AdminCommand::Remove { user_id: UserId(user.id) },
         _ => return PageError::new(StatusCode::NOT_FOUND, "No such queue action").into_response(),
     };
     command(&state, &organiser, cmd).await

@@ -7,6 +7,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{PageError, base_context, render};
+use crate::ids::UserId;
 use crate::store::unix_now;
 use crate::web::AppState;
 use crate::web::api::remaining;
@@ -45,8 +46,8 @@ pub async fn dashboard(
 ) -> Result<Response, PageError> {
     let user = &member.user;
     let status = state.queue.status().await?;
-    let on_air = status.lead.as_ref().is_some_and(|l| l.dj.user_id == user.id);
-    let position = status.waiting.iter().find(|w| w.dj.user_id == user.id).map(|w| w.position);
+    let on_air = status.lead.as_ref().is_some_and(|l| l.dj.user_id == UserId(user.id));
+    let position = status.waiting.iter().find(|w| w.dj.user_id == UserId(user.id)).map(|w| w.position);
     let track = state
         .store
         .current_track(user.id, unix_now())
@@ -54,7 +55,7 @@ pub async fn dashboard(
         .map_err(|e| PageError::internal("loading the current track", e))?;
     let mine = match &status.lead {
         Some(lead) if on_air => lead.conn,
-        _ => status.waiting.iter().find(|w| w.dj.user_id == user.id).and_then(|w| w.conn),
+        _ => status.waiting.iter().find(|w| w.dj.user_id == UserId(user.id)).and_then(|w| w.conn),
     };
     // Shown while queued, so the DJ can fix their settings before going on air.
     let report = mine.and_then(|c| state.publishers.get(c)).map(|p| p.profile_report(std::time::Instant::now()));

@@ -33,7 +33,7 @@ impl Op {
 }
 
 fn user() -> impl Strategy<Value = UserId> {
-    0..5i64
+    (0..5i64).prop_map(UserId)
 }
 
 fn admin() -> impl Strategy<Value = AdminCommand> {
@@ -55,7 +55,7 @@ fn admin() -> impl Strategy<Value = AdminCommand> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let conn = 0..8u64;
+    let conn = (0..8u64).prop_map(ConnId);
     prop_oneof![
         4 => (conn.clone(), user()).prop_map(|(conn, user_id)| Op::Publish { conn, user_id }),
         2 => conn.clone().prop_map(Op::Stop),
