@@ -28,7 +28,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use super::backoff::Backoff;
+use super::delivery::Backoff;
 use super::tls::{self, Connector, RelayStream};
 use crate::media::flv::{FlvTag, ZeroBase};
 use crate::program::{ProgramBus, Subscription};

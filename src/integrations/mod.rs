@@ -8,10 +8,11 @@
 //! - [`discord`]: queue and destination events posted to a Discord webhook.
 //! - [`obs`]: OBS automation over obs-websocket v5: the studio's scenes, DJ name text and
 //!   overlays follow the queue.
+//! - `delivery`: what the outbound integrations share: backoff, a bounded outbox, pacing.
 //! - [`recognition`]: optional song recognition of the on-air audio (AudD), shown as now
 //!   playing unless the DJ named the track.
 
-mod backoff;
+mod delivery;
 pub mod destination;
 pub mod discord;
 pub mod email;

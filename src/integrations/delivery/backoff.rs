@@ -1,4 +1,4 @@
-//! Exponential backoff between attempts to reach something outside (a platform, OBS).
+//! Exponential backoff between attempts to reach something outside.
 
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
+    use tokio::time::Instant;
+
     use super::*;
 
     #[test]
@@ -38,5 +40,25 @@ mod tests {
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
         backoff.reset();
         assert_eq!(backoff.next_delay(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn huge_bounds_saturate_instead_of_overflowing() {
+        let mut backoff = Backoff::new(Duration::MAX / 2 + Duration::from_secs(1), Duration::MAX);
+        backoff.next_delay();
+        assert_eq!(backoff.next_delay(), Duration::MAX);
+        assert_eq!(backoff.next_delay(), Duration::MAX);
+        let mut inverted = Backoff::new(Duration::from_secs(10), Duration::from_secs(3));
+        assert_eq!(inverted.next_delay(), Duration::from_secs(3), "max wins over min");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sleeping_the_delays_takes_their_sum() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(400));
+        let start = Instant::now();
+        for _ in 0..5 {
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+        assert_eq!(Instant::now() - start, Duration::from_millis(100 + 200 + 400 + 400 + 400));
     }
 }
