@@ -150,7 +150,7 @@ impl Default for Tuning {
 }
 
 /// What a destination is doing, as shown by the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Opening the connection and starting the publish.
@@ -160,13 +160,15 @@ pub enum State {
     /// Waiting before the next attempt after a failure.
     Backoff,
     /// The program is not live; nothing to send, no connection.
+    #[default]
     Idle,
     /// The task has ended (shutdown).
     Stopped,
 }
 
-/// A snapshot of one destination, for `GET` on the API.
-#[derive(Debug, Clone, Serialize)]
+/// A snapshot of one destination, for `GET` on the API. The default is one that has done
+/// nothing yet (idle, nothing sent, no error).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DestinationStatus {
     pub name: String,
     /// The URL with its stream key replaced by `****`.

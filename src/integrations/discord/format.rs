@@ -183,17 +183,8 @@ mod tests {
     }
 
     fn status(name: &str, state: State, reconnects: u64, last_error: Option<&str>) -> DestinationStatus {
-        DestinationStatus {
-            name: name.to_owned(),
-            url: "rtmp://example.org/app/****".to_owned(),
-            state,
-            bytes_sent: 0,
-            connected_since: None,
-            uptime_secs: None,
-            reconnects,
-            last_error: last_error.map(str::to_owned),
-            next_retry_in_secs: None,
-        }
+        let last_error = last_error.map(str::to_owned);
+        DestinationStatus { name: name.to_owned(), state, reconnects, last_error, ..Default::default() }
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //! The webhook URL carries its token in the path, so it never reaches the logs: only
 //! [`redact_webhook_url`]'s form does, and request errors are logged without their URL.
 //! DJ names and error texts are escaped so they cannot format, link or mention, and every
+//! message also says `"allowed_mentions": {"parse": []}` so nothing in it can ping anyone.
+//!
+//! Files: `config` (the settings, URL validation and redaction), `format` (notices and
+//! destination outages into messages, escaping), `sender` (HTTP delivery and Discord's
+//! rate-limit answers), and here the two tasks. The outbox, backoff and pacing are the
+//! shared ones of `integrations::delivery`.
 
 mod config;
 mod format;

@@ -27,14 +27,14 @@
 //! operator picked by hand during a set is not fought over: the scene is switched when the
 //! channel goes on air or idle, not on every notice.
 //!
-//! Files: [`config`] (the `[obs]` table and `OBS_*` variables, validated), [`phase`] (what
+//! Files: `config` (the `[obs]` table and `OBS_*` variables, validated), `phase` (what
 //! OBS should show, and how a notice changes it), `studio` (the slots set in OBS and the
 //! requests that set them), `errors` (telling a refusal from a lost connection), and here
 //! the task: connecting, reconnecting with backoff, following the queue.
 
-pub mod config;
+mod config;
 mod errors;
-pub mod phase;
+mod phase;
 mod studio;
 
 use std::time::Duration;
