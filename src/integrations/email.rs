@@ -27,7 +27,7 @@ use minijinja::HtmlEscape;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::delivery::{Backoff, Outbox, Pushed};
+use super::delivery::{Attempts, Outbox, Pushed};
 use super::error_chain;
 use crate::auth::random_hex;
 use crate::secret::Secret;
@@ -326,8 +326,8 @@ async fn send_all(
 
 /// Tries to deliver one message, retrying failures that may pass.
 async fn deliver(transport: &AsyncSmtpTransport<Tokio1Executor>, email: &Outgoing, retry: Retry) {
-    let mut backoff = Backoff::new(retry.first_retry, retry.first_retry * 4);
-    for attempt in 1..=retry.attempts {
+    let mut attempts = Attempts::new(retry.attempts, retry.first_retry, retry.first_retry * 4);
+    loop {
         let error =
             match tokio::time::timeout(retry.attempt_timeout, transport.send_raw(&email.envelope, &email.raw)).await {
                 Ok(Ok(_)) => {
@@ -346,20 +346,21 @@ async fn deliver(transport: &AsyncSmtpTransport<Tokio1Executor>, email: &Outgoin
                 Ok(Err(e)) => error_chain(&e),
                 Err(_) => format!("no answer within {:?}", retry.attempt_timeout),
             };
-        if attempt == retry.attempts {
+        let Some(delay) = attempts.failed() else {
             tracing::warn!(
-                "giving up on the {} email to {} after {attempt} attempts: {error}",
+                "giving up on the {} email to {} after {} attempts: {error}",
                 email.kind,
-                email.dj_name
+                email.dj_name,
+                attempts.made()
             );
             return;
-        }
-        let delay = backoff.next_delay();
+        };
         tracing::warn!(
-            "sending the {} email to {} failed (attempt {attempt} of {}, next in {delay:?}): {error}",
+            "sending the {} email to {} failed (attempt {} of {}, next in {delay:?}): {error}",
             email.kind,
             email.dj_name,
-            retry.attempts
+            attempts.made(),
+            attempts.max()
         );
         tokio::time::sleep(delay).await;
     }

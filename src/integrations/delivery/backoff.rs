@@ -27,6 +27,37 @@ impl Backoff {
     }
 }
 
+/// The attempts at delivering one thing: at most `max`, with a [`Backoff`] between them.
+#[derive(Debug)]
+pub(crate) struct Attempts {
+    backoff: Backoff,
+    made: u32,
+    max: u32,
+}
+
+impl Attempts {
+    /// `max` attempts (at least one), the first retry after `min`, doubling up to `max_delay`.
+    pub(crate) fn new(max: u32, min: Duration, max_delay: Duration) -> Self {
+        Self { backoff: Backoff::new(min, max_delay), made: 0, max: max.max(1) }
+    }
+
+    /// Counts a failed attempt: the delay before the next one, or `None` when that was the
+    /// last one allowed.
+    pub(crate) fn failed(&mut self) -> Option<Duration> {
+        self.made = self.made.saturating_add(1);
+        (self.made < self.max).then(|| self.backoff.next_delay())
+    }
+
+    /// Attempts failed so far.
+    pub(crate) fn made(&self) -> u32 {
+        self.made
+    }
+
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::time::Instant;
@@ -50,6 +81,29 @@ mod tests {
         assert_eq!(backoff.next_delay(), Duration::MAX);
         let mut inverted = Backoff::new(Duration::from_secs(10), Duration::from_secs(3));
         assert_eq!(inverted.next_delay(), Duration::from_secs(3), "max wins over min");
+    }
+
+    #[test]
+    fn attempts_run_out_after_the_last_one() {
+        let mut attempts = Attempts::new(4, Duration::from_secs(1), Duration::from_secs(3));
+        let delays: Vec<Option<u64>> = (0..5).map(|_| attempts.failed().map(|d| d.as_secs())).collect();
+        assert_eq!(delays, [Some(1), Some(2), Some(3), None, None]);
+        assert_eq!((attempts.made(), attempts.max()), (5, 4));
+        let mut once = Attempts::new(0, Duration::from_secs(1), Duration::from_secs(3));
+        assert_eq!(once.failed(), None, "zero attempts still makes one");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retrying_until_the_attempts_run_out_waits_the_backoff() {
+        let mut attempts = Attempts::new(3, Duration::from_millis(10), Duration::from_secs(1));
+        let start = Instant::now();
+        let mut tries = 1;
+        while let Some(delay) = attempts.failed() {
+            tokio::time::sleep(delay).await;
+            tries += 1;
+        }
+        assert_eq!(tries, 3);
+        assert_eq!(Instant::now() - start, Duration::from_millis(10 + 20));
     }
 
     #[tokio::test(start_paused = true)]

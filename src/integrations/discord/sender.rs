@@ -13,7 +13,7 @@ use tokio::time::sleep;
 use super::config::DiscordConfig;
 use super::format::{Message, truncate_chars};
 use super::{Tuning, shutdown_signalled};
-use crate::integrations::delivery::{Backoff, Outbox, Pacing};
+use crate::integrations::delivery::{Attempts, Outbox, Pacing};
 use crate::integrations::error_chain;
 
 /// Most bytes of a response body read (for a 429's `retry_after` or an error's
@@ -126,8 +126,7 @@ impl Sender {
     /// Sends one message, honouring rate limits and retrying server and network errors.
     async fn deliver(&mut self, message: &Message) -> Delivery {
         let body = message.to_json();
-        let mut failures = 0u32;
-        let mut backoff = Backoff::new(self.tuning.backoff_min, self.tuning.backoff_max);
+        let mut attempts = Attempts::new(self.tuning.max_attempts, self.tuning.backoff_min, self.tuning.backoff_max);
         let mut rate_limited = 0u32;
         loop {
             self.pacing.acquire().await;
@@ -172,12 +171,10 @@ impl Sender {
                 }
                 Err(error) => format!("request to {} failed: {error}", self.redacted),
             };
-            failures += 1;
-            if failures >= self.tuning.max_attempts {
-                tracing::warn!("discord: dropping a message after {failures} attempts: {failure}");
+            let Some(delay) = attempts.failed() else {
+                tracing::warn!("discord: dropping a message after {} attempts: {failure}", attempts.made());
                 return Delivery::Dropped;
-            }
-            let delay = backoff.next_delay();
+            };
             tracing::warn!("discord: {failure}; retrying in {delay:?}");
             sleep(delay).await;
         }
