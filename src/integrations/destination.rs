@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 
 use super::delivery::Backoff;
+use super::shutdown_requested;
 use super::tls::{self, Connector, RelayStream};
 use crate::media::flv::{FlvTag, ZeroBase};
 use crate::program::{ProgramBus, Subscription};
@@ -373,11 +374,6 @@ enum Outcome {
         error: RelayError,
         live_for: Option<Duration>,
     },
-}
-
-/// Resolves once shutdown is requested, or when nobody can request it any more.
-async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
 /// One destination's task.

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::delivery::{Attempts, Outbox, Pushed};
-use super::error_chain;
+use super::{error_chain, shutdown_requested};
 use crate::auth::random_hex;
 use crate::secret::Secret;
 use crate::settings::ConfigError;
@@ -311,8 +311,7 @@ async fn send_all(
     retry: Retry,
 ) {
     let stopping = async {
-        // A dropped sender means the server is going away as well.
-        let _ = shutdown.wait_for(|&stop| stop).await;
+        shutdown_requested(&mut shutdown).await;
         // What is queued still goes out; `pop` ends once it is drained.
         outbox.close();
     };

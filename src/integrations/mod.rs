@@ -20,6 +20,12 @@ pub mod obs;
 pub mod recognition;
 pub mod tls;
 
+/// Resolves once shutdown is requested, or when nobody can request it any more (the sender
+/// was dropped: the server is going away as well).
+pub(crate) async fn shutdown_requested(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|&stop| stop).await;
+}
+
 /// An error and its causes on one line. Client libraries keep the telling part in the
 /// sources (`reqwest`: "connection refused"; obws: the socket error behind "failed to
 /// connect"); repeats of text already shown are skipped.

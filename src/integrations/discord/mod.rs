@@ -43,6 +43,7 @@ pub use self::format::{DestinationWatcher, Message, escape, format_notice};
 use self::sender::Sender;
 use super::delivery::{Outbox, Pushed};
 use super::destination::{DestinationStatus, Destinations};
+use super::shutdown_requested;
 use crate::queue::engine::Notice;
 
 /// Timing and sizes of the notifier. The defaults suit Discord; tests shorten them.
@@ -179,12 +180,6 @@ impl Discord {
     }
 }
 
-/// Resolves when `shutdown` is `true` or its sender is gone.
-async fn shutdown_signalled(shutdown: &mut watch::Receiver<bool>) {
-    // An error means the sender was dropped: as good as a shutdown.
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 /// Reads notices and polls destinations; never waits on the network.
 struct Collector<S> {
     /// `None` once the queue is gone: destinations are still watched.
@@ -202,7 +197,7 @@ impl<S: StatusSource> Collector<S> {
         loop {
             tokio::select! {
                 biased;
-                () = shutdown_signalled(&mut shutdown) => break,
+                () = shutdown_requested(&mut shutdown) => break,
                 received = recv(&mut self.notices) => match received {
                     Ok(notice) => {
                         if let Some(message) = format_notice(&notice) {

@@ -10,11 +10,11 @@ use reqwest::{StatusCode, Url};
 use tokio::sync::watch;
 use tokio::time::sleep;
 
+use super::Tuning;
 use super::config::DiscordConfig;
 use super::format::{Message, truncate_chars};
-use super::{Tuning, shutdown_signalled};
 use crate::integrations::delivery::{Attempts, Outbox, Pacing};
-use crate::integrations::error_chain;
+use crate::integrations::{error_chain, shutdown_requested};
 
 /// Most bytes of a response body read (for a 429's `retry_after` or an error's
 /// description): Discord's are tiny, and a misbehaving server must not make us buffer more.
@@ -104,7 +104,7 @@ impl Sender {
         drain_timeout: Duration,
     ) {
         let deadline = async move {
-            shutdown_signalled(&mut shutdown).await;
+            shutdown_requested(&mut shutdown).await;
             sleep(drain_timeout).await;
         };
         let work = async {

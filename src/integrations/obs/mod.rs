@@ -53,6 +53,7 @@ use self::phase::{Hint, hint};
 pub use self::phase::{Phase, QueueView};
 use self::studio::Value;
 use super::delivery::Backoff;
+use super::shutdown_requested;
 use crate::queue::actor::QueueHandle;
 use crate::queue::engine::Notice;
 use crate::secret::Secret;
@@ -134,7 +135,7 @@ impl<Q: QueueView> Obs<Q> {
             // Dropping `run` mid-request is fine: the client goes with it, closing the socket.
             tokio::select! {
                 () = obs.run() => {}
-                _ = shutdown.wait_for(|&stop| stop) => {}
+                () = shutdown_requested(&mut shutdown) => {}
             }
         })
     }
