@@ -259,12 +259,9 @@ impl FakeDestinations {
             name: "youtube".to_owned(),
             url: "rtmp://a.rtmp.youtube.com/live2/****".to_owned(),
             state,
-            bytes_sent: 0,
-            connected_since: None,
-            uptime_secs: None,
             reconnects,
             last_error: last_error.map(str::to_owned),
-            next_retry_in_secs: None,
+            ..Default::default()
         };
         *self.statuses.lock().expect("lock") = vec![status];
     }

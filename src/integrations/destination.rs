@@ -28,7 +28,8 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use super::backoff::Backoff;
+use super::delivery::Backoff;
+use super::shutdown_requested;
 use super::tls::{self, Connector, RelayStream};
 use crate::media::flv::{FlvTag, ZeroBase};
 use crate::program::{ProgramBus, Subscription};
@@ -150,7 +151,7 @@ impl Default for Tuning {
 }
 
 /// What a destination is doing, as shown by the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Opening the connection and starting the publish.
@@ -160,13 +161,15 @@ pub enum State {
     /// Waiting before the next attempt after a failure.
     Backoff,
     /// The program is not live; nothing to send, no connection.
+    #[default]
     Idle,
     /// The task has ended (shutdown).
     Stopped,
 }
 
-/// A snapshot of one destination, for `GET` on the API.
-#[derive(Debug, Clone, Serialize)]
+/// A snapshot of one destination, for `GET` on the API. The default is one that has done
+/// nothing yet (idle, nothing sent, no error).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct DestinationStatus {
     pub name: String,
     /// The URL with its stream key replaced by `****`.
@@ -371,11 +374,6 @@ enum Outcome {
         error: RelayError,
         live_for: Option<Duration>,
     },
-}
-
-/// Resolves once shutdown is requested, or when nobody can request it any more.
-async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
 /// One destination's task.

@@ -1,7 +1,7 @@
 //! Email: the welcome message and password reset links, over SMTP.
 //!
 //! ```text
-//! handlers ─▶ Mailer::welcome / password_reset ─▶ outbox (bounded, full: dropped) ─▶ sender ─▶ SMTP server
+//! handlers ─▶ Mailer::welcome / password_reset ─▶ outbox (bounded, drops oldest) ─▶ sender ─▶ SMTP server
 //!             (builds the message, never waits)                                     (timeouts, retries)
 //! ```
 //!
@@ -15,6 +15,7 @@
 //! Without SMTP configured nothing is sent and reset links are written to the log, so an
 //! organiser can still hand them out. The SMTP password never reaches the logs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::address::Envelope;
@@ -23,18 +24,19 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::HtmlEscape;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::backoff::Backoff;
-use super::error_chain;
+use super::delivery::{Attempts, Outbox, Pushed};
+use super::{error_chain, shutdown_requested};
 use crate::auth::random_hex;
 use crate::secret::Secret;
 use crate::settings::ConfigError;
 use crate::store::User;
 
-/// Messages waiting for the sender; beyond this, new ones are dropped with a warning (a
-/// dead mail server must not make the server buffer without bound).
+/// Messages waiting for the sender; beyond this the oldest is dropped with a warning (a
+/// dead mail server must not make the server buffer without bound, and the message just
+/// asked for is the one a user is waiting for).
 const OUTBOX_CAPACITY: usize = 64;
 /// Delivery attempts per message.
 const ATTEMPTS: u32 = 3;
@@ -168,7 +170,7 @@ pub struct Mailer {
 #[derive(Clone, Debug)]
 struct Smtp {
     from: Mailbox,
-    outbox: mpsc::Sender<Outgoing>,
+    outbox: Arc<Outbox<Outgoing>>,
 }
 
 /// Attempts and waits of the sender (shortened by the tests).
@@ -204,8 +206,8 @@ impl Mailer {
         retry: Retry,
     ) -> Result<(Self, JoinHandle<()>), ConfigError> {
         let transport = transport(config, retry.attempt_timeout.min(COMMAND_TIMEOUT))?;
-        let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
-        let task = tokio::spawn(send_all(transport, queued, shutdown, retry));
+        let outbox = Arc::new(Outbox::new(OUTBOX_CAPACITY));
+        let task = tokio::spawn(send_all(transport, outbox.clone(), shutdown, retry));
         Ok((Self { smtp: Some(Smtp { from: config.from.clone(), outbox }), settings }, task))
     }
 
@@ -259,15 +261,16 @@ impl Smtp {
             envelope: message.envelope().clone(),
             raw: message.formatted(),
         };
-        match self.outbox.try_send(outgoing) {
-            Ok(()) => tracing::debug!("{kind} email to {} queued", user.dj_name),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+        match self.outbox.push(outgoing) {
+            Pushed::Queued => tracing::debug!("{kind} email to {} queued", user.dj_name),
+            Pushed::DroppedOldest { oldest, .. } => {
                 tracing::warn!(
-                    "email outbox full ({OUTBOX_CAPACITY} waiting): dropped the {kind} email to {}",
-                    user.dj_name
+                    "email outbox full ({OUTBOX_CAPACITY} waiting): dropped the oldest, the {} email to {}",
+                    oldest.kind,
+                    oldest.dj_name
                 )
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Pushed::Closed(_) => {
                 tracing::warn!("email sender stopped: dropped the {kind} email to {}", user.dj_name)
             }
         }
@@ -300,38 +303,30 @@ fn transport(
     Ok(builder.build())
 }
 
-/// The sender: one message at a time, in order.
+/// The sender: one message at a time, in order, until shutdown and the outbox is drained.
 async fn send_all(
     transport: AsyncSmtpTransport<Tokio1Executor>,
-    mut queued: mpsc::Receiver<Outgoing>,
+    outbox: Arc<Outbox<Outgoing>>,
     mut shutdown: watch::Receiver<bool>,
     retry: Retry,
 ) {
-    let stopping = async move {
-        // A dropped sender means the server is going away as well.
-        let _ = shutdown.wait_for(|&stop| stop).await;
+    let stopping = async {
+        shutdown_requested(&mut shutdown).await;
+        // What is queued still goes out; `pop` ends once it is drained.
+        outbox.close();
     };
-    tokio::pin!(stopping);
-    let mut closed = false;
-    loop {
-        tokio::select! {
-            outgoing = queued.recv() => match outgoing {
-                Some(outgoing) => deliver(&transport, &outgoing, retry).await,
-                None => return,
-            },
-            () = &mut stopping, if !closed => {
-                // What is queued still goes out; `recv` ends once it is drained.
-                closed = true;
-                queued.close();
-            }
+    let sending = async {
+        while let Some(outgoing) = outbox.pop().await {
+            deliver(&transport, &outgoing, retry).await;
         }
-    }
+    };
+    tokio::join!(stopping, sending);
 }
 
 /// Tries to deliver one message, retrying failures that may pass.
 async fn deliver(transport: &AsyncSmtpTransport<Tokio1Executor>, email: &Outgoing, retry: Retry) {
-    let mut backoff = Backoff::new(retry.first_retry, retry.first_retry * 4);
-    for attempt in 1..=retry.attempts {
+    let mut attempts = Attempts::new(retry.attempts, retry.first_retry, retry.first_retry * 4);
+    loop {
         let error =
             match tokio::time::timeout(retry.attempt_timeout, transport.send_raw(&email.envelope, &email.raw)).await {
                 Ok(Ok(_)) => {
@@ -350,20 +345,21 @@ async fn deliver(transport: &AsyncSmtpTransport<Tokio1Executor>, email: &Outgoin
                 Ok(Err(e)) => error_chain(&e),
                 Err(_) => format!("no answer within {:?}", retry.attempt_timeout),
             };
-        if attempt == retry.attempts {
+        let Some(delay) = attempts.failed() else {
             tracing::warn!(
-                "giving up on the {} email to {} after {attempt} attempts: {error}",
+                "giving up on the {} email to {} after {} attempts: {error}",
                 email.kind,
-                email.dj_name
+                email.dj_name,
+                attempts.made()
             );
             return;
-        }
-        let delay = backoff.next_delay();
+        };
         tracing::warn!(
-            "sending the {} email to {} failed (attempt {attempt} of {}, next in {delay:?}): {error}",
+            "sending the {} email to {} failed (attempt {} of {}, next in {delay:?}): {error}",
             email.kind,
             email.dj_name,
-            retry.attempts
+            attempts.made(),
+            attempts.max()
         );
         tokio::time::sleep(delay).await;
     }
@@ -566,6 +562,22 @@ mod tests {
         mailer.password_reset(&user(), "http://x/password-reset/t");
         stop.send(true).unwrap();
         tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_email_not_the_new_one() {
+        let outbox = Arc::new(Outbox::new(OUTBOX_CAPACITY));
+        let from: Mailbox = "motherstream <noreply@example.org>".parse().unwrap();
+        let smtp = Smtp { from, outbox: outbox.clone() };
+        let settings = MailSettings { public_url: None, reset_ttl: Duration::from_secs(60) };
+        let mailer = Mailer { smtp: Some(smtp), settings };
+        for i in 0..=OUTBOX_CAPACITY {
+            mailer.password_reset(&User { dj_name: format!("dj{i}"), ..user() }, "http://x/password-reset/t");
+        }
+        assert_eq!(outbox.dropped(), 1);
+        assert_eq!(outbox.try_pop().map(|o| o.dj_name), Some("dj1".to_owned()), "dj0's went");
+        let newest = std::iter::from_fn(|| outbox.try_pop()).last().map(|o| o.dj_name);
+        assert_eq!(newest, Some(format!("dj{OUTBOX_CAPACITY}")));
     }
 
     #[tokio::test]

@@ -8,16 +8,23 @@
 //! - [`discord`]: queue and destination events posted to a Discord webhook.
 //! - [`obs`]: OBS automation over obs-websocket v5: the studio's scenes, DJ name text and
 //!   overlays follow the queue.
+//! - `delivery`: what the outbound integrations share: backoff, a bounded outbox, pacing.
 //! - [`recognition`]: optional song recognition of the on-air audio (AudD), shown as now
 //!   playing unless the DJ named the track.
 
-mod backoff;
+mod delivery;
 pub mod destination;
 pub mod discord;
 pub mod email;
 pub mod obs;
 pub mod recognition;
 pub mod tls;
+
+/// Resolves once shutdown is requested, or when nobody can request it any more (the sender
+/// was dropped: the server is going away as well).
+pub(crate) async fn shutdown_requested(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|&stop| stop).await;
+}
 
 /// An error and its causes on one line. Client libraries keep the telling part in the
 /// sources (`reqwest`: "connection refused"; obws: the socket error behind "failed to
