@@ -14,6 +14,7 @@
 //! - [`config`], [`cli`], [`server`]: configuration, command line, and start-up wiring.
 
 pub mod auth;
+pub mod backoff;
 pub mod calendar;
 pub mod channel;
 pub mod cli;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "leaves: shared vocabulary, no imports of ours",
-        &["ids", "settings", "limits", "calendar", "secret", "metrics", "ratelimit", "auth"],
+        &["ids", "settings", "limits", "calendar", "secret", "backoff", "metrics", "ratelimit", "auth"],
     ),
     ("protocol: RTMP without I/O, plus its tokio drivers", &["rtmp"]),
     ("media primitives: FLV, codecs, GOP cache, switcher", &["media"]),

@@ -15,6 +15,7 @@ use super::engine::{
     AdminCommand, AdminError, ConnId, DisconnectReason, Dj, Engine, Input, Notice, Output, RejectReason, Snapshot,
     Status,
 };
+use crate::backoff::Backoff;
 use crate::store::Store;
 
 /// How often the actor ticks the engine (slot expiry, grace periods, warnings).
@@ -275,11 +276,11 @@ async fn persist_loop(store: Store, mut latest: watch::Receiver<Option<Snapshot>
         let Some(snapshot) = latest.borrow_and_update().clone() else {
             continue;
         };
-        let mut delay = Duration::from_millis(250);
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
         while let Err(e) = write_snapshot(&store, &snapshot).await {
+            let delay = backoff.next_delay();
             tracing::warn!("saving the queue failed (retrying in {delay:?}): {e}");
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
             if latest.has_changed().unwrap_or(false) {
                 break; // a newer snapshot supersedes this one
             }

@@ -179,7 +179,7 @@ mod tests {
     use crate::queue::engine::{Dj, EndReason};
 
     fn dj(name: &str) -> Dj {
-        Dj { user_id: 1, dj_name: name.to_owned() }
+        Dj { user_id: crate::ids::UserId(1), dj_name: name.to_owned() }
     }
 
     fn status(name: &str, state: State, reconnects: u64, last_error: Option<&str>) -> DestinationStatus {

@@ -1,4 +1,5 @@
-//! Exponential backoff between attempts to reach something outside.
+//! Exponential backoff between attempts to reach something outside (a platform, OBS, a mail
+//! server, the database). A leaf: every layer that retries uses this one.
 
 use std::time::Duration;
 
