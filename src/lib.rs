@@ -4,14 +4,18 @@
 //! modules in the order data flows through them (see `ARCHITECTURE.md` for the full map):
 //!
 //! - [`rtmp`]: the RTMP protocol, sans-IO (handshake, chunks, AMF0, session state machines).
+//! - [`media`]: FLV tags, codec headers, the GOP cache, statistics and the program switcher.
+//! - [`hub`]: the live publishers, fed by ingest and read by the program.
 //! - [`ingest`]: the RTMP listener; one task per connection drives a server session, checks
-//!   stream keys and feeds each publisher's media into its buffer.
-//! - [`media`]: FLV tags, codec headers, the per-publisher GOP cache and statistics.
+//!   stream keys and feeds each publisher's media into the hub.
+//! - [`program`]: what is on air (director, slate) and the fan-out to every consumer.
 //! - [`queue`]: the pure queue engine (events in, commands out, clock injected) and the
 //!   actor that owns it.
 //! - [`store`]: accounts and persisted queue state (SQLite or Postgres via sqlx).
-//! - [`web`]: the HTTP API (seed-compatible endpoints and `/api/v1`).
+//! - [`web`]: the HTTP API (seed-compatible endpoints and `/api/v1`), pages and overlays.
 //! - [`config`], [`cli`], [`server`]: configuration, command line, and start-up wiring.
+//!
+//! `tests/layering.rs` holds the rule of who may use whom (ARCHITECTURE.md, "Layering").
 
 pub mod auth;
 pub mod backoff;
