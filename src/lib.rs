@@ -23,25 +23,22 @@ pub mod calendar;
 pub mod channel;
 pub mod cli;
 pub mod config;
-#[doc(hidden)]
-pub mod fuzzing;
 pub mod history;
 pub mod hub;
-pub mod ids;
 pub mod import;
 pub mod ingest;
 pub mod integrations;
 pub mod limits;
-pub mod media;
 pub mod metrics;
 pub mod program;
 pub mod queue;
 pub mod ratelimit;
 pub mod recorder;
-pub mod rtmp;
 pub mod secret;
 pub mod sentry_report;
 pub mod server;
 pub mod settings;
 pub mod store;
 pub mod web;
+
+pub use motherstream_media::{ids, media, rtmp};

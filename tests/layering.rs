@@ -196,19 +196,23 @@ fn impurities(path: &str, text: &str) -> Vec<String> {
     found
 }
 
+/// Both crates' sources, by path under their `src/`: `motherstream-media` holds the lowest
+/// layers (`ids`, `rtmp`, `media`) and `motherstream` re-exports them under the same names,
+/// so one table covers both.
 fn read_sources() -> Vec<(String, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    collect(&root, &mut files);
-    assert!(files.len() > 50, "found only {} files under {}", files.len(), root.display());
-    files
-        .into_iter()
-        .map(|file| {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = Vec::new();
+    for root in [manifest.join("crates/media/src"), manifest.join("src")] {
+        let mut files = Vec::new();
+        collect(&root, &mut files);
+        assert!(files.len() > 10, "found only {} files under {}", files.len(), root.display());
+        for file in files {
             let relative = file.strip_prefix(&root).expect("under src").to_string_lossy().replace('\\', "/");
             let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-            (relative, text)
-        })
-        .collect()
+            sources.push((relative, text));
+        }
+    }
+    sources
 }
 
 fn collect(dir: &Path, files: &mut Vec<PathBuf>) {

@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use motherstream::rtmp::amf0;
+use motherstream_media::rtmp::amf0;
 
 fuzz_target!(|data: &[u8]| {
     let _ = amf0::decode_one(data);

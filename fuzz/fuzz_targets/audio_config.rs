@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use motherstream::media::codec::{AudioCodec, AudioConfig, AudioSpecificConfig};
+use motherstream_media::media::codec::{AudioCodec, AudioConfig, AudioSpecificConfig};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else { return };

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use motherstream::fuzzing::chunk_layer;
-use motherstream::rtmp::SessionLimits;
+use motherstream_media::fuzzing::chunk_layer;
+use motherstream_media::rtmp::SessionLimits;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&piece, input)) = data.split_first() else { return };

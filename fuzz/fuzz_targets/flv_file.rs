@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use motherstream::media::flv::{FlvReader, FlvStreamReader};
+use motherstream_media::media::flv::{FlvReader, FlvStreamReader};
 
 const MAX_TAG: usize = 64 * 1024;
 

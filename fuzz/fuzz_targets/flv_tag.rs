@@ -6,12 +6,12 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use motherstream::media::codec::{
+use motherstream_media::media::codec::{
     AudioConfig, AudioTagInfo, VideoConfig, VideoPacket, VideoTagInfo, is_stream_header, is_video_keyframe,
     parse_audio_tag, parse_video_tag, shift_composition_time,
 };
-use motherstream::media::parameter_sets::with_parameter_sets;
-use motherstream::media::{FlvTag, TagKind};
+use motherstream_media::media::parameter_sets::with_parameter_sets;
+use motherstream_media::media::{FlvTag, TagKind};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&[shift, hi, lo], rest)) = data.split_first_chunk::<3>() else { return };

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use motherstream::rtmp::handshake::{ClientHandshake, HandshakeStatus, PACKET_SIZE, ServerHandshake};
+use motherstream_media::rtmp::handshake::{ClientHandshake, HandshakeStatus, PACKET_SIZE, ServerHandshake};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&piece, input)) = data.split_first() else { return };

@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use motherstream::rtmp::RtmpMessage;
-use motherstream::rtmp::message::{Message, extract_metadata};
+use motherstream_media::rtmp::RtmpMessage;
+use motherstream_media::rtmp::message::{Message, extract_metadata};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&type_id, body)) = data.split_first() else { return };

@@ -9,11 +9,11 @@
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use motherstream::media::gop::GopCache;
-use motherstream::media::stats::PublisherStats;
-use motherstream::media::{FlvTag, TagKind};
-use motherstream::rtmp::handshake::PACKET_SIZE;
-use motherstream::rtmp::{MediaKind, ServerEvent, ServerSession, SessionLimits};
+use motherstream_media::media::gop::GopCache;
+use motherstream_media::media::stats::PublisherStats;
+use motherstream_media::media::{FlvTag, TagKind};
+use motherstream_media::rtmp::handshake::PACKET_SIZE;
+use motherstream_media::rtmp::{MediaKind, ServerEvent, ServerSession, SessionLimits};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, input)) = data.split_first() else { return };

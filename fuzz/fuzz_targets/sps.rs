@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use motherstream::fuzzing::{avc_sps, hevc_sps};
+use motherstream_media::fuzzing::{avc_sps, hevc_sps};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, nal)) = data.split_first() else { return };

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use motherstream::media::codec::{VideoCodec, VideoConfig};
+use motherstream_media::media::codec::{VideoCodec, VideoConfig};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, record)) = data.split_first() else { return };

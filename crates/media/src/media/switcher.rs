@@ -1990,7 +1990,7 @@ mod tests {
     }
 
     fn fixture() -> (Vec<FlvTag>, Vec<FlvTag>) {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dj.flv");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/dj.flv");
         let data = Bytes::from(std::fs::read(path).expect("fixture"));
         let tags: Vec<FlvTag> =
             FlvReader::new(data).expect("fixture header").collect::<Result<_, _>>().expect("fixture tags");

@@ -149,7 +149,7 @@ mod tests {
     use crate::media::flv::{FlvReader, TagKind};
 
     fn fixture() -> Vec<FlvTag> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dj.flv");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/dj.flv");
         FlvReader::new(Bytes::from(std::fs::read(path).unwrap())).unwrap().map(Result::unwrap).collect()
     }
 
