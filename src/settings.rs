@@ -4,6 +4,9 @@
 //! A leaf: it imports nothing of ours, so any layer can read its own settings.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{setting}: {message}")]
@@ -33,6 +36,49 @@ pub fn parse_truthy(value: &str) -> Result<bool, String> {
 pub fn socket_addr(setting: &str, value: Option<&String>, default: &str) -> Result<SocketAddr, ConfigError> {
     let raw = value.map(String::as_str).unwrap_or(default);
     raw.parse().map_err(|_| ConfigError::new(setting, format!("`{raw}` is not an IP:port address (e.g. 0.0.0.0:1935)")))
+}
+
+/// Whole seconds, at least one and at most a week, or `default` when unset.
+pub fn seconds(setting: &str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(ConfigError::new(setting, "must be at least 1 second")),
+        Some(s) if s > 7 * 24 * 3600 => Err(ConfigError::new(setting, "must be at most one week")),
+        Some(s) => Ok(Duration::from_secs(s)),
+    }
+}
+
+/// A duration as written in the file: seconds, or `"60s"`, `"5m"`, `"1500ms"`, `"1h"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+impl DurationValue {
+    pub fn resolve(&self, setting: &str) -> Result<Duration, ConfigError> {
+        match self {
+            DurationValue::Seconds(s) => Ok(Duration::from_secs(*s)),
+            DurationValue::Text(text) => parse_duration(text).ok_or_else(|| {
+                ConfigError::new(setting, format!("`{text}` is not a duration (e.g. \"60s\", \"5m\", \"1500ms\")"))
+            }),
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" | "min" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
 }
 
 /// Hides a password in a URL (`scheme://user:password@host…`) before it is shown in an error
@@ -70,5 +116,17 @@ mod tests {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("8"), Some(Duration::from_secs(8)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration(" 2 h "), Some(Duration::from_secs(7200)));
+        for bad in ["", "s", "-1s", "1.5s", "10 parsecs"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
     }
 }

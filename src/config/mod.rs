@@ -27,7 +27,7 @@ use crate::integrations::recognition::{RecognitionConfig, RecognitionFileConfig}
 use crate::limits::Limits;
 use crate::recorder::RecorderConfig;
 pub use crate::settings::ConfigError;
-use crate::settings::{parse_truthy, redact_url, socket_addr};
+use crate::settings::{parse_truthy, redact_url, seconds, socket_addr};
 use crate::store::{DatabaseLocation, StoreConfig};
 use crate::web::MetricsAccess;
 
@@ -679,15 +679,6 @@ fn load_file(explicit: Option<&Path>) -> Result<toml::Table, ConfigError> {
 fn parse_file(text: &str) -> Result<toml::Table, String> {
     toml::from_str::<Settings>(text).map_err(|e| e.message().to_owned())?;
     toml::from_str(text).map_err(|e| e.message().to_owned())
-}
-
-fn seconds(setting: &str, value: Option<u64>, default: Duration) -> Result<Duration, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(0) => Err(ConfigError::new(setting, "must be at least 1 second")),
-        Some(s) if s > 7 * 24 * 3600 => Err(ConfigError::new(setting, "must be at most one week")),
-        Some(s) => Ok(Duration::from_secs(s)),
-    }
 }
 
 /// `--public-url`: an `http(s)://` address without query or fragment; returned without a

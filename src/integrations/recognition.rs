@@ -33,7 +33,7 @@ use crate::program::ProgramBus;
 use crate::queue::actor::QueueHandle;
 use crate::recorder::RecorderHandle;
 use crate::secret::Secret;
-use crate::settings::ConfigError;
+use crate::settings::{ConfigError, DurationValue};
 use crate::store::{Store, Track, TrackSource, unix_now};
 
 /// Longest clip accepted in the configuration; with [`MAX_CLIP_BYTES`] it bounds what one
@@ -68,39 +68,6 @@ pub struct RecognitionFileConfig {
     /// From 0 to 1.
     pub min_confidence: Option<f64>,
     pub dj_window: Option<DurationValue>,
-}
-
-/// A duration as written in the file: seconds, or `"60s"`, `"5m"`, `"1500ms"`, `"1h"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum DurationValue {
-    Seconds(u64),
-    Text(String),
-}
-
-impl DurationValue {
-    fn resolve(&self, setting: &str) -> Result<Duration, ConfigError> {
-        match self {
-            DurationValue::Seconds(s) => Ok(Duration::from_secs(*s)),
-            DurationValue::Text(text) => parse_duration(text).ok_or_else(|| {
-                ConfigError::new(setting, format!("`{text}` is not a duration (e.g. \"60s\", \"5m\", \"1500ms\")"))
-            }),
-        }
-    }
-}
-
-fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    match unit.trim() {
-        "ms" => Some(Duration::from_millis(n)),
-        "" | "s" => Some(Duration::from_secs(n)),
-        "m" | "min" => Some(Duration::from_secs(n.checked_mul(60)?)),
-        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
-        _ => None,
-    }
 }
 
 /// Where clips are sent.
@@ -692,17 +659,5 @@ mod tests {
             refused(&|f| f.interval = Some(DurationValue::Text("soon".into()))).starts_with("recognition.interval")
         );
         assert!(refused(&|f| f.min_confidence = Some(1.5)).starts_with("recognition.min_confidence"));
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_duration("8"), Some(Duration::from_secs(8)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration(" 2 h "), Some(Duration::from_secs(7200)));
-        for bad in ["", "s", "-1s", "1.5s", "10 parsecs"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
     }
 }
