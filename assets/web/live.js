@@ -111,6 +111,21 @@
   };
 
   // The DJ's dashboard: their status, countdown and upload graph, live.
+  // A stream's advice (problem + OBS fix, from the stats event) into a <ul>.
+  MS.showAdvice = function (list, advice) {
+    list.replaceChildren(...(advice || []).map((a) => {
+      const item = document.createElement("li");
+      item.dataset.check = a.check;
+      const problem = document.createElement("strong");
+      problem.textContent = a.problem;
+      const fix = document.createElement("span");
+      fix.className = "muted small";
+      fix.textContent = a.fix;
+      item.append(problem, document.createElement("br"), fix);
+      return item;
+    }));
+  };
+
   MS.dashboard = function (root) {
     const me = root.dataset.dj;
     const status = document.getElementById("live-status");
@@ -159,6 +174,9 @@
         graph.push(mine ? mine.bitrate_bps : 0, mine ? mine.video_fps : 0);
         kbps.textContent = mine ? Math.round(mine.bitrate_bps / 1000) + " kbit/s" : "not streaming";
         fps.textContent = mine && mine.video_fps ? mine.video_fps.toFixed(1) + " fps" : "— fps";
+        const advice = mine ? mine.advice : [];
+        MS.showAdvice(document.getElementById("stream-advice"), advice);
+        document.getElementById("stream-check").hidden = advice.length === 0;
       },
     });
   };
@@ -222,6 +240,8 @@
           publisherGraph(p.dj_name).push(p.bitrate_bps, p.video_fps);
           const numbers = publisherBox.querySelector('[data-publisher-box="' + CSS.escape(p.dj_name) + '"] [data-role="numbers"]');
           if (numbers) numbers.textContent = Math.round(p.bitrate_bps / 1000) + " kbit/s · " + (p.video_fps ? p.video_fps.toFixed(1) : "—") + " fps";
+          const row = document.querySelector('#queue-table tr[data-dj="' + CSS.escape(p.dj_name) + '"] ul.advice');
+          if (row) MS.showAdvice(row, p.advice);
         }
         for (const box of publisherBox.querySelectorAll("[data-publisher-box]")) {
           if (!live.has(box.dataset.publisherBox)) { box.remove(); graphs.delete("p:" + box.dataset.publisherBox); }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::channel::airing::{Decision, decide};
+use crate::channel::health::{self, Health};
 use crate::channel::profile::{HeadersKey, declared_fps};
 use crate::channel::{ChannelConfig, Difference, OffProfilePolicy, StreamProfile, differences};
 use crate::hub::transcoder::{TranscodeState, Transcoder};
@@ -161,6 +162,13 @@ impl Publisher {
         let stream = StreamProfile::from_stats(&stats, declared);
         let diffs = differences(&self.channel.profile, &stream);
         (stream, diffs, std::time::Duration::from_millis(stats.uptime_ms))
+    }
+
+    /// The stream checks and the differences from the channel profile, in plain words.
+    pub fn health(&self, now: Instant) -> Health {
+        let stats = self.stats(now);
+        let (_, differences, _) = self.stream_profile(now);
+        health::check(&stats, &differences, self.channel.profile.fps)
     }
 
     /// The stream against the channel profile, and how it is (or would be) aired. Asks for

@@ -15,7 +15,7 @@ use super::client_ip::ClientIp;
 use super::error::{ApiError, rejection};
 use super::session::WebSession;
 use crate::auth::TokenSubject;
-use crate::channel::health::{Health, check as check_health};
+use crate::channel::health::Health;
 use crate::hub::ProfileReport;
 use crate::ids::{ConnId, UserId};
 use crate::media::stats::StatsSnapshot;
@@ -80,10 +80,7 @@ pub async fn status(
         let Some(publisher) = conn.and_then(|c| state.publishers.get(c)) else {
             return (None, None, None);
         };
-        let stats = publisher.stats(now);
-        let profile = publisher.profile_report(now);
-        let health = check_health(&stats, &profile.differences);
-        (Some(stats), Some(health), Some(profile))
+        (Some(publisher.stats(now)), Some(publisher.health(now)), Some(publisher.profile_report(now)))
     };
     let on_air = status.lead.as_ref().map(|lead| {
         let (stats, health, profile) = inspect(lead.conn);

@@ -20,6 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::api::remaining;
 use super::pictures;
 use super::seed::dj_names;
+use crate::channel::health::Advice;
 use crate::hub::Publishers;
 use crate::ids::UserId;
 use crate::integrations::destination::{DestinationStatus, Destinations, State as DestinationState};
@@ -85,6 +86,9 @@ pub struct PublisherRate {
     pub dj_name: String,
     pub bitrate_bps: u64,
     pub video_fps: Option<f64>,
+    /// What is wrong with the stream and how to fix it in OBS (the dashboard and the admin
+    /// console show it live).
+    pub advice: Vec<Advice>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -277,11 +281,13 @@ impl Producer {
         let waiting = status.waiting.iter().map(|w| (&w.dj, w.conn));
         lead.chain(waiting)
             .filter_map(|(dj, conn)| {
-                let stats = self.sources.publishers.get(conn?)?.stats(now);
+                let publisher = self.sources.publishers.get(conn?)?;
+                let stats = publisher.stats(now);
                 Some(PublisherRate {
                     dj_name: dj.dj_name.clone(),
                     bitrate_bps: stats.bitrate_bps,
                     video_fps: stats.video_fps,
+                    advice: publisher.health(now).advice,
                 })
             })
             .collect()

@@ -18,17 +18,38 @@ use crate::publisher::{Dj, is_header};
 /// A DJ's ffmpeg encoding a live test picture and tone (320x180, 30 fps, 1 s GOP, AAC 48 kHz)
 /// in real time: a stream with no gaps of its own, unlike a looped file, whose joins have
 /// them. Killed when dropped.
-struct LiveEncoder(std::process::Child);
+pub(crate) struct LiveEncoder(std::process::Child);
 
 impl LiveEncoder {
     const SIZE: (u32, u32) = (320, 180);
 
     fn publish(url: &str) -> Self {
-        let child = std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30"])
-            .args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        Self::with(url, 30, true)
+    }
+
+    /// A keyframe every `gop` frames (30 fps), with or without the tone.
+    pub(crate) fn with(url: &str, gop: u32, audio: bool) -> Self {
+        let gop = gop.to_string();
+        let mut ffmpeg = std::process::Command::new("ffmpeg");
+        ffmpeg.args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+        ]);
+        if audio {
+            ffmpeg.args(["-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+            ffmpeg.args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"]);
+        } else {
+            ffmpeg.arg("-an");
+        }
+        let child = ffmpeg
             .args(["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-pix_fmt", "yuv420p"])
-            .args(["-g", "30", "-c:a", "aac", "-b:a", "96k", "-ac", "2", "-f", "flv", url])
+            .args(["-g", &gop, "-keyint_min", &gop, "-sc_threshold", "0", "-f", "flv", url])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

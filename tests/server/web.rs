@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use serde_json::{Value, json};
 
-use crate::harness::{Options, PASSWORD, Server};
+use crate::harness::{Events, Options, PASSWORD, Server, require_tool};
+use crate::limits::LiveEncoder;
 use crate::publisher::Dj;
 
 /// A cookie-keeping client that does not follow redirects, like a browser's view of one
@@ -500,4 +501,70 @@ async fn off_profile_streams_are_shown_with_their_obs_fixes_before_going_on_air(
     let (_, console) = admin.get("/admin").await;
     assert!(console.contains("sample rate 44.1 kHz, channel is 48 kHz"), "the lead's differences");
     assert!(console.contains("resolution 640x360, channel is 1280x720"), "the queued DJ's differences");
+}
+
+/// Issue 14's "health in plain words": a queued DJ whose OBS sends an 8 s keyframe interval
+/// and no sound sees each problem with the setting that fixes it, on their dashboard and in
+/// the live stats event, and the organisers see it on the admin console.
+#[tokio::test]
+async fn stream_checks_are_shown_in_plain_words_with_the_obs_setting_that_fixes_them() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let server = Server::start(Options::default());
+    let alice_key = server.add_user("Alice", true);
+    let bob_key = server.add_user("Bob", false);
+    let _alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    let mut events = Events::open(&server).await;
+    let _bob = LiveEncoder::with(&server.rtmp_url(&bob_key), 240, false);
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+
+    // The interval is known at the second keyframe, 8 s in.
+    let checks = |status: &Value| -> Vec<String> {
+        status["queue"][0]["health"]["advice"]
+            .as_array()
+            .map(|a| a.iter().map(|a| a["check"].as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = server.get_json("/api/v1/status").await;
+        if checks(&status).contains(&"keyframe_interval".to_owned()) {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the interval was never judged: {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(checks(&status), ["audio", "keyframe_interval"], "{status}");
+    let advice = &status["queue"][0]["health"]["advice"];
+    assert_eq!(advice[1]["problem"], "Keyframe interval is 8 s");
+    assert_eq!(advice[1]["fix"], "OBS Settings → Output → Keyframe Interval → 2 (Output Mode: Advanced)");
+    assert_eq!(advice[0]["problem"], "No sound is arriving");
+    assert!(checks(&json!({"queue": [status["on_air"]]})).is_empty(), "Alice's stream is fine: {status}");
+
+    let stats = events
+        .next("stats", |s| {
+            s["publishers"].as_array().is_some_and(|p| {
+                p.iter().any(|p| p["dj_name"] == "Bob" && p["advice"].as_array().is_some_and(|a| a.len() == 2))
+            })
+        })
+        .await;
+    assert!(stats.to_string().contains("Keyframe Interval → 2"), "{stats}");
+
+    let bob = Browser::new(&server);
+    bob.log_in("Bob", PASSWORD).await;
+    let (_, dashboard) = bob.get("/dashboard").await;
+    let check = &dashboard[dashboard.find(r#"id="stream-check""#).expect("the stream check section")..];
+    assert!(!check[..check.find('>').unwrap()].contains("hidden"), "shown while queued");
+    assert!(check.contains("Keyframe interval is 8 s"), "{check}");
+    assert!(check.contains("OBS Settings → Output → Keyframe Interval → 2 (Output Mode: Advanced)"));
+    assert!(check.contains("No sound is arriving"));
+
+    let admin = Browser::new(&server);
+    admin.log_in("Alice", PASSWORD).await;
+    let (_, console) = admin.get("/admin").await;
+    let row = &console[console.find(r#"<tr data-dj="Bob">"#).expect("Bob's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("Keyframe interval is 8 s") && row.contains("No sound is arriving"), "{row}");
 }

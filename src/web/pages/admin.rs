@@ -36,6 +36,7 @@ async fn console_page(
     // Every publisher's stream against the channel profile, so organisers see who will
     // change the program's picture or sound before it happens.
     let profile = |conn| state.publishers.get(conn?).map(|p| p.profile_report(now));
+    let advice = |conn| state.publishers.get(conn?).map(|p| p.health(now).advice);
     let mut queue = Vec::new();
     if let Some(lead) = &status.lead {
         let connection = match (lead.conn, lead.reserved) {
@@ -45,14 +46,14 @@ async fn console_page(
         };
         queue.push(context! {
             dj_name => lead.dj.dj_name, position => 0, lead => true, connection => connection,
-            profile => profile(lead.conn),
+            profile => profile(lead.conn), advice => advice(lead.conn),
         });
     }
     for waiting in &status.waiting {
         let connection = if waiting.conn.is_some() { "live" } else { "reserved" };
         queue.push(context! {
             dj_name => waiting.dj.dj_name, position => waiting.position, lead => false, connection => connection,
-            profile => profile(waiting.conn),
+            profile => profile(waiting.conn), advice => advice(waiting.conn),
         });
     }
     let users = state.store.list_users().await.map_err(|e| PageError::internal("listing users", e))?;

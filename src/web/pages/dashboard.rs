@@ -58,7 +58,10 @@ pub async fn dashboard(
         _ => status.waiting.iter().find(|w| w.dj.user_id == UserId(user.id)).and_then(|w| w.conn),
     };
     // Shown while queued, so the DJ can fix their settings before going on air.
-    let report = mine.and_then(|c| state.publishers.get(c)).map(|p| p.profile_report(std::time::Instant::now()));
+    let publisher = mine.and_then(|c| state.publishers.get(c));
+    let now = std::time::Instant::now();
+    let report = publisher.as_ref().map(|p| p.profile_report(now));
+    let advice = publisher.as_ref().map(|p| p.health(now).advice).unwrap_or_default();
     let channel = state.publishers.channel();
     let profile = &channel.profile;
     Ok(render(
@@ -82,6 +85,8 @@ pub async fn dashboard(
                 off_profile => channel.off_profile,
             },
             report => report,
+            advice => advice,
+            publishing => publisher.is_some(),
             ..base_context(&member.session)
         },
     )?
