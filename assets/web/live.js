@@ -136,6 +136,23 @@
     const graph = MS.Graph(document.getElementById("upload-graph"));
     const kbps = document.getElementById("upload-kbps"), fps = document.getElementById("upload-fps");
     const key = document.getElementById("stream-key"), show = document.getElementById("show-stream-key");
+    // A browser notification when the DJ is next and about to go on air (if they allow it),
+    // saying what is wrong with their stream, if anything, while there is time to fix it.
+    const UP_NEXT_NOTICE_SECS = 300;
+    const notify = document.getElementById("notify-up-next");
+    const canNotify = "Notification" in window;
+    let notifiedBefore = null, advice = [];
+    if (canNotify && Notification.permission === "default") {
+      notify.hidden = false;
+      notify.addEventListener("click", () => Notification.requestPermission().then(() => { notify.hidden = true; }));
+    }
+    const upNext = (lead, eta) => {
+      if (!canNotify || Notification.permission !== "granted" || eta > UP_NEXT_NOTICE_SECS || notifiedBefore === lead) return;
+      notifiedBefore = lead;
+      const minutes = Math.max(1, Math.round(eta / 60));
+      const check = advice.length ? " Check your stream: " + advice.map((a) => a.problem).join("; ") + "." : "";
+      new Notification("You're up next", { body: "On air in about " + minutes + " min." + check, tag: "up-next" });
+    };
     show.addEventListener("click", () => {
       const hidden = key.type === "password";
       key.type = hidden ? "text" : "password";
@@ -155,9 +172,11 @@
           countdown.set(q.remaining_time, q.timer_paused);
         } else if (state === "queued") {
           const position = q.on_air ? index : index + 1;
-          text.textContent = "Queued at position " + position;
-          detail.textContent = "Estimated wait";
-          countdown.set(q.remaining_time + (position - 1) * q.swap_interval, q.timer_paused);
+          const eta = q.remaining_time + (position - 1) * q.swap_interval;
+          text.textContent = position === 1 ? "You're up next" : "Queued at position " + position;
+          detail.textContent = position === 1 ? "On air in" : "Estimated wait";
+          countdown.set(eta, q.timer_paused);
+          if (position === 1) upNext(q.on_air, eta);
         } else {
           text.textContent = "Not streaming";
           detail.textContent = "Start streaming in OBS to join the queue.";
@@ -174,7 +193,7 @@
         graph.push(mine ? mine.bitrate_bps : 0, mine ? mine.video_fps : 0);
         kbps.textContent = mine ? Math.round(mine.bitrate_bps / 1000) + " kbit/s" : "not streaming";
         fps.textContent = mine && mine.video_fps ? mine.video_fps.toFixed(1) + " fps" : "— fps";
-        const advice = mine ? mine.advice : [];
+        advice = mine ? mine.advice : [];
         MS.showAdvice(document.getElementById("stream-advice"), advice);
         document.getElementById("stream-check").hidden = advice.length === 0;
       },

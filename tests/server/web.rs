@@ -491,7 +491,7 @@ async fn off_profile_streams_are_shown_with_their_obs_fixes_before_going_on_air(
     let bob_browser = Browser::new(&server);
     assert_eq!(bob_browser.log_in("Bob", PASSWORD).await.0, StatusCode::SEE_OTHER);
     let (_, dashboard) = bob_browser.get("/dashboard").await;
-    assert!(dashboard.contains("Queued at position 1"), "Bob is waiting");
+    assert!(dashboard.contains("You're up next"), "Bob is waiting, next");
     assert!(dashboard.contains("Your stream doesn't match the channel"), "{dashboard}");
     assert!(dashboard.contains("frame rate 25 fps, channel is 30 fps"));
     assert!(dashboard.contains("OBS Settings → Video → Common FPS Values → 30"));
@@ -555,6 +555,7 @@ async fn stream_checks_are_shown_in_plain_words_with_the_obs_setting_that_fixes_
     let bob = Browser::new(&server);
     bob.log_in("Bob", PASSWORD).await;
     let (_, dashboard) = bob.get("/dashboard").await;
+    assert!(dashboard.contains("You're up next"), "Bob is next after Alice");
     let check = &dashboard[dashboard.find(r#"id="stream-check""#).expect("the stream check section")..];
     assert!(!check[..check.find('>').unwrap()].contains("hidden"), "shown while queued");
     assert!(check.contains("Keyframe interval is 8 s"), "{check}");
