@@ -42,6 +42,10 @@ pub use crate::ids::{ConnId, UserId};
 /// Remaining-time thresholds at which the lead gets a [`Notice::TimeWarning`], longest first.
 const WARNING_THRESHOLDS: [Duration; 2] = [Duration::from_secs(5 * 60), Duration::from_secs(60)];
 
+/// How long before the lead's set ends the DJ after them hears [`Notice::UpNext`]: time to
+/// check OBS and get ready.
+pub const UP_NEXT_BEFORE: Duration = Duration::from_secs(5 * 60);
+
 /// A DJ whose stream key the adapter has already validated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dj {
@@ -262,6 +266,9 @@ pub enum Notice {
     GraceStarted { dj: Dj, grace: Duration },
     /// The lead has `remaining` left in their set.
     TimeWarning { dj: Dj, remaining: Duration },
+    /// `dj` is next and goes on air in about `on_air_in` (the lead's time left), once per
+    /// set and next DJ.
+    UpNext { dj: Dj, on_air_in: Duration },
     /// No media arrived from `dj` for the stall timeout.
     Stalled { dj: Dj },
     /// An operator moved a waiting DJ to `position`.
@@ -289,6 +296,9 @@ impl fmt::Display for Notice {
             }
             Notice::TimeWarning { dj, remaining } => {
                 write!(f, "{} has {}s left", dj.dj_name, remaining.as_secs())
+            }
+            Notice::UpNext { dj, on_air_in } => {
+                write!(f, "{} is up next, on air in {}s", dj.dj_name, on_air_in.as_secs())
             }
             Notice::Stalled { dj } => write!(f, "{}'s stream stalled", dj.dj_name),
             Notice::Moved { dj, position } => {
@@ -483,6 +493,8 @@ struct Lead {
     aired: bool,
     /// One per entry of [`WARNING_THRESHOLDS`].
     warnings: [Warning; 2],
+    /// Who has been told they are up next in this set.
+    told_up_next: Option<UserId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -552,7 +564,13 @@ impl SetClock {
 
 impl Lead {
     fn new(place: Place, budget: Duration, now: Instant) -> Self {
-        let mut lead = Lead { place, clock: SetClock::new(budget), aired: false, warnings: [Warning::Disarmed; 2] };
+        let mut lead = Lead {
+            place,
+            clock: SetClock::new(budget),
+            aired: false,
+            warnings: [Warning::Disarmed; 2],
+            told_up_next: None,
+        };
         lead.rearm_warnings(now);
         lead
     }
@@ -679,6 +697,7 @@ impl Engine {
                     },
                     aired: true,
                     warnings: [Warning::Disarmed; 2],
+                    told_up_next: None,
                 };
                 // Warnings already sent are not saved; any still ahead are due again.
                 lead.rearm_warnings(now);
@@ -839,6 +858,16 @@ impl Engine {
             } else {
                 if let Some(remaining) = lead.fire_due_warnings(now) {
                     fx.notice(Notice::TimeWarning { dj: lead.place.dj.clone(), remaining });
+                }
+                // The next DJ, if streaming (a held place may not come back), once per set;
+                // whoever moves into first place later is told then.
+                let remaining = lead.clock.remaining(now);
+                let next = self.waiting.front().filter(|place| place.conn().is_some());
+                if let Some(next) =
+                    next.filter(|n| remaining <= UP_NEXT_BEFORE && lead.told_up_next != Some(n.dj.user_id))
+                {
+                    lead.told_up_next = Some(next.dj.user_id);
+                    fx.notice(Notice::UpNext { dj: next.dj.clone(), on_air_in: remaining });
                 }
                 break;
             }

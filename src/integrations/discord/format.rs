@@ -62,6 +62,15 @@ pub fn format_notice(notice: &Notice) -> Option<Message> {
             format!("⏳ {} has {} left", escape(&dj.dj_name), human_duration(*remaining))
         }
         Notice::Stalled { dj } => format!("⚠️ {}'s stream stalled", escape(&dj.dj_name)),
+        Notice::UpNext { dj, on_air_in } => {
+            // The lead's time left, read at a tick: 4:59.8 reads as "5 minutes".
+            let minutes = on_air_in.as_secs().div_ceil(60).max(1);
+            format!(
+                "🔜 {} is up next, on air in about {}",
+                escape(&dj.dj_name),
+                human_duration(Duration::from_secs(minutes * 60))
+            )
+        }
         Notice::Queued { .. }
         | Notice::LeftQueue { .. }
         | Notice::GraceStarted { .. }
@@ -208,6 +217,10 @@ mod tests {
             "⏳ Bob has 45 seconds left"
         );
         assert_eq!(text(Notice::Stalled { dj: dj("Bob") }).unwrap(), "⚠️ Bob's stream stalled");
+        assert_eq!(
+            text(Notice::UpNext { dj: dj("Carol"), on_air_in: Duration::from_millis(299_800) }).unwrap(),
+            "🔜 Carol is up next, on air in about 5 minutes"
+        );
         assert_eq!(text(Notice::Resumed { dj: dj("Bob") }).unwrap(), "🎧 Bob is back on air");
         assert_eq!(text(Notice::Queued { dj: dj("Bob"), position: 2 }), None);
         assert_eq!(text(Notice::SettingsChanged { swap_interval: Duration::from_secs(60), block_enabled: true }), None);

@@ -428,6 +428,53 @@ fn warnings_are_sent_once_at_five_and_one_minute_left() {
     assert_eq!(seen, vec![secs(300), secs(60)]);
 }
 
+/// `(user, seconds to air)` of every [`Notice::UpNext`].
+fn up_next(outputs: &[Output]) -> Vec<(i64, u64)> {
+    notices(outputs)
+        .into_iter()
+        .filter_map(|notice| match notice {
+            Notice::UpNext { dj, on_air_in } => Some((dj.user_id.0, on_air_in.as_secs())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Ticks every 10 s from `from` to `to` (seconds), collecting the up-next notices.
+fn up_next_between(h: &mut Harness, from: u64, to: u64) -> Vec<(i64, u64)> {
+    (from..to).step_by(10).flat_map(|t| up_next(&h.at(secs(t)).tick())).collect()
+}
+
+#[test]
+fn the_next_dj_hears_they_are_up_five_minutes_before_once() {
+    let mut h = two_djs();
+    assert_eq!(up_next_between(&mut h, 10, 3600), vec![(2, 300)], "at 55:00 of the hour's set, once");
+}
+
+#[test]
+fn whoever_becomes_next_late_in_a_set_is_told_at_once() {
+    let mut h = two_djs();
+    h.publish(3, 3);
+    assert_eq!(up_next_between(&mut h, 10, 3330), vec![(2, 300)]);
+    // Bob leaves with 4:30 left: Carol is next now, and hears it at once.
+    assert_eq!(up_next(&h.at(secs(3330)).stop(2)), vec![(3, 270)]);
+    assert_eq!(up_next_between(&mut h, 3340, 3590), vec![], "told once");
+}
+
+#[test]
+fn up_next_is_for_streaming_djs_and_comes_again_with_the_next_set() {
+    // A short set: the next DJ is told as soon as the set starts.
+    let mut h = Harness::with(Settings { swap_interval: secs(240), ..Settings::default() });
+    h.publish(1, 1);
+    assert_eq!(up_next(&h.at(secs(5)).publish(2, 2)), vec![(2, 235)], "told as they queue");
+    assert_eq!(up_next(&h.at(secs(6)).tick()), vec![], "once");
+    // Carol queues behind Bob; Bob's set starts at 4:00 and Carol hears it then.
+    h.at(secs(10)).publish(3, 3);
+    assert_eq!(up_next_between(&mut h, 20, 240), vec![]);
+    assert_eq!(up_next(&h.at(secs(240)).tick()), vec![(3, 240)], "with the new set");
+    // Nobody after Carol: no notice while she plays.
+    assert_eq!(up_next_between(&mut h, 490, 700), vec![]);
+}
+
 #[test]
 fn warnings_need_the_set_to_have_been_longer_than_the_threshold() {
     let mut h = Harness::with(Settings { swap_interval: secs(240), ..Settings::default() });
