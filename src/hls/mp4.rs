@@ -8,6 +8,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Timescale of the video track: the program's FLV timestamps are milliseconds.
 pub const VIDEO_TIMESCALE: u32 = 1000;
+/// Timescale of the audio track, whatever its sample rate: a multiple of every common AAC
+/// rate (8 to 96 kHz, 44.1 kHz family included), so frames have whole durations; and one
+/// value for all DJs, so that a player keeping the first init segment (ffmpeg ignores a
+/// second `moov`) still reads the times of a DJ with another rate right.
+pub const AUDIO_TIMESCALE: u32 = 14_112_000;
 pub const VIDEO_TRACK: u32 = 1;
 pub const AUDIO_TRACK: u32 = 2;
 /// Samples per AAC frame.
@@ -149,7 +154,7 @@ fn audio_trak(b: &mut BytesMut, audio: &AudioTrack) {
     boxed(b, b"trak", |b| {
         tkhd(b, AUDIO_TRACK, true, 0, 0);
         boxed(b, b"mdia", |b| {
-            mdhd(b, audio.sample_rate);
+            mdhd(b, AUDIO_TIMESCALE);
             hdlr(b, b"soun", b"SoundHandler");
             boxed(b, b"minf", |b| {
                 full(b, b"smhd", 0, 0, |b| b.put_u32(0));
@@ -395,7 +400,7 @@ pub(crate) mod tests {
         assert_eq!(&stsd[0].body[12..16], b"avc3");
         assert_eq!(&stsd[1].body[12..16], b"mp4a");
         let mdhd = find(&boxes, &[b"moov", b"trak", b"mdia", b"mdhd"]);
-        assert_eq!(be32(&mdhd[1].body, 12), 44_100, "audio timescale is its sample rate");
+        assert_eq!(be32(&mdhd[1].body, 12), AUDIO_TIMESCALE);
     }
 
     #[test]

@@ -113,10 +113,15 @@ impl Window {
     }
 
     /// Whether the playlist holds segment `msn` complete or, with `part`, that part of it.
+    /// A part past the end of a segment is the next segment's first (RFC 8216bis 6.2.5.2).
     pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
-        self.segments
-            .iter()
-            .any(|s| s.msn > msn || (s.msn == msn && (s.complete.is_some() || part.is_some_and(|p| p < s.parts.len()))))
+        let segment = self.segments.iter().find(|s| s.msn == msn);
+        match part {
+            None => segment.is_some_and(|s| s.complete.is_some()) || self.segments.iter().any(|s| s.msn > msn),
+            Some(part) => {
+                segment.is_some_and(|s| s.parts.len() > part) || (self.has(msn, None) && self.has(msn + 1, Some(0)))
+            }
+        }
     }
 
     /// The part a player is hinted to ask for next (LL-HLS preload hint).
@@ -322,6 +327,8 @@ mod tests {
             "#EXT-X-PART:DURATION=0.400,URI=\"1-3.0.m4s\",INDEPENDENT=YES\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"1-3.1.m4s\"\n"
         ));
         assert!(w.has(3, Some(0)) && !w.has(3, Some(1)) && !w.has(3, None) && w.has(2, None));
+        assert!(w.has(2, Some(5)), "past the end of segment 2: the first part of 3");
+        assert!(!w.has(3, Some(1)) && !w.has(4, Some(0)));
         assert_eq!(w.next_part(), Some((3, 1)));
         assert!(w.get(File::Part(0, 0)).is_none() && w.get(File::Part(3, 0)).is_some());
         assert_eq!(w.parse_name("1-3.0.m4s"), Some(File::Part(3, 0)));

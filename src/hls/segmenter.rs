@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 
-use super::mp4::{self, AAC_FRAME, AudioTrack, Run, Sample, Tracks, VideoTrack};
+use super::mp4::{self, AAC_FRAME, AUDIO_TIMESCALE, AudioTrack, Run, Sample, Tracks, VideoTrack};
 use crate::media::codec::{
     AudioCodec, AudioConfig, AudioPacket, VideoCodec, VideoConfig, VideoPacket, parse_audio_tag, parse_video_tag,
 };
@@ -370,20 +370,22 @@ fn video_run(samples: &[Pending], end_ms: u64) -> Run {
     }
 }
 
-/// Audio runs in the sample rate's timescale: frames are 1024 samples apart, unless the
-/// program has a real gap between two of them (millisecond timestamps would jitter).
+/// Audio frames are 1024 samples apart, unless the program has a real gap between two of
+/// them (millisecond timestamps would make durations jitter).
 fn audio_run(samples: &[Pending], rate: u32) -> Run {
-    let to_samples = |ms: u64| ms * u64::from(rate) / 1000;
-    let frame_ms = u64::from(AAC_FRAME) * 1000 / u64::from(rate.max(1));
+    let rate = u64::from(rate.max(1));
+    let ticks_per_ms = u64::from(AUDIO_TIMESCALE) / 1000;
+    let frame = u32::try_from(u64::from(AAC_FRAME) * u64::from(AUDIO_TIMESCALE) / rate).unwrap_or(u32::MAX);
+    let frame_ms = u64::from(AAC_FRAME) * 1000 / rate;
     let durations = samples.windows(2).map(|w| {
         let gap = w[1].dts.saturating_sub(w[0].dts);
-        if gap > frame_ms + 2 { u32::try_from(to_samples(gap)).unwrap_or(u32::MAX) } else { AAC_FRAME }
+        if gap > frame_ms + 2 { u32::try_from(gap * ticks_per_ms).unwrap_or(u32::MAX) } else { frame }
     });
     Run {
-        decode_time: samples.first().map_or(0, |s| to_samples(s.dts)),
+        decode_time: samples.first().map_or(0, |s| s.dts * ticks_per_ms),
         samples: samples
             .iter()
-            .zip(durations.chain([AAC_FRAME]))
+            .zip(durations.chain([frame]))
             .map(|(s, duration)| Sample { duration, composition_offset: 0, sync: true, data: s.data.clone() })
             .collect(),
     }
@@ -525,7 +527,8 @@ mod tests {
             assert_eq!(video_end, after[0].1, "video tfdt continues where the last segment ended");
             let audio_end = before[1].1 + run_duration(pair[0], mp4::AUDIO_TRACK);
             let drift = audio_end.abs_diff(after[1].1);
-            assert!(drift <= 44, "audio tfdt within a millisecond of the previous end: {drift} samples");
+            let ms = u64::from(AUDIO_TIMESCALE) / 1000;
+            assert!(drift <= ms, "audio tfdt within a millisecond of the previous end: {drift} ticks");
         }
         // The first sample of every segment is a sync sample.
         for segment in segments {
@@ -593,6 +596,43 @@ mod tests {
             })
             .collect();
         assert_eq!(starts, [(0, false, 0), (0, false, 2000), (0, false, 4000), (1, true, 6000)]);
+    }
+
+    /// Players that keep the first init segment (ffmpeg ignores a second `moov`) must still
+    /// read the right times after a DJ with another audio sample rate.
+    #[test]
+    fn audio_times_keep_one_timescale_across_sample_rates() {
+        let mut segmenter = Segmenter::new(PLAIN);
+        let wall = SystemTime::UNIX_EPOCH;
+        program(4_000, 25).into_iter().for_each(|t| segmenter.push(t, wall));
+        segmenter.push(FlvTag::new(TagKind::Audio, 4_000, vec![0xAF, 0, 0x11, 0x90]), wall);
+        for ts in (4_000..8_000).step_by(40) {
+            segmenter.push(aac(ts), wall);
+            segmenter.push(frame(ts, ts % 1000 == 0), wall);
+        }
+        let outputs = segmenter.take_outputs();
+        let timescales: Vec<u32> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Init { bytes, .. } => {
+                    let boxes = parse(bytes);
+                    Some(be32(&find(&boxes, &[b"moov", b"trak", b"mdia", b"mdhd"])[1].body, 12))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(timescales.len(), 2);
+        assert_eq!(timescales[0], timescales[1], "the audio timescale does not follow the sample rate");
+        let audio_starts: Vec<f64> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::SegmentEnded { bytes, .. } => Some(tfdts(bytes)[1].1 as f64 / f64::from(timescales[0])),
+                _ => None,
+            })
+            .collect();
+        for pair in audio_starts.windows(2) {
+            assert!((pair[1] - pair[0] - 2.0).abs() < 0.05, "audio segment starts {audio_starts:?}");
+        }
     }
 
     #[test]

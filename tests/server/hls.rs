@@ -1,0 +1,293 @@
+//! The program as HLS (`/hls/program.m3u8`), read by ffmpeg/ffprobe across DJ switches and
+//! the slate, and the HTTP behaviour a CDN and LL-HLS players rely on.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Options, PATIENCE, Server, require_tool};
+use crate::program::{DJ1, DJ2, SLATE, rtmp_player};
+use crate::publisher::{Dj, FIXTURE2};
+
+async fn get(server: &Server, path: &str) -> reqwest::Response {
+    reqwest::get(server.url(path)).await.expect("HTTP GET")
+}
+
+/// The playlist, once it lists at least `segments` segments.
+async fn playlist_with(server: &Server, segments: usize) -> String {
+    let deadline = Instant::now() + PATIENCE * 2;
+    loop {
+        let response = get(server, "/hls/program.m3u8").await;
+        if response.status() == 200 {
+            let text = response.text().await.unwrap();
+            if uris(&text).len() >= segments {
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "the playlist never listed {segments} segments");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Segment URIs of a playlist, in order.
+fn uris(playlist: &str) -> Vec<String> {
+    playlist.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect()
+}
+
+/// Waits until the playlist lists a segment that started after this call.
+async fn next_segment(server: &Server) {
+    let before = uris(&playlist_with(server, 1).await);
+    let last = before.last().cloned();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = uris(&playlist_with(server, 1).await);
+        // Two new ones: the first may have begun before the call.
+        let newer = now.iter().skip_while(|u| Some(*u) != last.as_ref()).count();
+        if newer >= 3 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no new segment");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Copies the playlist and every file it names into `dir`, as a finished (VOD) playlist.
+async fn download(server: &Server, dir: &Path) -> String {
+    let playlist = playlist_with(server, 1).await;
+    for line in playlist.lines() {
+        let name = match line.strip_prefix("#EXT-X-MAP:URI=\"") {
+            Some(rest) => rest.trim_end_matches('"'),
+            None if !line.starts_with('#') && !line.is_empty() => line,
+            None => continue,
+        };
+        let response = get(server, &format!("/hls/{name}")).await;
+        assert_eq!(response.status(), 200, "{name}");
+        std::fs::write(dir.join(name), response.bytes().await.unwrap()).unwrap();
+    }
+    std::fs::write(dir.join("local.m3u8"), format!("{playlist}#EXT-X-ENDLIST\n")).unwrap();
+    playlist
+}
+
+/// `(stream, dts, width, height)` of every decoded frame, per ffprobe.
+fn probe_frames(playlist: &Path) -> Vec<(String, f64, u32, u32)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "frame=media_type,pkt_dts_time,width,height", "-of", "csv=p=0"])
+        .arg(playlist)
+        .output()
+        .expect("run ffprobe");
+    assert!(out.status.success(), "ffprobe: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "ffprobe complained: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let dts = fields.get(1)?.parse().ok()?;
+            let (width, height) = match fields[0] {
+                "video" => (fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?),
+                _ => (0, 0),
+            };
+            Some((fields[0].to_owned(), dts, width, height))
+        })
+        .collect()
+}
+
+/// Decodes everything with ffmpeg: no error may be reported.
+fn decodes_cleanly(playlist: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(playlist)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success() && out.stderr.is_empty(), "ffmpeg: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Checks timestamps never go back and returns the picture sizes in the order shown.
+fn sizes_in_order(frames: &[(String, f64, u32, u32)]) -> Vec<(u32, u32)> {
+    for kind in ["video", "audio"] {
+        let dts: Vec<f64> = frames.iter().filter(|f| f.0 == kind).map(|f| f.1).collect();
+        assert!(dts.len() > 50, "only {} {kind} frames", dts.len());
+        for (i, pair) in dts.windows(2).enumerate() {
+            assert!(pair[1] >= pair[0], "{kind} frame {i}: dts went back from {} to {}", pair[0], pair[1]);
+            assert!(pair[1] - pair[0] < 0.5, "{kind} frame {i}: {} s gap", pair[1] - pair[0]);
+        }
+    }
+    let mut sizes = Vec::new();
+    for frame in frames.iter().filter(|f| f.0 == "video") {
+        if sizes.last() != Some(&(frame.2, frame.3)) {
+            sizes.push((frame.2, frame.3));
+        }
+    }
+    sizes
+}
+
+#[tokio::test]
+async fn hls_plays_through_two_dj_switches_and_the_slate() {
+    if !require_tool("ffprobe") || !require_tool("ffmpeg") {
+        return;
+    }
+    // A window long enough to hold the whole story, which is then read as one recording.
+    let config = "[hls]\nwindow = 60\n";
+    let server = Server::start(Options { grace_period: 1, config: Some(config.into()), ..Options::default() });
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let player = rtmp_player(&server).await;
+    player.wait_for_size(SLATE).await;
+    next_segment(&server).await;
+
+    let alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    player.wait_for_size(DJ1).await;
+    let bob = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+    next_segment(&server).await;
+    alice.stop().await;
+    player.wait_for_size(DJ2).await;
+    next_segment(&server).await;
+    bob.drop_connection().await;
+    player.wait_for_size(SLATE).await;
+    next_segment(&server).await;
+    let alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    player.wait_for_size(DJ1).await;
+    next_segment(&server).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let playlist = download(&server, dir.path()).await;
+    alice.stop().await;
+    assert!(playlist.contains("#EXT-X-INDEPENDENT-SEGMENTS\n"), "{playlist}");
+    assert!(playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n"), "{playlist}");
+    // A discontinuity only where the init segment changes (the fixtures' audio rates differ
+    // from the slate's), each with its new map right after it.
+    let lines: Vec<&str> = playlist.lines().collect();
+    let maps = lines.iter().filter(|l| l.starts_with("#EXT-X-MAP:")).count();
+    let discontinuities: Vec<usize> =
+        lines.iter().enumerate().filter(|(_, l)| **l == "#EXT-X-DISCONTINUITY").map(|(i, _)| i).collect();
+    assert_eq!(maps, discontinuities.len() + 1, "{playlist}");
+    for i in discontinuities {
+        assert!(lines[i + 1].starts_with("#EXT-X-MAP:"), "{playlist}");
+    }
+    let local = dir.path().join("local.m3u8");
+    decodes_cleanly(&local);
+    let sizes = sizes_in_order(&probe_frames(&local));
+    assert_eq!(sizes, [SLATE, DJ1, DJ2, SLATE, DJ1], "sources in order");
+}
+
+#[tokio::test]
+async fn hls_under_the_profile_policy_has_one_resolution_and_no_discontinuity() {
+    if !require_tool("ffprobe") || !require_tool("ffmpeg") {
+        return;
+    }
+    let config = "[hls]\nwindow = 60\n[channel]\noff_profile = \"transcode\"\n";
+    let server = Server::start(Options { grace_period: 1, config: Some(config.into()), ..Options::default() });
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let status = |server: &Server| {
+        let url = server.url("/api/v1/status");
+        async move { reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    next_segment(&server).await;
+    let alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    let bob = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+    // On air once the transcode started (the slate covers until then).
+    let deadline = Instant::now() + PATIENCE * 2;
+    while status(&server).await["program"]["source"] != "dj" {
+        assert!(Instant::now() < deadline, "Alice's transcode never aired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    next_segment(&server).await;
+    alice.stop().await;
+    server.wait_for_queue(&["Bob"]).await;
+    next_segment(&server).await;
+    next_segment(&server).await;
+    bob.drop_connection().await;
+    next_segment(&server).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let playlist = download(&server, dir.path()).await;
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    assert_eq!(playlist.matches("#EXT-X-MAP:").count(), 1, "{playlist}");
+    let local = dir.path().join("local.m3u8");
+    decodes_cleanly(&local);
+    let sizes = sizes_in_order(&probe_frames(&local));
+    assert_eq!(sizes, [SLATE], "one resolution: the channel's");
+}
+
+#[tokio::test]
+async fn hls_http_caching_ranges_expiry_and_blocking_reload() {
+    let config = "[hls]\nwindow = 3\nlow_latency = true\n";
+    let server = Server::start(Options { config: Some(config.into()), ..Options::default() });
+    let playlist = playlist_with(&server, 1).await;
+    assert!(playlist.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK="), "{playlist}");
+
+    let response = get(&server, "/hls/program.m3u8").await;
+    assert_eq!(response.headers()["content-type"], "application/vnd.apple.mpegurl");
+    assert_eq!(response.headers()["cache-control"], "public, max-age=1");
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+
+    let first = uris(&playlist)[0].clone();
+    let response = get(&server, &format!("/hls/{first}")).await;
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "video/mp4");
+    assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    let whole = response.bytes().await.unwrap();
+    assert!(whole.len() > 1000);
+    let map = playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-MAP:URI=\"")).unwrap().trim_end_matches('"');
+    let init = get(&server, &format!("/hls/{map}")).await;
+    assert_eq!(init.status(), 200);
+    assert_eq!(init.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(&init.bytes().await.unwrap()[4..8], b"ftyp");
+
+    let client = reqwest::Client::new();
+    let url = server.url(&format!("/hls/{first}"));
+    let cached = client.get(&url).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(cached.status(), 304);
+    let ranged = client.get(&url).header("range", "bytes=100-199").send().await.unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.headers()["content-range"], format!("bytes 100-199/{}", whole.len()));
+    assert_eq!(ranged.bytes().await.unwrap(), whole.slice(100..200));
+    let beyond = client.get(&url).header("range", format!("bytes={}-", whole.len())).send().await.unwrap();
+    assert_eq!(beyond.status(), 416);
+
+    // Blocking reload: ask for the part after the hinted one; the answer comes when it exists.
+    let playlist = playlist_with(&server, 1).await;
+    let hint = playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"")).unwrap();
+    let (msn, part) = hint.trim_end_matches(".m4s\"").split_once('-').unwrap().1.split_once('.').unwrap();
+    let (msn, part): (u64, usize) = (msn.parse().unwrap(), part.parse().unwrap());
+    let asked = Instant::now();
+    let path = format!("/hls/program.m3u8?_HLS_msn={msn}&_HLS_part={}", part + 1);
+    let blocked = get(&server, &path).await;
+    let waited = asked.elapsed();
+    assert_eq!(blocked.status(), 200);
+    let text = blocked.text().await.unwrap();
+    let wanted = format!("-{msn}.{}.m4s\"", part + 1);
+    let next_segment_part = format!("-{}.0.m4s\"", msn + 1);
+    assert!(text.contains(&wanted) || text.contains(&next_segment_part), "{wanted} not in\n{text}");
+    assert!(waited > Duration::from_millis(100), "answered at once ({waited:?}): it did not wait for the part");
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+    // The preload-hinted part is served when it is ready, not refused.
+    let playlist = playlist_with(&server, 1).await;
+    let hint = playlist.lines().find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"")).unwrap();
+    let hinted = get(&server, &format!("/hls/{}", hint.trim_end_matches('"'))).await;
+    assert_eq!(hinted.status(), 200);
+    assert_eq!(hinted.headers()["cache-control"], "public, max-age=31536000, immutable");
+    // Far ahead is a client error, not a wait.
+    let far = get(&server, &format!("/hls/program.m3u8?_HLS_msn={}", msn + 10)).await;
+    assert_eq!(far.status(), 400);
+
+    // The first segment leaves the window (3 listed, 2 more kept), then 404s.
+    let deadline = Instant::now() + PATIENCE * 3;
+    loop {
+        let response = get(&server, &format!("/hls/{first}")).await;
+        if response.status() == 404 {
+            assert_eq!(response.headers()["access-control-allow-origin"], "*");
+            break;
+        }
+        assert_eq!(response.status(), 200);
+        assert!(Instant::now() < deadline, "{first} never expired");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(get(&server, "/hls/0-0.m4s").await.status(), 404, "another run's names are unknown");
+}
