@@ -50,8 +50,24 @@ pub struct VideoTrack {
 pub struct AudioTrack {
     /// The AudioSpecificConfig.
     pub config: Bytes,
+    /// Its audio object type (2: AAC LC, 5: HE-AAC, 29: HE-AACv2).
+    pub object_type: u8,
+    /// Output sample rate (for explicit HE-AAC, the doubled one).
     pub sample_rate: u32,
     pub channels: u8,
+}
+
+impl AudioTrack {
+    /// Output samples per frame: explicit HE-AAC doubles the 1024 of its core.
+    pub fn frame_samples(&self) -> u32 {
+        if matches!(self.object_type, 5 | 29) { 2 * AAC_FRAME } else { AAC_FRAME }
+    }
+
+    /// Whether `other` decodes with this configuration: the same audio, however its
+    /// AudioSpecificConfig is written (some encoders add an explicit "no SBR" extension).
+    pub fn same_audio(&self, other: &AudioTrack) -> bool {
+        (self.object_type, self.sample_rate, self.channels) == (other.object_type, other.sample_rate, other.channels)
+    }
 }
 
 /// One coded frame of a fragment, times in its track's timescale.
@@ -385,7 +401,12 @@ pub(crate) mod tests {
                 width: 640,
                 height: 360,
             }),
-            audio: Some(AudioTrack { config: Bytes::from_static(&[0x12, 0x10]), sample_rate: 44_100, channels: 2 }),
+            audio: Some(AudioTrack {
+                config: Bytes::from_static(&[0x12, 0x10]),
+                object_type: 2,
+                sample_rate: 44_100,
+                channels: 2,
+            }),
         }
     }
 

@@ -19,7 +19,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::mp4::{self, AAC_FRAME, AUDIO_TIMESCALE, AudioTrack, Run, Sample, Tracks, VideoTrack};
 use crate::media::codec::{
-    AudioCodec, AudioConfig, AudioPacket, VideoCodec, VideoConfig, VideoPacket, parse_audio_tag, parse_video_tag,
+    AudioCodec, AudioPacket, AudioSpecificConfig, VideoCodec, VideoConfig, VideoPacket, parse_audio_tag,
+    parse_video_tag,
 };
 use crate::media::flv::{FlvTag, TagKind};
 use crate::media::parameter_sets::with_parameter_sets;
@@ -196,12 +197,13 @@ impl Segmenter {
         }
         match parsed.info.packet {
             AudioPacket::SequenceHeader => {
-                let Ok(config) = AudioConfig::parse(AudioCodec::Aac, parsed.body) else { return };
+                let Ok(config) = AudioSpecificConfig::parse(parsed.body) else { return };
                 if parsed.body.len() > MAX_AUDIO_CONFIG || config.sample_rate == 0 {
                     return;
                 }
                 self.audio = Some(AudioTrack {
                     config: tag.payload.slice_ref(parsed.body),
+                    object_type: config.object_type,
                     sample_rate: config.sample_rate,
                     channels: config.channels.unwrap_or(2),
                 });
@@ -298,8 +300,9 @@ impl Segmenter {
             return;
         }
         let independent = video.first().is_none_or(|s| s.key);
-        let rate = self.init.as_ref().and_then(|(_, t)| t.audio.as_ref()).map_or(48_000, |a| a.sample_rate);
-        let bytes = mp4::fragment(self.next_fragment, &video_run(&video, end_ms), &audio_run(&audio, rate));
+        let track = self.init.as_ref().and_then(|(_, t)| t.audio.as_ref());
+        let frame = track.map_or((AAC_FRAME, 48_000), |a| (a.frame_samples(), a.sample_rate));
+        let bytes = mp4::fragment(self.next_fragment, &video_run(&video, end_ms), &audio_run(&audio, frame));
         self.next_fragment = self.next_fragment.wrapping_add(1);
         open.fragments.push(bytes.clone());
         if self.config.part_ms.is_some() {
@@ -345,7 +348,12 @@ fn same_codecs(a: &Tracks, b: &Tracks) -> bool {
         (None, None) => true,
         _ => false,
     };
-    video && a.audio == b.audio
+    let audio = match (&a.audio, &b.audio) {
+        (Some(a), Some(b)) => a.same_audio(b),
+        (None, None) => true,
+        _ => false,
+    };
+    video && audio
 }
 
 fn nal_length_size(video: &VideoTrack) -> Option<u8> {
@@ -370,13 +378,13 @@ fn video_run(samples: &[Pending], end_ms: u64) -> Run {
     }
 }
 
-/// Audio frames are 1024 samples apart, unless the program has a real gap between two of
-/// them (millisecond timestamps would make durations jitter).
-fn audio_run(samples: &[Pending], rate: u32) -> Run {
+/// Audio frames are one frame (`frame_samples` at `rate`) apart, unless the program has a
+/// real gap between two of them (millisecond timestamps would make durations jitter).
+fn audio_run(samples: &[Pending], (frame_samples, rate): (u32, u32)) -> Run {
     let rate = u64::from(rate.max(1));
     let ticks_per_ms = u64::from(AUDIO_TIMESCALE) / 1000;
-    let frame = u32::try_from(u64::from(AAC_FRAME) * u64::from(AUDIO_TIMESCALE) / rate).unwrap_or(u32::MAX);
-    let frame_ms = u64::from(AAC_FRAME) * 1000 / rate;
+    let frame = u32::try_from(u64::from(frame_samples) * u64::from(AUDIO_TIMESCALE) / rate).unwrap_or(u32::MAX);
+    let frame_ms = u64::from(frame_samples) * 1000 / rate;
     let durations = samples.windows(2).map(|w| {
         let gap = w[1].dts.saturating_sub(w[0].dts);
         if gap > frame_ms + 2 { u32::try_from(gap * ticks_per_ms).unwrap_or(u32::MAX) } else { frame }
@@ -633,6 +641,23 @@ mod tests {
         for pair in audio_starts.windows(2) {
             assert!((pair[1] - pair[0] - 2.0).abs() < 0.05, "audio segment starts {audio_starts:?}");
         }
+    }
+
+    /// ffmpeg's AAC encoder adds an SBR sync extension saying "no SBR" where the slate's
+    /// encoder writes two bytes: the same audio, which must not change the init segment.
+    #[test]
+    fn an_equivalent_audio_config_keeps_the_init() {
+        let mut segmenter = Segmenter::new(PLAIN);
+        let wall = SystemTime::UNIX_EPOCH;
+        program(4_000, 25).into_iter().for_each(|t| segmenter.push(t, wall));
+        segmenter.push(FlvTag::new(TagKind::Audio, 4_000, vec![0xAF, 0, 0x12, 0x10, 0x56, 0xE5, 0x00]), wall);
+        for ts in (4_000..8_000).step_by(40) {
+            segmenter.push(aac(ts), wall);
+            segmenter.push(frame(ts, ts % 1000 == 0), wall);
+        }
+        let outputs = segmenter.take_outputs();
+        assert_eq!(outputs.iter().filter(|o| matches!(o, Output::Init { .. })).count(), 1);
+        assert!(!outputs.iter().any(|o| matches!(o, Output::SegmentStarted { discontinuity: true, .. })));
     }
 
     #[test]
