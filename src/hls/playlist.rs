@@ -129,16 +129,13 @@ impl Window {
         self.segments.back().filter(|s| s.complete.is_none()).map(|s| (s.msn, s.parts.len()))
     }
 
-    /// The media playlist; `None` until a segment is complete.
-    pub fn render(&self) -> Option<String> {
+    /// The media playlist. Until a segment is complete it lists none: players reload it, as
+    /// they would a live playlist that has not grown yet.
+    pub fn render(&self) -> String {
         let complete = self.segments.iter().filter(|s| s.complete.is_some()).count();
-        if complete == 0 {
-            return None;
-        }
         let hidden = complete.saturating_sub(self.config.window);
         let listed = self.segments.iter().skip(hidden);
         let hidden_discontinuities = self.segments.iter().take(hidden).filter(|s| s.discontinuity).count() as u64;
-        let first = self.segments.get(hidden)?;
         let ll = self.config.part_target_ms;
         let mut out = String::with_capacity(1024);
         out.push_str("#EXTM3U\n");
@@ -148,7 +145,8 @@ impl Window {
             let _ = writeln!(out, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}", seconds(3 * part_ms));
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={}", seconds(part_ms));
         }
-        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
+        let first = self.segments.get(hidden).map_or(0, |s| s.msn);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
         let _ =
             writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuities_dropped + hidden_discontinuities);
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
@@ -184,7 +182,7 @@ impl Window {
                 }
             }
         }
-        Some(out)
+        out
     }
 }
 
@@ -287,7 +285,7 @@ mod tests {
     fn the_playlist_slides_and_counts_what_left() {
         let w =
             window(PLAIN, &[(0, false, 0), (0, false, 0), (1, true, 0), (1, false, 0), (1, false, 0), (1, false, 0)]);
-        let playlist = w.render().unwrap();
+        let playlist = w.render();
         assert_eq!(
             playlist,
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n\
@@ -304,7 +302,7 @@ mod tests {
     #[test]
     fn a_discontinuity_in_the_window_is_tagged_before_its_map() {
         let w = window(PLAIN, &[(0, false, 0), (0, false, 0), (1, true, 0)]);
-        let playlist = w.render().unwrap();
+        let playlist = w.render();
         assert!(playlist.contains("ab-1.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"ab-init-1.mp4\"\n"), "{playlist}");
         assert!(playlist.ends_with("ab-2.m4s\n"));
         assert!(playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
@@ -318,7 +316,7 @@ mod tests {
         w.apply(Output::SegmentStarted { msn: 3, init: 0, discontinuity: false, wall, start_ms: 6000 });
         let bytes = Bytes::from_static(b"p");
         w.apply(Output::Part { msn: 3, index: 0, duration_ms: 400, independent: true, bytes });
-        let playlist = w.render().unwrap();
+        let playlist = w.render();
         assert!(playlist.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500\n"));
         assert!(playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.500\n"));
         assert!(!playlist.contains("URI=\"1-0.0.m4s\""), "old segments' parts are not listed");
@@ -339,10 +337,22 @@ mod tests {
     }
 
     #[test]
+    fn before_the_first_segment_the_playlist_lists_none() {
+        let mut w = Window::new(PLAIN);
+        w.apply(Output::Init { id: 0, bytes: Bytes::new() });
+        w.apply(Output::SegmentStarted { msn: 0, init: 0, discontinuity: false, wall: UNIX_EPOCH, start_ms: 0 });
+        let playlist = w.render();
+        assert!(
+            playlist
+                .ends_with("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+        );
+    }
+
+    #[test]
     fn long_segments_raise_the_target_duration() {
         let mut w = window(PLAIN, &[(0, false, 0)]);
         w.apply(Output::SegmentStarted { msn: 1, init: 0, discontinuity: false, wall: UNIX_EPOCH, start_ms: 2000 });
         w.apply(Output::SegmentEnded { msn: 1, duration_ms: 4400, bytes: Bytes::new() });
-        assert!(w.render().unwrap().contains("#EXT-X-TARGETDURATION:4\n"));
+        assert!(w.render().contains("#EXT-X-TARGETDURATION:4\n"));
     }
 }

@@ -64,7 +64,7 @@ async fn playlist_response(hls: Option<&Hls>, query: Option<&str>) -> Result<Res
             wait_for(hls, |s| s.window.has(msn, part)).await?
         }
     };
-    let body = snapshot.playlist.clone().ok_or_else(|| ApiError::unavailable("The first segment is not ready yet"))?;
+    let body = snapshot.playlist.clone();
     let cache = if blocking.is_some() { BLOCKING_PLAYLIST_CACHE } else { PLAYLIST_CACHE };
     let mut response = Body::from(body).into_response();
     let headers = response.headers_mut();
