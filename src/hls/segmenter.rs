@@ -231,8 +231,11 @@ impl Segmenter {
         // Video drives the cuts; audio only when the program has no video.
         let drives = is_video || self.video.is_none();
         if !drives {
-            if let Some(open) = &mut self.open {
-                open.audio.push(sample);
+            match &mut self.open {
+                // Pictures stopped: end the segment here and wait for a keyframe.
+                Some(open) if sample.dts >= open.start_ms + MAX_SEGMENT_MS => self.close_segment(sample.dts),
+                Some(open) => open.audio.push(sample),
+                None => {}
             }
             return;
         }
@@ -697,6 +700,16 @@ mod tests {
         tags.extend((1_000..30_000).step_by(40).map(|ts| frame(ts, false)));
         let outputs = run(PLAIN, tags);
         assert!(outputs.iter().any(|o| matches!(o, Output::SegmentEnded { duration_ms: MAX_SEGMENT_MS, .. })));
+    }
+
+    #[test]
+    fn audio_without_pictures_is_bounded_too() {
+        let mut tags = program(1_000, 25);
+        tags.extend((1_000..30_000).step_by(23).map(aac));
+        let mut segmenter = Segmenter::new(PLAIN);
+        tags.into_iter().for_each(|t| segmenter.push(t, SystemTime::UNIX_EPOCH));
+        let open = segmenter.open.as_ref().map_or(0, |o| o.audio.len());
+        assert!(open * 23 <= MAX_SEGMENT_MS as usize, "{open} audio frames held");
     }
 
     #[test]
