@@ -261,6 +261,7 @@ async fn hls_http_caching_ranges_expiry_and_blocking_reload() {
     let blocked = get(&server, &path).await;
     let waited = asked.elapsed();
     assert_eq!(blocked.status(), 200);
+    assert_eq!(blocked.headers()["cache-control"], "public, max-age=6");
     let text = blocked.text().await.unwrap();
     let wanted = format!("-{msn}.{}.m4s\"", part + 1);
     let next_segment_part = format!("-{}.0.m4s\"", msn + 1);
@@ -290,4 +291,11 @@ async fn hls_http_caching_ranges_expiry_and_blocking_reload() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(get(&server, "/hls/0-0.m4s").await.status(), 404, "another run's names are unknown");
+    let metrics = get(&server, "/metrics").await.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("motherstream_hls_segments_total ") >= 6.0);
+    assert!(value("motherstream_hls_sent_bytes_total ") >= whole.len() as f64);
 }
