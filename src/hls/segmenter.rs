@@ -680,6 +680,34 @@ mod tests {
     }
 
     #[test]
+    fn hevc_is_hev1_with_its_parameter_sets_in_band() {
+        let mut record =
+            vec![1, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93, 0xF0, 0, 0xFC, 0xFD, 0xF8, 0xF8, 0, 0, 0x0F, 3];
+        for (nal_type, nal) in [(32u8, [0x40u8, 0x01]), (33, [0x42, 0x01]), (34, [0x44, 0x01])] {
+            record.extend_from_slice(&[nal_type, 0, 1, 0, 2]);
+            record.extend_from_slice(&nal);
+        }
+        let mut header = b"\x90hvc1".to_vec();
+        header.extend_from_slice(&record);
+        let key =
+            |ts: u32| FlvTag::new(TagKind::Video, ts, b"\x91hvc1\x00\x00\x00\x00\x00\x00\x03\x26\x01\xAF".to_vec());
+        let mut tags = vec![FlvTag::new(TagKind::Video, 0, header)];
+        tags.extend((0..3_000).step_by(500).map(key));
+        let outputs = run(PLAIN, tags);
+        let Some(Output::Init { bytes: init, .. }) = outputs.first() else { panic!("no init first: {outputs:?}") };
+        let stsd = &find(&parse(init), &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])[0].body.clone();
+        assert_eq!(&stsd[12..16], b"hev1");
+        let Some(Output::SegmentEnded { bytes, .. }) =
+            outputs.iter().find(|o| matches!(o, Output::SegmentEnded { .. }))
+        else {
+            panic!("no segment");
+        };
+        let trun = &find(&parse(bytes), &[b"moof", b"traf", b"trun"])[0].body.clone();
+        let offset = be32(trun, 8) as usize;
+        assert_eq!(&bytes[offset..offset + 6], &[0, 0, 0, 2, 0x40, 0x01], "the VPS leads the keyframe");
+    }
+
+    #[test]
     fn a_restart_of_the_program_is_a_discontinuity() {
         let mut tags = program(4_000, 25);
         tags.extend(program(4_000, 25));
