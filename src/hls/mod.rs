@@ -112,6 +112,15 @@ impl Hls {
     }
 }
 
+/// An `Hls` fed by the returned sender instead of a task, for tests of what is served.
+#[cfg(test)]
+pub(crate) fn standalone(config: HlsConfig) -> (Hls, watch::Sender<Arc<Snapshot>>) {
+    let window = Window::new(config.window(1));
+    let playlist = Bytes::from(window.render());
+    let (tx, rx) = watch::channel(Arc::new(Snapshot { window, playlist }));
+    (Hls { config, snapshot: rx, counters: Arc::default() }, tx)
+}
+
 /// Starts the HLS task on `program` until `shutdown`.
 pub fn spawn(config: HlsConfig, program: ProgramBus, shutdown: watch::Receiver<bool>) -> Hls {
     let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
