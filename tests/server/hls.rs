@@ -299,3 +299,191 @@ async fn hls_http_caching_ranges_expiry_and_blocking_reload() {
     assert!(value("motherstream_hls_segments_total ") >= 6.0);
     assert!(value("motherstream_hls_sent_bytes_total ") >= whole.len() as f64);
 }
+
+/// A page fed by the test: it appends the playlist's init and segments to one Media Source
+/// `SourceBuffer` and reports back what Chromium made of them.
+const MSE_PAGE: &str = r#"<!doctype html><video id=v muted playsinline></video><script>
+const log = (m) => fetch('/result?' + encodeURIComponent(m));
+const hls = new URLSearchParams(location.search).get('hls');
+const v = document.getElementById('v');
+v.addEventListener('error', () => log('ERROR video ' + (v.error && v.error.message)));
+const seeked = () => new Promise((ok) => v.addEventListener('seeked', ok, {once: true}));
+const frame = () => new Promise((ok) => v.requestVideoFrameCallback((now, m) => ok(m.width + 'x' + m.height)));
+const ms = new MediaSource();
+v.src = URL.createObjectURL(ms);
+ms.addEventListener('sourceopen', async () => {
+  try {
+    const playlist = await (await fetch(hls + 'program.m3u8')).text();
+    const lines = playlist.split('\n');
+    const init = lines.find((l) => l.startsWith('#EXT-X-MAP:')).split('"')[1];
+    const segments = lines.filter((l) => l && !l.startsWith('#'));
+    const durations = lines.filter((l) => l.startsWith('#EXTINF:')).map((l) => parseFloat(l.slice(8)));
+    const mime = 'video/mp4; codecs="avc3.42c01f, mp4a.40.2"';
+    const sb = ms.addSourceBuffer(mime);
+    sb.addEventListener('error', () => log('ERROR source buffer'));
+    for (const name of [init, ...segments]) {
+      const data = await (await fetch(hls + name)).arrayBuffer();
+      await new Promise((ok) => { sb.addEventListener('updateend', ok, {once: true}); sb.appendBuffer(data); });
+    }
+    log('ranges ' + sb.buffered.length);
+    let start = sb.buffered.start(0), switchAt = null, previous = null;
+    for (const duration of durations) {
+      v.currentTime = start + 0.5; await seeked();
+      const shown = frame(); await v.play(); const size = await shown; v.pause();
+      log('size ' + size);
+      if (previous && size !== previous && switchAt === null) switchAt = start;
+      previous = size; start += duration;
+    }
+    v.currentTime = switchAt - 1; await seeked(); await v.play();
+    await new Promise((ok) => setTimeout(ok, 3000));
+    log('played ' + (v.currentTime - (switchAt - 1)).toFixed(2));
+  } catch (e) { log('ERROR ' + e); }
+  log('DONE');
+});
+</script>"#;
+
+/// Headless Chromium in a process group of its own, killed with it when dropped (before
+/// its profile directory is removed).
+struct Chromium {
+    child: std::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromium() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    ["chromium", "chromium-browser", "google-chrome-stable"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Serves `MSE_PAGE` at `/` and passes what the page reports to `/result?…` on.
+async fn page_server() -> (String, tokio::sync::mpsc::Receiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let body = if let Some(message) = path.strip_prefix("/result?") {
+                    let message = percent_decode(message);
+                    let _ = tx.send(message).await;
+                    String::new()
+                } else {
+                    MSE_PAGE.to_owned()
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (base, rx)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()),
+        ) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The design bet of the HLS output: a DJ with other parameter sets and another picture size
+/// (here the slate's 1280x720 Baseline to DJ2's 640x360 Main and back) plays on in the same
+/// init segment, because the parameter sets travel in-band. Chromium's Media Source takes
+/// all of it into one buffer and plays across the switch.
+#[tokio::test]
+async fn chromium_media_source_plays_across_a_switch_in_one_init() {
+    let Some(chromium) = chromium() else {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("chromium is required under CI");
+        }
+        eprintln!("skipping: chromium not installed");
+        return;
+    };
+    let config = "[hls]\nwindow = 60\n";
+    let server = Server::start(Options { grace_period: 1, config: Some(config.into()), ..Options::default() });
+    let key = server.add_user("Bob", false);
+    let player = rtmp_player(&server).await;
+    player.wait_for_size(SLATE).await;
+    next_segment(&server).await;
+    let bob = Dj::publish_file(server.rtmp, &key, FIXTURE2).await.unwrap();
+    player.wait_for_size(DJ2).await;
+    next_segment(&server).await;
+    bob.stop().await;
+    player.wait_for_size(SLATE).await;
+    next_segment(&server).await;
+    let playlist = playlist_with(&server, 1).await;
+    assert_eq!(playlist.matches("#EXT-X-MAP:").count(), 1, "{playlist}");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+
+    let (base, mut reports) = page_server().await;
+    let profile = tempfile::tempdir().unwrap();
+    let mut command = Command::new(chromium);
+    command
+        .args(["--headless=new", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"])
+        .args(["--no-first-run", "--no-default-browser-check", "--no-sandbox"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("{base}/?hls={}", server.url("/hls/")))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let _browser = Chromium { child: command.spawn().expect("start chromium"), _profile: profile };
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    // A decode error stops the page where it was: no use waiting for the rest.
+    while !seen.last().is_some_and(|r: &String| r == "DONE" || r.starts_with("ERROR")) {
+        match tokio::time::timeout_at(deadline, reports.recv()).await {
+            Ok(Some(report)) => seen.push(report),
+            _ => panic!("the page did not finish: {seen:?}"),
+        }
+    }
+    assert!(!seen.iter().any(|r| r.starts_with("ERROR")), "{seen:?}");
+    assert!(seen.contains(&"ranges 1".to_owned()), "one continuous buffered range: {seen:?}");
+    let sizes: Vec<&str> = seen.iter().filter_map(|r| r.strip_prefix("size ")).collect();
+    let mut shown: Vec<&str> = Vec::new();
+    for size in sizes {
+        if shown.last() != Some(&size) {
+            shown.push(size);
+        }
+    }
+    assert_eq!(shown, ["1280x720", "640x360", "1280x720"], "{seen:?}");
+    let played: f64 = seen.iter().find_map(|r| r.strip_prefix("played ")).and_then(|p| p.parse().ok()).unwrap_or(0.0);
+    assert!(played > 2.0, "playback across the switch advanced only {played} s: {seen:?}");
+}
