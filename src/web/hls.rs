@@ -293,6 +293,12 @@ mod tests {
         assert_eq!(status(far), StatusCode::BAD_REQUEST);
     }
 
+    #[tokio::test]
+    async fn turned_off_everything_is_404() {
+        assert_eq!(status(playlist_response(None, None).await), StatusCode::NOT_FOUND);
+        assert_eq!(status(file_response(None, "1-0.m4s", &HeaderMap::new()).await), StatusCode::NOT_FOUND);
+    }
+
     #[test]
     fn blocking_query() {
         assert_eq!(blocking_request(None).unwrap(), None);
