@@ -9,6 +9,7 @@
 //! - [`ingest`]: the RTMP listener; one task per connection drives a server session, checks
 //!   stream keys and feeds each publisher's media into the hub.
 //! - [`program`]: what is on air (director, slate) and the fan-out to every consumer.
+//! - [`hls`]: the program as fMP4 HLS segments and playlists, kept in memory.
 //! - [`queue`]: the pure queue engine (events in, commands out, clock injected) and the
 //!   actor that owns it.
 //! - [`store`]: accounts and persisted queue state (SQLite or Postgres via sqlx).
@@ -24,6 +25,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod history;
+pub mod hls;
 pub mod hub;
 pub mod import;
 pub mod ingest;

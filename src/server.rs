@@ -12,6 +12,7 @@ use crate::channel::slate as slate_gen;
 use crate::channel::{ChannelProfile, OffProfilePolicy, differences};
 use crate::config::{Config, IdleSetting};
 use crate::history;
+use crate::hls;
 use crate::hub::Publishers;
 use crate::hub::transcoder::check_ffmpeg;
 use crate::ingest::{self, IngestContext};
@@ -113,6 +114,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         shutdown.clone(),
     );
 
+    let hls = config.hls.enabled.then(|| hls::spawn(config.hls, program.clone(), shutdown.clone()));
     let counters = Arc::new(Counters::default());
     let rtmp_listening = Arc::new(AtomicBool::new(true));
     let mut finishing = JoinSet::new();
@@ -218,6 +220,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         queue: queue.clone(),
         publishers,
         program,
+        hls,
         recorder,
         destinations,
         tokens,

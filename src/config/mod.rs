@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channel::profile::AAC_SAMPLE_RATES;
 use crate::channel::{ChannelConfig, ChannelProfile, OffProfilePolicy};
+use crate::hls::HlsConfig;
 use crate::integrations::destination::{Destination, DestinationConfig};
 use crate::integrations::discord::DiscordConfig;
 use crate::integrations::email::{SmtpConfig, SmtpSettings};
@@ -210,6 +211,11 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(default, skip_serializing)]
     pub limits: FileLimits,
+
+    /// `[hls]`: the program as HLS, for the watch page and CDNs.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub hls: HlsConfig,
 }
 
 impl Settings {
@@ -351,6 +357,8 @@ pub struct Config {
     pub metrics: MetricsAccess,
     /// Peers whose `X-Forwarded-For` names the client; nobody's by default.
     pub trusted_proxies: Vec<IpNet>,
+    /// The program as HLS (`[hls]`).
+    pub hls: HlsConfig,
 }
 
 /// What the program shows when nobody is on air.
@@ -537,6 +545,7 @@ impl Config {
             })?,
             public_url: public_url(s.public_url.as_deref())?,
             trusted_proxies: trusted_proxies(s.trusted_proxies.as_deref().unwrap_or_default())?,
+            hls: s.hls.clone(),
             password_reset_ttl: seconds("--password-reset-ttl", s.password_reset_ttl, Duration::from_secs(3600))?,
             metrics: MetricsAccess::resolve(s.metrics_listen.as_ref(), s.metrics_token.as_ref())?,
         };
@@ -905,6 +914,17 @@ mod tests {
         let e = resolve(store, Settings::default(), "", EnvDb::default()).unwrap_err();
         assert_eq!(e.setting, "DATABASE_URL");
         assert!(!e.message.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn hls_section() {
+        let c = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
+        assert_eq!(c.hls, HlsConfig { enabled: true, segment_seconds: 2, window: 6, low_latency: false });
+        let file = "[hls]\nlow_latency = true\nwindow = 10\n";
+        let c = resolve(StoreArgs::default(), Settings::default(), file, EnvDb::default()).unwrap();
+        assert_eq!(c.hls, HlsConfig { enabled: true, segment_seconds: 2, window: 10, low_latency: true });
+        let typo = "[hls]\nsegment_secs = 4\n";
+        assert!(resolve(StoreArgs::default(), Settings::default(), typo, EnvDb::default()).is_err());
     }
 
     #[test]
