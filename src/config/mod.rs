@@ -545,7 +545,7 @@ impl Config {
             })?,
             public_url: public_url(s.public_url.as_deref())?,
             trusted_proxies: trusted_proxies(s.trusted_proxies.as_deref().unwrap_or_default())?,
-            hls: s.hls.clone(),
+            hls: s.hls,
             password_reset_ttl: seconds("--password-reset-ttl", s.password_reset_ttl, Duration::from_secs(3600))?,
             metrics: MetricsAccess::resolve(s.metrics_listen.as_ref(), s.metrics_token.as_ref())?,
         };
