@@ -300,6 +300,14 @@ impl Browser {
         }
     }
 
+    /// Runs `script` in the page (WebDriver's synchronous execute) and returns its value.
+    pub async fn execute(&self, script: &str) -> serde_json::Value {
+        match self.client.execute(script, vec![]).await {
+            Ok(value) => value,
+            Err(e) => panic!("{}", self.failure(&format!("script failed: {e}\n{script}")).await),
+        }
+    }
+
     /// The current page's markup as the browser has it now (scripts' changes included).
     pub async fn source(&self) -> String {
         match self.client.source().await {
