@@ -193,3 +193,29 @@ async fn the_watch_page_plays_across_a_dj_switch_and_follows_who_is_on_air() {
         server.wait_for_queue(&[second, first]).await;
     }
 }
+
+/// Without the HLS output the page says why nothing plays (no endless spinner), and still
+/// follows who is on air, on a phone.
+#[tokio::test]
+async fn with_hls_off_the_watch_page_says_so_and_still_follows_the_lineup() {
+    let Some(driver) = Driver::start().await else { return };
+    let server = Server::start(Options::default());
+    let key = server.add_user("Alice", false);
+    let browser = driver.session("viewer", &server.url(""), Viewport::Phone).await;
+    browser.goto("/watch").await;
+    browser.wait_attr("#player", "data-state", |s| s == "off").await;
+    browser.wait_text("#player-message", |t| t.contains("turned off")).await;
+    // Nothing to play or unmute: no button says otherwise.
+    for button in ["#player-play", "#player-unmute"] {
+        browser.wait_for(button, Read::Css("display"), Duration::from_secs(1), |d| d == "none").await;
+    }
+    browser.wait_for("#watch-on-air", Read::Text, Duration::from_secs(5), |t| t.contains("slate")).await;
+
+    let alice = Dj::publish(server.rtmp, &key).await.unwrap();
+    browser.wait_for("#watch-on-air", Read::Text, Duration::from_secs(5), |t| t == "Alice").await;
+    browser.wait_attr("#watch-status", "data-state", |s| s == "on_air").await;
+    browser.screenshot("watch-hls-off-phone").await;
+    alice.stop().await;
+    browser.wait_for("#watch-on-air", Read::Text, Duration::from_secs(5), |t| t.contains("slate")).await;
+    browser.close().await;
+}
