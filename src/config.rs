@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::channel::profile::AAC_SAMPLE_RATES;
 use crate::channel::{ChannelConfig, ChannelProfile, OffProfilePolicy};
+use crate::hls::HlsConfig;
 use crate::integrations::destination::{Destination, DestinationConfig};
 use crate::integrations::discord::DiscordConfig;
 use crate::integrations::email::{SmtpConfig, SmtpSettings};
@@ -220,6 +221,8 @@ pub struct FileConfig {
     pub expected_profile: Option<ExpectedProfile>,
     #[serde(default)]
     pub limits: FileLimits,
+    #[serde(default)]
+    pub hls: HlsConfig,
 }
 
 /// `[channel]`: the channel profile and what to do with DJs who differ from it.
@@ -408,6 +411,8 @@ pub struct Config {
     pub metrics: MetricsAccess,
     /// Peers whose `X-Forwarded-For` names the client; nobody's by default.
     pub trusted_proxies: Vec<IpNet>,
+    /// The program as HLS (`[hls]`).
+    pub hls: HlsConfig,
 }
 
 /// `/metrics` is open on the HTTP listener by default (it holds counts and names, no paths,
@@ -651,6 +656,7 @@ impl Config {
             })?,
             public_url: public_url(serve.public_url.as_deref().or(file.public_url.as_deref()))?,
             trusted_proxies: trusted_proxies(file.trusted_proxies.as_deref().unwrap_or_default())?,
+            hls: file.hls,
             password_reset_ttl: seconds(
                 "--password-reset-ttl",
                 serve.password_reset_ttl.or(file.password_reset_ttl),

@@ -7,6 +7,7 @@
 //! - [`ingest`]: the RTMP listener; one task per connection drives a server session, checks
 //!   stream keys and feeds each publisher's media into its buffer.
 //! - [`media`]: FLV tags, codec headers, the per-publisher GOP cache and statistics.
+//! - [`hls`]: the program as fMP4 HLS segments and playlists, kept in memory.
 //! - [`queue`]: the pure queue engine (events in, commands out, clock injected) and the
 //!   actor that owns it.
 //! - [`store`]: accounts and persisted queue state (SQLite or Postgres via sqlx).
@@ -21,6 +22,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
+pub mod hls;
 pub mod import;
 pub mod ingest;
 pub mod integrations;

@@ -13,6 +13,7 @@ use crate::channel::transcoder::check_ffmpeg;
 use crate::channel::{ChannelProfile, OffProfilePolicy, differences};
 use crate::config::{Config, IdleSetting};
 use crate::history;
+use crate::hls;
 use crate::ingest::{self, IngestContext, Publishers};
 use crate::integrations::destination::{Destination, Destinations, Tuning};
 use crate::integrations::discord::Discord;
@@ -112,6 +113,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         shutdown.clone(),
     );
 
+    let hls = config.hls.enabled.then(|| hls::spawn(config.hls, program.clone(), shutdown.clone()));
     let counters = Arc::new(Counters::default());
     let rtmp_listening = Arc::new(AtomicBool::new(true));
     let mut finishing = JoinSet::new();
@@ -217,6 +219,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         queue: queue.clone(),
         publishers,
         program,
+        hls,
         recorder,
         destinations,
         tokens,

@@ -124,6 +124,24 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         &[],
         counters.http_flv_bytes_out.load(Ordering::Relaxed) as f64,
     );
+    if let Some(hls) = &state.hls {
+        let hls = &hls.counters;
+        e.family("motherstream_hls_segments_total", "counter", "HLS segments made from the program.").sample(
+            "motherstream_hls_segments_total",
+            &[],
+            hls.segments.load(Ordering::Relaxed) as f64,
+        );
+        e.family("motherstream_hls_sent_bytes_total", "counter", "HLS segment, part and init bytes sent.").sample(
+            "motherstream_hls_sent_bytes_total",
+            &[],
+            hls.bytes_out.load(Ordering::Relaxed) as f64,
+        );
+        e.family("motherstream_hls_waiting_requests", "gauge", "LL-HLS requests waiting for a part.").sample(
+            "motherstream_hls_waiting_requests",
+            &[],
+            hls.waiters.load(Ordering::Relaxed) as f64,
+        );
+    }
 
     e.family("motherstream_publisher_bitrate_bits_per_second", "gauge", "Each publisher's incoming bitrate.");
     for p in &publishers {

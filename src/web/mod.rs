@@ -10,6 +10,7 @@ mod client_ip;
 mod error;
 mod events;
 mod headers;
+mod hls;
 mod listener;
 mod live;
 mod metrics;
@@ -39,6 +40,7 @@ use ipnet::IpNet;
 
 use crate::auth::TokenKeys;
 use crate::config::MetricsAccess;
+use crate::hls::Hls;
 use crate::ingest::Publishers;
 use crate::integrations::destination::Destinations;
 use crate::integrations::email::Mailer;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub queue: QueueHandle,
     pub publishers: Publishers,
     pub program: ProgramBus,
+    /// The program as HLS; `None` when `[hls] enabled = false`.
+    pub hls: Option<Hls>,
     pub recorder: RecorderHandle,
     pub destinations: Destinations,
     pub tokens: TokenKeys,
@@ -198,6 +202,8 @@ fn api(metrics_here: bool) -> Routes {
         .post("/api/v1/queue/{dj_name}/move-up", api::move_up)
         .post("/api/v1/queue/{dj_name}/move-down", api::move_down)
         .get("/program.flv", program::program_flv)
+        .get("/hls/program.m3u8", hls::playlist)
+        .get("/hls/{file}", hls::file)
         .get("/healthz", || async { "ok" })
         .get("/readyz", metrics::readyz);
     if metrics_here { routes.get("/metrics", metrics::metrics) } else { routes }
