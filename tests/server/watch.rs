@@ -199,7 +199,7 @@ async fn the_watch_page_plays_across_a_dj_switch_and_follows_who_is_on_air() {
 #[tokio::test]
 async fn with_hls_off_the_watch_page_says_so_and_still_follows_the_lineup() {
     let Some(driver) = Driver::start().await else { return };
-    let server = Server::start(Options::default());
+    let server = Server::start(Options { config: Some("[hls]\nenabled = false\n".into()), ..Options::default() });
     let key = server.add_user("Alice", false);
     let browser = driver.session("viewer", &server.url(""), Viewport::Phone).await;
     browser.goto("/watch").await;
