@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Each viewer has its own HTTP client (its own keep-alive connection, as a browser tab
-//! has): it loads the playlist, fetches the init section once, starts three segments from
+//! has): it loads the playlist, fetches the init section (again when it changes), starts three segments from
 //! the live edge (where hls.js and Safari start), then fetches every new segment once, in
 //! order, reading and discarding the body. It reloads the playlist a target duration after
 //! the previous load when the playlist changed and half of one when it did not (RFC 8216
@@ -153,7 +153,9 @@ async fn viewer(url: Url, blocking: bool, stats: Rc<RefCell<Stats>>) {
         Err(e) => return stats.borrow_mut().fail(format!("client: {e}")),
     };
     let mut next: Option<u64> = None;
-    let mut have_map = false;
+    // The init section last fetched: a new one is listed when the program's codec
+    // parameters change, and a player fetches it then.
+    let mut have_map: Option<String> = None;
     let mut healthy = false;
     let mut set_health = |ok: bool, stats: &Rc<RefCell<Stats>>| {
         if ok != healthy {
@@ -182,10 +184,12 @@ async fn viewer(url: Url, blocking: bool, stats: Rc<RefCell<Stats>>) {
             stats.borrow_mut().playlist_ms.push(started.elapsed().as_secs_f64() * 1000.0);
         }
         let mut ok = true;
-        if !have_map && let Some(map) = &playlist.map {
+        if let Some(map) = &playlist.map
+            && have_map.as_ref() != Some(map)
+        {
             match url.join(map) {
                 Ok(map_url) => match fetch_discard(&client, map_url).await {
-                    Ok(_) => have_map = true,
+                    Ok(_) => have_map = Some(map.clone()),
                     Err(e) => {
                         stats.borrow_mut().fail(format!("init: {e}"));
                         ok = false;

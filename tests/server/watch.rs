@@ -219,3 +219,47 @@ async fn with_hls_off_the_watch_page_says_so_and_still_follows_the_lineup() {
     browser.wait_for("#watch-on-air", Read::Text, Duration::from_secs(5), |t| t.contains("slate")).await;
     browser.close().await;
 }
+
+/// Another site frames the player with `?autoplay=1&muted=1`: it is allowed to, and the
+/// video plays there without a click.
+#[tokio::test]
+async fn the_embed_plays_muted_in_another_sites_frame() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let Some(driver) = Driver::start().await else { return };
+    let server = Server::start(Options { config: Some("[hls]\nenabled = true\n".into()), ..Options::default() });
+    let alice = server.add_user("Alice", false);
+    let _alice = Ffmpeg::publish(&server.rtmp_url(&alice));
+    server.wait_for_queue(&["Alice"]).await;
+    let browser = driver.session("another site", &server.url(""), Viewport::Desktop).await;
+    // A page of another site (another port is another origin) with the player in a frame.
+    // On loopback too: Chromium refuses frames from loopback in pages from elsewhere.
+    let embed = server.url("/embed?autoplay=1&muted=1");
+    let site = serve_once(format!("<!doctype html><iframe width=640 height=400 src=\"{embed}\"></iframe>")).await;
+    browser.goto_url(&site).await;
+    browser.enter_first_frame().await;
+    browser.wait_for("#watch-on-air", Read::Text, Duration::from_secs(10), |t| t == "Alice").await;
+    assert_plays(&browser, 2.0, Duration::from_secs(15), "in the frame").await;
+    browser.close().await;
+}
+
+/// Serves `html` to every request on a port of its own; returns its address. The listener
+/// lives as long as the test's runtime.
+async fn serve_once(html: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}/")
+}
