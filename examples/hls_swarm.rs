@@ -61,6 +61,8 @@ struct Playlist {
     map: Option<String>,
     segments: Vec<String>,
     can_block: bool,
+    /// PART-HOLD-BACK (LL-HLS): how far behind the live edge a low-latency player stays.
+    part_hold_back: Option<f64>,
 }
 
 impl Playlist {
@@ -78,6 +80,7 @@ impl Playlist {
                 p.map = attribute(v, "URI");
             } else if let Some(v) = line.strip_prefix("#EXT-X-SERVER-CONTROL:") {
                 p.can_block = v.contains("CAN-BLOCK-RELOAD=YES");
+                p.part_hold_back = attribute(v, "PART-HOLD-BACK").and_then(|h| h.parse().ok());
             } else if !line.is_empty() && !line.starts_with('#') {
                 p.segments.push(line.to_owned());
             }
@@ -291,8 +294,15 @@ async fn publish(
     Ok(())
 }
 
+/// What the edge watcher saw of the playlist last: the hold-back a player applies.
+#[derive(Default, Clone, Copy)]
+struct Edge {
+    target_duration: f64,
+    part_hold_back: Option<f64>,
+}
+
 /// Polls the playlist and records when each segment is first listed.
-async fn edge_watcher(url: Url, listed: Rc<RefCell<Vec<(u64, Instant)>>>) {
+async fn edge_watcher(url: Url, listed: Rc<RefCell<Vec<(u64, Instant)>>>, edge: Rc<RefCell<Edge>>) {
     let Ok(client) = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build() else { return };
     let mut last: Option<u64> = None;
     loop {
@@ -301,6 +311,8 @@ async fn edge_watcher(url: Url, listed: Rc<RefCell<Vec<(u64, Instant)>>>) {
             && let Some(newest) = playlist.last_sequence()
         {
             let seen = Instant::now();
+            *edge.borrow_mut() =
+                Edge { target_duration: playlist.target_duration, part_hold_back: playlist.part_hold_back };
             if last.is_some_and(|l| newest > l) {
                 listed.borrow_mut().push((newest, seen));
             }
@@ -342,6 +354,7 @@ async fn main() -> Res<()> {
     let stats = Rc::new(RefCell::new(Stats::default()));
     let published = Rc::new(RefCell::new(Published::default()));
     let listed = Rc::new(RefCell::new(Vec::new()));
+    let edge = Rc::new(RefCell::new(Edge::default()));
     let mut keyframe_interval = None;
     let local = tokio::task::LocalSet::new();
     let publisher_error = Rc::new(RefCell::new(None::<String>));
@@ -361,7 +374,7 @@ async fn main() -> Res<()> {
                         *error.borrow_mut() = Some(e.to_string());
                     }
                 });
-                tokio::task::spawn_local(edge_watcher(url.clone(), listed.clone()));
+                tokio::task::spawn_local(edge_watcher(url.clone(), listed.clone(), edge.clone()));
             }
             for i in 0..viewers {
                 tokio::task::spawn_local(viewer(url.clone(), blocking, stats.clone()));
@@ -390,6 +403,23 @@ async fn main() -> Res<()> {
                     Some(at.duration_since(*key).as_secs_f64() * 1000.0)
                 })
                 .collect();
+            let listed_p50 = {
+                let mut sorted = latencies.clone();
+                sorted.sort_by(f64::total_cmp);
+                percentile(&sorted, 0.5) / 1000.0
+            };
+            // A player starts and stays this far behind the end of the playlist: three target
+            // durations (hls.js's liveSyncDurationCount, Apple's default HOLD-BACK), or
+            // PART-HOLD-BACK when the playlist has parts and the player does LL-HLS. Media at
+            // the live edge was ingested `listed_p50` before it was listed, so glass to glass
+            // (without the encoder's and the network's share) is about the sum.
+            let edge = *edge.borrow();
+            let glass_to_glass = serde_json::json!({
+                "target_duration_s": edge.target_duration,
+                "part_hold_back_s": edge.part_hold_back,
+                "standard_player_s": 3.0 * edge.target_duration + listed_p50,
+                "low_latency_player_s": edge.part_hold_back.map(|h| h + listed_p50),
+            });
             let mut s = stats.borrow_mut();
             let secs = duration.as_secs_f64();
             let result = serde_json::json!({
@@ -404,6 +434,7 @@ async fn main() -> Res<()> {
                 "segment_fetch_ms": summary(&mut s.segment_ms),
                 "playlist_fetch_ms": summary(&mut s.playlist_ms),
                 "segment_listed_after_keyframe_ms": summary(&mut latencies),
+                "glass_to_glass_estimate": glass_to_glass,
                 "input_keyframe_interval_ms": keyframe_interval,
                 "publisher_error": *publisher_error.borrow(),
             });

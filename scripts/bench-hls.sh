@@ -106,7 +106,8 @@ MS_BIN="${MS_BIN:-$TARGET_DIR/release/motherstream}"
 SWARM="$TARGET_DIR/release/examples/hls_swarm"
 SAMPLE="$ROOT/scripts/bench/sample.py"
 mkdir -p "$OUT" "$RUNS"
-rm -f "$RUNS"/*.json
+# KEEP_RUNS=1 adds to the previous results (re-running one configuration).
+[[ ${KEEP_RUNS:-0} == 1 ]] || rm -f "$RUNS"/*.json
 
 # Input: ~2.5 Mbit/s 720p30 H.264 + AAC, keyframe every 2 s (noise keeps the bitrate up);
 # the same recipe as scripts/bench-load.sh.
@@ -267,6 +268,9 @@ fi
 python3 - "$RUNS" "$OUT/results.md" <<'EOF'
 import glob, json, os, sys
 runs, out = sys.argv[1:]
+def ms(d, k):
+    v = d.get(k)
+    return "—" if v is None else f"{v:.1f}"
 lines = ["# HLS benchmark", "",
          "| server | viewers | CPU % of a core | CPU % per 100 viewers | peak RSS MiB | segments/s | Mbit/s out | fetch p50 / p99 / max ms | failures | missed |",
          "|---|---|---|---|---|---|---|---|---|---|"]
@@ -275,16 +279,16 @@ for r in sorted(loads, key=lambda r: (r["viewers"], r["server"])):
     s = r.get("swarm", {})
     f = s.get("segment_fetch_ms", {})
     fails = sum(s.get("failures", {}).values()) if s else "no result"
-    lines.append(f"| {r['server']} | {r['viewers']} | {r['cpu_pct']:.1f} | {r['cpu_pct'] * 100 / r['viewers']:.2f} | "
+    per100 = f"{r['cpu_pct'] * 100 / r['viewers']:.2f}" if r["viewers"] else "—"
+    lines.append(f"| {r['server']} | {r['viewers']} | {r['cpu_pct']:.1f} | {per100} | "
                  f"{r['peak_rss_mib']:.0f} | {s.get('segments_per_s', 0):.0f} | {s.get('mbps', 0):.0f} | "
-                 f"{f.get('p50', float('nan')):.1f} / {f.get('p99', float('nan')):.1f} / {f.get('max', float('nan')):.1f} | "
-                 f"{fails} | {s.get('missed', '?')} |")
+                 f"{ms(f, 'p50')} / {ms(f, 'p99')} / {ms(f, 'max')} | {fails} | {s.get('missed', '?')} |")
 lines += ["", "| server | segment listed after its closing keyframe: p50 / p90 / max ms | segments | input keyframe interval ms |",
           "|---|---|---|---|"]
 for p in sorted(glob.glob(os.path.join(runs, "latency-*.json"))):
     r = json.load(open(p))
     l = r["segment_listed_after_keyframe_ms"]
-    lines.append(f"| {os.path.basename(p)[8:-5]} | {l['p50']:.0f} / {l['p90']:.0f} / {l['max']:.0f} | {l['n']} | {r['input_keyframe_interval_ms']} |")
+    lines.append(f"| {os.path.basename(p)[8:-5]} | {ms(l, 'p50')} / {ms(l, 'p90')} / {ms(l, 'max')} | {l['n']} | {r['input_keyframe_interval_ms']} |")
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
