@@ -138,16 +138,25 @@ async fn assert_plays(browser: &crate::webdriver::Browser, by: f64, within: Dura
 
 /// The acceptance path of the watch page: a visitor on a phone sees the channel play
 /// (muted autoplay), before, during and after a DJ switch, and the on-air name follows the
-/// switch without a reload. Needs the HLS output (`[hls]`), and runs once per player: the
-/// browser's own HLS where it has one, and hls.js.
+/// switch without a reload. Runs once per player: hls.js, and the browser's choice (its own
+/// HLS where it has one; Chromium has none, so hls.js again).
 #[tokio::test]
 async fn the_watch_page_plays_across_a_dj_switch_and_follows_who_is_on_air() {
+    plays_across_switches("[hls]\nenabled = true\n", &["hlsjs", "default"]).await;
+}
+
+/// The same with LL-HLS: hls.js in low-latency mode loads parts and blocking reloads.
+#[tokio::test]
+async fn the_watch_page_plays_low_latency_hls_across_a_dj_switch() {
+    plays_across_switches("[hls]\nenabled = true\nlow_latency = true\n", &["hlsjs"]).await;
+}
+
+async fn plays_across_switches(config: &str, players: &[&str]) {
     if !require_tool("ffmpeg") {
         return;
     }
     let Some(driver) = Driver::start().await else { return };
-    let options = Options { config: Some("[hls]\nenabled = true\n".into()), ..Options::default() };
-    let server = Server::start(options);
+    let server = Server::start(Options { config: Some(config.into()), ..Options::default() });
     let alice = server.add_user("Alice", false);
     let bob = server.add_user("Bob", false);
     server.add_user("Organiser", true);
@@ -159,8 +168,8 @@ async fn the_watch_page_plays_across_a_dj_switch_and_follows_who_is_on_air() {
 
     // Each round: the first DJ on air, the second waiting; the organiser skips; the first
     // comes back behind the second for the next round.
-    let rounds = [("hlsjs", "Alice", "Bob", &alice), ("default", "Bob", "Alice", &bob)];
-    for (player, first, second, first_key) in rounds {
+    let rounds = [("Alice", "Bob", &alice), ("Bob", "Alice", &bob)];
+    for (&player, (first, second, first_key)) in players.iter().zip(rounds) {
         let browser = driver.session(&format!("viewer ({player})"), &server.url(""), Viewport::Phone).await;
         browser.goto(&format!("/watch?player={player}")).await;
         browser
