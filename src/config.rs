@@ -1034,6 +1034,17 @@ mod tests {
     }
 
     #[test]
+    fn hls_section() {
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), "", EnvDb::default()).unwrap();
+        assert_eq!(c.hls, HlsConfig { enabled: true, segment_seconds: 2, window: 6, low_latency: false });
+        let file = "[hls]\nlow_latency = true\nwindow = 10\n";
+        let c = resolve(StoreArgs::default(), ServeArgs::default(), file, EnvDb::default()).unwrap();
+        assert_eq!(c.hls, HlsConfig { enabled: true, segment_seconds: 2, window: 10, low_latency: true });
+        let typo = "[hls]\nsegment_secs = 4\n";
+        assert!(resolve(StoreArgs::default(), ServeArgs::default(), typo, EnvDb::default()).is_err());
+    }
+
+    #[test]
     fn destinations_recording_and_idle() {
         let serve = ServeArgs {
             destinations: vec!["rtmp://a.rtmp.youtube.com/live2/secret-key".into()],

@@ -75,8 +75,7 @@ impl HlsConfig {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub window: Window,
-    /// `None` until a segment is complete.
-    pub playlist: Option<Bytes>,
+    pub playlist: Bytes,
 }
 
 /// Flow counters of the HLS output.
@@ -113,11 +112,21 @@ impl Hls {
     }
 }
 
+/// An `Hls` fed by the returned sender instead of a task, for tests of what is served.
+#[cfg(test)]
+pub(crate) fn standalone(config: HlsConfig) -> (Hls, watch::Sender<Arc<Snapshot>>) {
+    let window = Window::new(config.window(1));
+    let playlist = Bytes::from(window.render());
+    let (tx, rx) = watch::channel(Arc::new(Snapshot { window, playlist }));
+    (Hls { config, snapshot: rx, counters: Arc::default() }, tx)
+}
+
 /// Starts the HLS task on `program` until `shutdown`.
 pub fn spawn(config: HlsConfig, program: ProgramBus, shutdown: watch::Receiver<bool>) -> Hls {
     let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let window = Window::new(config.window(run));
-    let (tx, rx) = watch::channel(Arc::new(Snapshot { window: window.clone(), playlist: None }));
+    let playlist = Bytes::from(window.render());
+    let (tx, rx) = watch::channel(Arc::new(Snapshot { window: window.clone(), playlist }));
     let counters = Arc::new(HlsCounters::default());
     let task = Task { segmenter: Segmenter::new(config.segmenter()), window, tx, counters: counters.clone() };
     tokio::spawn(task.run(program, shutdown));
@@ -168,7 +177,7 @@ impl Task {
             }
             self.window.apply(output);
         }
-        let playlist = self.window.render().map(Bytes::from);
+        let playlist = Bytes::from(self.window.render());
         self.tx.send_replace(Arc::new(Snapshot { window: self.window.clone(), playlist }));
     }
 }

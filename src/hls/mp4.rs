@@ -8,6 +8,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Timescale of the video track: the program's FLV timestamps are milliseconds.
 pub const VIDEO_TIMESCALE: u32 = 1000;
+/// Timescale of the audio track, whatever its sample rate: a multiple of every common AAC
+/// rate (8 to 96 kHz, 44.1 kHz family included), so frames have whole durations; and one
+/// value for all DJs, so that a player keeping the first init segment (ffmpeg ignores a
+/// second `moov`) still reads the times of a DJ with another rate right.
+pub const AUDIO_TIMESCALE: u32 = 14_112_000;
 pub const VIDEO_TRACK: u32 = 1;
 pub const AUDIO_TRACK: u32 = 2;
 /// Samples per AAC frame.
@@ -45,8 +50,24 @@ pub struct VideoTrack {
 pub struct AudioTrack {
     /// The AudioSpecificConfig.
     pub config: Bytes,
+    /// Its audio object type (2: AAC LC, 5: HE-AAC, 29: HE-AACv2).
+    pub object_type: u8,
+    /// Output sample rate (for explicit HE-AAC, the doubled one).
     pub sample_rate: u32,
     pub channels: u8,
+}
+
+impl AudioTrack {
+    /// Output samples per frame: explicit HE-AAC doubles the 1024 of its core.
+    pub fn frame_samples(&self) -> u32 {
+        if matches!(self.object_type, 5 | 29) { 2 * AAC_FRAME } else { AAC_FRAME }
+    }
+
+    /// Whether `other` decodes with this configuration: the same audio, however its
+    /// AudioSpecificConfig is written (some encoders add an explicit "no SBR" extension).
+    pub fn same_audio(&self, other: &AudioTrack) -> bool {
+        (self.object_type, self.sample_rate, self.channels) == (other.object_type, other.sample_rate, other.channels)
+    }
 }
 
 /// One coded frame of a fragment, times in its track's timescale.
@@ -149,7 +170,7 @@ fn audio_trak(b: &mut BytesMut, audio: &AudioTrack) {
     boxed(b, b"trak", |b| {
         tkhd(b, AUDIO_TRACK, true, 0, 0);
         boxed(b, b"mdia", |b| {
-            mdhd(b, audio.sample_rate);
+            mdhd(b, AUDIO_TIMESCALE);
             hdlr(b, b"soun", b"SoundHandler");
             boxed(b, b"minf", |b| {
                 full(b, b"smhd", 0, 0, |b| b.put_u32(0));
@@ -380,7 +401,12 @@ pub(crate) mod tests {
                 width: 640,
                 height: 360,
             }),
-            audio: Some(AudioTrack { config: Bytes::from_static(&[0x12, 0x10]), sample_rate: 44_100, channels: 2 }),
+            audio: Some(AudioTrack {
+                config: Bytes::from_static(&[0x12, 0x10]),
+                object_type: 2,
+                sample_rate: 44_100,
+                channels: 2,
+            }),
         }
     }
 
@@ -395,7 +421,7 @@ pub(crate) mod tests {
         assert_eq!(&stsd[0].body[12..16], b"avc3");
         assert_eq!(&stsd[1].body[12..16], b"mp4a");
         let mdhd = find(&boxes, &[b"moov", b"trak", b"mdia", b"mdhd"]);
-        assert_eq!(be32(&mdhd[1].body, 12), 44_100, "audio timescale is its sample rate");
+        assert_eq!(be32(&mdhd[1].body, 12), AUDIO_TIMESCALE);
     }
 
     #[test]

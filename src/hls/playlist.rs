@@ -113,10 +113,15 @@ impl Window {
     }
 
     /// Whether the playlist holds segment `msn` complete or, with `part`, that part of it.
+    /// A part past the end of a segment is the next segment's first (RFC 8216bis 6.2.5.2).
     pub fn has(&self, msn: u64, part: Option<usize>) -> bool {
-        self.segments
-            .iter()
-            .any(|s| s.msn > msn || (s.msn == msn && (s.complete.is_some() || part.is_some_and(|p| p < s.parts.len()))))
+        let segment = self.segments.iter().find(|s| s.msn == msn);
+        match part {
+            None => segment.is_some_and(|s| s.complete.is_some()) || self.segments.iter().any(|s| s.msn > msn),
+            Some(part) => {
+                segment.is_some_and(|s| s.parts.len() > part) || (self.has(msn, None) && self.has(msn + 1, Some(0)))
+            }
+        }
     }
 
     /// The part a player is hinted to ask for next (LL-HLS preload hint).
@@ -124,16 +129,13 @@ impl Window {
         self.segments.back().filter(|s| s.complete.is_none()).map(|s| (s.msn, s.parts.len()))
     }
 
-    /// The media playlist; `None` until a segment is complete.
-    pub fn render(&self) -> Option<String> {
+    /// The media playlist. Until a segment is complete it lists none: players reload it, as
+    /// they would a live playlist that has not grown yet.
+    pub fn render(&self) -> String {
         let complete = self.segments.iter().filter(|s| s.complete.is_some()).count();
-        if complete == 0 {
-            return None;
-        }
         let hidden = complete.saturating_sub(self.config.window);
         let listed = self.segments.iter().skip(hidden);
         let hidden_discontinuities = self.segments.iter().take(hidden).filter(|s| s.discontinuity).count() as u64;
-        let first = self.segments.get(hidden)?;
         let ll = self.config.part_target_ms;
         let mut out = String::with_capacity(1024);
         out.push_str("#EXTM3U\n");
@@ -143,7 +145,8 @@ impl Window {
             let _ = writeln!(out, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}", seconds(3 * part_ms));
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={}", seconds(part_ms));
         }
-        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{}", first.msn);
+        let first = self.segments.get(hidden).map_or(0, |s| s.msn);
+        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
         let _ =
             writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuities_dropped + hidden_discontinuities);
         out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
@@ -179,7 +182,7 @@ impl Window {
                 }
             }
         }
-        Some(out)
+        out
     }
 }
 
@@ -282,7 +285,7 @@ mod tests {
     fn the_playlist_slides_and_counts_what_left() {
         let w =
             window(PLAIN, &[(0, false, 0), (0, false, 0), (1, true, 0), (1, false, 0), (1, false, 0), (1, false, 0)]);
-        let playlist = w.render().unwrap();
+        let playlist = w.render();
         assert_eq!(
             playlist,
             "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:3\n\
@@ -299,7 +302,7 @@ mod tests {
     #[test]
     fn a_discontinuity_in_the_window_is_tagged_before_its_map() {
         let w = window(PLAIN, &[(0, false, 0), (0, false, 0), (1, true, 0)]);
-        let playlist = w.render().unwrap();
+        let playlist = w.render();
         assert!(playlist.contains("ab-1.m4s\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"ab-init-1.mp4\"\n"), "{playlist}");
         assert!(playlist.ends_with("ab-2.m4s\n"));
         assert!(playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
@@ -313,7 +316,7 @@ mod tests {
         w.apply(Output::SegmentStarted { msn: 3, init: 0, discontinuity: false, wall, start_ms: 6000 });
         let bytes = Bytes::from_static(b"p");
         w.apply(Output::Part { msn: 3, index: 0, duration_ms: 400, independent: true, bytes });
-        let playlist = w.render().unwrap();
+        let playlist = w.render();
         assert!(playlist.contains("#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500\n"));
         assert!(playlist.contains("#EXT-X-PART-INF:PART-TARGET=0.500\n"));
         assert!(!playlist.contains("URI=\"1-0.0.m4s\""), "old segments' parts are not listed");
@@ -322,6 +325,8 @@ mod tests {
             "#EXT-X-PART:DURATION=0.400,URI=\"1-3.0.m4s\",INDEPENDENT=YES\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"1-3.1.m4s\"\n"
         ));
         assert!(w.has(3, Some(0)) && !w.has(3, Some(1)) && !w.has(3, None) && w.has(2, None));
+        assert!(w.has(2, Some(5)), "past the end of segment 2: the first part of 3");
+        assert!(!w.has(3, Some(1)) && !w.has(4, Some(0)));
         assert_eq!(w.next_part(), Some((3, 1)));
         assert!(w.get(File::Part(0, 0)).is_none() && w.get(File::Part(3, 0)).is_some());
         assert_eq!(w.parse_name("1-3.0.m4s"), Some(File::Part(3, 0)));
@@ -332,10 +337,22 @@ mod tests {
     }
 
     #[test]
+    fn before_the_first_segment_the_playlist_lists_none() {
+        let mut w = Window::new(PLAIN);
+        w.apply(Output::Init { id: 0, bytes: Bytes::new() });
+        w.apply(Output::SegmentStarted { msn: 0, init: 0, discontinuity: false, wall: UNIX_EPOCH, start_ms: 0 });
+        let playlist = w.render();
+        assert!(
+            playlist
+                .ends_with("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n")
+        );
+    }
+
+    #[test]
     fn long_segments_raise_the_target_duration() {
         let mut w = window(PLAIN, &[(0, false, 0)]);
         w.apply(Output::SegmentStarted { msn: 1, init: 0, discontinuity: false, wall: UNIX_EPOCH, start_ms: 2000 });
         w.apply(Output::SegmentEnded { msn: 1, duration_ms: 4400, bytes: Bytes::new() });
-        assert!(w.render().unwrap().contains("#EXT-X-TARGETDURATION:4\n"));
+        assert!(w.render().contains("#EXT-X-TARGETDURATION:4\n"));
     }
 }

@@ -17,9 +17,10 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 
-use super::mp4::{self, AAC_FRAME, AudioTrack, Run, Sample, Tracks, VideoTrack};
+use super::mp4::{self, AAC_FRAME, AUDIO_TIMESCALE, AudioTrack, Run, Sample, Tracks, VideoTrack};
 use crate::media::codec::{
-    AudioCodec, AudioConfig, AudioPacket, VideoCodec, VideoConfig, VideoPacket, parse_audio_tag, parse_video_tag,
+    AudioCodec, AudioPacket, AudioSpecificConfig, VideoCodec, VideoConfig, VideoPacket, parse_audio_tag,
+    parse_video_tag,
 };
 use crate::media::flv::{FlvTag, TagKind};
 use crate::media::parameter_sets::with_parameter_sets;
@@ -196,12 +197,13 @@ impl Segmenter {
         }
         match parsed.info.packet {
             AudioPacket::SequenceHeader => {
-                let Ok(config) = AudioConfig::parse(AudioCodec::Aac, parsed.body) else { return };
+                let Ok(config) = AudioSpecificConfig::parse(parsed.body) else { return };
                 if parsed.body.len() > MAX_AUDIO_CONFIG || config.sample_rate == 0 {
                     return;
                 }
                 self.audio = Some(AudioTrack {
                     config: tag.payload.slice_ref(parsed.body),
+                    object_type: config.object_type,
                     sample_rate: config.sample_rate,
                     channels: config.channels.unwrap_or(2),
                 });
@@ -229,8 +231,11 @@ impl Segmenter {
         // Video drives the cuts; audio only when the program has no video.
         let drives = is_video || self.video.is_none();
         if !drives {
-            if let Some(open) = &mut self.open {
-                open.audio.push(sample);
+            match &mut self.open {
+                // Pictures stopped: end the segment here and wait for a keyframe.
+                Some(open) if sample.dts >= open.start_ms + MAX_SEGMENT_MS => self.close_segment(sample.dts),
+                Some(open) => open.audio.push(sample),
+                None => {}
             }
             return;
         }
@@ -298,8 +303,9 @@ impl Segmenter {
             return;
         }
         let independent = video.first().is_none_or(|s| s.key);
-        let rate = self.init.as_ref().and_then(|(_, t)| t.audio.as_ref()).map_or(48_000, |a| a.sample_rate);
-        let bytes = mp4::fragment(self.next_fragment, &video_run(&video, end_ms), &audio_run(&audio, rate));
+        let track = self.init.as_ref().and_then(|(_, t)| t.audio.as_ref());
+        let frame = track.map_or((AAC_FRAME, 48_000), |a| (a.frame_samples(), a.sample_rate));
+        let bytes = mp4::fragment(self.next_fragment, &video_run(&video, end_ms), &audio_run(&audio, frame));
         self.next_fragment = self.next_fragment.wrapping_add(1);
         open.fragments.push(bytes.clone());
         if self.config.part_ms.is_some() {
@@ -345,7 +351,12 @@ fn same_codecs(a: &Tracks, b: &Tracks) -> bool {
         (None, None) => true,
         _ => false,
     };
-    video && a.audio == b.audio
+    let audio = match (&a.audio, &b.audio) {
+        (Some(a), Some(b)) => a.same_audio(b),
+        (None, None) => true,
+        _ => false,
+    };
+    video && audio
 }
 
 fn nal_length_size(video: &VideoTrack) -> Option<u8> {
@@ -370,20 +381,22 @@ fn video_run(samples: &[Pending], end_ms: u64) -> Run {
     }
 }
 
-/// Audio runs in the sample rate's timescale: frames are 1024 samples apart, unless the
-/// program has a real gap between two of them (millisecond timestamps would jitter).
-fn audio_run(samples: &[Pending], rate: u32) -> Run {
-    let to_samples = |ms: u64| ms * u64::from(rate) / 1000;
-    let frame_ms = u64::from(AAC_FRAME) * 1000 / u64::from(rate.max(1));
+/// Audio frames are one frame (`frame_samples` at `rate`) apart, unless the program has a
+/// real gap between two of them (millisecond timestamps would make durations jitter).
+fn audio_run(samples: &[Pending], (frame_samples, rate): (u32, u32)) -> Run {
+    let rate = u64::from(rate.max(1));
+    let ticks_per_ms = u64::from(AUDIO_TIMESCALE) / 1000;
+    let frame = u32::try_from(u64::from(frame_samples) * u64::from(AUDIO_TIMESCALE) / rate).unwrap_or(u32::MAX);
+    let frame_ms = u64::from(frame_samples) * 1000 / rate;
     let durations = samples.windows(2).map(|w| {
         let gap = w[1].dts.saturating_sub(w[0].dts);
-        if gap > frame_ms + 2 { u32::try_from(to_samples(gap)).unwrap_or(u32::MAX) } else { AAC_FRAME }
+        if gap > frame_ms + 2 { u32::try_from(gap * ticks_per_ms).unwrap_or(u32::MAX) } else { frame }
     });
     Run {
-        decode_time: samples.first().map_or(0, |s| to_samples(s.dts)),
+        decode_time: samples.first().map_or(0, |s| s.dts * ticks_per_ms),
         samples: samples
             .iter()
-            .zip(durations.chain([AAC_FRAME]))
+            .zip(durations.chain([frame]))
             .map(|(s, duration)| Sample { duration, composition_offset: 0, sync: true, data: s.data.clone() })
             .collect(),
     }
@@ -525,7 +538,8 @@ mod tests {
             assert_eq!(video_end, after[0].1, "video tfdt continues where the last segment ended");
             let audio_end = before[1].1 + run_duration(pair[0], mp4::AUDIO_TRACK);
             let drift = audio_end.abs_diff(after[1].1);
-            assert!(drift <= 44, "audio tfdt within a millisecond of the previous end: {drift} samples");
+            let ms = u64::from(AUDIO_TIMESCALE) / 1000;
+            assert!(drift <= ms, "audio tfdt within a millisecond of the previous end: {drift} ticks");
         }
         // The first sample of every segment is a sync sample.
         for segment in segments {
@@ -595,6 +609,60 @@ mod tests {
         assert_eq!(starts, [(0, false, 0), (0, false, 2000), (0, false, 4000), (1, true, 6000)]);
     }
 
+    /// Players that keep the first init segment (ffmpeg ignores a second `moov`) must still
+    /// read the right times after a DJ with another audio sample rate.
+    #[test]
+    fn audio_times_keep_one_timescale_across_sample_rates() {
+        let mut segmenter = Segmenter::new(PLAIN);
+        let wall = SystemTime::UNIX_EPOCH;
+        program(4_000, 25).into_iter().for_each(|t| segmenter.push(t, wall));
+        segmenter.push(FlvTag::new(TagKind::Audio, 4_000, vec![0xAF, 0, 0x11, 0x90]), wall);
+        for ts in (4_000..8_000).step_by(40) {
+            segmenter.push(aac(ts), wall);
+            segmenter.push(frame(ts, ts % 1000 == 0), wall);
+        }
+        let outputs = segmenter.take_outputs();
+        let timescales: Vec<u32> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Init { bytes, .. } => {
+                    let boxes = parse(bytes);
+                    Some(be32(&find(&boxes, &[b"moov", b"trak", b"mdia", b"mdhd"])[1].body, 12))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(timescales.len(), 2);
+        assert_eq!(timescales[0], timescales[1], "the audio timescale does not follow the sample rate");
+        let audio_starts: Vec<f64> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::SegmentEnded { bytes, .. } => Some(tfdts(bytes)[1].1 as f64 / f64::from(timescales[0])),
+                _ => None,
+            })
+            .collect();
+        for pair in audio_starts.windows(2) {
+            assert!((pair[1] - pair[0] - 2.0).abs() < 0.05, "audio segment starts {audio_starts:?}");
+        }
+    }
+
+    /// ffmpeg's AAC encoder adds an SBR sync extension saying "no SBR" where the slate's
+    /// encoder writes two bytes: the same audio, which must not change the init segment.
+    #[test]
+    fn an_equivalent_audio_config_keeps_the_init() {
+        let mut segmenter = Segmenter::new(PLAIN);
+        let wall = SystemTime::UNIX_EPOCH;
+        program(4_000, 25).into_iter().for_each(|t| segmenter.push(t, wall));
+        segmenter.push(FlvTag::new(TagKind::Audio, 4_000, vec![0xAF, 0, 0x12, 0x10, 0x56, 0xE5, 0x00]), wall);
+        for ts in (4_000..8_000).step_by(40) {
+            segmenter.push(aac(ts), wall);
+            segmenter.push(frame(ts, ts % 1000 == 0), wall);
+        }
+        let outputs = segmenter.take_outputs();
+        assert_eq!(outputs.iter().filter(|o| matches!(o, Output::Init { .. })).count(), 1);
+        assert!(!outputs.iter().any(|o| matches!(o, Output::SegmentStarted { discontinuity: true, .. })));
+    }
+
     #[test]
     fn keyframes_carry_the_parameter_sets_in_band() {
         let outputs = run(PLAIN, program(4_000, 25));
@@ -609,6 +677,34 @@ mod tests {
         // SPS, then PPS, then the slice, each with a 4-byte length.
         assert_eq!(&bytes[offset..offset + 5], &[0, 0, 0, 4, 0x67]);
         assert_eq!(&bytes[offset + 8..offset + 13], &[0, 0, 0, 4, 0x68]);
+    }
+
+    #[test]
+    fn hevc_is_hev1_with_its_parameter_sets_in_band() {
+        let mut record =
+            vec![1, 1, 0x60, 0, 0, 0, 0x90, 0, 0, 0, 0, 0, 93, 0xF0, 0, 0xFC, 0xFD, 0xF8, 0xF8, 0, 0, 0x0F, 3];
+        for (nal_type, nal) in [(32u8, [0x40u8, 0x01]), (33, [0x42, 0x01]), (34, [0x44, 0x01])] {
+            record.extend_from_slice(&[nal_type, 0, 1, 0, 2]);
+            record.extend_from_slice(&nal);
+        }
+        let mut header = b"\x90hvc1".to_vec();
+        header.extend_from_slice(&record);
+        let key =
+            |ts: u32| FlvTag::new(TagKind::Video, ts, b"\x91hvc1\x00\x00\x00\x00\x00\x00\x03\x26\x01\xAF".to_vec());
+        let mut tags = vec![FlvTag::new(TagKind::Video, 0, header)];
+        tags.extend((0..3_000).step_by(500).map(key));
+        let outputs = run(PLAIN, tags);
+        let Some(Output::Init { bytes: init, .. }) = outputs.first() else { panic!("no init first: {outputs:?}") };
+        let stsd = &find(&parse(init), &[b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd"])[0].body.clone();
+        assert_eq!(&stsd[12..16], b"hev1");
+        let Some(Output::SegmentEnded { bytes, .. }) =
+            outputs.iter().find(|o| matches!(o, Output::SegmentEnded { .. }))
+        else {
+            panic!("no segment");
+        };
+        let trun = &find(&parse(bytes), &[b"moof", b"traf", b"trun"])[0].body.clone();
+        let offset = be32(trun, 8) as usize;
+        assert_eq!(&bytes[offset..offset + 6], &[0, 0, 0, 2, 0x40, 0x01], "the VPS leads the keyframe");
     }
 
     #[test]
@@ -632,6 +728,16 @@ mod tests {
         tags.extend((1_000..30_000).step_by(40).map(|ts| frame(ts, false)));
         let outputs = run(PLAIN, tags);
         assert!(outputs.iter().any(|o| matches!(o, Output::SegmentEnded { duration_ms: MAX_SEGMENT_MS, .. })));
+    }
+
+    #[test]
+    fn audio_without_pictures_is_bounded_too() {
+        let mut tags = program(1_000, 25);
+        tags.extend((1_000..30_000).step_by(23).map(aac));
+        let mut segmenter = Segmenter::new(PLAIN);
+        tags.into_iter().for_each(|t| segmenter.push(t, SystemTime::UNIX_EPOCH));
+        let open = segmenter.open.as_ref().map_or(0, |o| o.audio.len());
+        assert!(open * 23 <= MAX_SEGMENT_MS as usize, "{open} audio frames held");
     }
 
     #[test]

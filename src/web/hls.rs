@@ -64,7 +64,7 @@ async fn playlist_response(hls: Option<&Hls>, query: Option<&str>) -> Result<Res
             wait_for(hls, |s| s.window.has(msn, part)).await?
         }
     };
-    let body = snapshot.playlist.clone().ok_or_else(|| ApiError::unavailable("The first segment is not ready yet"))?;
+    let body = snapshot.playlist.clone();
     let cache = if blocking.is_some() { BLOCKING_PLAYLIST_CACHE } else { PLAYLIST_CACHE };
     let mut response = Body::from(body).into_response();
     let headers = response.headers_mut();
@@ -240,6 +240,57 @@ mod tests {
         assert_eq!(byte_range("bytes=5-1", 1000), Range::Ignored);
         assert_eq!(byte_range("bytes=0-1,5-6", 1000), Range::Ignored);
         assert_eq!(byte_range("items=0-1", 1000), Range::Ignored);
+    }
+
+    use std::time::SystemTime;
+
+    use crate::hls::segmenter::Output;
+    use crate::hls::{HlsConfig, standalone};
+
+    const LL: HlsConfig = HlsConfig { enabled: true, segment_seconds: 2, window: 3, low_latency: true };
+
+    fn status(result: Result<Response, ApiError>) -> StatusCode {
+        result.map_or_else(|e| e.status, |r| r.status())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocking_reload_answers_when_its_part_appears_or_503_after_three_targets() {
+        let (hls, tx) = standalone(LL);
+        let hls = Some(hls);
+        let started = tokio::time::Instant::now();
+        let waiting = tokio::spawn({
+            let hls = hls.clone();
+            async move { status(playlist_response(hls.as_ref(), Some("_HLS_msn=0&_HLS_part=0")).await) }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut snapshot = (**tx.borrow()).clone();
+        let wall = SystemTime::UNIX_EPOCH;
+        snapshot.window.apply(Output::Init { id: 0, bytes: Bytes::new() });
+        snapshot.window.apply(Output::SegmentStarted { msn: 0, init: 0, discontinuity: false, wall, start_ms: 0 });
+        let bytes = Bytes::from_static(b"part");
+        snapshot.window.apply(Output::Part { msn: 0, index: 0, duration_ms: 400, independent: true, bytes });
+        tx.send_replace(Arc::new(snapshot));
+        assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+        assert_eq!(started.elapsed(), Duration::from_millis(300), "answered as soon as the part appeared");
+
+        let started = tokio::time::Instant::now();
+        let stalled = playlist_response(hls.as_ref(), Some("_HLS_msn=0&_HLS_part=1")).await;
+        assert_eq!(status(stalled), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), Duration::from_secs(6), "three target durations");
+        assert_eq!(hls.as_ref().map(|h| h.counters.waiters.load(Ordering::Relaxed)), Some(0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_are_bounded() {
+        let (hls, _tx) = standalone(LL);
+        hls.counters.waiters.store(MAX_WAITERS, Ordering::Relaxed);
+        let started = tokio::time::Instant::now();
+        let refused = playlist_response(Some(&hls), Some("_HLS_msn=1")).await;
+        assert_eq!(status(refused), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(started.elapsed(), Duration::ZERO, "refused at once");
+        assert_eq!(hls.counters.waiters.load(Ordering::Relaxed), MAX_WAITERS);
+        let far = playlist_response(Some(&hls), Some("_HLS_msn=3")).await;
+        assert_eq!(status(far), StatusCode::BAD_REQUEST);
     }
 
     #[test]

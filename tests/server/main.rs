@@ -11,6 +11,7 @@ mod encoders;
 mod hardening;
 mod hardening_accounts;
 mod harness;
+mod hls;
 mod http_api;
 mod interop;
 mod limits;
