@@ -250,6 +250,7 @@ async fn the_embed_plays_muted_in_another_sites_frame() {
     browser.enter_first_frame().await;
     browser.wait_for("#watch-on-air", Read::Text, Duration::from_secs(10), |t| t == "Alice").await;
     assert_plays(&browser, 2.0, Duration::from_secs(15), "in the frame").await;
+    browser.screenshot("embed-in-another-site").await;
     browser.close().await;
 }
 
