@@ -188,6 +188,11 @@ async fn plays_across_switches(config: &str, players: &[&str]) {
         }
         eprintln!("the watch page plays with {used}");
         browser.screenshot(&format!("watch-{player}-before")).await;
+        // Muted autoplay, and a visible way to sound: one click unmutes, the button goes.
+        browser.wait_for("#player-unmute", Read::Css("display"), Duration::from_secs(2), |d| d != "none").await;
+        browser.click("#player-unmute").await;
+        assert_eq!(browser.execute("return document.getElementById('watch-video').muted").await, false);
+        browser.wait_for("#player-unmute", Read::Css("display"), Duration::from_secs(2), |d| d == "none").await;
 
         let (status, _) = server.post("/api/v1/queue/skip", Some(&token), None).await;
         assert_eq!(status, 200);
