@@ -202,12 +202,17 @@ playlist_url() {
   if [[ $1 == motherstream ]]; then echo "http://127.0.0.1:$MS_HTTP/hls/program.m3u8"
   else echo "http://127.0.0.1:$NGX_HTTP/hls/program.m3u8"; fi
 }
+# motherstream's variants get their own result files: -ll (low_latency), -blocking.
+VARIANT=""
+[[ ${LOW_LATENCY:-false} == true ]] && VARIANT+="-ll"
+[[ -n ${BLOCKING:-} ]] && VARIANT+="-blocking"
+label() { if [[ $1 == motherstream ]]; then echo "motherstream$VARIANT"; else echo "$1"; fi; }
 start_server() { if [[ $1 == motherstream ]]; then start_motherstream "$2"; else start_nginx "$2"; fi; }
 
 # ---------------------------------------------------------------------------------------
 # 1. CPU and memory per viewer
 run_load() { # run_load SERVER VIEWERS
-  local server=$1 n=$2 name="load-$1-v$2"
+  local server=$1 n=$2 name="load-$(label "$1")-v$2"
   local dir="$OUT/work/$name"
   rm -rf "$dir"; mkdir -p "$dir"
   log "load: $server, $n viewers (${WARMUP}s warm-up + ${DURATION}s measured)"
@@ -226,7 +231,7 @@ run_load() { # run_load SERVER VIEWERS
   python3 "$SAMPLE" "$server_pid" "$DURATION" "$RUNS/$name.json" >/dev/null
   for _ in $(seq 100); do kill -0 "$swarm" 2>/dev/null || break; sleep 0.1; done
   stop_pids "$swarm" "$publisher" "$server_pid"
-  python3 - "$RUNS/$name.json" "$server" "$n" "$RUNS/$name.swarm.json" <<'EOF'
+  python3 - "$RUNS/$name.json" "$(label "$server")" "$n" "$RUNS/$name.swarm.json" <<'EOF'
 import json, sys
 path, server, n, swarm_path = sys.argv[1:]
 r = json.load(open(path))
@@ -241,7 +246,7 @@ EOF
 
 # 2. Segment latency: the swarm publishes and watches the playlist's edge.
 run_latency() { # run_latency SERVER
-  local server=$1 name="latency-$1"
+  local server=$1 name="latency-$(label "$1")"
   local dir="$OUT/work/$name"
   rm -rf "$dir"; mkdir -p "$dir"
   log "latency: $server (${LAT_DURATION}s)"
@@ -283,12 +288,14 @@ for r in sorted(loads, key=lambda r: (r["viewers"], r["server"])):
     lines.append(f"| {r['server']} | {r['viewers']} | {r['cpu_pct']:.1f} | {per100} | "
                  f"{r['peak_rss_mib']:.0f} | {s.get('segments_per_s', 0):.0f} | {s.get('mbps', 0):.0f} | "
                  f"{ms(f, 'p50')} / {ms(f, 'p99')} / {ms(f, 'max')} | {fails} | {s.get('missed', '?')} |")
-lines += ["", "| server | segment listed after its closing keyframe: p50 / p90 / max ms | segments | input keyframe interval ms |",
-          "|---|---|---|---|"]
+lines += ["", "| server | segment listed after its closing keyframe: p50 / p90 / max ms | segments | input keyframe interval ms | glass to glass estimate, standard / LL-HLS player s |",
+          "|---|---|---|---|---|"]
 for p in sorted(glob.glob(os.path.join(runs, "latency-*.json"))):
     r = json.load(open(p))
     l = r["segment_listed_after_keyframe_ms"]
-    lines.append(f"| {os.path.basename(p)[8:-5]} | {ms(l, 'p50')} / {ms(l, 'p90')} / {ms(l, 'max')} | {l['n']} | {r['input_keyframe_interval_ms']} |")
+    g = r.get("glass_to_glass_estimate", {})
+    lines.append(f"| {os.path.basename(p)[8:-5]} | {ms(l, 'p50')} / {ms(l, 'p90')} / {ms(l, 'max')} | {l['n']} | "
+                 f"{r['input_keyframe_interval_ms']} | {ms(g, 'standard_player_s')} / {ms(g, 'low_latency_player_s')} |")
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 EOF
