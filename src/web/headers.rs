@@ -13,9 +13,23 @@ const PAGE_POLICY: &str =
 /// Overlays (and the seed's `/queue-list`) are made to be embedded: OBS, a stream page, the
 /// overlay index's previews. Everything else as for pages.
 const EMBEDDABLE_POLICY: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'";
+/// The watch page: as pages, plus video from `blob:` addresses, which is how hls.js hands
+/// the browser its MediaSource.
+const WATCH_POLICY: &str = "default-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+                            form-action 'self'; frame-ancestors 'none'";
+/// The embeddable player (`/embed`): framed by any site, as overlays are.
+const EMBED_POLICY: &str =
+    "default-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'none'";
 
-fn embeddable(path: &str) -> bool {
-    path.starts_with("/overlay/") || path == "/queue-list"
+/// Which policy an HTML answer for `path` gets.
+fn policy(path: &str) -> &'static str {
+    match path {
+        "/watch" => WATCH_POLICY,
+        "/embed" => EMBED_POLICY,
+        "/queue-list" => EMBEDDABLE_POLICY,
+        _ if path.starts_with("/overlay/") => EMBEDDABLE_POLICY,
+        _ => PAGE_POLICY,
+    }
 }
 
 fn is_html(headers: &HeaderMap) -> bool {
@@ -25,7 +39,7 @@ fn is_html(headers: &HeaderMap) -> bool {
 /// Middleware: answers that say nothing about caching are not stored (pages show who is
 /// logged in, API answers carry tokens and stream keys); HTML gets its policy.
 pub async fn security_headers(request: Request, next: Next) -> Response {
-    let embeddable = embeddable(request.uri().path());
+    let policy = policy(request.uri().path());
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
@@ -33,9 +47,8 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     // Reset links carry their token in the path: never send it to another site.
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if is_html(headers) {
-        let policy = if embeddable { EMBEDDABLE_POLICY } else { PAGE_POLICY };
         headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
-        if !embeddable {
+        if policy.contains("frame-ancestors 'none'") {
             // For browsers that predate frame-ancestors.
             headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         }

@@ -112,9 +112,10 @@ pub struct AppState {
 
 /// The HTML pages: they share the CSRF cookie middleware.
 fn pages(max_body: usize) -> Routes {
-    use pages::{account, admin, dashboard, reset, settings};
+    use pages::{account, admin, dashboard, reset, settings, watch};
     let routes = Routes::default()
         .get("/", account::home)
+        .get("/watch", watch::watch)
         .get("/signup", account::signup_page)
         .post("/signup", account::signup)
         .get("/setup/{token}", setup::setup_page)
@@ -160,6 +161,8 @@ fn api(metrics_here: bool) -> Routes {
         .get("/assets/{name}", assets::asset)
         .get("/pictures/{file}", pictures::serve)
         .get("/overlay/{name}", overlays::overlay)
+        // The player for other sites' iframes: no session, no CSRF cookie to set.
+        .get("/embed", pages::watch::embed)
         // Seed-compatible paths and shapes.
         .get("/queue-json", seed::queue_json)
         .get("/queue-list", seed::queue_list)

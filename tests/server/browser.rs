@@ -16,10 +16,10 @@ const LIVE: Duration = Duration::from_secs(5);
 
 /// `ffmpeg -re -stream_loop -1 -i fixture -c copy -f flv URL`: a real encoder publishing in
 /// real time, as OBS would. Killed when dropped, also when the test fails.
-struct Ffmpeg(Child);
+pub(crate) struct Ffmpeg(Child);
 
 impl Ffmpeg {
-    fn publish(url: &str) -> Self {
+    pub(crate) fn publish(url: &str) -> Self {
         Self(ffmpeg_publish(url))
     }
 }

@@ -236,7 +236,17 @@ async fn pages_have_no_inline_scripts_or_styles_for_the_policy_to_block() {
     let server = Server::start(Options::default());
     server.add_user("Organiser", true);
     let browser = Browser::new(&server);
-    let anonymous = ["/", "/login", "/signup", "/password-reset", "/overlay/now", "/overlay/clock", "/queue-list"];
+    let anonymous = [
+        "/",
+        "/login",
+        "/signup",
+        "/password-reset",
+        "/overlay/now",
+        "/overlay/clock",
+        "/queue-list",
+        "/watch",
+        "/embed",
+    ];
     let member = ["/dashboard", "/sets", "/settings", "/admin", "/overlays"];
     for path in anonymous {
         assert_no_inline_code(&browser, path).await;

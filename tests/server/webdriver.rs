@@ -177,6 +177,20 @@ impl Browser {
         }
     }
 
+    /// Navigates to a full URL (another site, a `data:` page).
+    pub async fn goto_url(&self, url: &str) {
+        if let Err(e) = self.client.goto(url).await {
+            panic!("browser {}: cannot open {url}: {e}", self.label);
+        }
+    }
+
+    /// Makes the page's first frame the one later commands act on.
+    pub async fn enter_first_frame(&self) {
+        if let Err(e) = self.client.enter_frame(0).await {
+            panic!("{}", self.failure(&format!("no frame to enter: {e}")).await);
+        }
+    }
+
     /// The path of the current page (after any redirect).
     pub async fn path(&self) -> String {
         self.client.current_url().await.map(|u| u.path().to_owned()).unwrap_or_default()
@@ -297,6 +311,14 @@ impl Browser {
         let found = self.client.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0);
         if found > 0 {
             panic!("{}", self.failure(&format!("{css} should not be on this page ({found} found)")).await);
+        }
+    }
+
+    /// Runs `script` in the page (WebDriver's synchronous execute) and returns its value.
+    pub async fn execute(&self, script: &str) -> serde_json::Value {
+        match self.client.execute(script, vec![]).await {
+            Ok(value) => value,
+            Err(e) => panic!("{}", self.failure(&format!("script failed: {e}\n{script}")).await),
         }
     }
 

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod reset;
 pub mod settings;
+pub mod watch;
 
 /// Every template, embedded at build time.
 macro_rules! templates {
@@ -46,6 +47,10 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "overlay_queue.html",
     "overlay_timer.html",
     "overlay_clock.html",
+    "player.html",
+    "on_air.html",
+    "watch.html",
+    "embed.html",
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
