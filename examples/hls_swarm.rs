@@ -285,7 +285,7 @@ async fn publish(
                     event = client.next_event() => { event?; }
                 }
             }
-            client.send(&FlvTag { timestamp: ts, ..tag.clone() }).await?;
+            client.send(FlvTag { timestamp: ts, ..tag.clone() }.to_rtmp()).await?;
             if is_keyframe(tag) {
                 published.borrow_mut().keyframes.push(Instant::now());
             }
