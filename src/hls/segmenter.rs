@@ -220,7 +220,11 @@ impl Segmenter {
         }
     }
 
-    /// Places a sample, cutting parts and segments before it where due.
+    /// Places a sample, cutting parts and segments before it where due. A keyframe ends the
+    /// open segment once it holds three quarters of the target: a source with a keyframe
+    /// every 1.6 s (the built-in slate) then makes 1.6 s segments, not 3.2 s ones, which would
+    /// raise the playlist's target duration, and every player's distance from live with it,
+    /// for the rest of the run (a target duration never goes down).
     fn take(&mut self, is_video: bool, sample: Pending, wall: SystemTime) {
         if let Some(last) = self.last_ms
             && sample.dts + BACKWARDS_MS < last
@@ -243,7 +247,7 @@ impl Segmenter {
         let new_codec = self.init.as_ref().is_none_or(|(_, current)| !same_codecs(current, &tracks));
         match &self.open {
             None => {}
-            Some(open) if sample.key && (new_codec || sample.dts >= open.start_ms + self.config.segment_ms) => {
+            Some(open) if sample.key && (new_codec || sample.dts >= open.start_ms + self.config.segment_ms * 3 / 4) => {
                 self.close_segment(sample.dts);
             }
             Some(open) if sample.dts >= open.start_ms + MAX_SEGMENT_MS => self.close_segment(sample.dts),
@@ -519,6 +523,20 @@ mod tests {
             })
             .collect();
         assert_eq!(durations, [2400, 2400, 2400, 2400]);
+    }
+
+    #[test]
+    fn keyframes_a_little_under_the_target_apart_keep_segments_under_it() {
+        // A keyframe every 1.6 s, like the built-in slate (here 40 frames of 40 ms).
+        let outputs = run(PLAIN, program(8_000, 40));
+        let durations: Vec<u64> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::SegmentEnded { duration_ms, .. } => Some(*duration_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(durations, [1600, 1600, 1600, 1600]);
     }
 
     #[test]

@@ -220,6 +220,13 @@ async fn program_switches_seamlessly_for_players_and_viewers() {
     player.wait_for_size(DJ1).await;
     let bob = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
     server.wait_for_queue(&["Alice", "Bob"]).await;
+    // Until Bob's first keyframe there is nothing of his to splice to (the slate would
+    // rightly fill in), so the clean hand-over this test checks waits for it.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while server.get_json("/api/v1/status").await["queue"][0]["stats"]["keyframes"].as_u64().unwrap_or(0) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "Bob sent no keyframe");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     alice.stop().await; // clean stop: Bob goes on air at his next keyframe
     player.wait_for_size(DJ2).await;
