@@ -562,6 +562,12 @@ impl SetClock {
     }
 }
 
+/// The DJ after `lead` if they are streaming (a held place may not come back) and have not
+/// been told they are up next in this set; whoever moves into first place later is told then.
+fn untold_next<'a>(lead: &Lead, waiting: &'a VecDeque<Place>) -> Option<&'a Place> {
+    waiting.front().filter(|next| next.conn().is_some() && lead.told_up_next != Some(next.dj.user_id))
+}
+
 impl Lead {
     fn new(place: Place, budget: Duration, now: Instant) -> Self {
         let mut lead = Lead {
@@ -805,6 +811,7 @@ impl Engine {
                         .zip(WARNING_THRESHOLDS)
                         .filter_map(|(warning, threshold)| (*warning == Warning::Armed).then_some(threshold)),
                 )
+                .chain(untold_next(lead, &self.waiting).map(|_| UP_NEXT_BEFORE))
                 .filter_map(|left| lead.clock.instant_when_remaining(left));
             lead.place.hold().and_then(|hold| hold.deadline()).into_iter().chain(timer)
         });
