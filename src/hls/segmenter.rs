@@ -87,9 +87,6 @@ pub struct Segmenter {
     last_ms: Option<u64>,
     /// The next segment follows a gap in the program (restart, lost subscription).
     gap: bool,
-    /// Video sequence headers came since the last keyframe: the program switched source
-    /// (the switcher sends them before a new source's first keyframe).
-    new_source: bool,
     outputs: Vec<Output>,
 }
 
@@ -125,7 +122,6 @@ impl Segmenter {
             clock: Clock::default(),
             last_ms: None,
             gap: false,
-            new_source: false,
             outputs: Vec::new(),
         }
     }
@@ -174,7 +170,6 @@ impl Segmenter {
                     height: dimension(size.and_then(|s| s.height)),
                 });
                 self.video_header = Some(tag);
-                self.new_source = true;
             }
             VideoPacket::Coded => {
                 if self.video.as_ref().is_none_or(|v| v.hevc != hevc) {
@@ -225,12 +220,7 @@ impl Segmenter {
         }
     }
 
-    /// Places a sample, cutting parts and segments before it where due. A keyframe ends the
-    /// open segment once it holds three quarters of the target, or when it is a new source's
-    /// first: a source with a keyframe every 1.6 s (the built-in slate) then makes 1.6 s
-    /// segments, and a switch does not stretch the segment it falls in. Longer segments would
-    /// raise the playlist's target duration, and every player's distance from live with it,
-    /// for the rest of the run (a target duration never changes, RFC 8216 4.3.3.1).
+    /// Places a sample, cutting parts and segments before it where due.
     fn take(&mut self, is_video: bool, sample: Pending, wall: SystemTime) {
         if let Some(last) = self.last_ms
             && sample.dts + BACKWARDS_MS < last
@@ -253,12 +243,7 @@ impl Segmenter {
         let new_codec = self.init.as_ref().is_none_or(|(_, current)| !same_codecs(current, &tracks));
         match &self.open {
             None => {}
-            Some(open)
-                if sample.key
-                    && (new_codec
-                        || self.new_source
-                        || sample.dts >= open.start_ms + self.config.segment_ms * 3 / 4) =>
-            {
+            Some(open) if sample.key && (new_codec || sample.dts >= open.start_ms + self.config.segment_ms) => {
                 self.close_segment(sample.dts);
             }
             Some(open) if sample.dts >= open.start_ms + MAX_SEGMENT_MS => self.close_segment(sample.dts),
@@ -275,9 +260,6 @@ impl Segmenter {
                 return;
             }
             self.start_segment(sample.dts, tracks, new_codec, wall);
-        }
-        if sample.key {
-            self.new_source = false;
         }
         if let Some(open) = &mut self.open {
             if is_video { open.video.push(sample) } else { open.audio.push(sample) }
@@ -537,40 +519,6 @@ mod tests {
             })
             .collect();
         assert_eq!(durations, [2400, 2400, 2400, 2400]);
-    }
-
-    #[test]
-    fn keyframes_a_little_under_the_target_apart_keep_segments_under_it() {
-        // A keyframe every 1.6 s, like the built-in slate (here 40 frames of 40 ms).
-        let outputs = run(PLAIN, program(8_000, 40));
-        let durations: Vec<u64> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::SegmentEnded { duration_ms, .. } => Some(*duration_ms),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(durations, [1600, 1600, 1600, 1600]);
-    }
-
-    #[test]
-    fn a_new_source_starts_a_segment_at_its_first_keyframe() {
-        // One source with 1.2 s keyframes; at 3.0 s the program switches (headers, then a
-        // keyframe) to one with 2 s keyframes. The segment open since 2.4 s ends at the switch
-        // instead of running on to 5.0 s.
-        let mut tags: Vec<FlvTag> = program(3_000, 30);
-        tags.push(FlvTag { timestamp: 3_000, ..video_header() });
-        for v in (3_000..9_000).step_by(40) {
-            tags.push(frame(v, (v - 3_000) % 2_000 == 0));
-        }
-        let starts: Vec<u64> = run(PLAIN, tags)
-            .iter()
-            .filter_map(|o| match o {
-                Output::SegmentStarted { start_ms, .. } => Some(*start_ms),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(starts, [0, 2400, 3000, 5000, 7000]);
     }
 
     #[test]
