@@ -1,7 +1,10 @@
 // The watch and embed pages: plays the program's HLS playlist and keeps who is on air, the
 // track and the queue current over the shared event stream (live.js).
-// Safari and iOS play HLS themselves; other browsers get hls.js (vendor/, loaded before
-// this file). `?player=native` or `?player=hlsjs` forces one, to compare or debug them.
+// hls.js (vendor/, loaded before this file) wherever it runs (Media Source: every desktop
+// browser, iPadOS, iOS 17.1+); the browser's own HLS only where it cannot (older iPhones).
+// Chromium has begun to answer `canPlayType` for HLS itself, and its own player then hung
+// at "loading" in the browser tests, so that answer is not what decides.
+// `?player=native` or `?player=hlsjs` forces one, to compare or debug them.
 "use strict";
 (function () {
   const root = document.getElementById("watch");
@@ -81,11 +84,13 @@
       again(2000);
       return;
     }
-    const native = forced ? forced === "native" : video.canPlayType("application/vnd.apple.mpegurl") !== "";
+    const hlsJs = window.Hls && window.Hls.isSupported();
+    const canNative = video.canPlayType("application/vnd.apple.mpegurl") !== "";
+    const native = forced ? forced === "native" : !hlsJs && canNative;
     if (native) {
       box.dataset.player = "native";
       video.src = src;
-    } else if (window.Hls && window.Hls.isSupported()) {
+    } else if (hlsJs) {
       useHlsJs();
     } else {
       say("off", "This browser cannot play the stream.");
