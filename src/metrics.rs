@@ -81,6 +81,11 @@ impl Exposition {
         self
     }
 
+    /// A family with one unlabelled sample.
+    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) -> &mut Self {
+        self.family(name, kind, help).sample(name, &[], value)
+    }
+
     /// Adds a sample; label values are escaped as the format requires.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
         self.text.push_str(name);

@@ -100,16 +100,18 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let now = Instant::now();
 
     let publishers = state.publishers.all();
-    e.family("motherstream_publishers", "gauge", "RTMP publishers connected (on air and queued).").sample(
+    e.single(
         "motherstream_publishers",
-        &[],
+        "gauge",
+        "RTMP publishers connected (on air and queued).",
         publishers.len() as f64,
     );
 
     if let Ok(status) = state.queue.status().await {
-        e.family("motherstream_queue_length", "gauge", "DJs waiting behind the one on air.").sample(
+        e.single(
             "motherstream_queue_length",
-            &[],
+            "gauge",
+            "DJs waiting behind the one on air.",
             status.waiting.len() as f64,
         );
         e.family("motherstream_on_air", "gauge", "1 for the DJ holding the on-air slot.");
@@ -117,9 +119,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             let live = if lead.conn.is_some() { "live" } else { "held" };
             e.sample("motherstream_on_air", &[("dj_name", &lead.dj.dj_name), ("state", live)], 1.0);
         }
-        e.family("motherstream_set_remaining_seconds", "gauge", "Time left in the current set.").sample(
+        e.single(
             "motherstream_set_remaining_seconds",
-            &[],
+            "gauge",
+            "Time left in the current set.",
             status.lead.as_ref().map_or(0.0, |l| l.remaining.as_secs_f64()),
         );
     }
@@ -154,36 +157,42 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     }
 
     let counters = &state.counters;
-    e.family("motherstream_rtmp_received_bytes_total", "counter", "Bytes received from RTMP peers.").sample(
+    e.single(
         "motherstream_rtmp_received_bytes_total",
-        &[],
+        "counter",
+        "Bytes received from RTMP peers.",
         counters.rtmp_bytes_in.load(Ordering::Relaxed) as f64,
     );
-    e.family("motherstream_rtmp_sent_bytes_total", "counter", "Bytes sent to RTMP peers (players).").sample(
+    e.single(
         "motherstream_rtmp_sent_bytes_total",
-        &[],
+        "counter",
+        "Bytes sent to RTMP peers (players).",
         counters.rtmp_bytes_out.load(Ordering::Relaxed) as f64,
     );
-    e.family("motherstream_http_flv_sent_bytes_total", "counter", "Program bytes sent to HTTP-FLV viewers.").sample(
+    e.single(
         "motherstream_http_flv_sent_bytes_total",
-        &[],
+        "counter",
+        "Program bytes sent to HTTP-FLV viewers.",
         counters.http_flv_bytes_out.load(Ordering::Relaxed) as f64,
     );
     if let Some(hls) = &state.hls {
         let hls = &hls.counters;
-        e.family("motherstream_hls_segments_total", "counter", "HLS segments made from the program.").sample(
+        e.single(
             "motherstream_hls_segments_total",
-            &[],
+            "counter",
+            "HLS segments made from the program.",
             hls.segments.load(Ordering::Relaxed) as f64,
         );
-        e.family("motherstream_hls_sent_bytes_total", "counter", "HLS segment, part and init bytes sent.").sample(
+        e.single(
             "motherstream_hls_sent_bytes_total",
-            &[],
+            "counter",
+            "HLS segment, part and init bytes sent.",
             hls.bytes_out.load(Ordering::Relaxed) as f64,
         );
-        e.family("motherstream_hls_waiting_requests", "gauge", "LL-HLS requests waiting for a part.").sample(
+        e.single(
             "motherstream_hls_waiting_requests",
-            &[],
+            "gauge",
+            "LL-HLS requests waiting for a part.",
             hls.waiters.load(Ordering::Relaxed) as f64,
         );
     }
