@@ -155,20 +155,28 @@ impl Publisher {
 
     /// What is known of the stream and how it differs from the channel profile.
     pub fn stream_profile(&self, now: Instant) -> (StreamProfile, Vec<Difference>, std::time::Duration) {
+        let (stats, stream, diffs) = self.judged(now);
+        (stream, diffs, std::time::Duration::from_millis(stats.uptime_ms))
+    }
+
+    /// One snapshot of the statistics, the stream they describe, and its differences from
+    /// the channel profile.
+    fn judged(&self, now: Instant) -> (StatsSnapshot, StreamProfile, Vec<Difference>) {
         let media = self.lock();
         let stats = media.stats.snapshot(now);
         let declared = media.gop.metadata().and_then(declared_fps);
         drop(media);
         let stream = StreamProfile::from_stats(&stats, declared);
         let diffs = differences(&self.channel.profile, &stream);
-        (stream, diffs, std::time::Duration::from_millis(stats.uptime_ms))
+        (stats, stream, diffs)
     }
 
-    /// The stream checks and the differences from the channel profile, in plain words.
-    pub fn health(&self, now: Instant) -> Health {
-        let stats = self.stats(now);
-        let (_, differences, _) = self.stream_profile(now);
-        health::check(&stats, &differences, self.channel.profile.fps)
+    /// The statistics and, judged from the same snapshot, the stream checks and the
+    /// differences from the channel profile in plain words.
+    pub fn health(&self, now: Instant) -> (StatsSnapshot, Health) {
+        let (stats, _, differences) = self.judged(now);
+        let health = health::check(&stats, &differences, self.channel.profile.fps);
+        (stats, health)
     }
 
     /// The stream against the channel profile, and how it is (or would be) aired. Asks for

@@ -80,7 +80,8 @@ pub async fn status(
         let Some(publisher) = conn.and_then(|c| state.publishers.get(c)) else {
             return (None, None, None);
         };
-        (Some(publisher.stats(now)), Some(publisher.health(now)), Some(publisher.profile_report(now)))
+        let (stats, health) = publisher.health(now);
+        (Some(stats), Some(health), Some(publisher.profile_report(now)))
     };
     let on_air = status.lead.as_ref().map(|lead| {
         let (stats, health, profile) = inspect(lead.conn);

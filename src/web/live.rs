@@ -282,12 +282,12 @@ impl Producer {
         lead.chain(waiting)
             .filter_map(|(dj, conn)| {
                 let publisher = self.sources.publishers.get(conn?)?;
-                let stats = publisher.stats(now);
+                let (stats, health) = publisher.health(now);
                 Some(PublisherRate {
                     dj_name: dj.dj_name.clone(),
                     bitrate_bps: stats.bitrate_bps,
                     video_fps: stats.video_fps,
-                    advice: publisher.health(now).advice,
+                    advice: health.advice,
                 })
             })
             .collect()

@@ -36,7 +36,7 @@ async fn console_page(
     // Every publisher's stream against the channel profile, so organisers see who will
     // change the program's picture or sound before it happens.
     let profile = |conn| state.publishers.get(conn?).map(|p| p.profile_report(now));
-    let advice = |conn| state.publishers.get(conn?).map(|p| p.health(now).advice);
+    let advice = |conn| state.publishers.get(conn?).map(|p| p.health(now).1.advice);
     let mut queue = Vec::new();
     if let Some(lead) = &status.lead {
         let connection = match (lead.conn, lead.reserved) {

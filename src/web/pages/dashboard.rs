@@ -61,7 +61,7 @@ pub async fn dashboard(
     let publisher = mine.and_then(|c| state.publishers.get(c));
     let now = std::time::Instant::now();
     let report = publisher.as_ref().map(|p| p.profile_report(now));
-    let advice = publisher.as_ref().map(|p| p.health(now).advice).unwrap_or_default();
+    let advice = publisher.as_ref().map(|p| p.health(now).1.advice).unwrap_or_default();
     let channel = state.publishers.channel();
     let profile = &channel.profile;
     Ok(render(
