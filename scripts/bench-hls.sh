@@ -39,9 +39,9 @@ SERVER_CPU="${SERVER_CPU:-0}" CLIENT_CPU="${CLIENT_CPU:-1}"
 
 log() { printf '[bench-hls %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-# Process bookkeeping: everything we start is recorded and killed on exit.
-# shellcheck source=bench/procs.sh
-source "$ROOT/scripts/bench/procs.sh"
+# Installing what is missing; everything we start is recorded and killed on exit.
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 wait_url() { # wait_url URL : up to 30 s for a 200
   for _ in $(seq 300); do
     curl -fs -o /dev/null "$1" && return 0
@@ -57,12 +57,7 @@ command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v nginx >/dev/null || need_apt+=(nginx)
 command -v curl >/dev/null || need_apt+=(curl)
 [[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]] || need_apt+=(libnginx-mod-rtmp)
-if ((${#need_apt[@]})); then
-  log "installing ${need_apt[*]}"
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+install_missing ${need_apt[@]+"${need_apt[@]}"}
 command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 
 log "building motherstream (release) and the HLS swarm"

@@ -51,9 +51,9 @@ MAX_PUBLISHERS=50
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-# Process bookkeeping: everything we start is recorded and killed on exit.
-# shellcheck source=bench/procs.sh
-source "$ROOT/scripts/bench/procs.sh"
+# Installing what is missing; everything we start is recorded and killed on exit.
+# shellcheck source=bench/common.sh
+source "$ROOT/scripts/bench/common.sh"
 
 # ---------------------------------------------------------------------------------------
 # Dependencies and builds
@@ -61,12 +61,7 @@ need_apt=()
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
 command -v nginx >/dev/null || need_apt+=(nginx)
 [[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ]] || need_apt+=(libnginx-mod-rtmp)
-if ((${#need_apt[@]})); then
-  log "installing ${need_apt[*]}"
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+install_missing ${need_apt[@]+"${need_apt[@]}"}
 command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
 
 log "building motherstream (release), the latency probe and the player swarm"

@@ -1,5 +1,6 @@
-# Process bookkeeping shared by the bench scripts (sourced, not run): everything a script
-# starts with start_bg is recorded and killed when it exits.
+# What the bench scripts share (sourced, not run; they define `log` first): installing what
+# they need, and process bookkeeping: everything a script starts with start_bg is recorded
+# and killed when it exits.
 # shellcheck shell=bash
 PIDS=()
 start_bg() { # start_bg LOGFILE CMD... ; sets BG_PID
@@ -37,4 +38,13 @@ wait_port() { # wait_port PORT : up to 15 s
     sleep 0.1
   done
   log "port $1 did not open"; return 1
+}
+
+install_missing() { # install_missing PACKAGE... : apt-get install, as root or with sudo
+  (($#)) || return 0
+  log "installing $*"
+  local sudo=""
+  [[ $(id -u) == 0 ]] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
