@@ -99,6 +99,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
 
     let queue = actor::spawn(store.clone(), settings).await;
     let publishers = Publishers::new(config.channel.clone());
+    tokio::spawn(publishers.clone().follow_queue(queue.program_source(), queue.standby()));
     let program = program::spawn(
         queue.program_source(),
         publishers.clone(),

@@ -5,7 +5,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::channel::airing::{Decision, decide};
 use crate::channel::health::{self, Health};
@@ -148,6 +148,11 @@ impl Publisher {
         self.lock().stats.snapshot(now)
     }
 
+    /// Whether to keep this publisher's current GOP (see [`GopCache::hold_gop`]).
+    fn hold_gop(&self, hold: bool) {
+        self.lock().gop.hold_gop(hold);
+    }
+
     /// Whether a subscriber starting now would begin at a keyframe.
     pub fn has_keyframe(&self) -> bool {
         self.lock().gop.last_keyframe_timestamp().is_some()
@@ -270,8 +275,24 @@ impl Publisher {
 /// All publishers currently connected, by connection id.
 #[derive(Default, Clone)]
 pub struct Publishers {
-    inner: Arc<Mutex<HashMap<ConnId, Arc<Publisher>>>>,
+    inner: Arc<Mutex<Registry>>,
     channel: Arc<ChannelConfig>,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_conn: HashMap<ConnId, Arc<Publisher>>,
+    /// The connections whose GOPs are kept: on air and standing by (see
+    /// [`Publishers::keep_warm`]). `None`: every publisher keeps its GOP.
+    warm: Option<Vec<ConnId>>,
+}
+
+impl Registry {
+    fn apply_warmth(&self, publisher: &Publisher) {
+        if let Some(warm) = &self.warm {
+            publisher.hold_gop(warm.contains(&publisher.conn));
+        }
+    }
 }
 
 impl Publishers {
@@ -291,11 +312,44 @@ impl Publishers {
     }
 
     pub fn insert(&self, publisher: Arc<Publisher>) {
-        self.lock().insert(publisher.conn, publisher);
+        let mut registry = self.lock();
+        registry.apply_warmth(&publisher);
+        registry.by_conn.insert(publisher.conn, publisher);
+    }
+
+    /// Keeps the GOPs of the publisher on air and of those standing by (the DJ next in
+    /// line), and only the headers of the others: an instant switch needs the next DJ's
+    /// keyframe, not the whole queue's. A DJ who moves up starts caching at their next
+    /// keyframe.
+    pub fn keep_warm(&self, on_air: Option<ConnId>, standby: &[ConnId]) {
+        let mut registry = self.lock();
+        registry.warm = Some(on_air.into_iter().chain(standby.iter().copied()).collect());
+        for publisher in registry.by_conn.values() {
+            registry.apply_warmth(publisher);
+        }
+    }
+
+    /// Follows the queue's program source and standby with [`keep_warm`](Self::keep_warm)
+    /// until the queue is gone.
+    pub async fn follow_queue(
+        self,
+        mut on_air: watch::Receiver<Option<ConnId>>,
+        mut standby: watch::Receiver<Vec<ConnId>>,
+    ) {
+        loop {
+            let on_air_now = *on_air.borrow_and_update();
+            // Cloned so the queue never waits for the registry's lock to publish.
+            let standby_now = standby.borrow_and_update().clone();
+            self.keep_warm(on_air_now, &standby_now);
+            tokio::select! {
+                changed = on_air.changed() => if changed.is_err() { return },
+                changed = standby.changed() => if changed.is_err() { return },
+            }
+        }
     }
 
     pub fn remove(&self, conn: ConnId) {
-        let removed = self.lock().remove(&conn);
+        let removed = self.lock().by_conn.remove(&conn);
         // Someone (the program) may hold the publisher a while longer; its ffmpeg goes now.
         if let Some(publisher) = removed {
             publisher.stop_transcoding();
@@ -303,14 +357,83 @@ impl Publishers {
     }
 
     pub fn get(&self, conn: ConnId) -> Option<Arc<Publisher>> {
-        self.lock().get(&conn).cloned()
+        self.lock().by_conn.get(&conn).cloned()
     }
 
     pub fn all(&self) -> Vec<Arc<Publisher>> {
-        self.lock().values().cloned().collect()
+        self.lock().by_conn.values().cloned().collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<ConnId, Arc<Publisher>>> {
+    fn lock(&self) -> MutexGuard<'_, Registry> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::UserId;
+    use crate::media::flv::TagKind;
+
+    fn publisher(registry: &Publishers, conn: u64, now: Instant) -> Arc<Publisher> {
+        let dj = Dj { user_id: UserId(conn as i64), dj_name: format!("dj{conn}") };
+        let publisher = registry.create(ConnId(conn), dj, now);
+        registry.insert(publisher.clone());
+        publisher
+    }
+
+    /// Sequence header, then a one-second GOP at 10 fps.
+    fn stream(publisher: &Publisher, now: Instant, from_ms: u32) {
+        publisher.on_tag(now, FlvTag::new(TagKind::Video, from_ms, vec![0x17, 0, 0, 0, 0, 1, 1]));
+        for frame in 0..10u32 {
+            let first = if frame == 0 { 0x17 } else { 0x27 };
+            let mut payload = vec![first, 1, 0, 0, 0];
+            payload.resize(1000, 0xab);
+            publisher.on_tag(now, FlvTag::new(TagKind::Video, from_ms + frame * 100, payload));
+        }
+    }
+
+    #[test]
+    fn only_the_publishers_on_air_and_next_keep_their_gop() {
+        let now = Instant::now();
+        let registry = Publishers::default();
+        let [on_air, next, third] = [1, 2, 3].map(|conn| publisher(&registry, conn, now));
+        registry.keep_warm(Some(ConnId(1)), &[ConnId(2)]);
+        let late = publisher(&registry, 4, now);
+        for p in [&on_air, &next, &third, &late] {
+            stream(p, now, 0);
+        }
+        let startup = |p: &Publisher| p.subscribe().startup.len();
+        assert_eq!([&on_air, &next, &third, &late].map(|p| startup(p)), [11, 11, 1, 1], "headers + GOP, or headers");
+        assert!(!third.has_keyframe() && !late.has_keyframe());
+
+        // The third DJ moves up: their GOP starts at their next keyframe.
+        registry.keep_warm(Some(ConnId(2)), &[ConnId(3)]);
+        assert_eq!(startup(&on_air), 1, "the DJ who left the air let theirs go");
+        assert_eq!(startup(&third), 1);
+        stream(&third, now, 1000);
+        assert_eq!(startup(&third), 11);
+        assert!(third.has_keyframe());
+    }
+
+    #[tokio::test]
+    async fn warmth_follows_the_queue() {
+        let now = Instant::now();
+        let registry = Publishers::default();
+        let [a, b, c] = [1, 2, 3].map(|conn| publisher(&registry, conn, now));
+        let (on_air_tx, on_air) = watch::channel(Some(ConnId(1)));
+        let (next_tx, next) = watch::channel(vec![ConnId(2)]);
+        let follower = tokio::spawn(registry.clone().follow_queue(on_air, next));
+        tokio::task::yield_now().await;
+        next_tx.send_replace(vec![ConnId(3)]);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+            for p in [&a, &b, &c] {
+                stream(p, now, 0);
+            }
+        }
+        assert_eq!([&a, &b, &c].map(|p| p.subscribe().startup.len()), [11, 1, 11]);
+        drop((on_air_tx, next_tx));
+        follower.await.expect("the follower ends with the queue");
     }
 }

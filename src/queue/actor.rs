@@ -52,6 +52,7 @@ pub struct QueueHandle {
     commands: mpsc::Sender<Command>,
     notices: broadcast::Sender<Notice>,
     program: watch::Receiver<Option<ConnId>>,
+    standby: watch::Receiver<Vec<ConnId>>,
 }
 
 impl QueueHandle {
@@ -108,6 +109,11 @@ impl QueueHandle {
         self.program.clone()
     }
 
+    /// The connections that may go on air without notice (see [`Engine::standby`]).
+    pub fn standby(&self) -> watch::Receiver<Vec<ConnId>> {
+        self.standby.clone()
+    }
+
     async fn send(&self, command: Command) -> Result<(), QueueGone> {
         self.commands.send(command).await.map_err(|_| QueueGone)
     }
@@ -139,6 +145,7 @@ pub async fn spawn(store: Store, settings: super::engine::Settings) -> QueueHand
     let (commands, mailbox) = mpsc::channel(MAILBOX);
     let (notices, _) = broadcast::channel(NOTICE_BACKLOG);
     let (program_tx, program) = watch::channel(None);
+    let (standby_tx, standby) = watch::channel(engine.standby());
     let (persist_tx, persist_rx) = watch::channel(None);
     tokio::spawn(persist_loop(store, persist_rx));
     let actor = Actor {
@@ -146,12 +153,13 @@ pub async fn spawn(store: Store, settings: super::engine::Settings) -> QueueHand
         mailbox,
         notices: notices.clone(),
         program: program_tx,
+        standby: standby_tx,
         persist: persist_tx,
         pending: HashMap::new(),
         kicks: HashMap::new(),
     };
     tokio::spawn(actor.run());
-    QueueHandle { commands, notices, program }
+    QueueHandle { commands, notices, program, standby }
 }
 
 struct Actor {
@@ -159,6 +167,7 @@ struct Actor {
     mailbox: mpsc::Receiver<Command>,
     notices: broadcast::Sender<Notice>,
     program: watch::Sender<Option<ConnId>>,
+    standby: watch::Sender<Vec<ConnId>>,
     persist: watch::Sender<Option<Snapshot>>,
     pending: HashMap<ConnId, oneshot::Sender<PublishDecision>>,
     kicks: HashMap<ConnId, oneshot::Sender<DisconnectReason>>,
@@ -261,6 +270,12 @@ impl Actor {
                 }
             }
         }
+        let standby = self.engine.standby();
+        self.standby.send_if_modified(|current| {
+            let changed = *current != standby;
+            *current = standby;
+            changed
+        });
     }
 }
 

@@ -757,6 +757,12 @@ impl Engine {
     }
 
     /// The queue as of `now`.
+    /// The connections that may go on air without notice: the DJ next in line, if
+    /// streaming. Their publishers keep a GOP so that the switch is instant.
+    pub fn standby(&self) -> Vec<ConnId> {
+        self.waiting.front().and_then(Place::conn).into_iter().collect()
+    }
+
     pub fn status(&self, now: Instant) -> Status {
         Status {
             lead: self.lead.as_ref().map(|lead| LeadStatus {

@@ -54,6 +54,8 @@ pub struct GopCache {
     bytes: usize,
     mode: Mode,
     last_keyframe_timestamp: Option<u32>,
+    /// Whether the current GOP is kept at all (see [`GopCache::hold_gop`]).
+    holding: bool,
 }
 
 impl Default for GopCache {
@@ -73,6 +75,7 @@ impl GopCache {
             bytes: 0,
             mode: Mode::AudioOnly,
             last_keyframe_timestamp: None,
+            holding: true,
         }
     }
 
@@ -105,7 +108,7 @@ impl GopCache {
                 self.clear_tags(Mode::AwaitingKeyframe);
             }
             self.video_sequence_header = Some(tag);
-        } else if info.is_some_and(|i| i.is_keyframe()) {
+        } else if info.is_some_and(|i| i.is_keyframe()) && self.holding {
             self.last_keyframe_timestamp = Some(tag.timestamp);
             self.clear_tags(Mode::Caching);
             self.append(tag);
@@ -132,6 +135,9 @@ impl GopCache {
     }
 
     fn append(&mut self, tag: FlvTag) {
+        if !self.holding {
+            return;
+        }
         match self.mode {
             Mode::AwaitingKeyframe => {}
             Mode::Caching => {
@@ -171,6 +177,22 @@ impl GopCache {
     pub fn drop_gop(&mut self) {
         let mode = if self.mode == Mode::AudioOnly { Mode::AudioOnly } else { Mode::AwaitingKeyframe };
         self.clear_tags(mode);
+    }
+
+    /// Whether to keep the current GOP or only the stream's headers. A publisher that
+    /// nobody will join at once (a DJ further down the queue than next) needs no GOP, and
+    /// its GOP is most of what it costs in memory. Holding again starts at the next
+    /// keyframe, so a consumer joining before then gets the headers only.
+    pub fn hold_gop(&mut self, hold: bool) {
+        if hold == self.holding {
+            return;
+        }
+        self.holding = hold;
+        let mode = if self.mode == Mode::AudioOnly { Mode::AudioOnly } else { Mode::AwaitingKeyframe };
+        self.clear_tags(mode);
+        if !hold {
+            self.last_keyframe_timestamp = None;
+        }
     }
 
     fn clear_tags(&mut self, mode: Mode) {
@@ -370,6 +392,35 @@ mod tests {
         }
         assert_eq!(by_count.cached_tags(), 0);
         assert_eq!(by_count.last_keyframe_timestamp(), Some(0));
+    }
+
+    #[test]
+    fn a_cache_told_not_to_hold_keeps_headers_only_and_resumes_at_a_keyframe() {
+        let mut cache = GopCache::default();
+        cache.push(metadata());
+        cache.push(video_header(0, 1));
+        cache.push(audio_header(1));
+        cache.push(key(0));
+        cache.push(audio(10));
+        cache.hold_gop(false);
+        assert_eq!((cache.cached_tags(), cache.cached_bytes()), (0, 0));
+        assert_eq!(cache.last_keyframe_timestamp(), None, "a joiner would not start at a keyframe");
+        for tag in [inter(33), key(66), audio(70), inter(99)] {
+            cache.push(tag);
+        }
+        assert_eq!(cache.cached_tags(), 0, "nothing is held, keyframes included");
+        cache.push(video_header(100, 2));
+        assert_eq!(timestamps(&cache.startup_tags()).len(), 3, "the headers stay current");
+        assert_eq!(cache.video_sequence_header(), Some(&video_header(100, 2)));
+
+        cache.hold_gop(true);
+        cache.push(inter(133));
+        cache.push(audio(140));
+        assert_eq!(cache.cached_tags(), 0, "holding resumes at a keyframe, not mid-GOP");
+        cache.push(key(166));
+        cache.push(audio(170));
+        assert_eq!(cache.cached_tags(), 2);
+        assert_eq!(cache.last_keyframe_timestamp(), Some(166));
     }
 
     #[test]
