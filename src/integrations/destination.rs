@@ -41,6 +41,9 @@ use crate::settings::ConfigError;
 /// Longest destination name: it appears in logs and API paths.
 const MAX_NAME_LEN: usize = 64;
 
+/// Program tags sent in one write at most; more would delay reading the platform's acks.
+const MAX_BATCH: usize = 64;
+
 /// Pause before subscribing again when a subscription ended without delivering a single
 /// tag, so a program that keeps refusing us is not asked in a tight loop.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
@@ -478,13 +481,20 @@ impl Relay {
         let live_since = Instant::now();
         let failed = |error: RelayError| Outcome::Failed { error, live_for: Some(live_since.elapsed()) };
         let mut rebase = ZeroBase::default();
-        let mut next = Some(first);
+        let mut batch = vec![first];
         loop {
-            if let Some(tag) = next.take() {
-                let tag = rebase.apply(&tag);
+            if !batch.is_empty() {
+                // The tags that arrived together (a picture and the audio held for it) leave
+                // in one write.
+                while batch.len() < MAX_BATCH
+                    && let Some(tag) = subscription.try_recv_shared()
+                {
+                    batch.push(tag.to_tag());
+                }
+                let messages = batch.drain(..).map(|tag| rebase.apply(&tag).to_rtmp());
                 let sent = &self.shared.bytes_sent;
                 let limit = self.tuning.write_timeout;
-                if let Err(e) = while_progressing(client.send(tag.to_rtmp()), sent, limit).await {
+                if let Err(e) = while_progressing(client.send_all(messages), sent, limit).await {
                     return failed(e);
                 }
             }
@@ -501,7 +511,7 @@ impl Relay {
                     return Outcome::Restart;
                 }
                 tag = subscription.recv() => match tag {
-                    Some(tag) => next = Some(tag),
+                    Some(tag) => batch.push(tag),
                     None => {
                         self.stop(client).await;
                         return Outcome::ProgramEnded;

@@ -97,9 +97,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtmpClient<S> {
 
     /// Sends one message (audio, video or metadata) on the published stream.
     pub async fn send(&mut self, message: StreamMessage) -> Result<(), ClientError> {
-        match message {
-            StreamMessage::Media { kind, timestamp, payload } => self.session.send_media(kind, timestamp, payload)?,
-            StreamMessage::Metadata(payload) => self.session.send_metadata(payload)?,
+        self.send_all([message]).await
+    }
+
+    /// Sends messages on the published stream in one write (as few system calls as the
+    /// socket allows), for a caller that had several waiting.
+    pub async fn send_all(&mut self, messages: impl IntoIterator<Item = StreamMessage>) -> Result<(), ClientError> {
+        for message in messages {
+            match message {
+                StreamMessage::Media { kind, timestamp, payload } => {
+                    self.session.send_media(kind, timestamp, payload)?;
+                }
+                StreamMessage::Metadata(payload) => self.session.send_metadata(payload)?,
+            }
         }
         self.flush().await
     }
