@@ -221,6 +221,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         publishers,
         program,
         hls,
+        previews: hls::preview::Previews::new(config.hls),
         recorder,
         destinations,
         tokens,
