@@ -134,8 +134,10 @@ fn pages(max_body: usize) -> Routes {
         .get("/dashboard", dashboard::dashboard)
         .post("/dashboard/track", dashboard::post_track)
         .get("/sets", dashboard::sets)
+        .get("/preview/{user_id}", dashboard::preview)
         .get("/settings", settings::settings)
         .post("/settings/profile", settings::profile)
+        .post("/settings/up-next", settings::up_next)
         .add(
             Method::POST,
             "/settings/picture",

@@ -19,6 +19,7 @@ mod live;
 mod matrix;
 mod operations;
 mod platforms;
+mod preview;
 mod program;
 mod publisher;
 mod queue_rules;
