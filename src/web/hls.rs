@@ -89,7 +89,7 @@ fn blocking_request(query: Option<&str>) -> Result<Option<(u64, Option<usize>)>,
 }
 
 /// The first snapshot `ready` accepts, waiting up to three target durations for it.
-async fn wait_for(hls: &Hls, ready: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, ApiError> {
+pub(super) async fn wait_for(hls: &Hls, ready: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, ApiError> {
     let now = hls.snapshot();
     if ready(&now) {
         return Ok(now);

@@ -5,10 +5,13 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
+use crate::browser::Ffmpeg;
 use crate::harness::{Options, PASSWORD, PATIENCE, Server, require_tool};
 use crate::hls::{probe_frames, uris};
 use crate::publisher::Dj;
+use crate::watch::{assert_plays, playback};
 use crate::web::Browser;
+use crate::webdriver::{Driver, Read, Viewport};
 
 async fn user_id(server: &Server, login: &str) -> i64 {
     let token = server.token(login).await;
@@ -110,4 +113,36 @@ async fn a_dj_and_admins_preview_the_djs_own_stream_others_may_not_and_previews_
     let (status, _, body) = fetch(&carol, &server, &format!("/preview/{carol_id}/index.m3u8")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("Too many previews"));
+}
+
+/// The acceptance path: a queued DJ opens the preview on their dashboard and sees their
+/// own stream play in a real browser, while someone else is on air.
+#[tokio::test]
+async fn the_dashboard_preview_plays_the_djs_own_stream_in_a_browser() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let Some(driver) = Driver::start().await else { return };
+    let server = Server::start(Options::default());
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let _alice = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    let _bob = Ffmpeg::publish(&server.rtmp_url(&bob_key));
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+
+    let browser = driver.session("Bob (queued DJ)", &server.url(""), Viewport::Desktop).await;
+    browser.goto("/login").await;
+    browser.fill("#login input[name=username]", "Bob").await;
+    browser.fill("#login input[name=password]", PASSWORD).await;
+    browser.click("#login-submit").await;
+    browser.wait_path("/dashboard").await;
+    browser.wait_present("#preview-toggle").await;
+    let idle = playback(&browser).await;
+    assert_eq!(idle["player"], "", "nothing loads before the DJ opens the preview: {idle}");
+    browser.click("#preview-toggle summary").await;
+    assert_plays(&browser, 3.0, Duration::from_secs(20), "the preview").await;
+    browser.wait_for("#player", Read::Attr("data-player"), Duration::from_secs(2), |p| p == "hls.js").await;
+    browser.screenshot("dashboard-preview").await;
+    browser.close().await;
 }
