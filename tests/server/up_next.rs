@@ -68,6 +68,9 @@ async fn a_dj_who_asked_is_emailed_and_mentioned_when_up_next_with_what_to_fix()
     assert!(page.contains(&format!(r#"value="{DISCORD_ID}""#)) && page.contains("checked"), "kept");
     let me = server.get_json_as("/api/v1/users/me", &server.token("Bob").await).await;
     assert_eq!((&me["up_next_email"], &me["discord_user_id"]), (&json!(true), &json!(DISCORD_ID)), "{me}");
+    let listed: serde_json::Value = serde_json::from_slice(&server.cli(&["user", "list", "--json"]).stdout).unwrap();
+    let row = listed.as_array().unwrap().iter().find(|u| u["dj_name"] == "Bob").cloned().unwrap_or_default();
+    assert_eq!((&row["up_next_email"], &row["discord_user_id"]), (&json!(true), &json!(DISCORD_ID)), "{listed}");
     let admin = Browser::new(&server);
     admin.log_in("Alice", PASSWORD).await;
     let (_, console) = admin.get("/admin").await;
