@@ -113,6 +113,8 @@ async fn a_dj_and_admins_preview_the_djs_own_stream_others_may_not_and_previews_
     let (status, _, body) = fetch(&carol, &server, &format!("/preview/{carol_id}/index.m3u8")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("Too many previews"));
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "motherstream_previews 1"), "one preview muxed: {metrics}");
 }
 
 /// The acceptance path: a queued DJ opens the preview on their dashboard and sees their
