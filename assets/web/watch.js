@@ -18,6 +18,8 @@
   const autoplay = box.dataset.autoplay === "1";
   const forced = new URLSearchParams(location.search).get("player");
   const preview = box.dataset.preview === "1";
+  // The dashboard folds its preview away until the DJ opens it.
+  const fold = box.closest("details");
 
   let hls = null, retry = null;
   const say = (state, text) => {
@@ -91,6 +93,8 @@
       again(2000);
       return;
     }
+    // The preview was closed while its playlist was being asked for.
+    if (fold && !fold.open) return;
     const hlsJs = window.Hls && window.Hls.isSupported();
     const canNative = video.canPlayType("application/vnd.apple.mpegurl") !== "";
     const native = forced ? forced === "native" : !hlsJs && canNative;
@@ -125,9 +129,8 @@
     if (video.paused) play();
     buttons();
   });
-  // The dashboard's preview runs only while opened: the server mutes a preview nobody
-  // fetches, and a closed one should not cost it anything.
-  const fold = box.closest("details");
+  // The dashboard's preview runs only while opened: the server stops a preview nobody
+  // fetches, so a closed one soon costs it nothing.
   if (fold) {
     fold.addEventListener("toggle", () => {
       if (fold.open) {
