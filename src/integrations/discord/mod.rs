@@ -20,7 +20,9 @@
 //! The webhook URL carries its token in the path, so it never reaches the logs: only
 //! [`redact_webhook_url`]'s form does, and request errors are logged without their URL.
 //! DJ names and error texts are escaped so they cannot format, link or mention, and every
-//! message also says `"allowed_mentions": {"parse": []}` so nothing in it can ping anyone.
+//! message also says `"allowed_mentions": {"parse": []}` so nothing in it can ping anyone —
+//! but, in the up-next message, the one DJ who linked their Discord user id (listed alone in
+//! `allowed_mentions.users`; `integrations::up_next` looks it up with their stream's health).
 //!
 //! Files: `config` (the settings, URL validation and redaction), `format` (notices and
 //! destination outages into messages, escaping), `sender` (HTTP delivery and Discord's
@@ -45,7 +47,7 @@ use super::delivery::{Outbox, Pushed};
 use super::destination::{DestinationStatus, Destinations};
 use super::shutdown_requested;
 use super::up_next::UpNextLookup;
-use crate::queue::engine::Notice;
+use crate::queue::engine::{Dj, Notice};
 
 /// Timing and sizes of the notifier. The defaults suit Discord; tests shorten them.
 #[derive(Debug, Clone)]
@@ -242,7 +244,7 @@ impl<S: StatusSource> Collector<S> {
 
     /// Looks the DJ up on a task of its own (the store may be slow; notices keep being
     /// read meanwhile), then queues the message. Once per set, so these tasks stay few.
-    fn up_next(&self, dj: crate::queue::engine::Dj, on_air_in: Duration) {
+    fn up_next(&self, dj: Dj, on_air_in: Duration) {
         let Some(lookup) = self.lookup.clone() else { return };
         let outbox = self.outbox.clone();
         tokio::spawn(async move {
