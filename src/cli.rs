@@ -255,6 +255,8 @@ struct UserJson<'a> {
     is_active: bool,
     timezone: &'a str,
     created_at: i64,
+    up_next_email: bool,
+    discord_user_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a User> for UserJson<'a> {
@@ -268,6 +270,8 @@ impl<'a> From<&'a User> for UserJson<'a> {
             is_active: u.is_active,
             timezone: &u.timezone,
             created_at: u.created_at,
+            up_next_email: u.up_next_email,
+            discord_user_id: u.discord_user_id.as_deref(),
         }
     }
 }

@@ -352,6 +352,8 @@ mod tests {
             profile_picture: None,
             created_at: 0,
             token_version: 0,
+            up_next_email: false,
+            discord_user_id: None,
         }
     }
 

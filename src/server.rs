@@ -22,6 +22,7 @@ use crate::integrations::email::{MailSettings, Mailer};
 use crate::integrations::obs::Obs;
 use crate::integrations::recognition;
 use crate::integrations::tls::Connector;
+use crate::integrations::up_next::{self, UpNextLookup};
 use crate::metrics::Counters;
 use crate::program::slate::Slate;
 use crate::program::{self, IdleMode, ProgramConfig};
@@ -136,9 +137,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
             let _ = task.await;
         });
     }
+    let up_next = UpNextLookup::new(store.clone(), publishers.clone());
     if let Some(discord) = config.discord.clone() {
         tracing::info!("announcing on Discord ({})", discord.redacted_url());
-        let task = Discord::spawn(discord, queue.subscribe(), destinations.clone(), shutdown.clone());
+        let task = Discord::spawn(discord, queue.subscribe(), destinations.clone(), up_next.clone(), shutdown.clone());
         finishing.spawn(async move {
             let _ = task.await;
         });
@@ -153,6 +155,10 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
                 let _ = task.await;
             });
             tracing::info!("sending account emails through {}:{} as {}", smtp.host, smtp.port, smtp.from);
+            let task = up_next::spawn_email(up_next, mailer.clone(), queue.subscribe(), shutdown.clone());
+            finishing.spawn(async move {
+                let _ = task.await;
+            });
             mailer
         }
         None => {
@@ -222,6 +228,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         publishers,
         program,
         hls,
+        previews: hls::preview::Previews::new(config.hls),
         recorder,
         destinations,
         tokens,

@@ -1,5 +1,6 @@
 // The watch and embed pages: plays the program's HLS playlist and keeps who is on air, the
-// track and the queue current over the shared event stream (live.js).
+// track and the queue current over the shared event stream (live.js). A DJ's preview (the
+// dashboard, /preview/{id}) uses the same player on their own stream.
 // hls.js (vendor/, loaded before this file) wherever it runs (Media Source: every desktop
 // browser, iPadOS, iOS 17.1+); the browser's own HLS only where it cannot (older iPhones).
 // Chromium has begun to answer `canPlayType` for HLS itself, and its own player then hung
@@ -7,9 +8,8 @@
 // `?player=native` or `?player=hlsjs` forces one, to compare or debug them.
 "use strict";
 (function () {
-  const root = document.getElementById("watch");
-  if (!root) return;
   const box = document.getElementById("player");
+  if (!box) return;
   const video = document.getElementById("watch-video");
   const message = document.getElementById("player-message");
   const playButton = document.getElementById("player-play");
@@ -17,6 +17,9 @@
   const src = box.dataset.src;
   const autoplay = box.dataset.autoplay === "1";
   const forced = new URLSearchParams(location.search).get("player");
+  const preview = box.dataset.preview === "1";
+  // The dashboard folds its preview away until the DJ opens it.
+  const fold = box.closest("details");
 
   let hls = null, retry = null;
   const say = (state, text) => {
@@ -75,6 +78,12 @@
       again(3000);
       return;
     }
+    // A preview's 404: the DJ is not streaming (yet).
+    if (response.status === 404 && preview) {
+      say("loading", "Start streaming in OBS to see your preview here.");
+      again(5000);
+      return;
+    }
     if (response.status === 404) {
       say("off", "Watching on this site is turned off: the server's HLS output is disabled in its configuration.");
       return;
@@ -84,6 +93,8 @@
       again(2000);
       return;
     }
+    // The preview was closed while its playlist was being asked for.
+    if (fold && !fold.open) return;
     const hlsJs = window.Hls && window.Hls.isSupported();
     const canNative = video.canPlayType("application/vnd.apple.mpegurl") !== "";
     const native = forced ? forced === "native" : !hlsJs && canNative;
@@ -118,9 +129,27 @@
     if (video.paused) play();
     buttons();
   });
-  start();
+  // The dashboard's preview runs only while opened: the server stops a preview nobody
+  // fetches, so a closed one soon costs it nothing.
+  if (fold) {
+    fold.addEventListener("toggle", () => {
+      if (fold.open) {
+        start();
+        return;
+      }
+      clearTimeout(retry);
+      if (hls) hls.destroy();
+      hls = null;
+      video.removeAttribute("src");
+      video.load();
+    });
+  } else {
+    start();
+  }
 
   // What is on air, live.
+  const root = document.getElementById("watch");
+  if (!root) return;
   const status = document.getElementById("watch-status");
   const label = document.getElementById("watch-status-label");
   const name = document.getElementById("watch-on-air");

@@ -8,6 +8,7 @@
 
 pub mod mp4;
 pub mod playlist;
+pub mod preview;
 pub mod segmenter;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::media::flv::FlvTag;
 use crate::program::ProgramBus;
 use playlist::{Window, WindowConfig};
 use segmenter::{Output, Segmenter, SegmenterConfig};
@@ -44,11 +46,14 @@ pub struct HlsConfig {
     pub window: usize,
     /// LL-HLS: parts of ~0.4 s, blocking playlist reload, preload hints.
     pub low_latency: bool,
+    /// DJs' previews of their own stream muxed at once (each one segmenter and window);
+    /// more are refused with 503.
+    pub previews: usize,
 }
 
 impl Default for HlsConfig {
     fn default() -> Self {
-        Self { enabled: true, segment_seconds: 2, window: 6, low_latency: false }
+        Self { enabled: true, segment_seconds: 2, window: 6, low_latency: false, previews: 4 }
     }
 }
 
@@ -123,46 +128,61 @@ pub(crate) fn standalone(config: HlsConfig) -> (Hls, watch::Sender<Arc<Snapshot>
 
 /// Starts the HLS task on `program` until `shutdown`.
 pub fn spawn(config: HlsConfig, program: ProgramBus, shutdown: watch::Receiver<bool>) -> Hls {
-    let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let window = Window::new(config.window(run));
-    let playlist = Bytes::from(window.render());
-    let (tx, rx) = watch::channel(Arc::new(Snapshot { window: window.clone(), playlist }));
-    let counters = Arc::new(HlsCounters::default());
-    let task = Task { segmenter: Segmenter::new(config.segmenter()), window, tx, counters: counters.clone() };
-    tokio::spawn(task.run(program, shutdown));
-    Hls { config, snapshot: rx, counters }
+    let (muxer, hls) = Muxer::new(config);
+    tokio::spawn(run_program(muxer, program, shutdown));
+    hls
 }
 
-struct Task {
+async fn run_program(mut muxer: Muxer, program: ProgramBus, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let Some(mut subscription) = program.subscribe("hls").await else { return };
+        loop {
+            tokio::select! {
+                tag = subscription.recv() => match tag {
+                    Some(tag) => muxer.push(tag),
+                    None => break,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+        muxer.interrupt();
+        tokio::select! {
+            _ = tokio::time::sleep(RESUBSCRIBE) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// FLV tags in, snapshots out: the segmenter and the window behind one [`Hls`], shared by
+/// the program's output and the DJs' previews.
+struct Muxer {
     segmenter: Segmenter,
     window: Window,
     tx: watch::Sender<Arc<Snapshot>>,
     counters: Arc<HlsCounters>,
 }
 
-impl Task {
-    async fn run(mut self, program: ProgramBus, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            let Some(mut subscription) = program.subscribe("hls").await else { return };
-            loop {
-                tokio::select! {
-                    tag = subscription.recv() => match tag {
-                        Some(tag) => {
-                            self.segmenter.push(tag, SystemTime::now());
-                            self.publish();
-                        }
-                        None => break,
-                    },
-                    _ = shutdown.changed() => return,
-                }
-            }
-            self.segmenter.interrupt();
-            self.publish();
-            tokio::select! {
-                _ = tokio::time::sleep(RESUBSCRIBE) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+impl Muxer {
+    fn new(config: HlsConfig) -> (Self, Hls) {
+        // File names carry the start time, so a restarted muxer never reuses a cached name.
+        let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let window = Window::new(config.window(run));
+        let playlist = Bytes::from(window.render());
+        let (tx, rx) = watch::channel(Arc::new(Snapshot { window: window.clone(), playlist }));
+        let counters = Arc::new(HlsCounters::default());
+        let muxer = Self { segmenter: Segmenter::new(config.segmenter()), window, tx, counters: counters.clone() };
+        (muxer, Hls { config, snapshot: rx, counters })
+    }
+
+    fn push(&mut self, tag: FlvTag) {
+        self.segmenter.push(tag, SystemTime::now());
+        self.publish();
+    }
+
+    /// The source stopped or lost tags: the open segment ends, the next is a discontinuity.
+    fn interrupt(&mut self) {
+        self.segmenter.interrupt();
+        self.publish();
     }
 
     /// Applies what the segmenter made; a new snapshot only when something changed.

@@ -1,4 +1,5 @@
-//! Email: the welcome message and password reset links, over SMTP.
+//! Email: the welcome message, password reset links and "you're up next" (for DJs who asked
+//! for it), over SMTP.
 //!
 //! ```text
 //! handlers ─▶ Mailer::welcome / password_reset ─▶ outbox (bounded, drops oldest) ─▶ sender ─▶ SMTP server
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 use super::delivery::{Attempts, Outbox, Pushed};
 use super::{error_chain, shutdown_requested};
 use crate::auth::random_hex;
+use crate::channel::health::Advice;
 use crate::secret::Secret;
 use crate::settings::ConfigError;
 use crate::store::User;
@@ -49,6 +51,7 @@ const FIRST_RETRY: Duration = Duration::from_secs(2);
 
 const SUBJECT_RESET: &str = "Reset your motherstream password";
 const SUBJECT_WELCOME: &str = "Welcome to motherstream";
+const SUBJECT_UP_NEXT: &str = "You're up next on motherstream";
 
 /// How the connection to the SMTP server is secured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +229,16 @@ impl Mailer {
         };
         let (text, html) = reset_body(&user.dj_name, link, self.settings.reset_ttl);
         smtp.queue("password reset", user, SUBJECT_RESET, text, html);
+    }
+}
+
+impl Mailer {
+    /// Tells a DJ who asked for it that they are next, with what is wrong with their stream
+    /// while there is time to fix it (only when SMTP is configured).
+    pub fn up_next(&self, user: &User, on_air_in: Duration, advice: &[Advice]) {
+        let Some(smtp) = &self.smtp else { return };
+        let (text, html) = up_next_body(&user.dj_name, on_air_in, advice, self.settings.public_url.as_deref());
+        smtp.queue("up next", user, SUBJECT_UP_NEXT, text, html);
     }
 }
 
@@ -436,6 +449,32 @@ fn welcome_body(dj_name: &str, public_url: Option<&str>) -> (String, String) {
     (text, html)
 }
 
+/// Plain text and HTML of the up-next message.
+fn up_next_body(dj_name: &str, on_air_in: Duration, advice: &[Advice], public_url: Option<&str>) -> (String, String) {
+    // The lead's time left, read at a tick: 4:59.8 reads as "5 minutes".
+    let when = minutes(on_air_in);
+    let mut text = format!("Hi {dj_name},\n\nyou're up next: on air in about {when}. Keep streaming from OBS.\n");
+    let mut html = format!(
+        "<p>Hi {},</p>\n<p>you're up next: on air in about {when}. Keep streaming from OBS.</p>\n",
+        HtmlEscape(dj_name)
+    );
+    if !advice.is_empty() {
+        text.push_str("\nYour stream needs a look before then:\n");
+        html.push_str("<p>Your stream needs a look before then:</p>\n<ul>\n");
+        for a in advice {
+            text.push_str(&format!("- {}: {}\n", a.problem, a.fix));
+            html.push_str(&format!("<li><strong>{}</strong>: {}</li>\n", HtmlEscape(&a.problem), HtmlEscape(&a.fix)));
+        }
+        html.push_str("</ul>\n");
+    }
+    if let Some(url) = public_url {
+        let link = format!("{url}/dashboard");
+        text.push_str(&format!("\nYour dashboard: {link}\n"));
+        html.push_str(&format!("<p><a href=\"{}\">Open your dashboard</a></p>\n", attribute(&link)));
+    }
+    (text, html)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -524,7 +563,26 @@ mod tests {
             profile_picture: None,
             created_at: 0,
             token_version: 0,
+            up_next_email: false,
+            discord_user_id: None,
         }
+    }
+
+    #[test]
+    fn the_up_next_message_says_when_and_what_to_fix() {
+        let advice = [Advice {
+            check: "keyframe_interval",
+            problem: "Keyframe interval is 8 s".into(),
+            fix: "OBS Settings → Output → Keyframe Interval → 2 <Advanced>".into(),
+        }];
+        let (text, html) = up_next_body("Ada", Duration::from_millis(299_800), &advice, Some("https://r.example"));
+        assert!(text.contains("on air in about 5 minutes"), "{text}");
+        assert!(text.contains("- Keyframe interval is 8 s: OBS Settings → Output → Keyframe Interval → 2"), "{text}");
+        assert!(text.contains("https://r.example/dashboard"), "{text}");
+        assert!(html.contains("&lt;Advanced&gt;") && !html.contains("<Advanced>"), "{html}");
+        let (text, html) = up_next_body("Ada", Duration::from_secs(60), &[], None);
+        assert!(text.contains("on air in about 1 minute.") && !text.contains("needs a look"), "{text}");
+        assert!(!html.contains("<ul>"), "{html}");
     }
 
     /// A mail server that answers every connection with `greeting` and hangs up; returns

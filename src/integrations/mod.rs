@@ -9,6 +9,8 @@
 //! - [`obs`]: OBS automation over obs-websocket v5: the studio's scenes, DJ name text and
 //!   overlays follow the queue.
 //! - `delivery`: what the outbound integrations share: backoff, a bounded outbox, pacing.
+//! - [`up_next`]: what the up-next email and Discord mention need to know about the DJ
+//!   (their choices, their stream's health), and the email task.
 //! - [`recognition`]: optional song recognition of the on-air audio (AudD), shown as now
 //!   playing unless the DJ named the track.
 
@@ -19,6 +21,7 @@ pub mod email;
 pub mod obs;
 pub mod recognition;
 pub mod tls;
+pub mod up_next;
 
 /// Resolves once shutdown is requested, or when nobody can request it any more (the sender
 /// was dropped: the server is going away as well).

@@ -19,6 +19,10 @@ pub struct User {
     pub created_at: i64,
     /// API tokens issued with another version are refused (see [`Store::set_password_hash`]).
     pub token_version: i64,
+    /// An email when they are up next (opt-in).
+    pub up_next_email: bool,
+    /// Their Discord user id (a snowflake), mentioned in the up-next message.
+    pub discord_user_id: Option<String>,
 }
 
 /// A `users` row as stored: flags are 0/1 integers (see the migrations).
@@ -35,6 +39,8 @@ pub(super) struct UserRow {
     profile_picture: Option<String>,
     created_at: i64,
     token_version: i64,
+    up_next_email: i64,
+    discord_user_id: Option<String>,
 }
 
 impl From<UserRow> for User {
@@ -51,6 +57,8 @@ impl From<UserRow> for User {
             profile_picture: r.profile_picture,
             created_at: r.created_at,
             token_version: r.token_version,
+            up_next_email: r.up_next_email != 0,
+            discord_user_id: r.discord_user_id,
         }
     }
 }
@@ -80,7 +88,7 @@ const KEEPS_AN_ADMIN: &str = "(is_admin = 0 OR is_active = 0 OR EXISTS \
      (SELECT 1 FROM users other WHERE other.id <> users.id AND other.is_admin = 1 AND other.is_active = 1))";
 
 pub(super) const COLUMNS: &str = "id, dj_name, email, password_hash, timezone, stream_key, is_active, \
-                       is_admin, profile_picture, created_at, token_version";
+                       is_admin, profile_picture, created_at, token_version, up_next_email, discord_user_id";
 
 impl Store {
     /// Creates an account.
@@ -168,6 +176,21 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(map_conflict)?;
+        found(done.rows_affected())
+    }
+
+    /// The DJ's up-next notifications: an email or not, and the Discord user id to mention
+    /// (validated by the caller).
+    pub async fn set_up_next(&self, id: i64, email: bool, discord_user_id: Option<&str>) -> Result<(), StoreError> {
+        if let Some(discord) = discord_user_id {
+            refuse_nul("discord_user_id", discord)?;
+        }
+        let done = sqlx::query("UPDATE users SET up_next_email = $1, discord_user_id = $2 WHERE id = $3")
+            .bind(i64::from(email))
+            .bind(discord_user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         found(done.rows_affected())
     }
 

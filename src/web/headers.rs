@@ -13,7 +13,8 @@ const PAGE_POLICY: &str =
 /// Overlays (and the seed's `/queue-list`) are made to be embedded: OBS, a stream page, the
 /// overlay index's previews. Everything else as for pages.
 const EMBEDDABLE_POLICY: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'";
-/// The watch page: as pages, plus video from `blob:` addresses, which is how hls.js hands
+/// The pages with a player (the watch page; the dashboard and the preview page, which play
+/// a DJ's preview): as pages, plus video from `blob:` addresses, which is how hls.js hands
 /// the browser its MediaSource.
 const WATCH_POLICY: &str = "default-src 'self'; media-src 'self' blob:; object-src 'none'; base-uri 'none'; \
                             form-action 'self'; frame-ancestors 'none'";
@@ -24,7 +25,8 @@ const EMBED_POLICY: &str =
 /// Which policy an HTML answer for `path` gets.
 fn policy(path: &str) -> &'static str {
     match path {
-        "/watch" => WATCH_POLICY,
+        "/watch" | "/dashboard" => WATCH_POLICY,
+        _ if path.starts_with("/preview/") => WATCH_POLICY,
         "/embed" => EMBED_POLICY,
         "/queue-list" => EMBEDDABLE_POLICY,
         _ if path.starts_with("/overlay/") => EMBEDDABLE_POLICY,

@@ -49,7 +49,7 @@ fn enabled(hls: Option<&Hls>) -> Result<&Hls, ApiError> {
     hls.ok_or_else(|| ApiError::not_found("HLS is turned off on this server"))
 }
 
-async fn playlist_response(hls: Option<&Hls>, query: Option<&str>) -> Result<Response, ApiError> {
+pub(super) async fn playlist_response(hls: Option<&Hls>, query: Option<&str>) -> Result<Response, ApiError> {
     let hls = enabled(hls)?;
     // Without LL-HLS the playlist does not offer blocking reloads, so the query is ignored.
     let blocking = if hls.low_latency() { blocking_request(query)? } else { None };
@@ -89,7 +89,7 @@ fn blocking_request(query: Option<&str>) -> Result<Option<(u64, Option<usize>)>,
 }
 
 /// The first snapshot `ready` accepts, waiting up to three target durations for it.
-async fn wait_for(hls: &Hls, ready: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, ApiError> {
+pub(super) async fn wait_for(hls: &Hls, ready: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, ApiError> {
     let now = hls.snapshot();
     if ready(&now) {
         return Ok(now);
@@ -125,7 +125,7 @@ impl Drop for Waiter<'_> {
     }
 }
 
-async fn file_response(hls: Option<&Hls>, name: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
+pub(super) async fn file_response(hls: Option<&Hls>, name: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
     let hls = enabled(hls)?;
     let gone = || ApiError::not_found("No such HLS file (segments leave the window after a few seconds)");
     let snapshot = hls.snapshot();
@@ -247,7 +247,7 @@ mod tests {
     use crate::hls::segmenter::Output;
     use crate::hls::{HlsConfig, standalone};
 
-    const LL: HlsConfig = HlsConfig { enabled: true, segment_seconds: 2, window: 3, low_latency: true };
+    const LL: HlsConfig = HlsConfig { enabled: true, segment_seconds: 2, window: 3, low_latency: true, previews: 4 };
 
     fn status(result: Result<Response, ApiError>) -> StatusCode {
         result.map_or_else(|e| e.status, |r| r.status())

@@ -197,6 +197,13 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         );
     }
 
+    e.single(
+        "motherstream_previews",
+        "gauge",
+        "DJs' previews of their own stream muxed now (at most [hls] previews).",
+        state.previews.running() as f64,
+    );
+
     e.family("motherstream_publisher_bitrate_bits_per_second", "gauge", "Each publisher's incoming bitrate.");
     for p in &publishers {
         let stats = p.stats(now);

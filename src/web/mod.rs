@@ -18,6 +18,7 @@ mod nowplaying;
 mod overlays;
 mod pages;
 mod pictures;
+mod preview;
 mod program;
 mod resets;
 mod seed;
@@ -40,6 +41,7 @@ use ipnet::IpNet;
 
 use crate::auth::TokenKeys;
 use crate::hls::Hls;
+use crate::hls::preview::Previews;
 use crate::hub::Publishers;
 use crate::integrations::destination::Destinations;
 use crate::integrations::email::Mailer;
@@ -66,6 +68,8 @@ pub struct AppState {
     pub program: ProgramBus,
     /// The program as HLS; `None` when `[hls] enabled = false`.
     pub hls: Option<Hls>,
+    /// DJs' previews of their own stream, muxed on demand.
+    pub previews: Previews,
     pub recorder: RecorderHandle,
     pub destinations: Destinations,
     pub tokens: TokenKeys,
@@ -130,8 +134,10 @@ fn pages(max_body: usize) -> Routes {
         .get("/dashboard", dashboard::dashboard)
         .post("/dashboard/track", dashboard::post_track)
         .get("/sets", dashboard::sets)
+        .get("/preview/{user_id}", dashboard::preview)
         .get("/settings", settings::settings)
         .post("/settings/profile", settings::profile)
+        .post("/settings/up-next", settings::up_next)
         .add(
             Method::POST,
             "/settings/picture",
@@ -204,6 +210,9 @@ fn api(metrics_here: bool) -> Routes {
         .get("/program.flv", program::program_flv)
         .get("/hls/program.m3u8", hls::playlist)
         .get("/hls/{file}", hls::file)
+        // A DJ's own stream: authorised by the browser session (see `web::preview`).
+        .get("/preview/{user_id}/index.m3u8", preview::playlist)
+        .get("/preview/{user_id}/{file}", preview::file)
         .get("/healthz", || async { "ok" })
         .get("/readyz", metrics::readyz);
     if metrics_here { routes.get("/metrics", metrics::metrics) } else { routes }

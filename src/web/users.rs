@@ -28,6 +28,9 @@ pub struct UserView {
     is_superuser: bool,
     profile_picture: Option<String>,
     created_at: i64,
+    /// Email when up next (opt-in); their Discord user id, mentioned when up next.
+    up_next_email: bool,
+    discord_user_id: Option<String>,
 }
 
 impl From<User> for UserView {
@@ -42,6 +45,8 @@ impl From<User> for UserView {
             is_superuser: u.is_admin,
             profile_picture: u.profile_picture.as_deref().map(pictures::url),
             created_at: u.created_at,
+            up_next_email: u.up_next_email,
+            discord_user_id: u.discord_user_id,
         }
     }
 }

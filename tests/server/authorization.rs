@@ -51,12 +51,13 @@ async fn log_in(server: &Server, login: &str) -> Caller {
 /// The concrete path a route template is tried with; a new placeholder needs a value here.
 fn concrete(template: &str, ada_id: i64) -> String {
     let mut path = template.to_owned();
-    let values: [(&str, String); 8] = [
+    let values: [(&str, String); 9] = [
         ("{token}", "0".repeat(64)),
         ("{file}", "1-0123456789abcdef.png".into()),
         ("{seconds}", "60".into()),
         ("{dj_name}", "Ada".into()),
         ("{id}", ada_id.to_string()),
+        ("{user_id}", ada_id.to_string()),
         ("{email}", "nobody@example.org".into()),
         (
             "{name}",

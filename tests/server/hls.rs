@@ -30,7 +30,7 @@ async fn playlist_with(server: &Server, segments: usize) -> String {
 }
 
 /// Segment URIs of a playlist, in order.
-fn uris(playlist: &str) -> Vec<String> {
+pub(crate) fn uris(playlist: &str) -> Vec<String> {
     playlist.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect()
 }
 
@@ -69,7 +69,7 @@ async fn download(server: &Server, dir: &Path) -> String {
 }
 
 /// `(stream, dts, width, height)` of every decoded frame, per ffprobe.
-fn probe_frames(playlist: &Path) -> Vec<(String, f64, u32, u32)> {
+pub(crate) fn probe_frames(playlist: &Path) -> Vec<(String, f64, u32, u32)> {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "frame=media_type,pkt_dts_time,width,height", "-of", "csv=p=0"])
         .arg(playlist)

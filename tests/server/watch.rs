@@ -105,7 +105,7 @@ async fn hls_js_is_served_under_its_version_with_a_long_cache_and_other_assets_a
 
 /// The player's state, read in the page: where playback is, whether the video failed, and
 /// which player runs it.
-async fn playback(browser: &crate::webdriver::Browser) -> Value {
+pub(crate) async fn playback(browser: &crate::webdriver::Browser) -> Value {
     browser
         .execute(
             "const v = document.getElementById('watch-video'); \
@@ -117,7 +117,7 @@ async fn playback(browser: &crate::webdriver::Browser) -> Value {
 }
 
 /// Waits until playback has advanced by `by` seconds of media, with no error on the way.
-async fn assert_plays(browser: &crate::webdriver::Browser, by: f64, within: Duration, when: &str) -> f64 {
+pub(crate) async fn assert_plays(browser: &crate::webdriver::Browser, by: f64, within: Duration, when: &str) -> f64 {
     let start = playback(browser).await["time"].as_f64().unwrap_or(0.0);
     let deadline = Instant::now() + within;
     loop {

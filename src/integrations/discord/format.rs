@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::channel::health::Advice;
 use crate::integrations::destination::{DestinationStatus, State};
 use crate::queue::engine::Notice;
 
@@ -15,34 +16,50 @@ const MAX_CONTENT_CHARS: usize = 2000;
 /// Longest destination error quoted in a message: the rest is in the API status.
 const MAX_ERROR_CHARS: usize = 300;
 
+/// Discord user ids (snowflakes) are 17 to 20 digits.
+const SNOWFLAKE_DIGITS: std::ops::RangeInclusive<usize> = 17..=20;
+
 /// A message ready for the webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub content: String,
+    /// The one user the message may ping (a valid snowflake): the DJ who is up next.
+    pub mention: Option<String>,
 }
 
 #[derive(Serialize)]
 struct Payload<'a> {
     content: &'a str,
     username: &'a str,
-    allowed_mentions: AllowedMentions,
+    allowed_mentions: AllowedMentions<'a>,
 }
 
-/// `{"parse": []}`: whatever the text says, nobody is pinged.
+/// `{"parse": []}`: whatever the text says, nobody is pinged but the `users` listed.
 #[derive(Serialize)]
-struct AllowedMentions {
+struct AllowedMentions<'a> {
     parse: [&'static str; 0],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    users: &'a [String],
+}
+
+/// Whether `id` is a Discord user id: 17 to 20 ASCII digits.
+pub fn is_discord_user_id(id: &str) -> bool {
+    SNOWFLAKE_DIGITS.contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl Message {
     fn new(content: String) -> Self {
-        Self { content: truncate_chars(&content, MAX_CONTENT_CHARS) }
+        Self { content: truncate_chars(&content, MAX_CONTENT_CHARS), mention: None }
     }
 
     /// The JSON body sent to the webhook.
     pub fn to_json(&self) -> Vec<u8> {
-        let payload =
-            Payload { content: &self.content, username: USERNAME, allowed_mentions: AllowedMentions { parse: [] } };
+        let users = self.mention.as_slice();
+        let payload = Payload {
+            content: &self.content,
+            username: USERNAME,
+            allowed_mentions: AllowedMentions { parse: [], users },
+        };
         // Serialising plain strings into a Vec cannot fail; fall back to an empty message
         // rather than panic if that ever changes.
         serde_json::to_vec(&payload).unwrap_or_default()
@@ -62,15 +79,7 @@ pub fn format_notice(notice: &Notice) -> Option<Message> {
             format!("⏳ {} has {} left", escape(&dj.dj_name), human_duration(*remaining))
         }
         Notice::Stalled { dj } => format!("⚠️ {}'s stream stalled", escape(&dj.dj_name)),
-        Notice::UpNext { dj, on_air_in } => {
-            // The lead's time left, read at a tick: 4:59.8 reads as "5 minutes".
-            let minutes = on_air_in.as_secs().div_ceil(60).max(1);
-            format!(
-                "🔜 {} is up next, on air in about {}",
-                escape(&dj.dj_name),
-                human_duration(Duration::from_secs(minutes * 60))
-            )
-        }
+        Notice::UpNext { dj, on_air_in } => up_next_text(&dj.dj_name, *on_air_in),
         Notice::Queued { .. }
         | Notice::LeftQueue { .. }
         | Notice::GraceStarted { .. }
@@ -79,6 +88,29 @@ pub fn format_notice(notice: &Notice) -> Option<Message> {
         | Notice::SettingsChanged { .. } => return None,
     };
     Some(Message::new(content))
+}
+
+fn up_next_text(dj_name: &str, on_air_in: Duration) -> String {
+    // The lead's time left, read at a tick: 4:59.8 reads as "5 minutes".
+    let minutes = on_air_in.as_secs().div_ceil(60).max(1);
+    format!("🔜 {} is up next, on air in about {}", escape(dj_name), human_duration(Duration::from_secs(minutes * 60)))
+}
+
+/// The up-next message for a DJ who linked their Discord user id (`mention`, pinged and
+/// only them) and whose stream has problems (`advice`, said while there is time to fix
+/// them). An id that is not a snowflake is left out rather than trusted.
+pub fn format_up_next(dj_name: &str, on_air_in: Duration, mention: Option<&str>, advice: &[Advice]) -> Message {
+    let mention = mention.filter(|id| is_discord_user_id(id)).map(str::to_owned);
+    let mut content = up_next_text(dj_name, on_air_in);
+    if let Some(id) = &mention {
+        content = format!("<@{id}> {content}");
+    }
+    if !advice.is_empty() {
+        let checks: Vec<String> =
+            advice.iter().map(|a| format!("{}: {}", escape(&a.problem), escape(&a.fix))).collect();
+        content.push_str(&format!(". Check your stream: {}", checks.join("; ")));
+    }
+    Message { mention, ..Message::new(content) }
 }
 
 /// `5 minutes`, `1 minute`, `90 seconds`: whole minutes when exact, else seconds.
@@ -238,6 +270,39 @@ mod tests {
         assert_eq!(json["username"], USERNAME);
         assert_eq!(json["allowed_mentions"]["parse"], serde_json::json!([]));
         assert_eq!(json["content"], message.content.as_str());
+    }
+
+    #[test]
+    fn the_up_next_message_mentions_only_the_linked_dj_and_says_what_to_fix() {
+        let advice = [Advice {
+            check: "keyframe_interval",
+            problem: "Keyframe interval is 8 s".into(),
+            fix: "OBS Settings → Output → Keyframe Interval → 2".into(),
+        }];
+        let id = "123456789012345678";
+        let message = format_up_next("Carol", Duration::from_secs(300), Some(id), &advice);
+        assert!(message.content.starts_with("<@123456789012345678> 🔜 Carol is up next"), "{}", message.content);
+        assert!(message.content.contains("Keyframe interval is 8 s"), "{}", message.content);
+        let json: serde_json::Value = serde_json::from_slice(&message.to_json()).unwrap();
+        assert_eq!(json["allowed_mentions"], serde_json::json!({"parse": [], "users": [id]}));
+
+        let plain = format_up_next("Carol", Duration::from_secs(300), None, &[]);
+        assert_eq!(plain.content, "🔜 Carol is up next, on air in about 5 minutes");
+        let json: serde_json::Value = serde_json::from_slice(&plain.to_json()).unwrap();
+        assert_eq!(json["allowed_mentions"], serde_json::json!({"parse": []}));
+        let forged = format_up_next("Carol", Duration::from_secs(300), Some("1> @everyone"), &[]);
+        assert_eq!(forged.mention, None);
+        assert!(!forged.content.contains("<@"), "{}", forged.content);
+    }
+
+    #[test]
+    fn discord_user_ids_are_17_to_20_digits() {
+        assert!(is_discord_user_id("12345678901234567"));
+        assert!(is_discord_user_id("12345678901234567890"));
+        assert!(!is_discord_user_id("1234567890123456"));
+        assert!(!is_discord_user_id("123456789012345678901"));
+        assert!(!is_discord_user_id("12345678901234567a"));
+        assert!(!is_discord_user_id("+1234567890123456"));
     }
 
     #[test]

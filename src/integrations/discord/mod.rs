@@ -20,7 +20,9 @@
 //! The webhook URL carries its token in the path, so it never reaches the logs: only
 //! [`redact_webhook_url`]'s form does, and request errors are logged without their URL.
 //! DJ names and error texts are escaped so they cannot format, link or mention, and every
-//! message also says `"allowed_mentions": {"parse": []}` so nothing in it can ping anyone.
+//! message also says `"allowed_mentions": {"parse": []}` so nothing in it can ping anyone —
+//! but, in the up-next message, the one DJ who linked their Discord user id (listed alone in
+//! `allowed_mentions.users`; `integrations::up_next` looks it up with their stream's health).
 //!
 //! Files: `config` (the settings, URL validation and redaction), `format` (notices and
 //! destination outages into messages, escaping), `sender` (HTTP delivery and Discord's
@@ -39,12 +41,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::MissedTickBehavior;
 
 pub use self::config::{DiscordConfig, TOGGLE_SETTING, WEBHOOK_URL_SETTING, redact_webhook_url};
-pub use self::format::{DestinationWatcher, Message, escape, format_notice};
+pub use self::format::{DestinationWatcher, Message, escape, format_notice, format_up_next, is_discord_user_id};
 use self::sender::Sender;
 use super::delivery::{Outbox, Pushed};
 use super::destination::{DestinationStatus, Destinations};
 use super::shutdown_requested;
-use crate::queue::engine::Notice;
+use super::up_next::UpNextLookup;
+use crate::queue::engine::{Dj, Notice};
 
 /// Timing and sizes of the notifier. The defaults suit Discord; tests shorten them.
 #[derive(Debug, Clone)]
@@ -114,14 +117,17 @@ where
 pub struct Discord;
 
 impl Discord {
-    /// [`Discord::spawn_with`] with the default [`Tuning`].
+    /// [`Discord::spawn_with`] with the default [`Tuning`], and the up-next message
+    /// mentioning the DJ who linked their Discord user id and saying what is wrong with
+    /// their stream (`lookup`).
     pub fn spawn(
         config: DiscordConfig,
         notices: broadcast::Receiver<Notice>,
         destinations: impl StatusSource,
+        lookup: UpNextLookup,
         shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
-        Self::spawn_with(config, Tuning::default(), notices, destinations, shutdown)
+        Self::start(config, Tuning::default(), notices, destinations, Some(lookup), shutdown)
     }
 
     /// Starts posting `notices` (from `QueueHandle::subscribe()`) and destination
@@ -137,6 +143,17 @@ impl Discord {
         tuning: Tuning,
         notices: broadcast::Receiver<Notice>,
         destinations: impl StatusSource,
+        shutdown: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        Self::start(config, tuning, notices, destinations, None, shutdown)
+    }
+
+    fn start(
+        config: DiscordConfig,
+        tuning: Tuning,
+        notices: broadcast::Receiver<Notice>,
+        destinations: impl StatusSource,
+        lookup: Option<UpNextLookup>,
         shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let redacted = config.redacted_url();
@@ -159,6 +176,7 @@ impl Discord {
             watcher: DestinationWatcher::default(),
             outbox: outbox.clone(),
             poll_interval: tuning.poll_interval,
+            lookup,
         };
         let drain_timeout = tuning.drain_timeout;
         tokio::spawn(async move {
@@ -188,6 +206,8 @@ struct Collector<S> {
     watcher: DestinationWatcher,
     outbox: Arc<Outbox<Message>>,
     poll_interval: Duration,
+    /// Details of the DJ who is up next; without it, the message just names them.
+    lookup: Option<UpNextLookup>,
 }
 
 impl<S: StatusSource> Collector<S> {
@@ -199,9 +219,10 @@ impl<S: StatusSource> Collector<S> {
                 biased;
                 () = shutdown_requested(&mut shutdown) => break,
                 received = recv(&mut self.notices) => match received {
+                    Ok(Notice::UpNext { dj, on_air_in }) if self.lookup.is_some() => self.up_next(dj, on_air_in),
                     Ok(notice) => {
                         if let Some(message) = format_notice(&notice) {
-                            self.queue(message);
+                            queue(&self.outbox, message);
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -214,23 +235,35 @@ impl<S: StatusSource> Collector<S> {
                 },
                 _ = poll.tick() => {
                     for message in self.watcher.observe(&self.source.statuses()) {
-                        self.queue(message);
+                        queue(&self.outbox, message);
                     }
                 }
             }
         }
     }
 
-    fn queue(&self, message: Message) {
-        // Once per overflow, not once per message.
-        if let Pushed::DroppedOldest { first: true, .. } = self.outbox.push(message) {
-            tracing::warn!(
-                "discord: the webhook is falling behind; dropping the oldest messages \
-                 ({} queued, {} dropped so far)",
-                self.outbox.len(),
-                self.outbox.dropped()
-            );
-        }
+    /// Looks the DJ up on a task of its own (the store may be slow; notices keep being
+    /// read meanwhile), then queues the message. Once per set, so these tasks stay few.
+    fn up_next(&self, dj: Dj, on_air_in: Duration) {
+        let Some(lookup) = self.lookup.clone() else { return };
+        let outbox = self.outbox.clone();
+        tokio::spawn(async move {
+            let details = lookup.details(dj.user_id).await;
+            let mention = details.user.as_ref().and_then(|u| u.discord_user_id.as_deref());
+            queue(&outbox, format_up_next(&dj.dj_name, on_air_in, mention, &details.advice));
+        });
+    }
+}
+
+fn queue(outbox: &Outbox<Message>, message: Message) {
+    // Once per overflow, not once per message.
+    if let Pushed::DroppedOldest { first: true, .. } = outbox.push(message) {
+        tracing::warn!(
+            "discord: the webhook is falling behind; dropping the oldest messages \
+             ({} queued, {} dropped so far)",
+            outbox.len(),
+            outbox.dropped()
+        );
     }
 }
 

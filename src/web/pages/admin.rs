@@ -45,14 +45,16 @@ async fn console_page(
             (None, false) => "reconnecting",
         };
         queue.push(context! {
-            dj_name => lead.dj.dj_name, position => 0, lead => true, connection => connection,
+            dj_name => lead.dj.dj_name, user_id => lead.dj.user_id.0, position => 0, lead => true,
+            connection => connection,
             profile => profile(lead.conn), advice => advice(lead.conn),
         });
     }
     for waiting in &status.waiting {
         let connection = if waiting.conn.is_some() { "live" } else { "reserved" };
         queue.push(context! {
-            dj_name => waiting.dj.dj_name, position => waiting.position, lead => false, connection => connection,
+            dj_name => waiting.dj.dj_name, user_id => waiting.dj.user_id.0, position => waiting.position,
+            lead => false, connection => connection,
             profile => profile(waiting.conn), advice => advice(waiting.conn),
         });
     }
@@ -63,6 +65,7 @@ async fn console_page(
             context! {
                 id => u.id, dj_name => u.dj_name, email => u.email, is_active => u.is_active,
                 is_admin => u.is_admin, created_at => u.created_at, is_me => u.id == organiser.0.user.id,
+                up_next_email => u.up_next_email, discord_user_id => u.discord_user_id,
             }
         })
         .collect();

@@ -1,9 +1,9 @@
 //! The DJ's own pages: dashboard (key, OBS set-up, live status, now playing) and past sets.
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use minijinja::context;
+use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::{PageError, base_context, render};
@@ -11,6 +11,7 @@ use crate::ids::UserId;
 use crate::store::unix_now;
 use crate::web::AppState;
 use crate::web::api::remaining;
+use crate::web::assets::hls_js_path;
 use crate::web::nowplaying::{TrackForm, announce};
 use crate::web::session::{CsrfForm, Member};
 
@@ -87,6 +88,45 @@ pub async fn dashboard(
             report => report,
             advice => advice,
             publishing => publisher.is_some(),
+            playlist => Value::from_safe_string(preview_playlist(user.id)),
+            hls_js => Value::from_safe_string(hls_js_path()),
+            // It loads when the DJ opens it: that click allows playing at once.
+            preview => true,
+            autoplay => true,
+            muted => true,
+            ..base_context(&member.session)
+        },
+    )?
+    .into_response())
+}
+
+fn preview_playlist(user_id: i64) -> String {
+    format!("/preview/{user_id}/index.m3u8")
+}
+
+/// `GET /preview/{user_id}`: a DJ's stream as the server receives it, for that DJ and the
+/// organisers (the admin console links it for every connected DJ). Others get the 404 of
+/// a DJ who does not stream, as the playlist itself answers (`web::preview`).
+pub async fn preview(
+    State(state): State<AppState>,
+    member: Member,
+    Path(user_id): Path<i64>,
+) -> Result<Response, PageError> {
+    let not_streaming = || PageError::new(StatusCode::NOT_FOUND, "This DJ is not streaming.");
+    if member.user.id != user_id && !member.user.is_admin {
+        return Err(not_streaming());
+    }
+    let publisher = state.publishers.all().into_iter().find(|p| p.dj.user_id == UserId(user_id));
+    let publisher = publisher.ok_or_else(not_streaming)?;
+    Ok(render(
+        "preview.html",
+        context! {
+            dj_name => publisher.dj.dj_name,
+            playlist => Value::from_safe_string(preview_playlist(user_id)),
+            hls_js => Value::from_safe_string(hls_js_path()),
+            preview => true,
+            autoplay => true,
+            muted => true,
             ..base_context(&member.session)
         },
     )?

@@ -50,6 +50,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "player.html",
     "on_air.html",
     "watch.html",
+    "preview.html",
     "embed.html",
 ];
 

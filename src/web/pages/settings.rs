@@ -7,6 +7,7 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::{PageError, base_context, render, render_status};
+use crate::integrations::discord::is_discord_user_id;
 use crate::store::Profile;
 use crate::web::AppState;
 use crate::web::accounts::{self, AccountError};
@@ -27,6 +28,8 @@ fn settings_context(member: &Member, extra: Value) -> Value {
         timezone => user.timezone,
         picture_url => user.profile_picture.as_deref().map(pictures::url),
         max_picture_mib => MAX_PICTURE_BYTES / 1024 / 1024,
+        up_next_email => user.up_next_email,
+        discord_user_id => user.discord_user_id,
         ..minijinja::value::merge_maps([extra, base_context(&member.session)])
     }
 }
@@ -64,6 +67,29 @@ pub async fn profile(State(state): State<AppState>, member: Member, CsrfForm(for
             saved("profile")
         }
         Err(e) => failed(&member, "profile", e.status, &e.message),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct UpNextForm {
+    /// A checkbox: present ("on") when ticked.
+    up_next_email: Option<String>,
+    #[serde(default)]
+    discord_user_id: String,
+}
+
+/// `POST /settings/up-next`: the email when up next, and the Discord user id to mention.
+pub async fn up_next(State(state): State<AppState>, member: Member, CsrfForm(form): CsrfForm<UpNextForm>) -> Response {
+    let discord = form.discord_user_id.trim();
+    let discord = (!discord.is_empty()).then_some(discord);
+    if discord.is_some_and(|id| !is_discord_user_id(id)) {
+        let message = "A Discord user id is 17 to 20 digits: in Discord, turn on Developer Mode, then right-click \
+                       your name and choose Copy User ID.";
+        return failed(&member, "up-next", StatusCode::UNPROCESSABLE_ENTITY, message);
+    }
+    match state.store.set_up_next(member.user.id, form.up_next_email.is_some(), discord).await {
+        Ok(()) => saved("up-next"),
+        Err(e) => PageError::internal("saving up-next notifications", e).into_response(),
     }
 }
 
