@@ -6,7 +6,10 @@ usage: sample.py PID SECONDS OUT.json
 CPU: utime+stime of PID and all its descendants (nginx: master + workers; motherstream:
 one process, all threads), from /proc/PID/stat, at the start and end of the window.
 Memory: peak over 0.5 s samples of the summed VmRSS, and the summed VmHWM at the end
-(VmHWM covers the process's whole life, including start-up).
+(VmHWM covers the process's whole life, including start-up); at the end of the window, the
+summed Pss (pages shared between nginx's master and worker count once) and Anonymous
+(heap, stacks: what the server allocated, as opposed to its mapped binary and libraries)
+from /proc/PID/smaps_rollup.
 Context switches: voluntary + involuntary, all threads, over the window.
 Also reports the whole machine's CPU use from /proc/stat, to show whether the load
 generators saturated the box.
@@ -48,9 +51,10 @@ def cpu_ticks(pid):
         return 0
 
 
-def status_kib(pid, key):
+def kib(pid, key, source="status"):
+    """A `Key:   N kB` line of /proc/PID/status (or smaps_rollup); 0 if the process is gone."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{source}") as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
@@ -106,13 +110,15 @@ def main():
     t0 = time.monotonic()
     peak_rss = 0
     while time.monotonic() - t0 < seconds:
-        peak_rss = max(peak_rss, sum(status_kib(p, "VmRSS") for p in tree(pid)))
+        peak_rss = max(peak_rss, sum(kib(p, "VmRSS") for p in tree(pid)))
         time.sleep(0.5)
     elapsed = time.monotonic() - t0
     pids_end = tree(pid)
     cpu = sum(cpu_ticks(p) - start_cpu.get(p, 0) for p in pids_end) / TICK
     switches = sum(context_switches(p) - start_cs.get(p, 0) for p in pids_end)
-    hwm = sum(status_kib(p, "VmHWM") for p in pids_end)
+    hwm = sum(kib(p, "VmHWM") for p in pids_end)
+    pss = sum(kib(p, "Pss", "smaps_rollup") for p in pids_end)
+    anon = sum(kib(p, "Anonymous", "smaps_rollup") for p in pids_end)
     m1 = machine()
     c1 = per_core()
     busy = (m1[0] - m0[0]) / max(1, m1[1] - m0[1])
@@ -124,6 +130,8 @@ def main():
         "context_switches_per_s": switches / elapsed,
         "peak_rss_mib": peak_rss / 1024,
         "vmhwm_mib": hwm / 1024,
+        "pss_mib": pss / 1024,
+        "anonymous_mib": anon / 1024,
         "machine_busy_pct": 100.0 * busy,
         "core_busy_pct": [100.0 * (b1 - b0) / max(1, t1 - t0) for (b0, t0), (b1, t1) in zip(c0, c1)],
     }
