@@ -75,6 +75,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         swap_interval: config.swap_interval,
         grace_period: config.grace_period,
         block_enabled: config.block_toggle,
+        ..engine::Settings::default()
     };
     let idle = match &config.idle {
         IdleSetting::Slate(None) => IdleMode::Slate(Arc::new(generated_slate(&config.channel.profile).await?)),

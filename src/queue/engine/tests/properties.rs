@@ -81,6 +81,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             swap_interval: Duration::from_secs(swap),
             grace_period: Duration::from_secs(grace),
             block_enabled,
+            ..Settings::default()
         },
     )
 }
