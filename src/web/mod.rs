@@ -23,6 +23,7 @@ mod resets;
 mod seed;
 mod session;
 mod setup;
+mod timetable;
 mod users;
 
 use std::path::PathBuf;
@@ -108,6 +109,8 @@ pub struct AppState {
     pub picture_uploads: Arc<pictures::UploadLimit>,
     /// Who may read `/metrics`, and whether it is on this listener.
     pub metrics: Arc<MetricsAccess>,
+    /// Whether DJs may ask for a timetable slot (`[timetable] requests`).
+    pub timetable_requests: bool,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
@@ -201,6 +204,14 @@ fn api(metrics_here: bool) -> Routes {
         .post("/api/v1/queue/{dj_name}/remove", api::remove)
         .post("/api/v1/queue/{dj_name}/move-up", api::move_up)
         .post("/api/v1/queue/{dj_name}/move-down", api::move_down)
+        .get("/api/v1/timetable", timetable::public_json)
+        .get("/timetable.ics", timetable::ical_feed)
+        .get("/api/v1/bookings", timetable::list)
+        .post("/api/v1/bookings", timetable::create)
+        .patch("/api/v1/bookings/{id}", timetable::update)
+        .delete("/api/v1/bookings/{id}", timetable::delete)
+        .post("/api/v1/bookings/{id}/approve", timetable::approve)
+        .post("/api/v1/users/{dj_name}/default-set-length", timetable::set_default_set_length)
         .get("/program.flv", program::program_flv)
         .get("/hls/program.m3u8", hls::playlist)
         .get("/hls/{file}", hls::file)
