@@ -20,6 +20,8 @@ const DAY: i64 = 86_400;
 const DEFAULT_DAYS: u32 = 7;
 /// The most days one listing covers.
 const MAX_DAYS: u32 = 62;
+/// Bookings the status lists.
+const UPCOMING: usize = 5;
 /// The longest slot that can be booked: a whole day and night.
 const MAX_LENGTH_SECS: i64 = DAY;
 
@@ -68,6 +70,19 @@ pub async fn public_json(
     let bookings =
         state.store.bookings_between(from, to, true).await.map_err(|e| store_error("listing bookings", e))?;
     Ok(Json(json!({ "bookings": bookings.iter().map(public).collect::<Vec<_>>() })))
+}
+
+/// Bookings the status shows: the next few within a day, public fields. A database
+/// failure leaves them out rather than failing the whole status.
+pub async fn upcoming(state: &AppState) -> Vec<Value> {
+    let now = unix_now();
+    match state.store.bookings_between(now, now + DAY, true).await {
+        Ok(bookings) => bookings.iter().take(UPCOMING).map(public).collect(),
+        Err(e) => {
+            tracing::warn!("listing the upcoming bookings failed: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// `GET /api/v1/bookings?days=N` (admin): every booking with its status and who booked it.

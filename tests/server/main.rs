@@ -29,6 +29,7 @@ mod seed_parity;
 mod sentry;
 mod smtp_sink;
 mod soak;
+mod timetable;
 mod watch;
 mod web;
 mod webdriver;

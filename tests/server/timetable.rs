@@ -1,0 +1,169 @@
+//! The timetable over HTTP and over RTMP: booking rights, overlaps, the public feeds, and a
+//! booked DJ going on air at the booked start (docs/timetable.md).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Options, PATIENCE, Server};
+use crate::publisher::Dj;
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+fn slot(dj_name: &str, start: i64, length_secs: i64, hard_start: bool) -> Value {
+    json!({ "dj_name": dj_name, "start": start, "length_secs": length_secs, "hard_start": hard_start })
+}
+
+async fn send(server: &Server, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new().request(method, server.url(path)).bearer_auth(token).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn admins_book_djs_and_strangers_cannot_and_overlaps_conflict() {
+    let server = Server::start(Options::default());
+    server.add_user("Admin", true);
+    server.add_user("Alice", false);
+    server.add_user("Bob", false);
+    let admin = server.token("admin@example.org").await;
+    let alice = server.token("alice@example.org").await;
+    let start = unix_now() + 3600;
+
+    let (status, _) = server.post("/api/v1/bookings", None, Some(slot("Alice", start, 3600, false))).await;
+    assert_eq!(status, 401, "anonymous");
+    let (status, body) = server.post("/api/v1/bookings", Some(&alice), Some(slot("Alice", start, 3600, false))).await;
+    assert_eq!(status, 403, "a DJ, with requests off: {body}");
+    let (status, booking) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Alice", start, 3600, true))).await;
+    assert_eq!(status, 201, "{booking}");
+    assert_eq!(booking["status"], "approved");
+    let (status, body) =
+        server.post("/api/v1/bookings", Some(&admin), Some(slot("Bob", start + 1800, 3600, false))).await;
+    assert_eq!(status, 409, "overlap: {body}");
+    let (status, _) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Nobody", start + 7200, 60, false))).await;
+    assert_eq!(status, 404);
+    let (status, _) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Bob", start + 7200, 0, false))).await;
+    assert_eq!(status, 400);
+    let (status, _) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Bob", start + 3600, 1800, false))).await;
+    assert_eq!(status, 201, "back to back");
+
+    let public = server.get_json("/api/v1/timetable?days=2").await;
+    let listed = public["bookings"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0]["dj_name"], "Alice");
+    assert_eq!(listed[0]["start"], start);
+    assert_eq!(listed[0]["end"], start + 3600);
+    assert_eq!(listed[0]["hard_start"], true);
+    let mut fields: Vec<&str> = listed[0].as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["dj_name", "end", "hard_start", "id", "start"], "no private fields");
+    let text = public.to_string();
+    assert!(!text.contains("example.org") && !text.contains("key-"), "{text}");
+    let resp = reqwest::get(server.url("/api/v1/timetable?days=0")).await.unwrap();
+    assert_eq!(resp.status(), 400);
+
+    let (status, _) = send(&server, reqwest::Method::GET, "/api/v1/bookings", &alice).await;
+    assert_eq!(status, 403, "the admin listing is for admins");
+    let id = booking["id"].as_i64().unwrap();
+    let (status, _) = send(&server, reqwest::Method::DELETE, &format!("/api/v1/bookings/{id}"), &alice).await;
+    assert_eq!(status, 403);
+    let (status, _) = send(&server, reqwest::Method::DELETE, &format!("/api/v1/bookings/{id}"), &admin).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&server, reqwest::Method::DELETE, &format!("/api/v1/bookings/{id}"), &admin).await;
+    assert_eq!(status, 404);
+    let public = server.get_json("/api/v1/timetable").await;
+    assert_eq!(public["bookings"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_ical_feed_has_one_event_per_approved_booking() {
+    let server = Server::start(Options::default());
+    server.add_user("Admin", true);
+    server.add_user("Ali, Baba; \\o/", false);
+    let admin = server.token("admin@example.org").await;
+    let start = unix_now() + 86_400;
+    let (status, _) =
+        server.post("/api/v1/bookings", Some(&admin), Some(slot("Ali, Baba; \\o/", start, 5400, false))).await;
+    assert_eq!(status, 201);
+    let resp = reqwest::get(server.url("/timetable.ics")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/calendar"));
+    let body = resp.text().await.unwrap();
+    assert!(body.ends_with("\r\n") && !body.replace("\r\n", "").contains('\n'), "CRLF only");
+    let lines: Vec<&str> = body.trim_end().split("\r\n").collect();
+    assert_eq!(lines.first(), Some(&"BEGIN:VCALENDAR"));
+    assert_eq!(lines.last(), Some(&"END:VCALENDAR"));
+    assert!(lines.iter().all(|line| line.len() <= 75));
+    assert_eq!(lines.iter().filter(|l| **l == "BEGIN:VEVENT").count(), 1);
+    assert!(lines.contains(&"SUMMARY:Ali\\, Baba\\; \\\\o/"), "{body}");
+    for property in ["UID:booking-", "DTSTAMP:", "DTSTART:", "DTEND:"] {
+        let line = lines.iter().find(|l| l.starts_with(property)).unwrap_or_else(|| panic!("{property} in {body}"));
+        if property != "UID:booking-" {
+            assert!(line.ends_with('Z') && line.len() == property.len() + 16, "{line}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn dj_requests_count_once_an_admin_approves_them() {
+    let server = Server::start(Options { config: Some("[timetable]\nrequests = true\n".into()), ..Options::default() });
+    server.add_user("Admin", true);
+    server.add_user("Alice", false);
+    server.add_user("Bob", false);
+    let admin = server.token("admin@example.org").await;
+    let alice = server.token("alice@example.org").await;
+    let start = unix_now() + 3600;
+    let (status, _) = server.post("/api/v1/bookings", Some(&alice), Some(slot("Bob", start, 600, false))).await;
+    assert_eq!(status, 403, "for herself only");
+    let (status, request) = server.post("/api/v1/bookings", Some(&alice), Some(slot("Alice", start, 600, true))).await;
+    assert_eq!(status, 201);
+    assert_eq!(request["status"], "requested");
+    assert!(server.get_json("/api/v1/timetable").await["bookings"].as_array().unwrap().is_empty());
+    let id = request["id"].as_i64().unwrap();
+    let (status, _) = server.post(&format!("/api/v1/bookings/{id}/approve"), Some(&alice), None).await;
+    assert_eq!(status, 403);
+    let (status, _) = server.post(&format!("/api/v1/bookings/{id}/approve"), Some(&admin), None).await;
+    assert_eq!(status, 200);
+    let listed = server.get_json("/api/v1/timetable").await;
+    assert_eq!(listed["bookings"][0]["dj_name"], "Alice");
+    let status = server.get_json("/api/v1/status").await;
+    assert_eq!(status["upcoming_bookings"][0]["dj_name"], "Alice", "{status}");
+    assert_eq!(status["upcoming_bookings"][0]["start"], start);
+}
+
+#[tokio::test]
+async fn a_booked_dj_streaming_goes_on_air_at_the_booked_start() {
+    let server = Server::start(Options::default());
+    server.add_user("Admin", true);
+    let walk_in = server.add_user("Alice", false);
+    let booked = server.add_user("Bob", false);
+    let admin = server.token("admin@example.org").await;
+    let _alice = Dj::publish(server.rtmp, &walk_in).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    let _bob = Dj::publish(server.rtmp, &booked).await.unwrap();
+    server.wait_for_queue(&["Alice", "Bob"]).await;
+
+    let start = unix_now() + 4;
+    let (status, body) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Bob", start, 600, true))).await;
+    assert_eq!(status, 201, "{body}");
+    // The walk-in's set is cut to end at the booked start.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let remaining = server.get_json("/api/v1/status").await["remaining_time"].as_i64().unwrap_or(3600);
+        if remaining <= 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the walk-in's set was not cut: {remaining}s left");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server.queue().await, ["Alice", "Bob"], "nobody moves before the start");
+    server.wait_for_queue(&["Bob"]).await;
+    let on_air_at = unix_now();
+    assert!((start..=start + 2).contains(&on_air_at), "on air at {on_air_at}, booked at {start}");
+    let status = server.get_json("/api/v1/status").await;
+    assert_eq!(status["on_air"]["dj_name"], "Bob");
+    let remaining = status["remaining_time"].as_i64().unwrap();
+    assert!((597..=600).contains(&remaining), "the booked length: {remaining}");
+}
