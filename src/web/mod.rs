@@ -115,7 +115,7 @@ pub struct AppState {
 
 /// The HTML pages: they share the CSRF cookie middleware.
 fn pages(max_body: usize) -> Routes {
-    use pages::{account, admin, dashboard, reset, settings, watch};
+    use pages::{account, admin, dashboard, reset, settings, timetable, watch};
     let routes = Routes::default()
         .get("/", account::home)
         .get("/watch", watch::watch)
@@ -154,6 +154,9 @@ fn pages(max_body: usize) -> Routes {
         .post("/admin/queue/{dj_name}/{action}", admin::queue_action)
         .post("/admin/users/{id}/{action}", admin::user_action)
         .post("/admin/destinations/{name}/restart", admin::restart_destination)
+        .post("/admin/bookings", timetable::book)
+        .post("/admin/bookings/{id}/{action}", timetable::booking_action)
+        .get("/timetable", timetable::page)
         .get("/overlays", overlays::index);
     Routes { router: routes.router.layer(axum::middleware::from_fn(session::csrf_cookie)), list: routes.list }
 }

@@ -167,3 +167,68 @@ async fn a_booked_dj_streaming_goes_on_air_at_the_booked_start() {
     let remaining = status["remaining_time"].as_i64().unwrap();
     assert!((597..=600).contains(&remaining), "the booked length: {remaining}");
 }
+
+/// A browser session of `login`, with the CSRF value its forms send.
+async fn browser(server: &Server, login: &str) -> reqwest::Client {
+    let csrf = "f".repeat(64);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", format!("ms_csrf={csrf}").parse().unwrap());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
+        .build()
+        .unwrap();
+    let resp = client
+        .post(server.url("/login"))
+        .form(&[("csrf", csrf.as_str()), ("username", login), ("password", crate::harness::PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let session = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("ms_session="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("a session cookie");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", format!("ms_csrf={csrf}; ms_session={session}").parse().unwrap());
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).default_headers(headers).build().unwrap()
+}
+
+#[tokio::test]
+async fn an_admin_books_on_the_console_and_everybody_sees_it_on_the_page() {
+    let server = Server::start(Options::default());
+    server.add_user("Admin", true);
+    server.add_user("Alice", false);
+    let admin = browser(&server, "admin").await;
+    let csrf = "f".repeat(64);
+    // Tomorrow at 22:00 UTC.
+    let day = (unix_now() / 86_400 + 1) * 86_400;
+    let start = day + 22 * 3600;
+    let (y, m, d) = motherstream::calendar::civil_from_days(day / 86_400);
+    let local = format!("{y:04}-{m:02}-{d:02}T22:00");
+    let form = [("csrf", csrf.as_str()), ("dj_name", "Alice"), ("start", &local), ("minutes", "90")];
+    let resp = admin.post(server.url("/admin/bookings")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "{}", resp.text().await.unwrap());
+    let resp = admin.post(server.url("/admin/bookings")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 409, "the same slot again");
+    let console = admin.get(server.url("/admin")).send().await.unwrap().text().await.unwrap();
+    assert!(console.contains(&format!("data-unix=\"{start}\"")), "the console lists it");
+
+    let page = reqwest::get(server.url("/timetable")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("<strong>Alice</strong>"), "{page}");
+    assert!(page.contains(&format!("<time data-unix=\"{start}\">")), "UTC seconds for the browser to localise");
+    assert!(page.contains(&format!("<time data-unix=\"{}\">", start + 5400)));
+
+    // A DJ's session cannot book.
+    let dj = browser(&server, "alice").await;
+    let resp = dj.post(server.url("/admin/bookings")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(server.get_json("/api/v1/timetable?days=3").await["bookings"].as_array().unwrap().len(), 1);
+}
+

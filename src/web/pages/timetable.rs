@@ -1,0 +1,145 @@
+//! The timetable page for everybody, and the admin console's booking forms
+//! (docs/timetable.md).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use super::admin::{Nothing, console};
+use super::{PageError, base_context, render};
+use crate::calendar::parse_utc_minute;
+use crate::store::{BookingRecord, BookingStatus, NewBooking, StoreError, unix_now};
+use crate::web::AppState;
+use crate::web::session::{CsrfForm, Organiser, WebSession};
+
+const DAY: i64 = 86_400;
+/// Days the page shows: today and the next six.
+const PAGE_DAYS: i64 = 7;
+/// Days of bookings the admin console lists.
+const CONSOLE_DAYS: i64 = 31;
+
+fn view(booking: &BookingRecord) -> Value {
+    context! {
+        id => booking.id,
+        dj_name => booking.dj_name,
+        start => booking.starts_at,
+        end => booking.ends_at(),
+        minutes => booking.length_secs / 60,
+        hard_start => booking.hard_start,
+        requested => booking.status == BookingStatus::Requested,
+    }
+}
+
+/// `GET /timetable`: the approved slots of the coming week. Times go out as Unix seconds
+/// and the browser shows them in the viewer's time zone.
+pub async fn page(State(state): State<AppState>, session: WebSession) -> Result<Response, PageError> {
+    let now = unix_now();
+    let bookings = state
+        .store
+        .bookings_between(now, now + PAGE_DAYS * DAY, true)
+        .await
+        .map_err(|e| PageError::internal("listing bookings", e))?;
+    let ctx = context! {
+        active => "timetable",
+        bookings => bookings.iter().map(view).collect::<Vec<_>>(),
+        ..base_context(&session)
+    };
+    Ok(render("timetable.html", ctx)?.into_response())
+}
+
+/// The bookings the admin console lists, requests included.
+pub async fn console_bookings(state: &AppState) -> Result<Vec<Value>, PageError> {
+    let now = unix_now();
+    let bookings = state
+        .store
+        .bookings_between(now, now + CONSOLE_DAYS * DAY, false)
+        .await
+        .map_err(|e| PageError::internal("listing bookings", e))?;
+    Ok(bookings.iter().map(view).collect())
+}
+
+#[derive(Deserialize)]
+pub struct BookingForm {
+    dj_name: String,
+    /// `datetime-local`, in UTC.
+    start: String,
+    minutes: String,
+    #[serde(default)]
+    hard_start: Option<String>,
+}
+
+async fn refused(state: &AppState, organiser: &Organiser, status: StatusCode, message: &str) -> Response {
+    console(state, organiser, status, Some(message)).await
+}
+
+fn store_refusal(err: StoreError) -> (StatusCode, String) {
+    match err {
+        StoreError::Overlap => (StatusCode::CONFLICT, "This slot overlaps another booking".into()),
+        StoreError::NotFound => (StatusCode::NOT_FOUND, "No such booking or DJ".into()),
+        StoreError::Invalid(field) => (StatusCode::BAD_REQUEST, format!("Invalid {field}")),
+        other => {
+            tracing::error!("changing the timetable: {other}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side.".into())
+        }
+    }
+}
+
+/// `POST /admin/bookings`: books a slot (approved).
+pub async fn book(State(state): State<AppState>, organiser: Organiser, CsrfForm(form): CsrfForm<BookingForm>) -> Response {
+    let Some(start) = parse_utc_minute(&form.start) else {
+        return refused(&state, &organiser, StatusCode::BAD_REQUEST, "Enter the start as a date and time (UTC)").await;
+    };
+    let minutes = match form.minutes.trim().parse::<i64>() {
+        Ok(m) if (1..=24 * 60).contains(&m) => m,
+        _ => return refused(&state, &organiser, StatusCode::BAD_REQUEST, "Enter a length of 1 to 1440 minutes").await,
+    };
+    let user = match state.store.user_by_dj_name(form.dj_name.trim()).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return refused(&state, &organiser, StatusCode::NOT_FOUND, "No such DJ").await,
+        Err(e) => return PageError::internal("looking up a DJ", e).into_response(),
+    };
+    let new = NewBooking {
+        user_id: user.id,
+        starts_at: start,
+        length_secs: minutes * 60,
+        hard_start: form.hard_start.is_some(),
+        status: BookingStatus::Approved,
+        created_by: Some(organiser.0.user.id),
+    };
+    match state.store.create_booking(&new).await {
+        Ok(_) => {
+            state.queue.timetable_changed();
+            Redirect::to("/admin#timetable").into_response()
+        }
+        Err(e) => {
+            let (status, message) = store_refusal(e);
+            refused(&state, &organiser, status, &message).await
+        }
+    }
+}
+
+/// `POST /admin/bookings/{id}/{approve|delete}`.
+pub async fn booking_action(
+    State(state): State<AppState>,
+    organiser: Organiser,
+    Path((id, action)): Path<(i64, String)>,
+    _: CsrfForm<Nothing>,
+) -> Response {
+    let result = match action.as_str() {
+        "approve" => state.store.approve_booking(id).await,
+        "delete" => state.store.delete_booking(id).await,
+        _ => return PageError::new(StatusCode::NOT_FOUND, "No such booking action").into_response(),
+    };
+    match result {
+        Ok(()) => {
+            state.queue.timetable_changed();
+            Redirect::to("/admin#timetable").into_response()
+        }
+        Err(e) => {
+            let (status, message) = store_refusal(e);
+            refused(&state, &organiser, status, &message).await
+        }
+    }
+}
