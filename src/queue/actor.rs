@@ -206,12 +206,7 @@ impl WallClock {
 
 /// Feeds the engine the approved bookings and default set lengths, at start, after every
 /// change and every [`TIMETABLE_RELOAD`]. Ends with the actor.
-async fn timetable_loop(
-    store: Store,
-    commands: mpsc::WeakSender<Command>,
-    clock: WallClock,
-    changed: Arc<Notify>,
-) {
+async fn timetable_loop(store: Store, commands: mpsc::WeakSender<Command>, clock: WallClock, changed: Arc<Notify>) {
     loop {
         let wait = match load_timetable(&store, clock).await {
             Ok(inputs) => {

@@ -40,8 +40,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::ids::{ConnId, UserId};
 
 mod booking;
-pub use booking::{Booking, MAX_BOOKINGS};
 use booking::BookingState;
+pub use booking::{Booking, MAX_BOOKINGS};
 
 /// Remaining-time thresholds at which the lead gets a [`Notice::TimeWarning`], longest first.
 const WARNING_THRESHOLDS: [Duration; 2] = [Duration::from_secs(5 * 60), Duration::from_secs(60)];
@@ -333,12 +333,9 @@ impl fmt::Display for Notice {
                 swap_interval.as_secs(),
                 if *block_enabled { "on" } else { "off" }
             ),
-            Notice::BookingStarted { dj, hard_start } => write!(
-                f,
-                "{}'s booked slot started{}",
-                dj.dj_name,
-                if *hard_start { " (hard start)" } else { "" }
-            ),
+            Notice::BookingStarted { dj, hard_start } => {
+                write!(f, "{}'s booked slot started{}", dj.dj_name, if *hard_start { " (hard start)" } else { "" })
+            }
             Notice::BookingDropped { dj } => {
                 write!(f, "{} did not show up for their booked slot", dj.dj_name)
             }
@@ -1238,6 +1235,6 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod booking_tests;
+#[cfg(test)]
+mod tests;

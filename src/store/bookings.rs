@@ -199,12 +199,8 @@ impl Store {
             "{SELECT} WHERE b.starts_at + b.length_secs > $1 AND b.starts_at < $2 {status} \
              ORDER BY b.starts_at, b.id LIMIT $3"
         );
-        let rows = sqlx::query_as::<_, BookingRow>(&sql)
-            .bind(from)
-            .bind(to)
-            .bind(MAX_LISTED)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query_as::<_, BookingRow>(&sql).bind(from).bind(to).bind(MAX_LISTED).fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(BookingRecord::from).collect())
     }
 
@@ -238,12 +234,7 @@ impl Store {
     }
 
     /// Commits a guarded update, or tells why it wrote nothing: no such booking, or an overlap.
-    async fn written_or_why(
-        &self,
-        tx: sqlx::Transaction<'_, sqlx::Any>,
-        id: i64,
-        rows: u64,
-    ) -> Result<(), StoreError> {
+    async fn written_or_why(&self, tx: sqlx::Transaction<'_, sqlx::Any>, id: i64, rows: u64) -> Result<(), StoreError> {
         if rows > 0 {
             tx.commit().await?;
             return Ok(());

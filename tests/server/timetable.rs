@@ -42,7 +42,8 @@ async fn admins_book_djs_and_strangers_cannot_and_overlaps_conflict() {
     let (status, body) =
         server.post("/api/v1/bookings", Some(&admin), Some(slot("Bob", start + 1800, 3600, false))).await;
     assert_eq!(status, 409, "overlap: {body}");
-    let (status, _) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Nobody", start + 7200, 60, false))).await;
+    let (status, _) =
+        server.post("/api/v1/bookings", Some(&admin), Some(slot("Nobody", start + 7200, 60, false))).await;
     assert_eq!(status, 404);
     let (status, _) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Bob", start + 7200, 0, false))).await;
     assert_eq!(status, 400);
@@ -84,8 +85,7 @@ async fn the_ical_feed_has_one_event_per_approved_booking() {
     server.add_user("Alice", false);
     let admin = server.token("admin@example.org").await;
     let start = unix_now() + 86_400;
-    let (status, _) =
-        server.post("/api/v1/bookings", Some(&admin), Some(slot("Alice", start, 5400, false))).await;
+    let (status, _) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Alice", start, 5400, false))).await;
     assert_eq!(status, 201);
     let resp = reqwest::get(server.url("/timetable.ics")).await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -231,4 +231,3 @@ async fn an_admin_books_on_the_console_and_everybody_sees_it_on_the_page() {
     assert_eq!(resp.status(), 403);
     assert_eq!(server.get_json("/api/v1/timetable?days=3").await["bookings"].as_array().unwrap().len(), 1);
 }
-

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Dj, DisconnectReason, Effects, Engine, EndReason, Lead, Notice, Output, Place, Spot, UserId};
+use super::{DisconnectReason, Dj, Effects, EndReason, Engine, Lead, Notice, Output, Place, Spot, UserId};
 
 /// Bookings the engine keeps; the adapter sends the upcoming ones, earliest first, so the
 /// latest are the ones left out.
@@ -79,11 +79,7 @@ impl Engine {
             if overlaps {
                 continue;
             }
-            let phase = self
-                .bookings
-                .iter()
-                .find(|old| old.booking == booking)
-                .map_or(Phase::Pending, |old| old.phase);
+            let phase = self.bookings.iter().find(|old| old.booking == booking).map_or(Phase::Pending, |old| old.phase);
             kept.push(BookingState { booking, phase });
         }
         self.bookings = kept;
@@ -95,9 +91,8 @@ impl Engine {
                 lead.clock.budget = budget;
                 lead.rearm_warnings(now);
             }
-            let still_booked = lead.booking.as_ref().is_some_and(|linked| {
-                self.bookings.iter().any(|state| &state.booking == linked)
-            });
+            let still_booked =
+                lead.booking.as_ref().is_some_and(|linked| self.bookings.iter().any(|state| &state.booking == linked));
             if !still_booked {
                 lead.booking = None;
             }
@@ -108,9 +103,10 @@ impl Engine {
     /// A lead place for `place` going up at `now`, with the set length of R1.
     pub(super) fn new_lead(&mut self, place: Place, now: Instant) -> Lead {
         let user_id = place.dj.user_id;
-        let open = self.bookings.iter_mut().find(|state| {
-            state.phase == Phase::Open && state.booking.user_id == user_id && state.booking.start <= now
-        });
+        let open = self
+            .bookings
+            .iter_mut()
+            .find(|state| state.phase == Phase::Open && state.booking.user_id == user_id && state.booking.start <= now);
         match open {
             Some(state) => {
                 state.phase = Phase::Closed;

@@ -87,7 +87,11 @@ fn store_refusal(err: StoreError) -> (StatusCode, String) {
 }
 
 /// `POST /admin/bookings`: books a slot (approved).
-pub async fn book(State(state): State<AppState>, organiser: Organiser, CsrfForm(form): CsrfForm<BookingForm>) -> Response {
+pub async fn book(
+    State(state): State<AppState>,
+    organiser: Organiser,
+    CsrfForm(form): CsrfForm<BookingForm>,
+) -> Response {
     let Some(start) = parse_utc_minute(&form.start) else {
         return refused(&state, &organiser, StatusCode::BAD_REQUEST, "Enter the start as a date and time (UTC)").await;
     };

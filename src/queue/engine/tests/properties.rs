@@ -9,7 +9,10 @@ use super::super::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Publish { conn: ConnId, user_id: UserId },
+    Publish {
+        conn: ConnId,
+        user_id: UserId,
+    },
     Stop(ConnId),
     Lose(ConnId),
     Stall(ConnId),
