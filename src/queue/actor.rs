@@ -256,7 +256,7 @@ async fn load_timetable(store: &Store, clock: WallClock) -> Result<[Input; 2], c
         .default_set_lengths()
         .await?
         .into_iter()
-        .map(|(user_id, secs)| (UserId(user_id), Duration::from_secs(u64::try_from(secs).unwrap_or(0))))
+        .map(|(user_id, _, secs)| (UserId(user_id), Duration::from_secs(u64::try_from(secs).unwrap_or(0))))
         .collect();
     Ok([Input::SetBookings(bookings), Input::SetDefaultSetLengths(lengths)])
 }

@@ -217,12 +217,13 @@ impl Store {
         if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
     }
 
-    /// Every DJ with a default set length, as (user id, seconds).
-    pub async fn default_set_lengths(&self) -> Result<Vec<(i64, i64)>, StoreError> {
-        let rows: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT id, default_set_secs FROM users WHERE default_set_secs IS NOT NULL ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+    /// Every DJ with a default set length, as (user id, DJ name, seconds).
+    pub async fn default_set_lengths(&self) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, dj_name, default_set_secs FROM users WHERE default_set_secs IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows)
     }
 
@@ -318,7 +319,7 @@ mod tests {
             let alice = test_user(&store, "Alice").await;
             test_user(&store, "Bob").await;
             store.set_default_set_secs(alice.id, Some(1800)).await.unwrap();
-            assert_eq!(store.default_set_lengths().await.unwrap(), [(alice.id, 1800)]);
+            assert_eq!(store.default_set_lengths().await.unwrap(), [(alice.id, "Alice".to_owned(), 1800)]);
             store.set_default_set_secs(alice.id, None).await.unwrap();
             assert!(store.default_set_lengths().await.unwrap().is_empty());
             assert!(matches!(store.set_default_set_secs(alice.id, Some(0)).await, Err(StoreError::Invalid(_))));

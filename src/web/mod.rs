@@ -155,6 +155,8 @@ fn pages(max_body: usize) -> Routes {
         .post("/admin/users/{id}/{action}", admin::user_action)
         .post("/admin/destinations/{name}/restart", admin::restart_destination)
         .post("/admin/bookings", timetable::book)
+        .post("/admin/set-length", timetable::set_length)
+        .post("/dashboard/booking", timetable::request)
         .post("/admin/bookings/{id}/{action}", timetable::booking_action)
         .get("/timetable", timetable::page)
         .get("/overlays", overlays::index);

@@ -231,3 +231,51 @@ async fn an_admin_books_on_the_console_and_everybody_sees_it_on_the_page() {
     assert_eq!(resp.status(), 403);
     assert_eq!(server.get_json("/api/v1/timetable?days=3").await["bookings"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_default_set_length_set_on_the_console_is_the_walk_in_set_length() {
+    let server = Server::start(Options::default());
+    server.add_user("Admin", true);
+    let key = server.add_user("Alice", false);
+    let admin = browser(&server, "admin").await;
+    let csrf = "f".repeat(64);
+    let form = [("csrf", csrf.as_str()), ("dj_name", "Alice"), ("minutes", "20")];
+    let resp = admin.post(server.url("/admin/set-length")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let console = admin.get(server.url("/admin")).send().await.unwrap().text().await.unwrap();
+    assert!(console.contains("<strong>Alice</strong>: 20 min"), "the console lists it");
+
+    // The actor reloads the lengths after the change; a publish right after may race it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _alice = Dj::publish(server.rtmp, &key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    let remaining = server.get_json("/api/v1/status").await["remaining_time"].as_i64().unwrap();
+    assert!((1195..=1200).contains(&remaining), "a 20-minute set: {remaining}");
+}
+
+#[tokio::test]
+async fn djs_ask_for_slots_on_their_dashboard_when_the_channel_allows_it() {
+    let closed = Server::start(Options::default());
+    closed.add_user("Alice", false);
+    let alice = browser(&closed, "alice").await;
+    let csrf = "f".repeat(64);
+    let form = [("csrf", csrf.as_str()), ("start", "2099-01-01T20:00"), ("minutes", "60")];
+    let resp = alice.post(closed.url("/dashboard/booking")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let dashboard = alice.get(closed.url("/dashboard")).send().await.unwrap().text().await.unwrap();
+    assert!(!dashboard.contains("booking-request-form"), "no form where requests are off");
+
+    let open = Server::start(Options { config: Some("[timetable]\nrequests = true\n".into()), ..Options::default() });
+    open.add_user("Alice", false);
+    let alice = browser(&open, "alice").await;
+    let day = (unix_now() / 86_400 + 2) * 86_400;
+    let (y, m, d) = motherstream::calendar::civil_from_days(day / 86_400);
+    let start = format!("{y:04}-{m:02}-{d:02}T20:00");
+    let form = [("csrf", csrf.as_str()), ("start", &start), ("minutes", "60")];
+    let resp = alice.post(open.url("/dashboard/booking")).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let dashboard = alice.get(open.url("/dashboard")).send().await.unwrap().text().await.unwrap();
+    assert!(dashboard.contains(&format!("data-unix=\"{}\"", day + 20 * 3600)), "her slot is listed");
+    assert!(dashboard.contains("requested"));
+    assert!(open.get_json("/api/v1/timetable").await["bookings"].as_array().unwrap().is_empty(), "not approved yet");
+}

@@ -86,6 +86,7 @@ async fn console_page(
         block_enabled => status.block_enabled,
         users => users,
         bookings => super::timetable::console_bookings(state).await?,
+        set_lengths => super::timetable::console_set_lengths(state).await?,
         destinations => state.destinations.statuses(),
         program => state.program.status(),
         recording => state.recorder.status(),
