@@ -315,6 +315,26 @@ mod tests {
     }
 
     store_test! {
+        async fn concurrent_bookings_of_one_slot_leave_exactly_one(store) {
+            let alice = test_user(&store, "Alice").await;
+            let attempts = (0..6).map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.create_booking(&approved(alice.id, 10_000 + i * 60, 600)).await })
+            });
+            let mut won = 0;
+            for attempt in attempts.collect::<Vec<_>>() {
+                match attempt.await.unwrap() {
+                    Ok(_) => won += 1,
+                    Err(StoreError::Overlap) => {}
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            assert_eq!(won, 1);
+            assert_eq!(store.bookings_between(0, 100_000, true).await.unwrap().len(), 1);
+        }
+    }
+
+    store_test! {
         async fn default_set_lengths_are_per_dj(store) {
             let alice = test_user(&store, "Alice").await;
             test_user(&store, "Bob").await;
