@@ -17,7 +17,7 @@ use super::engine::{
     RejectReason, Snapshot, Status, UserId,
 };
 use crate::backoff::Backoff;
-use crate::store::Store;
+use crate::store::{BookingRecord, Store};
 
 /// How often the actor ticks the engine (slot expiry, grace periods, warnings).
 const TICK: Duration = Duration::from_millis(200);
@@ -60,6 +60,7 @@ pub struct QueueHandle {
     notices: broadcast::Sender<Notice>,
     program: watch::Receiver<Option<ConnId>>,
     timetable_changed: Arc<Notify>,
+    booked: watch::Receiver<Arc<[BookingRecord]>>,
 }
 
 impl QueueHandle {
@@ -116,6 +117,12 @@ impl QueueHandle {
         self.program.clone()
     }
 
+    /// The approved bookings the engine was last given (the next days'), earliest first:
+    /// pages and overlays read them here rather than asking the database per viewer.
+    pub fn booked(&self) -> Arc<[BookingRecord]> {
+        self.booked.borrow().clone()
+    }
+
     /// The bookings or default set lengths in the store changed: the engine gets them again.
     pub fn timetable_changed(&self) {
         self.timetable_changed.notify_one();
@@ -167,8 +174,11 @@ pub async fn spawn(store: Store, settings: super::engine::Settings) -> QueueHand
     tokio::spawn(actor.run());
     let timetable_changed = Arc::new(Notify::new());
     let clock = WallClock { instant: now.into_std(), unix: SystemTime::now() };
-    tokio::spawn(timetable_loop(store_for_timetable, commands.downgrade(), clock, timetable_changed.clone()));
-    QueueHandle { commands, notices, program, timetable_changed }
+    let (booked_tx, booked) = watch::channel(Arc::from([]));
+    let timetable =
+        Timetable { commands: commands.downgrade(), clock, changed: timetable_changed.clone(), booked: booked_tx };
+    tokio::spawn(timetable_loop(store_for_timetable, timetable));
+    QueueHandle { commands, notices, program, timetable_changed, booked }
 }
 
 /// The moment the actor started, on both clocks: bookings (Unix seconds) become engine
@@ -204,12 +214,22 @@ impl WallClock {
     }
 }
 
+/// What the timetable loop works with.
+struct Timetable {
+    commands: mpsc::WeakSender<Command>,
+    clock: WallClock,
+    changed: Arc<Notify>,
+    booked: watch::Sender<Arc<[BookingRecord]>>,
+}
+
 /// Feeds the engine the approved bookings and default set lengths, at start, after every
-/// change and every [`TIMETABLE_RELOAD`]. Ends with the actor.
-async fn timetable_loop(store: Store, commands: mpsc::WeakSender<Command>, clock: WallClock, changed: Arc<Notify>) {
+/// change and every [`TIMETABLE_RELOAD`], and publishes the bookings. Ends with the actor.
+async fn timetable_loop(store: Store, timetable: Timetable) {
+    let Timetable { commands, clock, changed, booked } = timetable;
     loop {
         let wait = match load_timetable(&store, clock).await {
-            Ok(inputs) => {
+            Ok((records, inputs)) => {
+                booked.send_replace(records);
                 for input in inputs {
                     let Some(commands) = commands.upgrade() else { return };
                     if commands.send(Command::Event(input)).await.is_err() {
@@ -233,19 +253,22 @@ async fn timetable_loop(store: Store, commands: mpsc::WeakSender<Command>, clock
     }
 }
 
-async fn load_timetable(store: &Store, clock: WallClock) -> Result<[Input; 2], crate::store::StoreError> {
+async fn load_timetable(
+    store: &Store,
+    clock: WallClock,
+) -> Result<(Arc<[BookingRecord]>, [Input; 2]), crate::store::StoreError> {
     let now = crate::store::unix_now();
     let ahead = i64::try_from(TIMETABLE_AHEAD.as_secs()).unwrap_or(i64::MAX);
     let records = store.bookings_between(now, now.saturating_add(ahead), true).await?;
     let bookings = records
-        .into_iter()
+        .iter()
         .take(MAX_BOOKINGS)
         .map(|record| {
             let (start, length) = clock.slot(record.starts_at, record.length_secs);
             Booking {
                 id: record.id,
                 user_id: UserId(record.user_id),
-                dj_name: record.dj_name,
+                dj_name: record.dj_name.clone(),
                 start,
                 length,
                 hard_start: record.hard_start,
@@ -258,7 +281,7 @@ async fn load_timetable(store: &Store, clock: WallClock) -> Result<[Input; 2], c
         .into_iter()
         .map(|(user_id, _, secs)| (UserId(user_id), Duration::from_secs(u64::try_from(secs).unwrap_or(0))))
         .collect();
-    Ok([Input::SetBookings(bookings), Input::SetDefaultSetLengths(lengths)])
+    Ok((records.into(), [Input::SetBookings(bookings), Input::SetDefaultSetLengths(lengths)]))
 }
 
 struct Actor {

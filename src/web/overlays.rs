@@ -107,7 +107,7 @@ pub async fn overlay(
         return Err(PageError::new(axum::http::StatusCode::NOT_FOUND, format!("There is no overlay named {name}.")));
     };
     let options = Options::from(query.map(|Query(q)| q).unwrap_or_default());
-    let booked = if matches!(overlay.name, "next" | "queue") { booked(&state).await } else { Vec::new() };
+    let booked = if matches!(overlay.name, "next" | "queue") { booked(&state) } else { Vec::new() };
     let html = page(overlay, &options, &state.live.queue(), &booked)?;
     let mut response = html.into_response();
     // The page carries the state of the moment it was rendered.
@@ -115,26 +115,18 @@ pub async fn overlay(
     Ok(response)
 }
 
-/// The next booked slots within a day, for the queue and next overlays. A database failure
-/// leaves them out: an overlay on air must not fail over it.
-async fn booked(state: &AppState) -> Vec<Value> {
+/// The next booked slots within a day, for the queue and next overlays.
+fn booked(state: &AppState) -> Vec<Value> {
     const SHOWN: usize = 3;
-    let now = crate::store::unix_now();
-    match state.store.bookings_between(now, now + 86_400, true).await {
-        Ok(bookings) => bookings
-            .iter()
-            .take(SHOWN)
-            .map(|b| {
-                let utc = crate::calendar::format_datetime(b.starts_at);
-                let start_utc = utc.get(11..16).unwrap_or_default().to_owned();
-                context! { dj_name => b.dj_name, start => b.starts_at, start_utc => start_utc }
-            })
-            .collect(),
-        Err(e) => {
-            tracing::warn!("listing bookings for an overlay failed: {e}");
-            Vec::new()
-        }
-    }
+    super::timetable::upcoming(state)
+        .iter()
+        .take(SHOWN)
+        .map(|b| {
+            let utc = crate::calendar::format_datetime(b.starts_at);
+            let start_utc = utc.get(11..16).unwrap_or_default().to_owned();
+            context! { dj_name => b.dj_name, start => b.starts_at, start_utc => start_utc }
+        })
+        .collect()
 }
 
 fn page(overlay: &Overlay, options: &Options, live: &QueueView, booked: &[Value]) -> Result<Html<String>, PageError> {

@@ -72,17 +72,16 @@ pub async fn public_json(
     Ok(Json(json!({ "bookings": bookings.iter().map(public).collect::<Vec<_>>() })))
 }
 
-/// Bookings the status shows: the next few within a day, public fields. A database
-/// failure leaves them out rather than failing the whole status.
-pub async fn upcoming(state: &AppState) -> Vec<Value> {
+/// Bookings not over yet that start within a day, earliest first, from what the queue
+/// was last given (no query per caller).
+pub fn upcoming(state: &AppState) -> Vec<BookingRecord> {
     let now = unix_now();
-    match state.store.bookings_between(now, now + DAY, true).await {
-        Ok(bookings) => bookings.iter().take(UPCOMING).map(public).collect(),
-        Err(e) => {
-            tracing::warn!("listing the upcoming bookings failed: {e}");
-            Vec::new()
-        }
-    }
+    state.queue.booked().iter().filter(|b| b.ends_at() > now && b.starts_at < now + DAY).cloned().collect()
+}
+
+/// The bookings `GET /api/v1/status` shows: the next few, public fields.
+pub fn upcoming_json(state: &AppState) -> Vec<Value> {
+    upcoming(state).iter().take(UPCOMING).map(public).collect()
 }
 
 /// `GET /api/v1/bookings?days=N` (admin): every booking with its status and who booked it.

@@ -128,9 +128,19 @@ async fn dj_requests_count_once_an_admin_approves_them() {
     assert_eq!(status, 200);
     let listed = server.get_json("/api/v1/timetable").await;
     assert_eq!(listed["bookings"][0]["dj_name"], "Alice");
-    let status = server.get_json("/api/v1/status").await;
+    // The queue reloads the timetable after the change; the status and overlays read its copy.
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        let status = server.get_json("/api/v1/status").await;
+        if status["upcoming_bookings"].as_array().is_some_and(|b| !b.is_empty()) || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(status["upcoming_bookings"][0]["dj_name"], "Alice", "{status}");
     assert_eq!(status["upcoming_bookings"][0]["start"], start);
+    let overlay = reqwest::get(server.url("/overlay/next")).await.unwrap().text().await.unwrap();
+    assert!(overlay.contains(&format!("<li>Booked: Alice <time data-unix=\"{start}\">")), "{overlay}");
 }
 
 #[tokio::test]
