@@ -289,3 +289,41 @@ async fn djs_ask_for_slots_on_their_dashboard_when_the_channel_allows_it() {
     assert!(dashboard.contains("requested"));
     assert!(open.get_json("/api/v1/timetable").await["bookings"].as_array().unwrap().is_empty(), "not approved yet");
 }
+
+#[tokio::test]
+async fn an_organiser_books_in_a_browser_in_their_own_time_and_viewers_see_it() {
+    let Some(driver) = crate::webdriver::Driver::start().await else { return };
+    let server = Server::start(Options::default());
+    server.add_user("Organiser", true);
+    server.add_user("Alice", false);
+    let base = server.url("");
+    let admin = driver.session("organiser", &base, crate::webdriver::Viewport::Desktop).await;
+    admin.goto("/login").await;
+    admin.fill("#login input[name=username]", "organiser").await;
+    admin.fill("#login input[name=password]", crate::harness::PASSWORD).await;
+    admin.click("#login-submit").await;
+    admin.wait_path("/dashboard").await;
+    admin.goto("/admin").await;
+    admin.wait_text("#booking-form [data-zone]", |t| t == "(your time)").await;
+
+    // Tomorrow 22:00 in the browser's time; what that is in UTC, the browser says.
+    let day = (unix_now() / 86_400 + 1) * 86_400;
+    let (y, m, d) = motherstream::calendar::civil_from_days(day / 86_400);
+    let local = format!("{y:04}-{m:02}-{d:02}T22:00");
+    let expected = admin.execute(&format!("return new Date('{local}').getTime() / 1000;")).await.as_i64().unwrap();
+    admin.execute(&format!("document.querySelector('#booking-form input[name=start]').value = '{local}';")).await;
+    admin.fill("#booking-form input[name=dj_name]", "Alice").await;
+    admin.click("#book").await;
+    admin.wait_present(&format!("#bookings-table time[data-unix=\"{expected}\"]")).await;
+    let listed = server.get_json("/api/v1/timetable?days=3").await;
+    assert_eq!(listed["bookings"][0]["start"], expected, "{listed}");
+
+    // A viewer's page shows it, with the time written by the browser.
+    let viewer = driver.session("viewer", &base, crate::webdriver::Viewport::Phone).await;
+    viewer.goto("/timetable").await;
+    let iso = viewer.execute(&format!("return new Date({expected} * 1000).toISOString();")).await;
+    viewer.wait_attr("#timetable time", "datetime", |v| Some(v) == iso.as_str()).await;
+    viewer.wait_text("#timetable tbody td:nth-child(3)", |t| t.trim() == "Alice").await;
+    viewer.close().await;
+    admin.close().await;
+}
