@@ -327,3 +327,36 @@ async fn an_organiser_books_in_a_browser_in_their_own_time_and_viewers_see_it() 
     viewer.close().await;
     admin.close().await;
 }
+
+#[tokio::test]
+async fn after_a_restart_in_the_middle_of_a_booked_slot_the_set_still_ends_with_it() {
+    let server = Server::start(Options { grace_period: 30, ..Options::default() });
+    server.add_user("Admin", true);
+    let key = server.add_user("Bob", false);
+    let admin = server.token("admin@example.org").await;
+    let start = unix_now() + 1;
+    let end = start + 600;
+    let (status, _) = server.post("/api/v1/bookings", Some(&admin), Some(slot("Bob", start, 600, true))).await;
+    assert_eq!(status, 201);
+    let bob = Dj::publish(server.rtmp, &key).await.unwrap();
+    server.wait_for_queue(&["Bob"]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let server = server.restart();
+    drop(bob);
+    // Down, then back but not reclaimed yet: none of this moves the slot's end.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let _bob = Dj::publish(server.rtmp, &key).await.unwrap();
+    server.wait_for_queue(&["Bob"]).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = server.get_json("/api/v1/status").await;
+        let remaining = status["remaining_time"].as_i64().unwrap_or(0);
+        let expected = end - unix_now();
+        if status["on_air"]["state"] == "live" && (remaining - expected).abs() <= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{remaining}s left, the slot ends in {expected}s: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
