@@ -30,6 +30,14 @@
 //! slot, warnings, end of grace, end of reservations) take effect on the first call whose
 //! `now` is at or past them, whatever the input, so outcomes do not depend on how often the
 //! caller ticks. [`Engine::next_deadline`] tells when the next one falls due.
+//!
+//! # Timetable
+//!
+//! Booked slots ([`Input::SetBookings`], start times already on the engine's clock) and
+//! per-DJ default set lengths ([`Input::SetDefaultSetLengths`]) are input like the rest: a
+//! booked DJ goes on air at the end of the current set, or at once with a hard start, and
+//! their set ends with their slot. The rules are in docs/timetable.md and the `booking`
+//! module.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
