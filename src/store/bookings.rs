@@ -11,7 +11,7 @@ use super::{Backend, Store, StoreError, unix_now};
 
 /// Bookings returned by one listing at most (about a year of hourly slots is far more
 /// than any timetable page shows).
-pub const MAX_LISTED: i64 = 1000;
+const MAX_LISTED: i64 = 1000;
 
 /// Whether an admin has approved a booking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -187,7 +187,7 @@ impl Store {
     }
 
     /// Bookings (approved, or all) whose slot ends after `from` and starts before `to`,
-    /// earliest first, at most [`MAX_LISTED`].
+    /// earliest first, at most `MAX_LISTED`.
     pub async fn bookings_between(
         &self,
         from: i64,
