@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         swap_interval: config.swap_interval,
         grace_period: config.grace_period,
         block_enabled: config.block_toggle,
+        booking_grace: std::time::Duration::from_secs(config.timetable.booking_grace_seconds),
     };
     let idle = match &config.idle {
         IdleSetting::Slate(None) => IdleMode::Slate(Arc::new(generated_slate(&config.channel.profile).await?)),
@@ -256,6 +257,7 @@ pub async fn run(config: Config) -> Result<(), StartupError> {
         setup,
         picture_uploads: Default::default(),
         metrics: Arc::new(config.metrics.clone()),
+        timetable_requests: config.timetable.requests,
     };
     if let Some(listen) = config.metrics.listen {
         let listener =

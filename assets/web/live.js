@@ -296,6 +296,24 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", localTimes);
   else localTimes();
 
+  // Booking forms: the server reads a start without a zone as UTC; with this script the
+  // start is entered in the browser's own time and sent converted to UTC.
+  const localStarts = () => {
+    for (const form of document.querySelectorAll("form[data-local-start]")) {
+      for (const label of form.querySelectorAll("[data-zone]")) label.textContent = "(your time)";
+      form.addEventListener("submit", () => {
+        for (const input of form.querySelectorAll('input[type="datetime-local"]')) {
+          const date = new Date(input.value); // a value without a zone is local time
+          if (!input.value || Number.isNaN(date.getTime())) continue;
+          input.type = "text"; // the UTC value must not be re-read as local
+          input.value = date.toISOString().slice(0, 16);
+        }
+      });
+    }
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", localStarts);
+  else localStarts();
+
   // Each page's code starts here, not in an inline <script>: the Content-Security-Policy
   // runs scripts from this site's files only.
   const start = () => {

@@ -25,6 +25,21 @@
     setInterval(paint, 1000);
   }
 
+  // Booked slots ("Booked: Alice 22:00"): Unix seconds from the server, shown as the
+  // overlay's ?tz= time (else the viewer's own).
+  const booked = document.querySelectorAll("#booked time[data-unix]");
+  if (booked.length) {
+    const hhmm = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    const zone = $("booked").dataset.tz;
+    let format;
+    try {
+      format = new Intl.DateTimeFormat("en-GB", { ...hhmm, timeZone: zone || undefined });
+    } catch {
+      format = new Intl.DateTimeFormat("en-GB", hhmm);
+    }
+    for (const el of booked) el.textContent = format.format(new Date(Number(el.dataset.unix) * 1000));
+  }
+
   const text = (id, value) => { const el = $(id); if (el) el.textContent = value; };
   const show = (q) => {
     document.body.classList.toggle("nobody", !q.on_air);

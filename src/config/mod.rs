@@ -216,6 +216,27 @@ pub struct Settings {
     #[arg(skip)]
     #[serde(default, skip_serializing)]
     pub hls: HlsConfig,
+
+    /// `[timetable]`: booked slots.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub timetable: TimetableConfig,
+}
+
+/// `[timetable]` in the configuration file (docs/timetable.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimetableConfig {
+    /// Whether DJs may ask for a slot (an admin approves it); only admins book otherwise.
+    pub requests: bool,
+    /// How long a booked slot waits for its DJ before the booking is dropped.
+    pub booking_grace_seconds: u64,
+}
+
+impl Default for TimetableConfig {
+    fn default() -> Self {
+        Self { requests: false, booking_grace_seconds: 600 }
+    }
 }
 
 impl Settings {
@@ -359,6 +380,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// The program as HLS (`[hls]`).
     pub hls: HlsConfig,
+    /// Booked slots (`[timetable]`).
+    pub timetable: TimetableConfig,
 }
 
 /// What the program shows when nobody is on air.
@@ -546,6 +569,7 @@ impl Config {
             public_url: public_url(s.public_url.as_deref())?,
             trusted_proxies: trusted_proxies(s.trusted_proxies.as_deref().unwrap_or_default())?,
             hls: s.hls,
+            timetable: s.timetable,
             password_reset_ttl: seconds("--password-reset-ttl", s.password_reset_ttl, Duration::from_secs(3600))?,
             metrics: MetricsAccess::resolve(s.metrics_listen.as_ref(), s.metrics_token.as_ref())?,
         };

@@ -6,17 +6,18 @@
 //! mutates queue state, so there are no locks around it and no ordering races.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::engine::{
-    AdminCommand, AdminError, ConnId, DisconnectReason, Dj, Engine, Input, Notice, Output, RejectReason, Snapshot,
-    Status,
+    AdminCommand, AdminError, Booking, ConnId, DisconnectReason, Dj, Engine, Input, MAX_BOOKINGS, Notice, Output,
+    RejectReason, Snapshot, Status, UserId,
 };
 use crate::backoff::Backoff;
-use crate::store::Store;
+use crate::store::{BookingRecord, Store};
 
 /// How often the actor ticks the engine (slot expiry, grace periods, warnings).
 const TICK: Duration = Duration::from_millis(200);
@@ -26,6 +27,12 @@ const MAILBOX: usize = 1024;
 const TIMER_SAVE: Duration = Duration::from_secs(5);
 /// Notices kept for slow SSE subscribers before they start missing some.
 const NOTICE_BACKLOG: usize = 256;
+/// How far ahead the engine is told about bookings; reloads come much more often.
+const TIMETABLE_AHEAD: Duration = Duration::from_secs(8 * 24 * 3600);
+/// How often the timetable is reloaded without a change, to bring later bookings in.
+const TIMETABLE_RELOAD: Duration = Duration::from_secs(3600);
+/// How soon a failed timetable load is tried again.
+const TIMETABLE_RETRY: Duration = Duration::from_secs(10);
 
 /// The engine's answer to a publish request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +60,8 @@ pub struct QueueHandle {
     notices: broadcast::Sender<Notice>,
     program: watch::Receiver<Option<ConnId>>,
     standby: watch::Receiver<Vec<ConnId>>,
+    timetable_changed: Arc<Notify>,
+    booked: watch::Receiver<Arc<[BookingRecord]>>,
 }
 
 impl QueueHandle {
@@ -114,6 +123,17 @@ impl QueueHandle {
         self.standby.clone()
     }
 
+    /// The approved bookings the engine was last given (the next days'), earliest first:
+    /// pages and overlays read them here rather than asking the database per viewer.
+    pub fn booked(&self) -> Arc<[BookingRecord]> {
+        self.booked.borrow().clone()
+    }
+
+    /// The bookings or default set lengths in the store changed: the engine gets them again.
+    pub fn timetable_changed(&self) {
+        self.timetable_changed.notify_one();
+    }
+
     async fn send(&self, command: Command) -> Result<(), QueueGone> {
         self.commands.send(command).await.map_err(|_| QueueGone)
     }
@@ -147,6 +167,7 @@ pub async fn spawn(store: Store, settings: super::engine::Settings) -> QueueHand
     let (program_tx, program) = watch::channel(None);
     let (standby_tx, standby) = watch::channel(engine.standby());
     let (persist_tx, persist_rx) = watch::channel(None);
+    let store_for_timetable = store.clone();
     tokio::spawn(persist_loop(store, persist_rx));
     let actor = Actor {
         engine,
@@ -159,7 +180,116 @@ pub async fn spawn(store: Store, settings: super::engine::Settings) -> QueueHand
         kicks: HashMap::new(),
     };
     tokio::spawn(actor.run());
-    QueueHandle { commands, notices, program, standby }
+    let timetable_changed = Arc::new(Notify::new());
+    let clock = WallClock { instant: now.into_std(), unix: SystemTime::now() };
+    let (booked_tx, booked) = watch::channel(Arc::from([]));
+    let timetable =
+        Timetable { commands: commands.downgrade(), clock, changed: timetable_changed.clone(), booked: booked_tx };
+    tokio::spawn(timetable_loop(store_for_timetable, timetable));
+    QueueHandle { commands, notices, program, standby, timetable_changed, booked }
+}
+
+/// The moment the actor started, on both clocks: bookings (Unix seconds) become engine
+/// instants relative to it, so reloading an unchanged booking gives exactly the same
+/// instant (and the engine keeps its state, docs/timetable.md R10). A wall-clock step after
+/// the start is only followed after a restart.
+#[derive(Clone, Copy)]
+struct WallClock {
+    instant: std::time::Instant,
+    unix: SystemTime,
+}
+
+impl WallClock {
+    /// A booking's start and length on the engine's clock. A start too far back for an
+    /// `Instant` (before the machine booted) moves forward and the length shrinks to match:
+    /// the slot's end is what counts.
+    fn slot(&self, starts_at: i64, length_secs: i64) -> (std::time::Instant, Duration) {
+        let start = UNIX_EPOCH + Duration::from_secs(u64::try_from(starts_at).unwrap_or(0));
+        let length = Duration::from_secs(u64::try_from(length_secs).unwrap_or(0));
+        match start.duration_since(self.unix) {
+            Ok(ahead) => (self.instant.checked_add(ahead).unwrap_or(self.instant), length),
+            Err(behind) => {
+                let behind = behind.duration();
+                let mut back = behind;
+                loop {
+                    if let Some(instant) = self.instant.checked_sub(back) {
+                        return (instant, length.saturating_sub(behind - back));
+                    }
+                    back /= 2;
+                }
+            }
+        }
+    }
+}
+
+/// What the timetable loop works with.
+struct Timetable {
+    commands: mpsc::WeakSender<Command>,
+    clock: WallClock,
+    changed: Arc<Notify>,
+    booked: watch::Sender<Arc<[BookingRecord]>>,
+}
+
+/// Feeds the engine the approved bookings and default set lengths, at start, after every
+/// change and every [`TIMETABLE_RELOAD`], and publishes the bookings. Ends with the actor.
+async fn timetable_loop(store: Store, timetable: Timetable) {
+    let Timetable { commands, clock, changed, booked } = timetable;
+    loop {
+        let wait = match load_timetable(&store, clock).await {
+            Ok((records, inputs)) => {
+                booked.send_replace(records);
+                for input in inputs {
+                    let Some(commands) = commands.upgrade() else { return };
+                    if commands.send(Command::Event(input)).await.is_err() {
+                        return;
+                    }
+                }
+                TIMETABLE_RELOAD
+            }
+            Err(e) => {
+                tracing::warn!("loading the timetable failed (retrying in {TIMETABLE_RETRY:?}): {e}");
+                TIMETABLE_RETRY
+            }
+        };
+        if commands.upgrade().is_none() {
+            return;
+        }
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn load_timetable(
+    store: &Store,
+    clock: WallClock,
+) -> Result<(Arc<[BookingRecord]>, [Input; 2]), crate::store::StoreError> {
+    let now = crate::store::unix_now();
+    let ahead = i64::try_from(TIMETABLE_AHEAD.as_secs()).unwrap_or(i64::MAX);
+    let records = store.bookings_between(now, now.saturating_add(ahead), true).await?;
+    let bookings = records
+        .iter()
+        .take(MAX_BOOKINGS)
+        .map(|record| {
+            let (start, length) = clock.slot(record.starts_at, record.length_secs);
+            Booking {
+                id: record.id,
+                user_id: UserId(record.user_id),
+                dj_name: record.dj_name.clone(),
+                start,
+                length,
+                hard_start: record.hard_start,
+            }
+        })
+        .collect();
+    let lengths = store
+        .default_set_lengths()
+        .await?
+        .into_iter()
+        .map(|(user_id, _, secs)| (UserId(user_id), Duration::from_secs(u64::try_from(secs).unwrap_or(0))))
+        .collect();
+    Ok((records.into(), [Input::SetBookings(bookings), Input::SetDefaultSetLengths(lengths)]))
 }
 
 struct Actor {
@@ -300,5 +430,23 @@ async fn persist_loop(store: Store, mut latest: watch::Receiver<Option<Snapshot>
                 break; // a newer snapshot supersedes this one
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bookings_map_onto_the_engine_clock_with_their_end_fixed() {
+        let clock = WallClock { instant: std::time::Instant::now(), unix: UNIX_EPOCH + Duration::from_secs(1_000_000) };
+        let (start, length) = clock.slot(1_000_600, 1800);
+        assert_eq!((start - clock.instant, length), (Duration::from_secs(600), Duration::from_secs(1800)));
+        let (start, length) = clock.slot(999_400, 1800);
+        assert_eq!((clock.instant - start, length), (Duration::from_secs(600), Duration::from_secs(1800)));
+        assert_eq!(clock.slot(1_000_600, 1800), clock.slot(1_000_600, 1800), "the same booking, the same instant");
+        // Before the machine booted: the start moves forward, the end stays.
+        let (start, length) = clock.slot(0, 1_000_060);
+        assert_eq!(start + length, clock.instant + Duration::from_secs(60));
     }
 }

@@ -30,14 +30,26 @@
 //! slot, warnings, end of grace, end of reservations) take effect on the first call whose
 //! `now` is at or past them, whatever the input, so outcomes do not depend on how often the
 //! caller ticks. [`Engine::next_deadline`] tells when the next one falls due.
+//!
+//! # Timetable
+//!
+//! Booked slots ([`Input::SetBookings`], start times already on the engine's clock) and
+//! per-DJ default set lengths ([`Input::SetDefaultSetLengths`]) are input like the rest: a
+//! booked DJ goes on air at the end of the current set, or at once with a hard start, and
+//! their set ends with their slot. The rules are in docs/timetable.md and the `booking`
+//! module.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::ids::{ConnId, UserId};
+
+mod booking;
+use booking::BookingState;
+pub use booking::{Booking, MAX_BOOKINGS};
 
 /// Remaining-time thresholds at which the lead gets a [`Notice::TimeWarning`], longest first.
 const WARNING_THRESHOLDS: [Duration; 2] = [Duration::from_secs(5 * 60), Duration::from_secs(60)];
@@ -65,6 +77,9 @@ pub struct Settings {
     /// Whether the DJ whose set just ended is refused when they would go straight back on
     /// air (see [`RejectReason::Blocked`]).
     pub block_enabled: bool,
+    /// How long after its start a booking waits for a booked DJ who is not streaming
+    /// (docs/timetable.md, R5 and R6).
+    pub booking_grace: Duration,
 }
 
 impl Default for Settings {
@@ -73,6 +88,7 @@ impl Default for Settings {
             swap_interval: Duration::from_secs(3600),
             grace_period: Duration::from_secs(10),
             block_enabled: false,
+            booking_grace: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -94,6 +110,10 @@ pub enum Input {
     /// An operator command. Fails with an [`AdminError`] and changes nothing if it does not
     /// apply.
     Admin(AdminCommand),
+    /// The timetable: replaces every booking the engine knows (docs/timetable.md, R10).
+    SetBookings(Vec<Booking>),
+    /// The per-DJ default set lengths an admin set; DJs not listed get the swap interval.
+    SetDefaultSetLengths(HashMap<UserId, Duration>),
 }
 
 /// Operator commands.
@@ -277,6 +297,10 @@ pub enum Notice {
     TimerChanged { dj: Dj, remaining: Duration, paused: bool },
     /// An operator changed the channel settings.
     SettingsChanged { swap_interval: Duration, block_enabled: bool },
+    /// `dj`'s booked slot started.
+    BookingStarted { dj: Dj, hard_start: bool },
+    /// `dj` did not stream within the grace time of their booked slot, which is dropped.
+    BookingDropped { dj: Dj },
 }
 
 impl fmt::Display for Notice {
@@ -317,6 +341,12 @@ impl fmt::Display for Notice {
                 swap_interval.as_secs(),
                 if *block_enabled { "on" } else { "off" }
             ),
+            Notice::BookingStarted { dj, hard_start } => {
+                write!(f, "{}'s booked slot started{}", dj.dj_name, if *hard_start { " (hard start)" } else { "" })
+            }
+            Notice::BookingDropped { dj } => {
+                write!(f, "{} did not show up for their booked slot", dj.dj_name)
+            }
         }
     }
 }
@@ -420,6 +450,10 @@ pub struct Engine {
     waiting: VecDeque<Place>,
     /// The program source last announced, to emit [`Output::ProgramSource`] on changes only.
     program: Option<ConnId>,
+    booking_grace: Duration,
+    /// Sorted by start, without overlaps, at most [`MAX_BOOKINGS`].
+    bookings: Vec<BookingState>,
+    default_set_lengths: HashMap<UserId, Duration>,
 }
 
 #[derive(Clone, Debug)]
@@ -495,6 +529,10 @@ struct Lead {
     warnings: [Warning; 2],
     /// Who has been told they are up next in this set.
     told_up_next: Option<UserId>,
+    /// The booking this set honours: its slot's end is the set's end (docs/timetable.md).
+    booking: Option<Booking>,
+    /// The budget before a booking cut it (R3, R7), given back if the bookings change.
+    uncut_budget: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -576,6 +614,8 @@ impl Lead {
             aired: false,
             warnings: [Warning::Disarmed; 2],
             told_up_next: None,
+            booking: None,
+            uncut_budget: None,
         };
         lead.rearm_warnings(now);
         lead
@@ -668,6 +708,9 @@ impl Engine {
             lead: None,
             waiting: VecDeque::new(),
             program: None,
+            booking_grace: settings.booking_grace,
+            bookings: Vec::new(),
+            default_set_lengths: HashMap::new(),
         }
     }
 
@@ -704,6 +747,8 @@ impl Engine {
                     aired: true,
                     warnings: [Warning::Disarmed; 2],
                     told_up_next: None,
+                    booking: None,
+                    uncut_budget: None,
                 };
                 // Warnings already sent are not saved; any still ahead are due again.
                 lead.rearm_warnings(now);
@@ -746,6 +791,18 @@ impl Engine {
                 });
             }
             Input::Tick => return self.step(now, |_, _| Ok(())),
+            Input::SetBookings(bookings) => {
+                return self.step(now, |engine, fx| {
+                    engine.set_bookings(now, bookings, fx);
+                    Ok(())
+                });
+            }
+            Input::SetDefaultSetLengths(lengths) => {
+                return self.step(now, |engine, _| {
+                    engine.default_set_lengths = lengths;
+                    Ok(())
+                });
+            }
             Input::PublishStopped { conn } => (conn, Departure::Stopped),
             Input::ConnectionLost { conn } => (conn, Departure::Lost),
             Input::StallDetected { conn } => (conn, Departure::Stalled),
@@ -822,7 +879,7 @@ impl Engine {
             lead.place.hold().and_then(|hold| hold.deadline()).into_iter().chain(timer)
         });
         let reservations = self.waiting.iter().filter_map(|place| place.hold().and_then(|hold| hold.deadline()));
-        lead_deadlines.chain(reservations).min()
+        lead_deadlines.chain(reservations).chain(self.booking_deadlines()).min()
     }
 
     /// Runs one input between two passes over the deadlines: the first makes the input see
@@ -857,9 +914,13 @@ impl Engine {
             !expired
         });
 
+        self.advance_bookings(now, fx);
+
         // Each pass ends at most one set and promotes the next place, which may itself be
         // due (a zero budget, an expired hold), hence the loop; it ends with the queue.
-        while let Some(lead) = &mut self.lead {
+        loop {
+            self.cap_lead_budget(fx);
+            let Some(lead) = &mut self.lead else { break };
             if lead.clock.remaining(now).is_zero() {
                 self.end_set(now, EndReason::SlotElapsed, Some(DisconnectReason::SlotElapsed), fx);
             } else if let Some(hold) = lead.place.hold().filter(|hold| hold.has_expired(now)) {
@@ -906,12 +967,8 @@ impl Engine {
                 }
             }
             Some(Spot::Waiting(index)) => {
-                if let Some(place) = self.waiting.get_mut(index) {
-                    *place = Place { dj: dj.clone(), link: Link::Live(conn) };
-                    fx.emit(Output::PublishAccepted { conn, on_air: false, position: index + 1 });
-                    fx.notice(Notice::Queued { dj, position: index + 1 });
-                    fx.changed = true;
-                }
+                self.waiting.remove(index);
+                self.queue_up(now, Place { dj, link: Link::Live(conn) }, index, fx);
             }
             None if self.lead.is_none() => {
                 let blocked =
@@ -920,16 +977,13 @@ impl Engine {
                     return Self::reject(conn, RejectReason::Blocked, fx);
                 }
                 let place = Place { dj, link: Link::Live(conn) };
-                self.lead = Some(Lead::new(place, self.swap_interval, now));
+                self.lead = Some(self.new_lead(place, now));
                 fx.emit(Output::PublishAccepted { conn, on_air: true, position: 0 });
                 self.went_on_air(now, fx);
             }
             None => {
-                self.waiting.push_back(Place { dj: dj.clone(), link: Link::Live(conn) });
-                let position = self.waiting.len();
-                fx.emit(Output::PublishAccepted { conn, on_air: false, position });
-                fx.notice(Notice::Queued { dj, position });
-                fx.changed = true;
+                let at = self.waiting.len();
+                self.queue_up(now, Place { dj, link: Link::Live(conn) }, at, fx);
             }
         }
     }
@@ -1073,6 +1127,8 @@ impl Engine {
         let lead = self.lead.as_mut().ok_or(AdminError::NoCurrentSet)?;
         let before = lead.clock.reading(now);
         change(lead);
+        // An operator's budget is the one a booking cuts from now on.
+        lead.uncut_budget = None;
         lead.sync_clock(now);
         lead.rearm_warnings(now);
         if lead.clock.reading(now) != before {
@@ -1145,7 +1201,7 @@ impl Engine {
         };
         let held_for = place.hold().map(|hold| hold.time_left(now));
         let dj = place.dj.clone();
-        self.lead = Some(Lead::new(place, self.swap_interval, now));
+        self.lead = Some(self.new_lead(place, now));
         fx.changed = true;
         match held_for {
             None => self.went_on_air(now, fx),
@@ -1192,5 +1248,7 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod booking_tests;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@
 //! `connect_timeout` URL parameter; this timeout is the one that applies. Broken pooled
 //! connections (a restarted Postgres) are detected by a ping when acquired and replaced.
 
+mod bookings;
 mod import;
 mod resets;
 mod sessions;
@@ -38,6 +39,7 @@ use sqlx::{AnyPool, ConnectOptions};
 
 use crate::settings::redact_url;
 
+pub use bookings::{BookingRecord, BookingStatus, NewBooking};
 pub use import::ImportedAccount;
 pub use sets::{OpenSet, SetRecord, Track, TrackSource};
 pub use users::{NewUser, Profile, User};
@@ -67,6 +69,9 @@ pub enum StoreError {
     Invalid(&'static str),
     #[error("not found")]
     NotFound,
+    /// The booking overlaps an approved one.
+    #[error("this slot overlaps another booking")]
+    Overlap,
     /// A change kept losing to concurrent changes of the same row; worth retrying later.
     #[error("too many concurrent changes; try again")]
     Busy,

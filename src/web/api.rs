@@ -120,6 +120,7 @@ pub async fn status(
         "destinations": if admin { json!(state.destinations.statuses()) } else { public_destinations(&state) },
         "recording": if admin { json!(state.recorder.status()) } else { public_recording(&state) },
         "channel": channel_view(state.publishers.channel()),
+        "upcoming_bookings": super::timetable::upcoming_json(&state),
     })))
 }
 

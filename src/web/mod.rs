@@ -24,6 +24,7 @@ mod resets;
 mod seed;
 mod session;
 mod setup;
+mod timetable;
 mod users;
 
 use std::path::PathBuf;
@@ -112,11 +113,13 @@ pub struct AppState {
     pub picture_uploads: Arc<pictures::UploadLimit>,
     /// Who may read `/metrics`, and whether it is on this listener.
     pub metrics: Arc<MetricsAccess>,
+    /// Whether DJs may ask for a timetable slot (`[timetable] requests`).
+    pub timetable_requests: bool,
 }
 
 /// The HTML pages: they share the CSRF cookie middleware.
 fn pages(max_body: usize) -> Routes {
-    use pages::{account, admin, dashboard, reset, settings, watch};
+    use pages::{account, admin, dashboard, reset, settings, timetable, watch};
     let routes = Routes::default()
         .get("/", account::home)
         .get("/watch", watch::watch)
@@ -157,6 +160,11 @@ fn pages(max_body: usize) -> Routes {
         .post("/admin/queue/{dj_name}/{action}", admin::queue_action)
         .post("/admin/users/{id}/{action}", admin::user_action)
         .post("/admin/destinations/{name}/restart", admin::restart_destination)
+        .post("/admin/bookings", timetable::book)
+        .post("/admin/set-length", timetable::set_length)
+        .post("/dashboard/booking", timetable::request)
+        .post("/admin/bookings/{id}/{action}", timetable::booking_action)
+        .get("/timetable", timetable::page)
         .get("/overlays", overlays::index);
     Routes { router: routes.router.layer(axum::middleware::from_fn(session::csrf_cookie)), list: routes.list }
 }
@@ -207,6 +215,14 @@ fn api(metrics_here: bool) -> Routes {
         .post("/api/v1/queue/{dj_name}/remove", api::remove)
         .post("/api/v1/queue/{dj_name}/move-up", api::move_up)
         .post("/api/v1/queue/{dj_name}/move-down", api::move_down)
+        .get("/api/v1/timetable", timetable::public_json)
+        .get("/timetable.ics", timetable::ical_feed)
+        .get("/api/v1/bookings", timetable::list)
+        .post("/api/v1/bookings", timetable::create)
+        .patch("/api/v1/bookings/{id}", timetable::update)
+        .delete("/api/v1/bookings/{id}", timetable::delete)
+        .post("/api/v1/bookings/{id}/approve", timetable::approve)
+        .post("/api/v1/users/{dj_name}/default-set-length", timetable::set_default_set_length)
         .get("/program.flv", program::program_flv)
         .get("/hls/program.m3u8", hls::playlist)
         .get("/hls/{file}", hls::file)

@@ -107,14 +107,29 @@ pub async fn overlay(
         return Err(PageError::new(axum::http::StatusCode::NOT_FOUND, format!("There is no overlay named {name}.")));
     };
     let options = Options::from(query.map(|Query(q)| q).unwrap_or_default());
-    let html = page(overlay, &options, &state.live.queue())?;
+    let booked = if matches!(overlay.name, "next" | "queue") { booked(&state) } else { Vec::new() };
+    let html = page(overlay, &options, &state.live.queue(), &booked)?;
     let mut response = html.into_response();
     // The page carries the state of the moment it was rendered.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
 }
 
-fn page(overlay: &Overlay, options: &Options, live: &QueueView) -> Result<Html<String>, PageError> {
+/// The next booked slots within a day, for the queue and next overlays.
+fn booked(state: &AppState) -> Vec<Value> {
+    const SHOWN: usize = 3;
+    super::timetable::upcoming(state)
+        .iter()
+        .take(SHOWN)
+        .map(|b| {
+            let utc = crate::calendar::format_datetime(b.starts_at);
+            let start_utc = utc.get(11..16).unwrap_or_default().to_owned();
+            context! { dj_name => b.dj_name, start => b.starts_at, start_utc => start_utc }
+        })
+        .collect()
+}
+
+fn page(overlay: &Overlay, options: &Options, live: &QueueView, booked: &[Value]) -> Result<Html<String>, PageError> {
     render(
         &format!("overlay_{}.html", overlay.name),
         context! {
@@ -125,6 +140,7 @@ fn page(overlay: &Overlay, options: &Options, live: &QueueView) -> Result<Html<S
             align => options.align,
             scale => options.scale,
             tz => options.tz,
+            booked => booked,
         },
     )
 }
@@ -195,9 +211,10 @@ mod tests {
             },
             remaining_time: 95,
         };
+        let booked = [context! { dj_name => "Carol", start => 1_796_076_000, start_utc => "22:00" }];
         let html = |name: &str| {
             let overlay = OVERLAYS.iter().find(|o| o.name == name).unwrap();
-            page(overlay, &options(Some("right"), Some("2"), Some("Europe/Paris")), &live).unwrap().0
+            page(overlay, &options(Some("right"), Some("2"), Some("Europe/Paris")), &live, &booked).unwrap().0
         };
         let now = html("now");
         assert_eq!(text_of(&now, "on-air-name"), "Alice");
@@ -209,6 +226,10 @@ mod tests {
         assert_eq!(text_of(&html("next"), "up-next-name"), "Bob");
         assert_eq!(text_of(&html("queue"), "queue-list"), "<li>Alice</li><li>Bob</li>");
         assert_eq!(text_of(&html("timer"), "timer"), "1:35");
+        for name in ["next", "queue"] {
+            let page = html(name);
+            assert!(page.contains(r#"<li>Booked: Carol <time data-unix="1796076000">22:00</time></li>"#), "{page}");
+        }
         assert!(html("clock").contains(r#"data-tz="Europe&#x2f;Paris""#));
     }
 }

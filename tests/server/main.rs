@@ -30,6 +30,7 @@ mod seed_parity;
 mod sentry;
 mod smtp_sink;
 mod soak;
+mod timetable;
 mod up_next;
 mod watch;
 mod web;

@@ -67,7 +67,7 @@ impl Message {
 }
 
 /// The message for a queue notice, or `None` for the ones not worth a ping (queue moves,
-/// timer and settings changes, grace periods: the set-level events cover them).
+/// timer and settings changes, grace periods, bookings: the set-level events cover them).
 pub fn format_notice(notice: &Notice) -> Option<Message> {
     let content = match notice {
         Notice::OnAir { dj } => format!("🎧 {} is live", escape(&dj.dj_name)),
@@ -85,7 +85,9 @@ pub fn format_notice(notice: &Notice) -> Option<Message> {
         | Notice::GraceStarted { .. }
         | Notice::Moved { .. }
         | Notice::TimerChanged { .. }
-        | Notice::SettingsChanged { .. } => return None,
+        | Notice::SettingsChanged { .. }
+        | Notice::BookingStarted { .. }
+        | Notice::BookingDropped { .. } => return None,
     };
     Some(Message::new(content))
 }

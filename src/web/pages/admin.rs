@@ -18,7 +18,12 @@ use crate::web::accounts;
 use crate::web::api::{ceil_secs, find_user, remaining, run_admin};
 use crate::web::session::{CsrfForm, Organiser};
 
-async fn console(state: &AppState, organiser: &Organiser, status: StatusCode, error: Option<&str>) -> Response {
+pub(super) async fn console(
+    state: &AppState,
+    organiser: &Organiser,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response {
     match console_page(state, organiser, status, error).await {
         Ok(response) => response,
         Err(e) => e.into_response(),
@@ -83,6 +88,8 @@ async fn console_page(
         swap_interval => status.swap_interval.as_secs(),
         block_enabled => status.block_enabled,
         users => users,
+        bookings => super::timetable::console_bookings(state).await?,
+        set_lengths => super::timetable::console_set_lengths(state).await?,
         destinations => state.destinations.statuses(),
         program => state.program.status(),
         recording => state.recorder.status(),

@@ -78,6 +78,8 @@ pub async fn dashboard(
             swap_interval => status.swap_interval.as_secs(),
             track => track,
             welcome => query.welcome.is_some(),
+            bookings => super::timetable::own_bookings(&state, user.id).await?,
+            booking_requests => state.timetable_requests,
             saved => query.saved,
             channel => context! {
                 width => profile.width, height => profile.height, fps => crate::channel::profile::fps(profile.fps),

@@ -17,6 +17,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod reset;
 pub mod settings;
+pub mod timetable;
 pub mod watch;
 
 /// Every template, embedded at build time.
@@ -52,6 +53,7 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "watch.html",
     "preview.html",
     "embed.html",
+    "timetable.html",
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {

@@ -9,16 +9,21 @@ use super::super::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Publish { conn: ConnId, user_id: UserId },
+    Publish {
+        conn: ConnId,
+        user_id: UserId,
+    },
     Stop(ConnId),
     Lose(ConnId),
     Stall(ConnId),
     Tick,
     Admin(AdminCommand),
+    /// Bookings as (id, user, start from now in seconds, length in seconds, hard start).
+    Book(Vec<(i64, UserId, u64, u64, bool)>),
 }
 
 impl Op {
-    fn into_input(self) -> Input {
+    fn into_input(self, now: Instant) -> Input {
         match self {
             Op::Publish { conn, user_id } => {
                 Input::PublishRequested { conn, dj: Dj { user_id, dj_name: format!("dj{user_id}") } }
@@ -28,6 +33,19 @@ impl Op {
             Op::Stall(conn) => Input::StallDetected { conn },
             Op::Tick => Input::Tick,
             Op::Admin(command) => Input::Admin(command),
+            Op::Book(bookings) => Input::SetBookings(
+                bookings
+                    .into_iter()
+                    .map(|(id, user_id, start, length, hard_start)| Booking {
+                        id,
+                        user_id,
+                        dj_name: format!("dj{user_id}"),
+                        start: now + Duration::from_secs(start),
+                        length: Duration::from_secs(length),
+                        hard_start,
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -63,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => conn.prop_map(Op::Stall),
         3 => Just(Op::Tick),
         3 => admin().prop_map(Op::Admin),
+        1 => prop::collection::vec((0..4i64, user(), 0..600u64, 0..400u64, any::<bool>()), 0..4).prop_map(Op::Book),
     ]
 }
 
@@ -81,6 +100,7 @@ fn settings() -> impl Strategy<Value = Settings> {
             swap_interval: Duration::from_secs(swap),
             grace_period: Duration::from_secs(grace),
             block_enabled,
+            ..Settings::default()
         },
     )
 }
@@ -178,7 +198,7 @@ fn run(settings: Settings, start: Option<Snapshot>, steps: Vec<(Duration, Op)>) 
         };
         let is_tick = matches!(op, Op::Tick);
 
-        let outputs = match engine.handle(now, op.into_input()) {
+        let outputs = match engine.handle(now, op.into_input(now)) {
             Ok(outputs) => outputs,
             Err(_) => {
                 prop_assert_eq!(engine.status(now), before_status, "a failed command changed the state");
