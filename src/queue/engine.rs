@@ -94,6 +94,13 @@ pub enum Input {
     /// An operator command. Fails with an [`AdminError`] and changes nothing if it does not
     /// apply.
     Admin(AdminCommand),
+    /// Adds `dj` to the set that the member `set` belongs to (see [`b2b`]). Fails like
+    /// [`Input::Admin`].
+    AddMember { set: UserId, dj: Dj, by: Caller },
+    /// Takes `user` out of the set that the member `set` belongs to.
+    RemoveMember { set: UserId, user: UserId, by: Caller },
+    /// Puts `to`'s connection on air in place of the member on air now.
+    HandOver { set: UserId, to: UserId, by: Caller },
 }
 
 /// Operator commands.
@@ -138,6 +145,8 @@ pub enum AdminError {
     NoCurrentSet,
     /// A zero swap interval would end every set as soon as it started.
     ZeroSwapInterval,
+    /// A back-to-back command that does not apply.
+    B2b(B2bError),
 }
 
 impl fmt::Display for AdminError {
@@ -147,6 +156,7 @@ impl fmt::Display for AdminError {
             AdminError::NotWaiting => "this user is on air, not waiting",
             AdminError::NoCurrentSet => "nobody is on air",
             AdminError::ZeroSwapInterval => "the swap interval must be longer than zero",
+            AdminError::B2b(e) => return e.fmt(f),
         })
     }
 }
@@ -196,6 +206,8 @@ pub enum DisconnectReason {
     Disabled,
     /// No media arrived for the stall timeout.
     Stalled,
+    /// The back-to-back set this standby member belonged to ended.
+    SetEnded,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -206,6 +218,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Removed => "removed by an operator",
             DisconnectReason::Disabled => "account disabled",
             DisconnectReason::Stalled => "stream stalled",
+            DisconnectReason::SetEnded => "the set ended",
         })
     }
 }
@@ -277,6 +290,15 @@ pub enum Notice {
     TimerChanged { dj: Dj, remaining: Duration, paused: bool },
     /// An operator changed the channel settings.
     SettingsChanged { swap_interval: Duration, block_enabled: bool },
+    /// `to` took over from `from` in the back-to-back set `set` (all names, "A b2b B");
+    /// `automatic` when `from` dropped and `to` was the live member standing by.
+    HandedOver { from: Dj, to: Dj, set: String, automatic: bool },
+    /// `dj` joined the back-to-back set now named `set`.
+    MemberAdded { dj: Dj, set: String },
+    /// `dj` left the back-to-back set, now named `set`.
+    MemberLeft { dj: Dj, set: String },
+    /// `dj` publishes as a standby member of `set`, ready for a hand-over.
+    StandingBy { dj: Dj, set: String },
 }
 
 impl fmt::Display for Notice {
@@ -317,6 +339,16 @@ impl fmt::Display for Notice {
                 swap_interval.as_secs(),
                 if *block_enabled { "on" } else { "off" }
             ),
+            Notice::HandedOver { from, to, set, automatic } => write!(
+                f,
+                "{} takes over from {}{} ({set})",
+                to.dj_name,
+                from.dj_name,
+                if *automatic { " who dropped" } else { "" }
+            ),
+            Notice::MemberAdded { dj, set } => write!(f, "{} joins the set: {set}", dj.dj_name),
+            Notice::MemberLeft { dj, set } => write!(f, "{} left the set: {set}", dj.dj_name),
+            Notice::StandingBy { dj, set } => write!(f, "{} is live and standing by in {set}", dj.dj_name),
         }
     }
 }
@@ -333,6 +365,9 @@ pub struct Snapshot {
     pub lead: Option<LeadSnapshot>,
     /// The waiting list, next up first.
     pub waiting: Vec<Dj>,
+    /// The members of the back-to-back sets among the places above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub b2b: Vec<B2bSnapshot>,
 }
 
 /// The lead's set in a [`Snapshot`].
@@ -393,6 +428,8 @@ pub struct LeadStatus {
     /// `budget - elapsed`, never below zero.
     pub remaining: Duration,
     pub paused: bool,
+    /// A back-to-back set's members in the order they joined; empty for a solo set.
+    pub members: Vec<MemberStatus>,
 }
 
 /// A waiting place.
@@ -406,6 +443,8 @@ pub struct WaitingStatus {
     pub reclaim_within: Option<Duration>,
     /// 1 for the next DJ up, then 2, 3, …
     pub position: usize,
+    /// A back-to-back set's members in the order they joined; empty for a solo set.
+    pub members: Vec<MemberStatus>,
 }
 
 /// The queue state machine. See the [module documentation](self).
@@ -422,10 +461,13 @@ pub struct Engine {
     program: Option<ConnId>,
 }
 
+/// A place in the queue. In a back-to-back set, `dj` and `link` are the member on air (or
+/// to be); the other members are in `b2b`.
 #[derive(Clone, Debug)]
 struct Place {
     dj: Dj,
     link: Link,
+    b2b: B2b,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -464,6 +506,10 @@ impl Hold {
 }
 
 impl Place {
+    fn new(dj: Dj, link: Link) -> Self {
+        Place { dj, link, b2b: B2b::default() }
+    }
+
     fn conn(&self) -> Option<ConnId> {
         match self.link {
             Link::Live(conn) => Some(conn),
@@ -694,7 +740,7 @@ impl Engine {
             Some(saved) => {
                 seen.insert(saved.dj.user_id);
                 let mut lead = Lead {
-                    place: Place { dj: saved.dj, link: hold },
+                    place: Place::new(saved.dj, hold),
                     clock: SetClock {
                         budget: saved.budget,
                         banked: saved.elapsed,
@@ -711,12 +757,9 @@ impl Engine {
             }
             None => {}
         }
-        engine.waiting = snapshot
-            .waiting
-            .into_iter()
-            .filter(|dj| seen.insert(dj.user_id))
-            .map(|dj| Place { dj, link: hold })
-            .collect();
+        engine.waiting =
+            snapshot.waiting.into_iter().filter(|dj| seen.insert(dj.user_id)).map(|dj| Place::new(dj, hold)).collect();
+        engine.restore_b2b(snapshot.b2b);
         if engine.lead.is_none() {
             // Only a hand-edited snapshot has waiters but no lead; keep the invariant. The
             // promotion of a held place has no effect worth reporting.
@@ -732,12 +775,16 @@ impl Engine {
     pub fn handle(&mut self, now: Instant, input: Input) -> Result<Vec<Output>, AdminError> {
         let (conn, departure) = match input {
             Input::Admin(command) => {
-                // Apply to a copy and keep it only on success, so that an error leaves the
-                // state untouched without every command having to validate up front.
-                let mut next = self.clone();
-                let outputs = next.step(now, |engine, fx| engine.on_admin(now, command, fx))?;
-                *self = next;
-                return Ok(outputs);
+                return self.step_or_keep(now, |engine, fx| engine.on_admin(now, command, fx));
+            }
+            Input::AddMember { set, dj, by } => {
+                return self.step_or_keep(now, |engine, fx| engine.add_member(set, dj, by, fx));
+            }
+            Input::RemoveMember { set, user, by } => {
+                return self.step_or_keep(now, |engine, fx| engine.remove_member(now, set, user, by, fx));
+            }
+            Input::HandOver { set, to, by } => {
+                return self.step_or_keep(now, |engine, fx| engine.hand_over_to(now, set, to, by, fx));
             }
             Input::PublishRequested { conn, dj } => {
                 return self.step(now, |engine, fx| {
@@ -756,6 +803,19 @@ impl Engine {
         })
     }
 
+    /// Applies a command that may fail to a copy and keeps it only on success, so that an
+    /// error leaves the state untouched without every command having to validate up front.
+    fn step_or_keep(
+        &mut self,
+        now: Instant,
+        apply: impl FnOnce(&mut Self, &mut Effects) -> Result<(), AdminError>,
+    ) -> Result<Vec<Output>, AdminError> {
+        let mut next = self.clone();
+        let outputs = next.step(now, apply)?;
+        *self = next;
+        Ok(outputs)
+    }
+
     /// The queue as of `now`.
     pub fn status(&self, now: Instant) -> Status {
         Status {
@@ -768,6 +828,7 @@ impl Engine {
                 elapsed: lead.clock.elapsed(now),
                 remaining: lead.clock.remaining(now),
                 paused: lead.clock.paused,
+                members: lead.place.member_statuses(),
             }),
             waiting: self
                 .waiting
@@ -778,6 +839,7 @@ impl Engine {
                     conn: place.conn(),
                     reclaim_within: place.reclaim_within(now),
                     position: index + 1,
+                    members: place.member_statuses(),
                 })
                 .collect(),
             swap_interval: self.swap_interval,
@@ -796,6 +858,7 @@ impl Engine {
             last_ended: self.last_ended.clone(),
             lead: self.lead.as_ref().map(|lead| lead.snapshot(now)),
             waiting: self.waiting.iter().map(|place| place.dj.clone()).collect(),
+            b2b: self.b2b_snapshots(),
         }
     }
 
@@ -883,6 +946,9 @@ impl Engine {
     }
 
     fn on_publish(&mut self, now: Instant, conn: ConnId, dj: Dj, fx: &mut Effects) {
+        if self.publish_as_member(now, conn, &dj, fx) {
+            return;
+        }
         if self.spot_of_conn(conn).is_some() {
             return Self::reject(conn, RejectReason::AlreadyPublishing, fx);
         }
@@ -894,14 +960,16 @@ impl Engine {
             Some(Spot::Lead) => {
                 if let Some(lead) = &mut self.lead {
                     // The database is authoritative for the name, which may have changed.
-                    lead.place = Place { dj, link: Link::Live(conn) };
+                    lead.place.dj = dj;
+                    lead.place.link = Link::Live(conn);
                     fx.emit(Output::PublishAccepted { conn, on_air: true, position: 0 });
                     self.went_on_air(now, fx);
                 }
             }
             Some(Spot::Waiting(index)) => {
                 if let Some(place) = self.waiting.get_mut(index) {
-                    *place = Place { dj: dj.clone(), link: Link::Live(conn) };
+                    place.dj = dj.clone();
+                    place.link = Link::Live(conn);
                     fx.emit(Output::PublishAccepted { conn, on_air: false, position: index + 1 });
                     fx.notice(Notice::Queued { dj, position: index + 1 });
                     fx.changed = true;
@@ -913,13 +981,13 @@ impl Engine {
                 if blocked {
                     return Self::reject(conn, RejectReason::Blocked, fx);
                 }
-                let place = Place { dj, link: Link::Live(conn) };
+                let place = Place::new(dj, Link::Live(conn));
                 self.lead = Some(Lead::new(place, self.swap_interval, now));
                 fx.emit(Output::PublishAccepted { conn, on_air: true, position: 0 });
                 self.went_on_air(now, fx);
             }
             None => {
-                self.waiting.push_back(Place { dj: dj.clone(), link: Link::Live(conn) });
+                self.waiting.push_back(Place::new(dj.clone(), Link::Live(conn)));
                 let position = self.waiting.len();
                 fx.emit(Output::PublishAccepted { conn, on_air: false, position });
                 fx.notice(Notice::Queued { dj, position });
@@ -935,6 +1003,9 @@ impl Engine {
     /// A connection stopped, dropped or stalled. Unknown connections (already disconnected
     /// by the engine, or refused) are ignored.
     fn on_departure(&mut self, now: Instant, conn: ConnId, departure: Departure, fx: &mut Effects) {
+        if self.member_departure(now, conn, departure, fx) {
+            return;
+        }
         let Some(spot) = self.spot_of_conn(conn) else {
             return;
         };
@@ -1024,6 +1095,9 @@ impl Engine {
         reason: DisconnectReason,
         fx: &mut Effects,
     ) -> Result<(), AdminError> {
+        if self.remove_from_b2b(now, user_id, reason, fx) {
+            return Ok(());
+        }
         match self.spot_of_user(user_id).ok_or(AdminError::NotInQueue)? {
             Spot::Lead => self.end_set(now, end_reason, Some(reason), fx),
             Spot::Waiting(index) => {
@@ -1095,7 +1169,7 @@ impl Engine {
     /// The lead's place just became live: a new set goes on air or a held one resumes.
     fn went_on_air(&mut self, now: Instant, fx: &mut Effects) {
         let Some(lead) = &mut self.lead else { return };
-        let dj = lead.place.dj.clone();
+        let dj = lead.place.host().clone();
         fx.notice(if lead.aired { Notice::Resumed { dj } } else { Notice::OnAir { dj } });
         lead.aired = true;
         lead.sync_clock(now);
@@ -1122,10 +1196,11 @@ impl Engine {
         if let (Some(conn), Some(why)) = (lead.place.conn(), disconnect) {
             fx.emit(Output::Disconnect { conn, reason: why });
         }
+        lead.place.release_standby(disconnect.unwrap_or(DisconnectReason::SetEnded), fx);
         if lead.aired {
             self.last_ended = Some(lead.place.dj.clone());
         }
-        fx.notice(Notice::SetEnded { dj: lead.place.dj, reason });
+        fx.notice(Notice::SetEnded { dj: lead.place.host().clone(), reason });
         fx.changed = true;
         self.promote_next(now, fx);
         self.sync_program(fx);
@@ -1149,6 +1224,7 @@ impl Engine {
 
     fn leave_waiting(&mut self, index: usize, reason: EndReason, fx: &mut Effects) {
         if let Some(place) = self.waiting.remove(index) {
+            place.release_standby(DisconnectReason::SetEnded, fx);
             fx.notice(Notice::LeftQueue { dj: place.dj, reason });
             fx.changed = true;
         }
@@ -1186,5 +1262,11 @@ impl Engine {
     }
 }
 
+mod b2b;
+use b2b::B2b;
+pub use b2b::{B2bError, B2bSnapshot, Caller, MemberStatus};
+
+#[cfg(test)]
+mod b2b_tests;
 #[cfg(test)]
 mod tests;

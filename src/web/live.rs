@@ -381,6 +381,7 @@ mod tests {
                 elapsed: Duration::from_millis(100_400),
                 remaining: Duration::from_millis(499_600),
                 paused,
+                members: Vec::new(),
             }),
             waiting: waiting
                 .iter()
@@ -390,6 +391,7 @@ mod tests {
                     conn: Some(ConnId(i as u64 + 10)),
                     reclaim_within: None,
                     position: i + 1,
+                    members: Vec::new(),
                 })
                 .collect(),
             swap_interval: Duration::from_secs(600),
