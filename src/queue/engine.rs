@@ -1264,7 +1264,7 @@ impl Engine {
 
 mod b2b;
 use b2b::B2b;
-pub use b2b::{B2bError, B2bSnapshot, Caller, MemberStatus};
+pub use b2b::{B2bError, B2bSnapshot, Caller, MAX_MEMBERS, MemberStatus};
 
 #[cfg(test)]
 mod b2b_tests;

@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod assets;
 mod auth;
+mod b2b;
 mod client_ip;
 mod error;
 mod events;
@@ -129,6 +130,7 @@ fn pages(max_body: usize) -> Routes {
         .post("/password-reset/{token}", reset::reset)
         .get("/dashboard", dashboard::dashboard)
         .post("/dashboard/track", dashboard::post_track)
+        .post("/dashboard/set/{action}", b2b::set_action)
         .get("/sets", dashboard::sets)
         .get("/settings", settings::settings)
         .post("/settings/profile", settings::profile)
@@ -175,6 +177,7 @@ fn api(metrics_here: bool) -> Routes {
         .get("/song-details", seed::song_details)
         .get("/timer-page", seed::timer_page)
         .get("/seed/song-json", seed::song_json)
+        .post("/multi-dj-per-stream", b2b::multi_dj_per_stream)
         // JSON API.
         .post("/api/v1/login/access-token", api::login)
         .post("/api/v1/users/signup", users::signup)
@@ -201,6 +204,8 @@ fn api(metrics_here: bool) -> Routes {
         .post("/api/v1/queue/{dj_name}/remove", api::remove)
         .post("/api/v1/queue/{dj_name}/move-up", api::move_up)
         .post("/api/v1/queue/{dj_name}/move-down", api::move_down)
+        .post("/api/v1/sets/current/members", b2b::members)
+        .post("/api/v1/sets/current/handover", b2b::handover)
         .get("/program.flv", program::program_flv)
         .get("/hls/program.m3u8", hls::playlist)
         .get("/hls/{file}", hls::file)
