@@ -87,6 +87,8 @@ pub async fn status(
         let (stats, health, profile) = inspect(lead.conn);
         json!({
             "dj_name": lead.dj.dj_name,
+            "set_name": lead.set_name(),
+            "set": super::b2b::set_view(&status)["members"],
             "state": lead_state(lead),
             "remaining_time": ceil_secs(lead.remaining),
             "timer_paused": lead.paused,

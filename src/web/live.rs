@@ -45,7 +45,10 @@ pub struct QueueView {
 /// Everything in a [`QueueView`] but the clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Lineup {
+    /// The set on air: every DJ's name ("Alice b2b Bob" for a back-to-back set).
     pub on_air: Option<String>,
+    /// The DJ of the set whose stream is on air.
+    pub on_air_dj: Option<String>,
     /// Lead first, as `/queue-json`.
     pub stream_queue: Vec<String>,
     /// The countdown is stopped: paused by an admin, the slot held for a DJ whose connection
@@ -306,7 +309,8 @@ fn queue_view(status: &Status, now: Option<NowPlaying>) -> QueueView {
     let clock_runs = status.lead.as_ref().is_some_and(|l| l.conn.is_some() && !l.paused);
     QueueView {
         lineup: Lineup {
-            on_air: status.lead.as_ref().map(|l| l.dj.dj_name.clone()),
+            on_air: status.lead.as_ref().map(|l| l.set_name()),
+            on_air_dj: status.lead.as_ref().map(|l| l.dj.dj_name.clone()),
             stream_queue: dj_names(status),
             timer_paused: !clock_runs,
             swap_interval: status.swap_interval.as_secs(),

@@ -80,7 +80,14 @@ pub async fn song_json(State(state): State<AppState>) -> Result<Json<Value>, Api
     let source = track.as_ref().map(|t| t.source);
     let (artist, title) = track.map(|t| (Some(t.artist), Some(t.title))).unwrap_or_default();
     let song = artist.as_ref().zip(title.as_ref()).map(|(a, t)| format!("{a} – {t}"));
-    Ok(Json(json!({ "dj_name": lead.dj.dj_name, "artist": artist, "title": title, "song": song, "source": source })))
+    Ok(Json(json!({
+        "dj_name": lead.dj.dj_name,
+        "set_name": lead.set_name(),
+        "artist": artist,
+        "title": title,
+        "song": song,
+        "source": source,
+    })))
 }
 
 #[cfg(test)]

@@ -189,8 +189,8 @@ pub(super) fn dj_names(status: &Status) -> Vec<String> {
     status
         .lead
         .iter()
-        .map(|lead| lead.dj.dj_name.clone())
-        .chain(status.waiting.iter().map(|w| w.dj.dj_name.clone()))
+        .map(|lead| lead.set_name())
+        .chain(status.waiting.iter().map(|w| w.set_name()))
         .collect()
 }
 

@@ -417,3 +417,26 @@ impl Engine {
         }
     }
 }
+
+/// "Alice b2b Bob" from a status's members, or `dj`'s name for a solo set.
+fn names_of(members: &[MemberStatus], dj: &Dj) -> String {
+    if members.is_empty() {
+        return dj.dj_name.clone();
+    }
+    let names: Vec<&str> = members.iter().map(|m| m.dj.dj_name.as_str()).collect();
+    names.join(" b2b ")
+}
+
+impl LeadStatus {
+    /// Every DJ of the set: "Alice b2b Bob", or the DJ's name for a solo set.
+    pub fn set_name(&self) -> String {
+        names_of(&self.members, &self.dj)
+    }
+}
+
+impl WaitingStatus {
+    /// Every DJ of the set: "Alice b2b Bob", or the DJ's name for a solo set.
+    pub fn set_name(&self) -> String {
+        names_of(&self.members, &self.dj)
+    }
+}
