@@ -55,7 +55,8 @@ pub async fn dashboard(
         .map_err(|e| PageError::internal("loading the current track", e))?;
     // The set on air, when this DJ is one of its back-to-back members.
     let my_set = status.lead.as_ref().filter(|lead| lead.members.iter().any(|m| m.dj.user_id == UserId(user.id)));
-    let standing_by = my_set.and_then(|lead| lead.members.iter().find(|m| m.dj.user_id == UserId(user.id)))
+    let standing_by = my_set
+        .and_then(|lead| lead.members.iter().find(|m| m.dj.user_id == UserId(user.id)))
         .filter(|m| !m.on_air)
         .and_then(|m| m.conn);
     let mine = match &status.lead {
@@ -67,8 +68,10 @@ pub async fn dashboard(
         let members: Vec<_> = lead
             .members
             .iter()
-            .map(|m| context! { dj_name => m.dj.dj_name, on_air => m.on_air, live => m.conn.is_some(),
-                me => m.dj.user_id == UserId(user.id) })
+            .map(|m| {
+                context! { dj_name => m.dj.dj_name, on_air => m.on_air, live => m.conn.is_some(),
+                me => m.dj.user_id == UserId(user.id) }
+            })
             .collect();
         context! { name => lead.set_name(), members => members }
     });

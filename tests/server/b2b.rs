@@ -1,0 +1,154 @@
+//! Back-to-back sets: who may change one, and the program across hand-overs.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Options, PATIENCE, Server};
+use crate::program::{DJ1, DJ2, SLATE, assert_seamless, http_viewer, rtmp_player};
+use crate::publisher::{Dj, FIXTURE2};
+
+async fn status(server: &Server) -> Value {
+    server.get_json("/api/v1/status").await
+}
+
+/// Waits until the set member `dj_name` has sent a keyframe: only then can the program
+/// splice to them without the slate filling in.
+async fn wait_for_keyframe(server: &Server, dj_name: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let status = status(server).await;
+        let members = status["on_air"]["set"].as_array().cloned().unwrap_or_default();
+        let member = members.iter().find(|m| m["dj_name"] == dj_name);
+        if member.and_then(|m| m["stats"]["keyframes"].as_u64()).unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{dj_name} sent no keyframe: {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_for_on_air(server: &Server, dj_name: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while status(server).await["on_air"]["dj_name"] != dj_name {
+        assert!(tokio::time::Instant::now() < deadline, "{dj_name} never went on air");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn set_routes_answer_members_and_admins_and_refuse_everybody_else() {
+    let server = Server::start(Options::default());
+    server.add_user("Admin", true);
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    server.add_user("Carol", false);
+    let (admin, alice, bob, carol) = (
+        server.token("Admin").await,
+        server.token("Alice").await,
+        server.token("Bob").await,
+        server.token("Carol").await,
+    );
+    let add_bob = json!({ "dj_name": "Bob" });
+
+    let (code, _) = server.post("/api/v1/sets/current/members", Some(&alice), Some(add_bob.clone())).await;
+    assert_eq!(code, 404, "nobody on air, no current set");
+
+    let _alice_stream = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+
+    for (path, body) in [
+        ("/api/v1/sets/current/members", add_bob.clone()),
+        ("/api/v1/sets/current/handover", json!({ "to": "Alice" })),
+        ("/multi-dj-per-stream", json!({ "dj_names": ["Bob"] })),
+    ] {
+        let (code, _) = server.post(path, None, Some(body.clone())).await;
+        assert_eq!(code, 401, "{path} anonymous");
+        let (code, detail) = server.post(path, Some(&carol), Some(body)).await;
+        assert_eq!(code, 403, "{path} by a DJ outside the set: {detail}");
+    }
+
+    let (code, body) = server.post("/api/v1/sets/current/members", Some(&alice), Some(add_bob)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["dj_names"], json!(["Alice", "Bob"]));
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&bob), None).await;
+    assert_eq!(code, 415, "a JSON body is required: {body}");
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&bob), Some(json!({}))).await;
+    assert_eq!(code, 409, "Bob is not streaming yet: {body}");
+    assert!(body["detail"].as_str().unwrap().contains("not streaming"), "{body}");
+
+    // Bob streams: he stands by in the set instead of queueing.
+    let _bob_stream = Dj::publish(server.rtmp, &bob_key).await.unwrap();
+    server.wait_for_queue(&["Alice b2b Bob"]).await;
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&bob), Some(json!({}))).await;
+    assert_eq!(code, 200, "a member takes over: {body}");
+    assert_eq!(body["on_air"], "Bob");
+    let now = status(&server).await;
+    assert_eq!(now["on_air"]["dj_name"], "Bob");
+    assert_eq!(now["on_air"]["set_name"], "Alice b2b Bob");
+    assert_eq!(server.get_json("/song-json").await["set_name"], "Alice b2b Bob");
+
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&admin), Some(json!({ "to": "Alice" }))).await;
+    assert_eq!((code, &body["on_air"]), (200, &json!("Alice")), "an admin hands over: {body}");
+
+    // The original's endpoint: the whole line-up, names already in the set included.
+    let lineup = json!({ "dj_names": ["Alice", "Bob", "Carol"] });
+    let (code, body) = server.post("/multi-dj-per-stream", Some(&bob), Some(lineup)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["dj_names"], json!(["Alice", "Bob", "Carol"]));
+    assert_eq!(body["members"][2], json!({ "dj_name": "Carol", "on_air": false, "live": false }));
+
+    // Carol is a member now, so she may change the set; an admin takes her out again.
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&carol), Some(json!({ "to": "Bob" }))).await;
+    assert_eq!(code, 200, "{body}");
+    let remove = json!({ "dj_name": "Carol", "action": "remove" });
+    let (code, body) = server.post("/api/v1/sets/current/members", Some(&admin), Some(remove)).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["dj_names"], json!(["Alice", "Bob"]));
+    let (code, _) = server.post("/api/v1/sets/current/handover", Some(&carol), Some(json!({ "to": "Alice" }))).await;
+    assert_eq!(code, 403, "no longer a member");
+}
+
+#[tokio::test]
+async fn hand_overs_splice_like_a_dj_change_for_real_consumers() {
+    let server = Server::start(Options { grace_period: 1, ..Options::default() });
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let alice = server.token("Alice").await;
+    let bob = server.token("Bob").await;
+
+    let player = rtmp_player(&server).await;
+    let viewer = http_viewer(&server).await;
+    player.wait_for_size(SLATE).await;
+
+    let alice_stream = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    player.wait_for_size(DJ1).await;
+    let (code, body) =
+        server.post("/api/v1/sets/current/members", Some(&alice), Some(json!({ "dj_name": "Bob" }))).await;
+    assert_eq!(code, 200, "{body}");
+    let _bob_stream = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
+    wait_for_keyframe(&server, "Bob").await;
+
+    // Bob takes over, hands back to Alice; then Alice's connection drops and the set goes
+    // on with Bob at once (no slate in between).
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&bob), Some(json!({}))).await;
+    assert_eq!(code, 200, "{body}");
+    player.wait_for_size(DJ2).await;
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&bob), Some(json!({ "to": "Alice" }))).await;
+    assert_eq!(code, 200, "{body}");
+    player.wait_for_size(DJ1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    alice_stream.drop_connection().await;
+    wait_for_on_air(&server, "Bob").await;
+    player.wait_for_size(DJ2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let now = status(&server).await;
+    assert_eq!(now["on_air"]["set_name"], "Alice b2b Bob", "{now}");
+    assert_eq!(now["program"]["source"], "dj");
+    for (name, consumer) in [("rtmp player", &player), ("http viewer", &viewer)] {
+        assert_eq!(consumer.ended(), None, "{name} saw the program end");
+        let segments = assert_seamless(&consumer.tags());
+        assert_eq!(segments, [SLATE, DJ1, DJ2, DJ1, DJ2], "{name}: one header set per source, in order");
+    }
+}
