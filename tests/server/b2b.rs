@@ -152,3 +152,60 @@ async fn hand_overs_splice_like_a_dj_change_for_real_consumers() {
         assert_eq!(segments, [SLATE, DJ1, DJ2, DJ1, DJ2], "{name}: one header set per source, in order");
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_and_the_console_form_and_hand_over_a_set() {
+    use crate::harness::PASSWORD;
+    use crate::web::Browser;
+    use reqwest::StatusCode;
+
+    let server = Server::start(Options::default());
+    server.add_user("Organiser", true);
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    server.add_user("Carol", false);
+    let browser = |name: &'static str| {
+        let server = &server;
+        async move {
+            let b = Browser::new(server);
+            assert_eq!(b.log_in(name, PASSWORD).await.0, StatusCode::SEE_OTHER, "{name} logs in");
+            b
+        }
+    };
+    let (alice, bob, carol, admin) =
+        (browser("Alice").await, browser("Bob").await, browser("Carol").await, browser("Organiser").await);
+
+    let _alice_stream = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    let (_, page) = alice.get("/dashboard").await;
+    assert!(page.contains(r#"id="b2b-add""#), "the DJ on air may start a back-to-back set");
+    let (code, _, location) = alice.submit("/dashboard", "/dashboard/set/add", &[("dj_name", "Bob")]).await;
+    assert_eq!((code, location.as_deref()), (StatusCode::SEE_OTHER, Some("/dashboard?saved=set")));
+
+    let _bob_stream = Dj::publish(server.rtmp, &bob_key).await.unwrap();
+    server.wait_for_queue(&["Alice b2b Bob"]).await;
+    let (_, page) = bob.get("/dashboard").await;
+    assert!(page.contains("Alice b2b Bob"), "Bob sees his set");
+    assert!(page.contains(">Take over</button>"), "and may take over");
+    let (code, _, _) = bob.submit("/dashboard", "/dashboard/set/handover", &[("dj_name", "")]).await;
+    assert_eq!(code, StatusCode::SEE_OTHER);
+    wait_for_on_air(&server, "Bob").await;
+    let (_, page) = alice.get("/dashboard").await;
+    assert!(page.contains(">Take over</button>"), "Alice, standing by now, may take it back");
+
+    // Not a member: refused, whatever the page offers.
+    let (code, _, _) = carol.submit("/dashboard", "/dashboard/set/handover", &[("dj_name", "Alice")]).await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+
+    let (_, console) = admin.get("/admin").await;
+    assert!(console.contains("Alice b2b Bob"), "the console names the whole set");
+    assert!(console.contains(r#"<input type="hidden" name="dj_name" value="Alice">"#), "{console}");
+    let (code, _, location) =
+        admin.submit("/admin", "/dashboard/set/handover", &[("dj_name", "Alice"), ("back", "admin")]).await;
+    assert_eq!((code, location.as_deref()), (StatusCode::SEE_OTHER, Some("/admin")));
+    wait_for_on_air(&server, "Alice").await;
+
+    let (_, overlay) = Browser::new(&server).get("/overlay/now").await;
+    assert!(overlay.contains("Alice b2b Bob"), "the overlay shows both names");
+    assert_eq!(server.get_json("/queue-json").await["stream_queue"], json!(["Alice b2b Bob"]));
+}
