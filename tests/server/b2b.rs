@@ -209,3 +209,36 @@ async fn the_dashboard_and_the_console_form_and_hand_over_a_set() {
     assert!(overlay.contains("Alice b2b Bob"), "the overlay shows both names");
     assert_eq!(server.get_json("/queue-json").await["stream_queue"], json!(["Alice b2b Bob"]));
 }
+
+#[tokio::test]
+async fn a_back_to_back_set_is_recorded_in_one_file_across_hand_overs() {
+    let (server, record_dir) = crate::program::recording_server();
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let alice = server.token("Alice").await;
+    let player = rtmp_player(&server).await;
+
+    let alice_stream = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    player.wait_for_size(DJ1).await;
+    let (code, body) =
+        server.post("/api/v1/sets/current/members", Some(&alice), Some(json!({ "dj_name": "Bob" }))).await;
+    assert_eq!(code, 200, "{body}");
+    let bob_stream = Dj::publish_file(server.rtmp, &bob_key, FIXTURE2).await.unwrap();
+    wait_for_keyframe(&server, "Bob").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, body) = server.post("/api/v1/sets/current/handover", Some(&alice), Some(json!({ "to": "Bob" }))).await;
+    assert_eq!(code, 200, "{body}");
+    player.wait_for_size(DJ2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice_stream.stop().await; // standing by: the set goes on
+    bob_stream.stop().await; // the last member: the set ends
+    player.wait_for_size(SLATE).await;
+    server.wait_for_log("recording").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert!(!record_dir.join("Bob").exists(), "no second file for the member who took over");
+    let files: Vec<_> = std::fs::read_dir(record_dir.join("Alice")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let segments = assert_seamless(&crate::program::read_flv(&files[0]));
+    assert_eq!(segments, [DJ1, DJ2], "both members' parts, in order, in the set's file");
+}
