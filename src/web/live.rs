@@ -252,15 +252,17 @@ impl Producer {
         {
             return Some(now.clone());
         }
-        let now = self.look_up(&lead.dj).await;
+        let now = self.look_up(&lead.dj, lead.host().user_id).await;
         self.lead = Some((lead.dj.user_id, now.clone()));
         Some(now)
     }
 
-    async fn look_up(&self, dj: &Dj) -> NowPlaying {
+    /// `host`: whose set `dj` plays in, for their track.
+    async fn look_up(&self, dj: &Dj, host: UserId) -> NowPlaying {
         let store = &self.sources.store;
-        let lookups =
-            async { tokio::join!(store.user_by_id(dj.user_id.0), store.current_track(dj.user_id.0, unix_now())) };
+        let lookups = async {
+            tokio::join!(store.user_by_id(dj.user_id.0), store.current_track_in(dj.user_id.0, host.0, unix_now()))
+        };
         let mut now = NowPlaying { dj_name: dj.dj_name.clone(), picture_url: None, track: None };
         // A slow or failed lookup costs the overlays a picture or a title, never the state.
         let Ok((user, track)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookups).await else {

@@ -242,3 +242,36 @@ async fn a_back_to_back_set_is_recorded_in_one_file_across_hand_overs() {
     let segments = assert_seamless(&crate::program::read_flv(&files[0]));
     assert_eq!(segments, [DJ1, DJ2], "both members' parts, in order, in the set's file");
 }
+
+#[tokio::test]
+async fn the_tracks_of_every_member_make_the_sets_tracklist() {
+    use crate::harness::PASSWORD;
+    use crate::web::Browser;
+
+    let server = Server::start(Options::default());
+    let alice_key = server.add_user("Alice", false);
+    let bob_key = server.add_user("Bob", false);
+    let (alice, bob) = (server.token("Alice").await, server.token("Bob").await);
+
+    let alice_stream = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    server.wait_for_queue(&["Alice"]).await;
+    server.post("/api/v1/sets/current/members", Some(&alice), Some(json!({ "dj_name": "Bob" }))).await;
+    let bob_stream = Dj::publish(server.rtmp, &bob_key).await.unwrap();
+    server.wait_for_queue(&["Alice b2b Bob"]).await;
+    let track = json!({ "artist": "Alice Artist", "title": "Opener" });
+    assert_eq!(server.post("/api/v1/users/me/track", Some(&alice), Some(track)).await.0, 200);
+    server.post("/api/v1/sets/current/handover", Some(&bob), Some(json!({}))).await;
+    wait_for_on_air(&server, "Bob").await;
+    let track = json!({ "artist": "Bob Artist", "title": "Closer" });
+    assert_eq!(server.post("/api/v1/users/me/track", Some(&bob), Some(track)).await.0, 200);
+    let now = server.get_json("/song-json").await;
+    assert_eq!((&now["dj_name"], &now["title"]), (&json!("Bob"), &json!("Closer")), "{now}");
+
+    alice_stream.stop().await;
+    bob_stream.stop().await;
+    server.wait_for_queue(&[]).await;
+    let host = Browser::new(&server);
+    host.log_in("Alice", PASSWORD).await;
+    let (_, page) = host.get("/sets").await;
+    assert!(page.contains("Opener") && page.contains("Closer"), "the set's tracklist has both members' tracks");
+}

@@ -428,6 +428,11 @@ fn names_of(members: &[MemberStatus], dj: &Dj) -> String {
 }
 
 impl LeadStatus {
+    /// The DJ whose set this is: the first member of a back-to-back set, else the DJ.
+    pub fn host(&self) -> &Dj {
+        self.members.first().map_or(&self.dj, |host| &host.dj)
+    }
+
     /// Every DJ of the set: "Alice b2b Bob", or the DJ's name for a solo set.
     pub fn set_name(&self) -> String {
         names_of(&self.members, &self.dj)
@@ -438,5 +443,18 @@ impl WaitingStatus {
     /// Every DJ of the set: "Alice b2b Bob", or the DJ's name for a solo set.
     pub fn set_name(&self) -> String {
         names_of(&self.members, &self.dj)
+    }
+}
+
+impl Status {
+    /// The DJ whose set `user` plays in: the host (first member) of their back-to-back set,
+    /// else `user`. Set history and tracklists go by it.
+    pub fn set_host_of(&self, user: UserId) -> UserId {
+        let lead = self.lead.iter().map(|lead| &lead.members);
+        let waiting = self.waiting.iter().map(|place| &place.members);
+        lead.chain(waiting)
+            .find(|members| members.iter().any(|m| m.dj.user_id == user))
+            .and_then(|members| members.first())
+            .map_or(user, |host| host.dj.user_id)
     }
 }
