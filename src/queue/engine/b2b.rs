@@ -320,7 +320,7 @@ impl Engine {
     /// A member of a set publishes (other than the member whose place it is reclaiming it).
     /// Returns whether it handled the request.
     pub(super) fn publish_as_member(&mut self, now: Instant, conn: ConnId, dj: &Dj, fx: &mut Effects) -> bool {
-        if self.standby_set(conn).is_some() {
+        if self.standby_set(conn).is_some() || self.spot_of_conn(conn).is_some() {
             Self::reject(conn, RejectReason::AlreadyPublishing, fx);
             return true;
         }

@@ -325,3 +325,128 @@ fn members_survive_a_restart() {
     let old = r#"{"swap_interval_ms":1000,"block_enabled":false,"last_ended":null,"lead":null,"waiting":[]}"#;
     assert!(serde_json::from_str::<Snapshot>(old).unwrap().b2b.is_empty());
 }
+
+mod properties {
+    //! Random sequences mixing back-to-back commands with the usual events, checking that
+    //! sets never break the queue's invariants.
+
+    use std::collections::HashSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn user() -> impl Strategy<Value = i64> {
+        0..5i64
+    }
+
+    fn caller() -> impl Strategy<Value = Caller> {
+        prop_oneof![Just(Caller::Admin), user().prop_map(|u| Caller::Dj(UserId(u)))]
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        let conn = (0..8u64).prop_map(ConnId);
+        prop_oneof![
+            4 => (conn.clone(), user()).prop_map(|(conn, u)| Input::PublishRequested { conn, dj: dj(u) }),
+            2 => conn.clone().prop_map(|conn| Input::PublishStopped { conn }),
+            2 => conn.clone().prop_map(|conn| Input::ConnectionLost { conn }),
+            1 => conn.prop_map(|conn| Input::StallDetected { conn }),
+            2 => Just(Input::Tick),
+            1 => Just(Input::Admin(AdminCommand::Skip)),
+            1 => user().prop_map(|u| Input::Admin(AdminCommand::Remove { user_id: UserId(u) })),
+            3 => (user(), user(), caller()).prop_map(|(set, u, by)| Input::AddMember { set: UserId(set), dj: dj(u), by }),
+            1 => (user(), user(), caller())
+                .prop_map(|(set, u, by)| Input::RemoveMember { set: UserId(set), user: UserId(u), by }),
+            3 => (user(), user(), caller()).prop_map(|(set, to, by)| Input::HandOver { set: UserId(set), to: UserId(to), by }),
+        ]
+    }
+
+    /// Every live connection: the places' and the members' standing by.
+    fn live(status: &Status) -> HashSet<ConnId> {
+        let lead = status.lead.iter().flat_map(|l| l.conn.into_iter().chain(l.members.iter().filter_map(|m| m.conn)));
+        let waiting =
+            status.waiting.iter().flat_map(|w| w.conn.into_iter().chain(w.members.iter().filter_map(|m| m.conn)));
+        lead.chain(waiting).collect()
+    }
+
+    fn check(status: &Status, program: Option<ConnId>) -> Result<(), TestCaseError> {
+        let mut users = HashSet::new();
+        let mut conns = HashSet::new();
+        let places = status.lead.iter().map(|l| (&l.dj, l.conn, &l.members));
+        let waiting = status.waiting.iter().map(|w| (&w.dj, w.conn, &w.members));
+        for (dj, conn, members) in places.chain(waiting) {
+            if members.is_empty() {
+                prop_assert!(users.insert(dj.user_id), "user {} is in two sets", dj.user_id);
+                prop_assert!(conn.is_none_or(|c| conns.insert(c)), "a connection in two places");
+                continue;
+            }
+            prop_assert!(members.len() >= 2, "a set of one member is a solo set");
+            let on_air: Vec<&MemberStatus> = members.iter().filter(|m| m.on_air).collect();
+            prop_assert_eq!(on_air.len(), 1, "one member on air per set");
+            prop_assert_eq!(&on_air[0].dj, dj);
+            prop_assert_eq!(on_air[0].conn, conn);
+            for member in members {
+                prop_assert!(users.insert(member.dj.user_id), "user {} is in two sets", member.dj.user_id);
+                prop_assert!(member.conn.is_none_or(|c| conns.insert(c)), "a connection in two places");
+            }
+        }
+        prop_assert_eq!(program, status.lead.as_ref().and_then(|lead| lead.conn));
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn sets_keep_the_queue_consistent(
+            steps in prop::collection::vec(((0..20_000u64).prop_map(Duration::from_millis), input()), 0..80),
+        ) {
+            let settings = Settings { swap_interval: secs(200), grace_period: secs(10), block_enabled: false };
+            let mut engine = Engine::new(settings.clone());
+            let mut now = Instant::now();
+            let mut program = None;
+            for (delay, input) in steps {
+                now += delay;
+                let before = engine.status(now);
+                let live_before = live(&before);
+                let publisher = match &input {
+                    Input::PublishRequested { conn, .. } => Some(*conn),
+                    _ => None,
+                };
+                let outputs = match engine.handle(now, input) {
+                    Ok(outputs) => outputs,
+                    Err(_) => {
+                        prop_assert_eq!(engine.status(now), before, "a refused command changed the state");
+                        continue;
+                    }
+                };
+                let answers = outputs
+                    .iter()
+                    .filter(|o| matches!(o, Output::PublishAccepted { .. } | Output::PublishRejected { .. }))
+                    .count();
+                prop_assert_eq!(answers, usize::from(publisher.is_some()), "one answer per publish request");
+                for output in &outputs {
+                    match output {
+                        Output::ProgramSource(source) => {
+                            prop_assert_ne!(*source, program, "a program source that did not change");
+                            program = *source;
+                        }
+                        Output::Disconnect { conn, .. } => prop_assert!(
+                            live_before.contains(conn) || publisher == Some(*conn),
+                            "disconnect of a stranger"
+                        ),
+                        _ => {}
+                    }
+                }
+                let status = engine.status(now);
+                check(&status, program)?;
+                // What is saved comes back: the members of every set included.
+                let restored = Engine::restore(settings.clone(), engine.snapshot(now), now);
+                let names = |s: &Status| s.lead.iter().map(|l| l.set_name()).chain(s.waiting.iter().map(|w| w.set_name())).collect::<Vec<_>>();
+                if status.lead.as_ref().is_none_or(|l| !l.remaining.is_zero()) {
+                    prop_assert_eq!(names(&restored.status(now)), names(&status));
+                }
+            }
+        }
+    }
+}
