@@ -49,6 +49,8 @@ pub struct Lineup {
     pub on_air: Option<String>,
     /// The DJ of the set whose stream is on air.
     pub on_air_dj: Option<String>,
+    /// Every DJ of the set on air, in the order they joined (one name for a solo set).
+    pub on_air_set: Vec<String>,
     /// Lead first, as `/queue-json`.
     pub stream_queue: Vec<String>,
     /// The countdown is stopped: paused by an admin, the slot held for a DJ whose connection
@@ -284,7 +286,11 @@ impl Producer {
         let now = std::time::Instant::now();
         let lead = status.lead.iter().map(|l| (&l.dj, l.conn));
         let waiting = status.waiting.iter().map(|w| (&w.dj, w.conn));
+        // Back-to-back members standing by watch their stream like a queued DJ.
+        let standby = status.lead.iter().flat_map(|l| l.members.iter().filter(|m| !m.on_air));
+        let standby = standby.map(|m| (&m.dj, m.conn));
         lead.chain(waiting)
+            .chain(standby)
             .filter_map(|(dj, conn)| {
                 let publisher = self.sources.publishers.get(conn?)?;
                 let (stats, health) = publisher.health(now);
@@ -313,6 +319,7 @@ fn queue_view(status: &Status, now: Option<NowPlaying>) -> QueueView {
         lineup: Lineup {
             on_air: status.lead.as_ref().map(|l| l.set_name()),
             on_air_dj: status.lead.as_ref().map(|l| l.dj.dj_name.clone()),
+            on_air_set: super::b2b::set_names(status),
             stream_queue: dj_names(status),
             timer_paused: !clock_runs,
             swap_interval: status.swap_interval.as_secs(),
@@ -426,6 +433,22 @@ mod tests {
         assert_eq!(json["remaining_time"], 500);
         assert_eq!(json["swap_interval"], 600);
         assert_eq!(json["block_toggle"], true);
+    }
+
+    #[test]
+    fn a_back_to_back_set_is_named_by_all_its_djs() {
+        use crate::queue::engine::MemberStatus;
+        let mut status = status(Some(("Bob", Some(2), false)), &[]);
+        let member =
+            |user_id, name, conn, on_air| MemberStatus { dj: dj(user_id, name), conn: Some(ConnId(conn)), on_air };
+        if let Some(lead) = status.lead.as_mut() {
+            lead.members = vec![member(7, "Alice", 3, false), member(1, "Bob", 2, true)];
+        }
+        let view = queue_view(&status, None);
+        assert_eq!(view.lineup.on_air.as_deref(), Some("Alice b2b Bob"));
+        assert_eq!(view.lineup.on_air_dj.as_deref(), Some("Bob"));
+        assert_eq!(view.lineup.on_air_set, ["Alice", "Bob"]);
+        assert_eq!(view.lineup.stream_queue, ["Alice b2b Bob"]);
     }
 
     #[test]

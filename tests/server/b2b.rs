@@ -192,6 +192,7 @@ async fn the_dashboard_and_the_console_form_and_hand_over_a_set() {
     wait_for_on_air(&server, "Bob").await;
     let (_, page) = alice.get("/dashboard").await;
     assert!(page.contains(">Take over</button>"), "Alice, standing by now, may take it back");
+    assert!(page.contains(r#"data-state="standby""#), "and her status says she stands by");
 
     // Not a member: refused, whatever the page offers.
     let (code, _, _) = carol.submit("/dashboard", "/dashboard/set/handover", &[("dj_name", "Alice")]).await;
