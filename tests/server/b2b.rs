@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::harness::{Options, PATIENCE, Server};
 use crate::program::{DJ1, DJ2, SLATE, assert_seamless, http_viewer, rtmp_player};
 use crate::publisher::{Dj, FIXTURE2};
+use crate::sink::Sink;
 
 async fn status(server: &Server) -> Value {
     server.get_json("/api/v1/status").await
@@ -111,7 +112,12 @@ async fn set_routes_answer_members_and_admins_and_refuse_everybody_else() {
 
 #[tokio::test]
 async fn hand_overs_splice_like_a_dj_change_for_real_consumers() {
-    let server = Server::start(Options { grace_period: 1, ..Options::default() });
+    let platform = Sink::start().await;
+    let server = Server::start(Options {
+        grace_period: 1,
+        extra_args: vec!["--destination".into(), platform.url("platform-key")],
+        ..Options::default()
+    });
     let alice_key = server.add_user("Alice", false);
     let bob_key = server.add_user("Bob", false);
     let alice = server.token("Alice").await;
@@ -151,6 +157,11 @@ async fn hand_overs_splice_like_a_dj_change_for_real_consumers() {
         let segments = assert_seamless(&consumer.tags());
         assert_eq!(segments, [SLATE, DJ1, DJ2, DJ1, DJ2], "{name}: one header set per source, in order");
     }
+    // The platform (the test destination, an RTMP server) saw one publish, just as seamless.
+    let connections = platform.connections();
+    assert_eq!(connections.len(), 1, "one connection to the platform: {}", connections.len());
+    let segments = assert_seamless(&connections[0].tags);
+    assert!(segments.ends_with(&[DJ1, DJ2, DJ1, DJ2]), "the platform's sources: {segments:?}");
 }
 
 #[tokio::test]
