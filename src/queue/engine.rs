@@ -23,6 +23,13 @@
 //! (slate on air) until its own deadline: the DJ keeps the turn they were promised, and the
 //! DJs behind them wait at most one grace period longer.
 //!
+//! # Back-to-back sets
+//!
+//! A place can hold a set of several DJs (`b2b.rs`): the member on air is the place's DJ
+//! and connection, the other members who publish stand by (accepted, not queued), and a
+//! hand-over swaps them, which changes the program source like a change of lead. The set
+//! keeps one clock; its first member names it in the notices that open and close it.
+//!
 //! # Time
 //!
 //! Each set has a *budget* (initially the channel's swap interval) and an *elapsed* time
@@ -94,8 +101,8 @@ pub enum Input {
     /// An operator command. Fails with an [`AdminError`] and changes nothing if it does not
     /// apply.
     Admin(AdminCommand),
-    /// Adds `dj` to the set that the member `set` belongs to (see [`b2b`]). Fails like
-    /// [`Input::Admin`].
+    /// Adds `dj` to the set that the member `set` belongs to (a back-to-back set, see the
+    /// module documentation). Fails like [`Input::Admin`].
     AddMember { set: UserId, dj: Dj, by: Caller },
     /// Takes `user` out of the set that the member `set` belongs to.
     RemoveMember { set: UserId, user: UserId, by: Caller },

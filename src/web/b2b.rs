@@ -30,12 +30,14 @@ pub enum MemberAction {
     Remove,
 }
 
-/// `POST /api/v1/sets/current/members {"dj_name": "Bob", "action": "add" | "remove"}`.
+/// `POST /api/v1/sets/current/members {"dj_name": "Bob", "action": "add" | "remove"}`;
+/// `"set": "Alice"` names a queued set instead, by one of its DJs.
 #[derive(Deserialize)]
 pub struct MembersForm {
     dj_name: String,
     #[serde(default)]
     action: MemberAction,
+    set: Option<String>,
 }
 
 /// `POST /api/v1/sets/current/handover {"to": "Bob"}`; without `to`, the caller takes over.
@@ -115,13 +117,22 @@ async fn answer(state: &AppState) -> Result<Json<Value>, ApiError> {
     Ok(Json(view))
 }
 
+/// The set on air, or the one `named` by one of its DJs (a queued set).
+async fn named_set(state: &AppState, named: Option<&str>) -> Result<UserId, ApiError> {
+    match named.filter(|name| !name.is_empty()) {
+        Some(name) => Ok(UserId(find_user(state, name).await?.id)),
+        None => current_set(state).await,
+    }
+}
+
 async fn change_members(
     state: &AppState,
     user: &User,
+    set: Option<&str>,
     dj_name: &str,
     action: MemberAction,
 ) -> Result<Result<(), AdminError>, ApiError> {
-    let set = current_set(state).await?;
+    let set = named_set(state, set).await?;
     let partner = find_user(state, dj_name).await?;
     let input = match action {
         MemberAction::Add => Input::AddMember { set, dj: dj(&partner), by: caller(user) },
@@ -146,7 +157,7 @@ pub async fn members(
     body: Result<Json<MembersForm>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(form) = body.map_err(rejection)?;
-    change_members(&state, &user, &form.dj_name, form.action).await?.map_err(set_error)?;
+    change_members(&state, &user, form.set.as_deref(), &form.dj_name, form.action).await?.map_err(set_error)?;
     answer(&state).await
 }
 
@@ -173,7 +184,7 @@ pub async fn multi_dj_per_stream(
         return Err(ApiError::bad_request(format!("A set takes at most {MAX_MEMBERS} DJs.")));
     }
     for name in &form.dj_names {
-        match change_members(&state, &user, name, MemberAction::Add).await? {
+        match change_members(&state, &user, None, name, MemberAction::Add).await? {
             // Naming the whole line-up, the caller included, is fine: who is in stays in.
             Ok(()) | Err(AdminError::B2b(B2bError::AlreadyMember)) => {}
             Err(e) => return Err(set_error(e)),
@@ -190,6 +201,9 @@ pub struct SetForm {
     /// `admin` to come back to the console.
     #[serde(default)]
     back: String,
+    /// A DJ of a queued set, to change that set rather than the one on air.
+    #[serde(default)]
+    set: String,
 }
 
 /// `POST /dashboard/set/{add|remove|handover}`.
@@ -202,8 +216,10 @@ pub async fn set_action(
     let user = &member.user;
     let name = form.dj_name.trim();
     match action.as_str() {
-        "add" => change_members(&state, user, name, MemberAction::Add).await?.map_err(set_error)?,
-        "remove" => change_members(&state, user, name, MemberAction::Remove).await?.map_err(set_error)?,
+        "add" => change_members(&state, user, Some(&form.set), name, MemberAction::Add).await?.map_err(set_error)?,
+        "remove" => {
+            change_members(&state, user, Some(&form.set), name, MemberAction::Remove).await?.map_err(set_error)?
+        }
         "handover" => hand_over(&state, user, Some(name).filter(|n| !n.is_empty())).await?,
         _ => return Err(PageError::new(StatusCode::NOT_FOUND, "No such set action")),
     }

@@ -287,3 +287,29 @@ async fn the_tracks_of_every_member_make_the_sets_tracklist() {
     let (_, page) = host.get("/sets").await;
     assert!(page.contains("Opener") && page.contains("Closer"), "the set's tracklist has both members' tracks");
 }
+
+#[tokio::test]
+async fn a_queued_set_forms_before_its_turn_and_airs_with_whoever_streams() {
+    let server = Server::start(Options::default());
+    let alice_key = server.add_user("Alice", false);
+    let carol_key = server.add_user("Carol", false);
+    let dave_key = server.add_user("Dave", false);
+    let (carol, dave) = (server.token("Carol").await, server.token("Dave").await);
+
+    let alice_stream = Dj::publish(server.rtmp, &alice_key).await.unwrap();
+    let carol_stream = Dj::publish(server.rtmp, &carol_key).await.unwrap();
+    server.wait_for_queue(&["Alice", "Carol"]).await;
+    let add = json!({ "dj_name": "Dave", "set": "Carol" });
+    let (code, body) = server.post("/api/v1/sets/current/members", Some(&dave), Some(add.clone())).await;
+    assert_eq!(code, 403, "Dave is not in Carol's set yet: {body}");
+    let (code, body) = server.post("/api/v1/sets/current/members", Some(&carol), Some(add)).await;
+    assert_eq!(code, 200, "{body}");
+    let _dave_stream = Dj::publish(server.rtmp, &dave_key).await.unwrap();
+    server.wait_for_queue(&["Alice", "Carol b2b Dave"]).await;
+
+    // Carol leaves before her turn: the set keeps its place, and airs with Dave.
+    carol_stream.stop().await;
+    alice_stream.stop().await;
+    wait_for_on_air(&server, "Dave").await;
+    server.wait_for_queue(&["Carol b2b Dave"]).await;
+}

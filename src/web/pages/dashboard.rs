@@ -75,8 +75,14 @@ pub async fn dashboard(
             .collect();
         context! { name => lead.set_name(), members => members }
     });
-    // A solo DJ on air may start a back-to-back set by adding a partner.
-    let can_add = on_air || set.is_some();
+    // A DJ on air or queued may start a back-to-back set by adding a partner.
+    let can_add = on_air || set.is_some() || position.is_some();
+    let queued_members: Vec<String> = status
+        .waiting
+        .iter()
+        .find(|w| w.dj.user_id == UserId(user.id) || w.members.iter().any(|m| m.dj.user_id == UserId(user.id)))
+        .map(|w| w.members.iter().map(|m| m.dj.dj_name.clone()).collect())
+        .unwrap_or_default();
     // Shown while queued, so the DJ can fix their settings before going on air.
     let publisher = mine.and_then(|c| state.publishers.get(c));
     let now = std::time::Instant::now();
@@ -109,6 +115,7 @@ pub async fn dashboard(
             publishing => publisher.is_some(),
             set => set,
             can_add => can_add,
+            queued_members => queued_members,
             standing_by => standing_by.is_some(),
             ..base_context(&member.session)
         },
