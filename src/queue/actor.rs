@@ -39,29 +39,13 @@ pub enum PublishDecision {
 pub struct QueueGone;
 
 enum Command {
-    Publish {
-        conn: ConnId,
-        dj: Dj,
-        kick: oneshot::Sender<DisconnectReason>,
-        reply: oneshot::Sender<PublishDecision>,
-    },
+    Publish { conn: ConnId, dj: Dj, kick: oneshot::Sender<DisconnectReason>, reply: oneshot::Sender<PublishDecision> },
     Event(Input),
-    Admin {
-        command: AdminCommand,
-        reply: oneshot::Sender<Result<(), AdminError>>,
-    },
-    /// A back-to-back change ([`Input::AddMember`], [`Input::RemoveMember`],
-    /// [`Input::HandOver`]), which may be refused like an admin command.
-    SetChange {
-        input: Input,
-        reply: oneshot::Sender<Result<(), AdminError>>,
-    },
-    Status {
-        reply: oneshot::Sender<Status>,
-    },
-    Snapshot {
-        reply: oneshot::Sender<Snapshot>,
-    },
+    Admin { command: AdminCommand, reply: oneshot::Sender<Result<(), AdminError>> },
+    // A back-to-back change (add or remove a member, hand over): refused like an admin command.
+    SetChange { input: Input, reply: oneshot::Sender<Result<(), AdminError>> },
+    Status { reply: oneshot::Sender<Status> },
+    Snapshot { reply: oneshot::Sender<Snapshot> },
 }
 
 /// Cheap, cloneable handle to the queue actor.
