@@ -50,7 +50,7 @@ pub async fn dashboard(
     let position = status.waiting.iter().find(|w| w.dj.user_id == UserId(user.id)).map(|w| w.position);
     let track = state
         .store
-        .current_track(user.id, unix_now())
+        .current_track_in(user.id, status.set_host_of(UserId(user.id)).0, unix_now())
         .await
         .map_err(|e| PageError::internal("loading the current track", e))?;
     // The set on air, when this DJ is one of its back-to-back members.
