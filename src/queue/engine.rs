@@ -174,7 +174,8 @@ impl std::error::Error for AdminError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// The publish request of `conn` is accepted. `position` is 0 for the lead and 1, 2, …
-    /// along the waiting list (1 is next up).
+    /// along the waiting list (1 is next up); a back-to-back member standing by gets their
+    /// set's position, with `on_air` false.
     PublishAccepted { conn: ConnId, on_air: bool, position: usize },
     /// The publish request of `conn` is refused; the adapter should close it.
     PublishRejected { conn: ConnId, reason: RejectReason },
