@@ -58,14 +58,17 @@ pub fn spawn(
 
 /// Announces a track for a DJ ("now playing"); when it joins a recorded set, the
 /// tracklist file next to the recording is rewritten.
+/// `host` is the DJ whose set the track joins: `user_id` themselves, or the host of the
+/// back-to-back set they play in.
 pub async fn announce_track(
     store: &Store,
     recorder: &RecorderHandle,
     user_id: i64,
+    host: i64,
     track: &Track,
 ) -> Result<(), StoreError> {
-    if let Some(set) = store.add_track(user_id, track).await? {
-        link_recording(store, recorder, UserId(user_id), set).await?;
+    if let Some(set) = store.add_track_in(user_id, host, track).await? {
+        link_recording(store, recorder, UserId(host), set).await?;
     }
     Ok(())
 }

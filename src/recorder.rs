@@ -126,6 +126,12 @@ struct OpenSet {
 }
 
 impl OpenSet {
+    /// A back-to-back set went on with another member: their connection continues this
+    /// file, as a reconnecting DJ's would.
+    fn handed_to(&mut self, user_id: UserId) {
+        self.user_id = user_id;
+    }
+
     async fn write(&mut self, tags: Vec<FlvTag>) -> std::io::Result<()> {
         for tag in tags {
             self.file.write(&tag).await?;
@@ -259,6 +265,7 @@ impl SetFollower {
                 }
                 notice = self.notices.recv() => match notice {
                     Ok(Notice::OnAir { .. } | Notice::SetEnded { .. }) => return Ok(PartEnd::SetEnded),
+                    Ok(Notice::HandedOver { to, .. }) => set.handed_to(to.user_id),
                     Ok(_) => {}
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!("the set recorder missed {n} queue notices");
@@ -275,6 +282,11 @@ impl SetFollower {
     async fn apply(&self, notice: Result<Notice, RecvError>, set: &mut Option<OpenSet>) {
         match notice {
             Ok(Notice::OnAir { .. } | Notice::SetEnded { .. }) => self.close(set.take()).await,
+            Ok(Notice::HandedOver { to, .. }) => {
+                if let Some(set) = set {
+                    set.handed_to(to.user_id);
+                }
+            }
             Ok(_) | Err(RecvError::Closed) => {}
             Err(RecvError::Lagged(n)) => {
                 tracing::warn!("the set recorder missed {n} queue notices");

@@ -162,13 +162,20 @@
       queue(q) {
         const index = q.stream_queue.indexOf(me);
         let state = "offline";
-        if (q.on_air === me) state = "on_air";
+        // In a back-to-back set, `on_air` names every DJ and `on_air_dj` the one on air.
+        const standingBy = q.on_air_dj !== me && (q.on_air_set || []).includes(me);
+        if (q.on_air_dj === me) state = "on_air";
+        else if (standingBy) state = "standby";
         else if (index >= 0) state = "queued";
         status.dataset.state = state;
         timer.hidden = state === "offline";
         if (state === "on_air") {
           text.textContent = "On air";
           detail.textContent = q.timer_paused ? "Timer paused by the organisers" : "Time left in your set";
+          countdown.set(q.remaining_time, q.timer_paused);
+        } else if (state === "standby") {
+          text.textContent = "Back to back with " + q.on_air_dj;
+          detail.textContent = "Time left in your set";
           countdown.set(q.remaining_time, q.timer_paused);
         } else if (state === "queued") {
           const position = q.on_air ? index : index + 1;

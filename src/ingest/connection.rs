@@ -384,6 +384,9 @@ impl Connection {
                 self.publishing = Some(Publishing { stream_id, publisher, kicked, last_media: Instant::now() });
                 if on_air {
                     tracing::info!("rtmp {}: {} is publishing and on air", self.peer, dj.dj_name);
+                } else if position == 0 {
+                    // Position 0 off air: a back-to-back member of the set on air.
+                    tracing::info!("rtmp {}: {} is publishing, standing by in the set on air", self.peer, dj.dj_name);
                 } else {
                     tracing::info!("rtmp {}: {} is publishing, queued at position {position}", self.peer, dj.dj_name);
                 }

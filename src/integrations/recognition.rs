@@ -419,7 +419,7 @@ async fn run<P: Provider>(config: RecognitionConfig, provider: P, sources: Sourc
 }
 
 async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &Sources) {
-    let Some(dj) = on_air(sources).await else { return };
+    let Some((dj, host)) = on_air(sources).await else { return };
     let clip = match tokio::time::timeout(config.clip + CLIP_SLACK, cut_clip(&sources.program, config.clip)).await {
         Ok(Ok(Some(clip))) => clip,
         Ok(Ok(None)) => return,
@@ -433,7 +433,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         }
     };
     // The clip must be this DJ's: a switch while it was cut leaves nobody to credit.
-    if on_air(sources).await.as_ref().map(|d| d.user_id) != Some(dj.user_id) {
+    if on_air(sources).await.as_ref().map(|(d, _)| d.user_id) != Some(dj.user_id) {
         return;
     }
     let counters = &sources.counters.recognition;
@@ -457,7 +457,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         }
     };
     let now = unix_now();
-    let current = match sources.store.current_track(dj.user_id.0, now).await {
+    let current = match sources.store.current_track_in(dj.user_id.0, host, now).await {
         Ok(current) => current,
         Err(e) => {
             counters.failures.fetch_add(1, Ordering::Relaxed);
@@ -472,7 +472,7 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
         return;
     }
     let track = Track { artist: found.artist, title: found.title, at: now, source: TrackSource::Recognised };
-    if let Err(e) = announce_track(&sources.store, &sources.recorder, dj.user_id.0, &track).await {
+    if let Err(e) = announce_track(&sources.store, &sources.recorder, dj.user_id.0, host, &track).await {
         counters.failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("song recognition: recording {}'s track: {e}", dj.dj_name);
         return;
@@ -483,11 +483,12 @@ async fn step<P: Provider>(config: &RecognitionConfig, provider: &P, sources: &S
 
 /// The DJ on air, if the program airs a DJ (the slate, idle or covering, is not worth
 /// recognising).
-async fn on_air(sources: &Sources) -> Option<crate::queue::engine::Dj> {
+/// With it, the host of its set, whose tracklist a recognised track joins.
+async fn on_air(sources: &Sources) -> Option<(crate::queue::engine::Dj, i64)> {
     if sources.program.status().source != "dj" {
         return None;
     }
-    sources.queue.status().await.ok()?.lead.map(|lead| lead.dj)
+    sources.queue.status().await.ok()?.lead.map(|lead| (lead.dj.clone(), lead.host().user_id.0))
 }
 
 async fn cut_clip(program: &ProgramBus, length: Duration) -> Result<Option<Bytes>, ClipError> {

@@ -49,6 +49,8 @@ enum Command {
     Publish { conn: ConnId, dj: Dj, kick: oneshot::Sender<DisconnectReason>, reply: oneshot::Sender<PublishDecision> },
     Event(Input),
     Admin { command: AdminCommand, reply: oneshot::Sender<Result<(), AdminError>> },
+    // A back-to-back change (add or remove a member, hand over): refused like an admin command.
+    SetChange { input: Input, reply: oneshot::Sender<Result<(), AdminError>> },
     Status { reply: oneshot::Sender<Status> },
     Snapshot { reply: oneshot::Sender<Snapshot> },
 }
@@ -86,6 +88,13 @@ impl QueueHandle {
     pub async fn admin(&self, command: AdminCommand) -> Result<Result<(), AdminError>, QueueGone> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Admin { command, reply }).await?;
+        answer.await.map_err(|_| QueueGone)
+    }
+
+    /// Forms, changes or hands over a back-to-back set; the engine checks who may.
+    pub async fn change_set(&self, input: Input) -> Result<Result<(), AdminError>, QueueGone> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetChange { input, reply }).await?;
         answer.await.map_err(|_| QueueGone)
     }
 
@@ -339,6 +348,11 @@ impl Actor {
             }
             Command::Admin { command, reply } => {
                 let result = self.engine.handle(Instant::now().into_std(), Input::Admin(command));
+                let outcome = result.map(|outputs| self.apply(outputs));
+                let _ = reply.send(outcome);
+            }
+            Command::SetChange { input, reply } => {
+                let result = self.engine.handle(Instant::now().into_std(), input);
                 let outcome = result.map(|outputs| self.apply(outputs));
                 let _ = reply.send(outcome);
             }

@@ -23,6 +23,13 @@
 //! (slate on air) until its own deadline: the DJ keeps the turn they were promised, and the
 //! DJs behind them wait at most one grace period longer.
 //!
+//! # Back-to-back sets
+//!
+//! A place can hold a set of several DJs (`b2b.rs`): the member on air is the place's DJ
+//! and connection, the other members who publish stand by (accepted, not queued), and a
+//! hand-over swaps them, which changes the program source like a change of lead. The set
+//! keeps one clock; its first member names it in the notices that open and close it.
+//!
 //! # Time
 //!
 //! Each set has a *budget* (initially the channel's swap interval) and an *elapsed* time
@@ -114,6 +121,13 @@ pub enum Input {
     SetBookings(Vec<Booking>),
     /// The per-DJ default set lengths an admin set; DJs not listed get the swap interval.
     SetDefaultSetLengths(HashMap<UserId, Duration>),
+    /// Adds `dj` to the set that the member `set` belongs to (a back-to-back set, see the
+    /// module documentation). Fails like [`Input::Admin`].
+    AddMember { set: UserId, dj: Dj, by: Caller },
+    /// Takes `user` out of the set that the member `set` belongs to.
+    RemoveMember { set: UserId, user: UserId, by: Caller },
+    /// Puts `to`'s connection on air in place of the member on air now.
+    HandOver { set: UserId, to: UserId, by: Caller },
 }
 
 /// Operator commands.
@@ -158,6 +172,8 @@ pub enum AdminError {
     NoCurrentSet,
     /// A zero swap interval would end every set as soon as it started.
     ZeroSwapInterval,
+    /// A back-to-back command that does not apply.
+    B2b(B2bError),
 }
 
 impl fmt::Display for AdminError {
@@ -167,6 +183,7 @@ impl fmt::Display for AdminError {
             AdminError::NotWaiting => "this user is on air, not waiting",
             AdminError::NoCurrentSet => "nobody is on air",
             AdminError::ZeroSwapInterval => "the swap interval must be longer than zero",
+            AdminError::B2b(e) => return e.fmt(f),
         })
     }
 }
@@ -177,7 +194,8 @@ impl std::error::Error for AdminError {}
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
     /// The publish request of `conn` is accepted. `position` is 0 for the lead and 1, 2, …
-    /// along the waiting list (1 is next up).
+    /// along the waiting list (1 is next up); a back-to-back member standing by gets their
+    /// set's position, with `on_air` false.
     PublishAccepted { conn: ConnId, on_air: bool, position: usize },
     /// The publish request of `conn` is refused; the adapter should close it.
     PublishRejected { conn: ConnId, reason: RejectReason },
@@ -216,6 +234,8 @@ pub enum DisconnectReason {
     Disabled,
     /// No media arrived for the stall timeout.
     Stalled,
+    /// The back-to-back set this standby member belonged to ended.
+    SetEnded,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -226,6 +246,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Removed => "removed by an operator",
             DisconnectReason::Disabled => "account disabled",
             DisconnectReason::Stalled => "stream stalled",
+            DisconnectReason::SetEnded => "the set ended",
         })
     }
 }
@@ -301,6 +322,15 @@ pub enum Notice {
     BookingStarted { dj: Dj, hard_start: bool },
     /// `dj` did not stream within the grace time of their booked slot, which is dropped.
     BookingDropped { dj: Dj },
+    /// `to` took over from `from` in the back-to-back set `set` (all names, "A b2b B");
+    /// `automatic` when `from` dropped and `to` was the live member standing by.
+    HandedOver { from: Dj, to: Dj, set: String, automatic: bool },
+    /// `dj` joined the back-to-back set now named `set`.
+    MemberAdded { dj: Dj, set: String },
+    /// `dj` left the back-to-back set, now named `set`.
+    MemberLeft { dj: Dj, set: String },
+    /// `dj` publishes as a standby member of `set`, ready for a hand-over.
+    StandingBy { dj: Dj, set: String },
 }
 
 impl fmt::Display for Notice {
@@ -347,6 +377,16 @@ impl fmt::Display for Notice {
             Notice::BookingDropped { dj } => {
                 write!(f, "{} did not show up for their booked slot", dj.dj_name)
             }
+            Notice::HandedOver { from, to, set, automatic } => write!(
+                f,
+                "{} takes over from {}{} ({set})",
+                to.dj_name,
+                from.dj_name,
+                if *automatic { " who dropped" } else { "" }
+            ),
+            Notice::MemberAdded { dj, set } => write!(f, "{} joins the set: {set}", dj.dj_name),
+            Notice::MemberLeft { dj, set } => write!(f, "{} left the set: {set}", dj.dj_name),
+            Notice::StandingBy { dj, set } => write!(f, "{} is live and standing by in {set}", dj.dj_name),
         }
     }
 }
@@ -363,6 +403,9 @@ pub struct Snapshot {
     pub lead: Option<LeadSnapshot>,
     /// The waiting list, next up first.
     pub waiting: Vec<Dj>,
+    /// The members of the back-to-back sets among the places above.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub b2b: Vec<B2bSnapshot>,
 }
 
 /// The lead's set in a [`Snapshot`].
@@ -423,6 +466,8 @@ pub struct LeadStatus {
     /// `budget - elapsed`, never below zero.
     pub remaining: Duration,
     pub paused: bool,
+    /// A back-to-back set's members in the order they joined; empty for a solo set.
+    pub members: Vec<MemberStatus>,
 }
 
 /// A waiting place.
@@ -436,6 +481,8 @@ pub struct WaitingStatus {
     pub reclaim_within: Option<Duration>,
     /// 1 for the next DJ up, then 2, 3, …
     pub position: usize,
+    /// A back-to-back set's members in the order they joined; empty for a solo set.
+    pub members: Vec<MemberStatus>,
 }
 
 /// The queue state machine. See the [module documentation](self).
@@ -456,10 +503,13 @@ pub struct Engine {
     default_set_lengths: HashMap<UserId, Duration>,
 }
 
+/// A place in the queue. In a back-to-back set, `dj` and `link` are the member on air (or
+/// to be); the other members are in `b2b`.
 #[derive(Clone, Debug)]
 struct Place {
     dj: Dj,
     link: Link,
+    b2b: B2b,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -498,6 +548,10 @@ impl Hold {
 }
 
 impl Place {
+    fn new(dj: Dj, link: Link) -> Self {
+        Place { dj, link, b2b: B2b::default() }
+    }
+
     fn conn(&self) -> Option<ConnId> {
         match self.link {
             Link::Live(conn) => Some(conn),
@@ -737,7 +791,7 @@ impl Engine {
             Some(saved) => {
                 seen.insert(saved.dj.user_id);
                 let mut lead = Lead {
-                    place: Place { dj: saved.dj, link: hold },
+                    place: Place::new(saved.dj, hold),
                     clock: SetClock {
                         budget: saved.budget,
                         banked: saved.elapsed,
@@ -756,12 +810,9 @@ impl Engine {
             }
             None => {}
         }
-        engine.waiting = snapshot
-            .waiting
-            .into_iter()
-            .filter(|dj| seen.insert(dj.user_id))
-            .map(|dj| Place { dj, link: hold })
-            .collect();
+        engine.waiting =
+            snapshot.waiting.into_iter().filter(|dj| seen.insert(dj.user_id)).map(|dj| Place::new(dj, hold)).collect();
+        engine.restore_b2b(snapshot.b2b);
         if engine.lead.is_none() {
             // Only a hand-edited snapshot has waiters but no lead; keep the invariant. The
             // promotion of a held place has no effect worth reporting.
@@ -777,12 +828,16 @@ impl Engine {
     pub fn handle(&mut self, now: Instant, input: Input) -> Result<Vec<Output>, AdminError> {
         let (conn, departure) = match input {
             Input::Admin(command) => {
-                // Apply to a copy and keep it only on success, so that an error leaves the
-                // state untouched without every command having to validate up front.
-                let mut next = self.clone();
-                let outputs = next.step(now, |engine, fx| engine.on_admin(now, command, fx))?;
-                *self = next;
-                return Ok(outputs);
+                return self.step_or_keep(now, |engine, fx| engine.on_admin(now, command, fx));
+            }
+            Input::AddMember { set, dj, by } => {
+                return self.step_or_keep(now, |engine, fx| engine.add_member(set, dj, by, fx));
+            }
+            Input::RemoveMember { set, user, by } => {
+                return self.step_or_keep(now, |engine, fx| engine.remove_member(now, set, user, by, fx));
+            }
+            Input::HandOver { set, to, by } => {
+                return self.step_or_keep(now, |engine, fx| engine.hand_over_to(now, set, to, by, fx));
             }
             Input::PublishRequested { conn, dj } => {
                 return self.step(now, |engine, fx| {
@@ -813,6 +868,19 @@ impl Engine {
         })
     }
 
+    /// Applies a command that may fail to a copy and keeps it only on success, so that an
+    /// error leaves the state untouched without every command having to validate up front.
+    fn step_or_keep(
+        &mut self,
+        now: Instant,
+        apply: impl FnOnce(&mut Self, &mut Effects) -> Result<(), AdminError>,
+    ) -> Result<Vec<Output>, AdminError> {
+        let mut next = self.clone();
+        let outputs = next.step(now, apply)?;
+        *self = next;
+        Ok(outputs)
+    }
+
     /// The queue as of `now`.
     /// The connections that may go on air without notice: the DJ next in line, if
     /// streaming. Their publishers keep a GOP so that the switch is instant.
@@ -831,6 +899,7 @@ impl Engine {
                 elapsed: lead.clock.elapsed(now),
                 remaining: lead.clock.remaining(now),
                 paused: lead.clock.paused,
+                members: lead.place.member_statuses(),
             }),
             waiting: self
                 .waiting
@@ -841,6 +910,7 @@ impl Engine {
                     conn: place.conn(),
                     reclaim_within: place.reclaim_within(now),
                     position: index + 1,
+                    members: place.member_statuses(),
                 })
                 .collect(),
             swap_interval: self.swap_interval,
@@ -859,6 +929,7 @@ impl Engine {
             last_ended: self.last_ended.clone(),
             lead: self.lead.as_ref().map(|lead| lead.snapshot(now)),
             waiting: self.waiting.iter().map(|place| place.dj.clone()).collect(),
+            b2b: self.b2b_snapshots(),
         }
     }
 
@@ -950,6 +1021,9 @@ impl Engine {
     }
 
     fn on_publish(&mut self, now: Instant, conn: ConnId, dj: Dj, fx: &mut Effects) {
+        if self.publish_as_member(now, conn, &dj, fx) {
+            return;
+        }
         if self.spot_of_conn(conn).is_some() {
             return Self::reject(conn, RejectReason::AlreadyPublishing, fx);
         }
@@ -961,14 +1035,19 @@ impl Engine {
             Some(Spot::Lead) => {
                 if let Some(lead) = &mut self.lead {
                     // The database is authoritative for the name, which may have changed.
-                    lead.place = Place { dj, link: Link::Live(conn) };
+                    lead.place.dj = dj;
+                    lead.place.link = Link::Live(conn);
                     fx.emit(Output::PublishAccepted { conn, on_air: true, position: 0 });
                     self.went_on_air(now, fx);
                 }
             }
             Some(Spot::Waiting(index)) => {
-                self.waiting.remove(index);
-                self.queue_up(now, Place { dj, link: Link::Live(conn) }, index, fx);
+                if let Some(mut place) = self.waiting.remove(index) {
+                    // The database is authoritative for the name; a set keeps its members.
+                    place.dj = dj;
+                    place.link = Link::Live(conn);
+                    self.queue_up(now, place, index, fx);
+                }
             }
             None if self.lead.is_none() => {
                 let blocked =
@@ -976,14 +1055,14 @@ impl Engine {
                 if blocked {
                     return Self::reject(conn, RejectReason::Blocked, fx);
                 }
-                let place = Place { dj, link: Link::Live(conn) };
+                let place = Place::new(dj, Link::Live(conn));
                 self.lead = Some(self.new_lead(place, now));
                 fx.emit(Output::PublishAccepted { conn, on_air: true, position: 0 });
                 self.went_on_air(now, fx);
             }
             None => {
                 let at = self.waiting.len();
-                self.queue_up(now, Place { dj, link: Link::Live(conn) }, at, fx);
+                self.queue_up(now, Place::new(dj, Link::Live(conn)), at, fx);
             }
         }
     }
@@ -995,6 +1074,9 @@ impl Engine {
     /// A connection stopped, dropped or stalled. Unknown connections (already disconnected
     /// by the engine, or refused) are ignored.
     fn on_departure(&mut self, now: Instant, conn: ConnId, departure: Departure, fx: &mut Effects) {
+        if self.member_departure(now, conn, departure, fx) {
+            return;
+        }
         let Some(spot) = self.spot_of_conn(conn) else {
             return;
         };
@@ -1084,6 +1166,9 @@ impl Engine {
         reason: DisconnectReason,
         fx: &mut Effects,
     ) -> Result<(), AdminError> {
+        if self.remove_from_b2b(now, user_id, reason, fx) {
+            return Ok(());
+        }
         match self.spot_of_user(user_id).ok_or(AdminError::NotInQueue)? {
             Spot::Lead => self.end_set(now, end_reason, Some(reason), fx),
             Spot::Waiting(index) => {
@@ -1157,7 +1242,7 @@ impl Engine {
     /// The lead's place just became live: a new set goes on air or a held one resumes.
     fn went_on_air(&mut self, now: Instant, fx: &mut Effects) {
         let Some(lead) = &mut self.lead else { return };
-        let dj = lead.place.dj.clone();
+        let dj = lead.place.host().clone();
         fx.notice(if lead.aired { Notice::Resumed { dj } } else { Notice::OnAir { dj } });
         lead.aired = true;
         lead.sync_clock(now);
@@ -1184,10 +1269,11 @@ impl Engine {
         if let (Some(conn), Some(why)) = (lead.place.conn(), disconnect) {
             fx.emit(Output::Disconnect { conn, reason: why });
         }
+        lead.place.release_standby(disconnect.unwrap_or(DisconnectReason::SetEnded), fx);
         if lead.aired {
             self.last_ended = Some(lead.place.dj.clone());
         }
-        fx.notice(Notice::SetEnded { dj: lead.place.dj, reason });
+        fx.notice(Notice::SetEnded { dj: lead.place.host().clone(), reason });
         fx.changed = true;
         self.promote_next(now, fx);
         self.sync_program(fx);
@@ -1211,6 +1297,7 @@ impl Engine {
 
     fn leave_waiting(&mut self, index: usize, reason: EndReason, fx: &mut Effects) {
         if let Some(place) = self.waiting.remove(index) {
+            place.release_standby(DisconnectReason::SetEnded, fx);
             fx.notice(Notice::LeftQueue { dj: place.dj, reason });
             fx.changed = true;
         }
@@ -1248,6 +1335,12 @@ impl Engine {
     }
 }
 
+mod b2b;
+use b2b::B2b;
+pub use b2b::{B2bError, B2bSnapshot, Caller, MAX_MEMBERS, MemberStatus};
+
+#[cfg(test)]
+mod b2b_tests;
 #[cfg(test)]
 mod booking_tests;
 #[cfg(test)]

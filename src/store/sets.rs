@@ -162,26 +162,38 @@ impl Store {
     /// miss the track (under Postgres' READ COMMITTED), so [`Store::current_track`] also
     /// counts unattached tracks and [`Store::end_set`] adopts them.
     pub async fn add_track(&self, user_id: i64, track: &Track) -> Result<Option<OpenSet>, StoreError> {
+        self.add_track_in(user_id, user_id, track).await
+    }
+
+    /// [`Store::add_track`] for a DJ playing in `host`'s set (back to back): the track
+    /// joins the host's open set.
+    pub async fn add_track_in(&self, user_id: i64, host: i64, track: &Track) -> Result<Option<OpenSet>, StoreError> {
         refuse_nul("artist", &track.artist)?;
         refuse_nul("title", &track.title)?;
         sqlx::query(
             "INSERT INTO tracks (user_id, set_id, artist, title, at, source) \
-             VALUES ($1, (SELECT id FROM sets WHERE user_id = $1 AND ended_at IS NULL), $2, $3, $4, $5)",
+             VALUES ($1, (SELECT id FROM sets WHERE user_id = $2 AND ended_at IS NULL), $3, $4, $5, $6)",
         )
         .bind(user_id)
+        .bind(host)
         .bind(&track.artist)
         .bind(&track.title)
         .bind(track.at)
         .bind(track.source.as_str())
         .execute(&self.pool)
         .await?;
-        self.open_set(user_id).await
+        self.open_set(host).await
     }
 
     /// What the DJ plays now: the last track of their open set, or, off air, the last one
     /// announced within [`ADOPT_WINDOW_SECS`] of `now`.
     pub async fn current_track(&self, user_id: i64, now: i64) -> Result<Option<Track>, StoreError> {
-        let (set_id, since) = match self.open_set(user_id).await? {
+        self.current_track_in(user_id, user_id, now).await
+    }
+
+    /// [`Store::current_track`] for a DJ playing in `host`'s set (back to back).
+    pub async fn current_track_in(&self, user_id: i64, host: i64, now: i64) -> Result<Option<Track>, StoreError> {
+        let (set_id, since) = match self.open_set(host).await? {
             Some(set) => (Some(set.id), set.started_at - ADOPT_WINDOW_SECS),
             None => (None, now - ADOPT_WINDOW_SECS),
         };

@@ -87,6 +87,15 @@ pub async fn status(
         let (stats, health, profile) = inspect(lead.conn);
         json!({
             "dj_name": lead.dj.dj_name,
+            "set_name": lead.set_name(),
+            "set": lead.members.iter().map(|m| {
+                // Standby members' streams are checked like a queued DJ's before a hand-over.
+                let (stats, health, _) = inspect(m.conn);
+                json!({
+                    "dj_name": m.dj.dj_name, "on_air": m.on_air, "live": m.conn.is_some(),
+                    "stats": stats, "health": health,
+                })
+            }).collect::<Vec<_>>(),
             "state": lead_state(lead),
             "remaining_time": ceil_secs(lead.remaining),
             "timer_paused": lead.paused,

@@ -45,7 +45,12 @@ pub struct QueueView {
 /// Everything in a [`QueueView`] but the clock.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Lineup {
+    /// The set on air: every DJ's name ("Alice b2b Bob" for a back-to-back set).
     pub on_air: Option<String>,
+    /// The DJ of the set whose stream is on air.
+    pub on_air_dj: Option<String>,
+    /// Every DJ of the set on air, in the order they joined (one name for a solo set).
+    pub on_air_set: Vec<String>,
     /// Lead first, as `/queue-json`.
     pub stream_queue: Vec<String>,
     /// The countdown is stopped: paused by an admin, the slot held for a DJ whose connection
@@ -249,15 +254,17 @@ impl Producer {
         {
             return Some(now.clone());
         }
-        let now = self.look_up(&lead.dj).await;
+        let now = self.look_up(&lead.dj, lead.host().user_id).await;
         self.lead = Some((lead.dj.user_id, now.clone()));
         Some(now)
     }
 
-    async fn look_up(&self, dj: &Dj) -> NowPlaying {
+    /// `host`: whose set `dj` plays in, for their track.
+    async fn look_up(&self, dj: &Dj, host: UserId) -> NowPlaying {
         let store = &self.sources.store;
-        let lookups =
-            async { tokio::join!(store.user_by_id(dj.user_id.0), store.current_track(dj.user_id.0, unix_now())) };
+        let lookups = async {
+            tokio::join!(store.user_by_id(dj.user_id.0), store.current_track_in(dj.user_id.0, host.0, unix_now()))
+        };
         let mut now = NowPlaying { dj_name: dj.dj_name.clone(), picture_url: None, track: None };
         // A slow or failed lookup costs the overlays a picture or a title, never the state.
         let Ok((user, track)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookups).await else {
@@ -279,7 +286,11 @@ impl Producer {
         let now = std::time::Instant::now();
         let lead = status.lead.iter().map(|l| (&l.dj, l.conn));
         let waiting = status.waiting.iter().map(|w| (&w.dj, w.conn));
+        // Back-to-back members standing by watch their stream like a queued DJ.
+        let standby = status.lead.iter().flat_map(|l| l.members.iter().filter(|m| !m.on_air));
+        let standby = standby.map(|m| (&m.dj, m.conn));
         lead.chain(waiting)
+            .chain(standby)
             .filter_map(|(dj, conn)| {
                 let publisher = self.sources.publishers.get(conn?)?;
                 let (stats, health) = publisher.health(now);
@@ -306,7 +317,9 @@ fn queue_view(status: &Status, now: Option<NowPlaying>) -> QueueView {
     let clock_runs = status.lead.as_ref().is_some_and(|l| l.conn.is_some() && !l.paused);
     QueueView {
         lineup: Lineup {
-            on_air: status.lead.as_ref().map(|l| l.dj.dj_name.clone()),
+            on_air: status.lead.as_ref().map(|l| l.set_name()),
+            on_air_dj: status.lead.as_ref().map(|l| l.dj.dj_name.clone()),
+            on_air_set: super::b2b::set_names(status),
             stream_queue: dj_names(status),
             timer_paused: !clock_runs,
             swap_interval: status.swap_interval.as_secs(),
@@ -381,6 +394,7 @@ mod tests {
                 elapsed: Duration::from_millis(100_400),
                 remaining: Duration::from_millis(499_600),
                 paused,
+                members: Vec::new(),
             }),
             waiting: waiting
                 .iter()
@@ -390,6 +404,7 @@ mod tests {
                     conn: Some(ConnId(i as u64 + 10)),
                     reclaim_within: None,
                     position: i + 1,
+                    members: Vec::new(),
                 })
                 .collect(),
             swap_interval: Duration::from_secs(600),
@@ -418,6 +433,22 @@ mod tests {
         assert_eq!(json["remaining_time"], 500);
         assert_eq!(json["swap_interval"], 600);
         assert_eq!(json["block_toggle"], true);
+    }
+
+    #[test]
+    fn a_back_to_back_set_is_named_by_all_its_djs() {
+        use crate::queue::engine::MemberStatus;
+        let mut status = status(Some(("Bob", Some(2), false)), &[]);
+        let member =
+            |user_id, name, conn, on_air| MemberStatus { dj: dj(user_id, name), conn: Some(ConnId(conn)), on_air };
+        if let Some(lead) = status.lead.as_mut() {
+            lead.members = vec![member(7, "Alice", 3, false), member(1, "Bob", 2, true)];
+        }
+        let view = queue_view(&status, None);
+        assert_eq!(view.lineup.on_air.as_deref(), Some("Alice b2b Bob"));
+        assert_eq!(view.lineup.on_air_dj.as_deref(), Some("Bob"));
+        assert_eq!(view.lineup.on_air_set, ["Alice", "Bob"]);
+        assert_eq!(view.lineup.stream_queue, ["Alice b2b Bob"]);
     }
 
     #[test]

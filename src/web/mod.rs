@@ -6,6 +6,7 @@ mod accounts;
 mod api;
 mod assets;
 mod auth;
+mod b2b;
 mod client_ip;
 mod error;
 mod events;
@@ -136,6 +137,7 @@ fn pages(max_body: usize) -> Routes {
         .post("/password-reset/{token}", reset::reset)
         .get("/dashboard", dashboard::dashboard)
         .post("/dashboard/track", dashboard::post_track)
+        .post("/dashboard/set/{action}", b2b::set_action)
         .get("/sets", dashboard::sets)
         .get("/preview/{user_id}", dashboard::preview)
         .get("/settings", settings::settings)
@@ -189,6 +191,7 @@ fn api(metrics_here: bool) -> Routes {
         .get("/song-details", seed::song_details)
         .get("/timer-page", seed::timer_page)
         .get("/seed/song-json", seed::song_json)
+        .post("/multi-dj-per-stream", b2b::multi_dj_per_stream)
         // JSON API.
         .post("/api/v1/login/access-token", api::login)
         .post("/api/v1/users/signup", users::signup)
@@ -223,6 +226,8 @@ fn api(metrics_here: bool) -> Routes {
         .delete("/api/v1/bookings/{id}", timetable::delete)
         .post("/api/v1/bookings/{id}/approve", timetable::approve)
         .post("/api/v1/users/{dj_name}/default-set-length", timetable::set_default_set_length)
+        .post("/api/v1/sets/current/members", b2b::members)
+        .post("/api/v1/sets/current/handover", b2b::handover)
         .get("/program.flv", program::program_flv)
         .get("/hls/program.m3u8", hls::playlist)
         .get("/hls/{file}", hls::file)

@@ -12,6 +12,7 @@ use super::AppState;
 use super::auth::CurrentUser;
 use super::error::{ApiError, rejection};
 use crate::history::announce_track;
+use crate::ids::UserId;
 use crate::store::{Track, TrackSource, User, unix_now};
 
 /// Longest artist or title accepted.
@@ -47,7 +48,8 @@ pub async fn announce(state: &AppState, user: &User, form: TrackForm) -> Result<
         at: unix_now(),
         source: TrackSource::Dj,
     };
-    announce_track(&state.store, &state.recorder, user.id, &track)
+    let host = state.queue.status().await?.set_host_of(UserId(user.id));
+    announce_track(&state.store, &state.recorder, user.id, host.0, &track)
         .await
         .map_err(|e| ApiError::internal("recording a track", e))?;
     tracing::info!("{} is playing {} – {}", user.dj_name, track.artist, track.title);
@@ -74,13 +76,20 @@ pub async fn song_json(State(state): State<AppState>) -> Result<Json<Value>, Api
     };
     let track = state
         .store
-        .current_track(lead.dj.user_id.0, unix_now())
+        .current_track_in(lead.dj.user_id.0, lead.host().user_id.0, unix_now())
         .await
         .map_err(|e| ApiError::internal("loading the current track", e))?;
     let source = track.as_ref().map(|t| t.source);
     let (artist, title) = track.map(|t| (Some(t.artist), Some(t.title))).unwrap_or_default();
     let song = artist.as_ref().zip(title.as_ref()).map(|(a, t)| format!("{a} – {t}"));
-    Ok(Json(json!({ "dj_name": lead.dj.dj_name, "artist": artist, "title": title, "song": song, "source": source })))
+    Ok(Json(json!({
+        "dj_name": lead.dj.dj_name,
+        "set_name": lead.set_name(),
+        "artist": artist,
+        "title": title,
+        "song": song,
+        "source": source,
+    })))
 }
 
 #[cfg(test)]

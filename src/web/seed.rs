@@ -186,12 +186,7 @@ async fn block_answer(state: &AppState) -> Result<Json<Value>, ApiError> {
 
 /// Lead first, then the waiting DJs in order.
 pub(super) fn dj_names(status: &Status) -> Vec<String> {
-    status
-        .lead
-        .iter()
-        .map(|lead| lead.dj.dj_name.clone())
-        .chain(status.waiting.iter().map(|w| w.dj.dj_name.clone()))
-        .collect()
+    status.lead.iter().map(|lead| lead.set_name()).chain(status.waiting.iter().map(|w| w.set_name())).collect()
 }
 
 pub(super) fn html_escape(s: &str) -> String {

@@ -3,6 +3,7 @@
 
 mod analysis;
 mod authorization;
+mod b2b;
 mod browser;
 mod channel;
 mod database;

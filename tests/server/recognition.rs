@@ -129,7 +129,7 @@ async fn recognised_tracks_become_now_playing_but_never_over_the_djs_own() {
     };
     assert_eq!(
         song,
-        json!({ "dj_name": "Bea", "artist": "Moodymann", "title": "Shades of Jae",
+        json!({ "dj_name": "Bea", "set_name": "Bea", "artist": "Moodymann", "title": "Shades of Jae",
                 "song": "Moodymann – Shades of Jae", "source": "recognised" })
     );
     // Overlays follow (the live state was poked).

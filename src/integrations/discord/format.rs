@@ -80,7 +80,13 @@ pub fn format_notice(notice: &Notice) -> Option<Message> {
         }
         Notice::Stalled { dj } => format!("⚠️ {}'s stream stalled", escape(&dj.dj_name)),
         Notice::UpNext { dj, on_air_in } => up_next_text(&dj.dj_name, *on_air_in),
+        Notice::HandedOver { to, set, .. } => {
+            format!("🎛️ {} takes over ({})", escape(&to.dj_name), escape(set))
+        }
+        Notice::MemberAdded { dj, set } => format!("🤝 {} joins the set: {}", escape(&dj.dj_name), escape(set)),
         Notice::Queued { .. }
+        | Notice::MemberLeft { .. }
+        | Notice::StandingBy { .. }
         | Notice::LeftQueue { .. }
         | Notice::GraceStarted { .. }
         | Notice::Moved { .. }
@@ -257,6 +263,20 @@ mod tests {
         );
         assert_eq!(text(Notice::Resumed { dj: dj("Bob") }).unwrap(), "🎧 Bob is back on air");
         assert_eq!(text(Notice::Queued { dj: dj("Bob"), position: 2 }), None);
+        assert_eq!(
+            text(Notice::HandedOver {
+                from: dj("Alice"),
+                to: dj("Bob"),
+                set: "Alice b2b Bob".to_owned(),
+                automatic: false
+            })
+            .unwrap(),
+            "🎛️ Bob takes over (Alice b2b Bob)"
+        );
+        assert_eq!(
+            text(Notice::MemberAdded { dj: dj("Bob"), set: "Alice b2b Bob".to_owned() }).unwrap(),
+            "🤝 Bob joins the set: Alice b2b Bob"
+        );
         assert_eq!(text(Notice::SettingsChanged { swap_interval: Duration::from_secs(60), block_enabled: true }), None);
     }
 

@@ -20,7 +20,7 @@ impl Phase {
     /// The phase the queue is in: on air only while the lead's media is the program.
     pub fn from_status(status: &Status) -> Self {
         match &status.lead {
-            Some(lead) if lead.conn.is_some() => Phase::OnAir { dj_name: lead.dj.dj_name.clone() },
+            Some(lead) if lead.conn.is_some() => Phase::OnAir { dj_name: lead.set_name() },
             _ => Phase::Idle,
         }
     }
@@ -70,6 +70,8 @@ pub(super) fn hint(notice: &Notice) -> Option<Hint> {
         // The next DJ may have gone on air in the same step (their OnAir follows); the
         // queue's status already includes that, so it never shows a flash of idle.
         Notice::SetEnded { .. } => Some(Hint::Ask),
+        // A back-to-back set's name (every DJ) changed, or may have: the queue knows it.
+        Notice::HandedOver { .. } | Notice::MemberAdded { .. } | Notice::MemberLeft { .. } => Some(Hint::Ask),
         _ => None,
     }
 }

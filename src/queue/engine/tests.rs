@@ -916,6 +916,7 @@ fn saved() -> Snapshot {
         last_ended: Some(dj(9)),
         lead: Some(LeadSnapshot { dj: dj(1), budget: secs(3600), elapsed: secs(3000), paused: false }),
         waiting: vec![dj(2), dj(3)],
+        b2b: Vec::new(),
     }
 }
 
@@ -1076,6 +1077,7 @@ fn restore_repairs_an_inconsistent_snapshot() {
         last_ended: None,
         lead: None,
         waiting: vec![dj(2), dj(3), dj(2)],
+        b2b: Vec::new(),
     };
     let status = Engine::restore(Settings::default(), snapshot, t0).status(t0);
     assert_eq!(status.swap_interval, secs(3600), "a zero interval falls back to the settings");

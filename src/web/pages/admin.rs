@@ -76,7 +76,10 @@ async fn console_page(
         .collect();
     let lead = status.lead.as_ref().map(|l| {
         context! {
-            dj_name => l.dj.dj_name, remaining => ceil_secs(l.remaining), paused => l.paused,
+            dj_name => l.set_name(), remaining => ceil_secs(l.remaining), paused => l.paused,
+            members => l.members.iter().map(|m| context! {
+                dj_name => m.dj.dj_name, on_air => m.on_air, live => m.conn.is_some(),
+            }).collect::<Vec<_>>(),
         }
     });
     let ctx = context! {

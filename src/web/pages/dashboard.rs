@@ -51,13 +51,39 @@ pub async fn dashboard(
     let position = status.waiting.iter().find(|w| w.dj.user_id == UserId(user.id)).map(|w| w.position);
     let track = state
         .store
-        .current_track(user.id, unix_now())
+        .current_track_in(user.id, status.set_host_of(UserId(user.id)).0, unix_now())
         .await
         .map_err(|e| PageError::internal("loading the current track", e))?;
+    // The set on air, when this DJ is one of its back-to-back members.
+    let my_set = status.lead.as_ref().filter(|lead| lead.members.iter().any(|m| m.dj.user_id == UserId(user.id)));
+    let standing_by = my_set
+        .and_then(|lead| lead.members.iter().find(|m| m.dj.user_id == UserId(user.id)))
+        .filter(|m| !m.on_air)
+        .and_then(|m| m.conn);
     let mine = match &status.lead {
         Some(lead) if on_air => lead.conn,
+        _ if standing_by.is_some() => standing_by,
         _ => status.waiting.iter().find(|w| w.dj.user_id == UserId(user.id)).and_then(|w| w.conn),
     };
+    let set = my_set.map(|lead| {
+        let members: Vec<_> = lead
+            .members
+            .iter()
+            .map(|m| {
+                context! { dj_name => m.dj.dj_name, on_air => m.on_air, live => m.conn.is_some(),
+                me => m.dj.user_id == UserId(user.id) }
+            })
+            .collect();
+        context! { name => lead.set_name(), members => members }
+    });
+    // A DJ on air or queued may start a back-to-back set by adding a partner.
+    let can_add = on_air || set.is_some() || position.is_some();
+    let queued_members: Vec<String> = status
+        .waiting
+        .iter()
+        .find(|w| w.dj.user_id == UserId(user.id) || w.members.iter().any(|m| m.dj.user_id == UserId(user.id)))
+        .map(|w| w.members.iter().map(|m| m.dj.dj_name.clone()).collect())
+        .unwrap_or_default();
     // Shown while queued, so the DJ can fix their settings before going on air.
     let publisher = mine.and_then(|c| state.publishers.get(c));
     let now = std::time::Instant::now();
@@ -96,6 +122,10 @@ pub async fn dashboard(
             preview => true,
             autoplay => true,
             muted => true,
+            set => set,
+            can_add => can_add,
+            queued_members => queued_members,
+            standing_by => standing_by.is_some(),
             ..base_context(&member.session)
         },
     )?

@@ -126,6 +126,7 @@ fn start() -> impl Strategy<Value = Option<Snapshot>> {
                     paused,
                 }),
                 waiting: waiting.into_iter().map(dj).collect(),
+                b2b: Vec::new(),
             }
         });
     prop::option::of(snapshot)
