@@ -947,7 +947,8 @@ impl Engine {
                 )
                 .chain(untold_next(lead, &self.waiting).map(|_| UP_NEXT_BEFORE))
                 .filter_map(|left| lead.clock.instant_when_remaining(left));
-            lead.place.hold().and_then(|hold| hold.deadline()).into_iter().chain(timer)
+            let slot_end = lead.booking.as_ref().and_then(Booking::end);
+            lead.place.hold().and_then(|hold| hold.deadline()).into_iter().chain(slot_end).chain(timer)
         });
         let reservations = self.waiting.iter().filter_map(|place| place.hold().and_then(|hold| hold.deadline()));
         lead_deadlines.chain(reservations).chain(self.booking_deadlines()).min()
@@ -992,7 +993,8 @@ impl Engine {
         loop {
             self.cap_lead_budget(fx);
             let Some(lead) = &mut self.lead else { break };
-            if lead.clock.remaining(now).is_zero() {
+            // A booked set ends with its slot even while its clock stands (docs/timetable.md, R7).
+            if lead.clock.remaining(now).is_zero() || lead.booking.as_ref().is_some_and(|b| b.ends_by(now)) {
                 self.end_set(now, EndReason::SlotElapsed, Some(DisconnectReason::SlotElapsed), fx);
             } else if let Some(hold) = lead.place.hold().filter(|hold| hold.has_expired(now)) {
                 let reason = match hold.kind {

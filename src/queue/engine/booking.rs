@@ -23,11 +23,11 @@ pub struct Booking {
 
 impl Booking {
     /// `None` when the end lies beyond what an `Instant` can represent: never.
-    fn end(&self) -> Option<Instant> {
+    pub(super) fn end(&self) -> Option<Instant> {
         self.start.checked_add(self.length)
     }
 
-    fn ends_by(&self, now: Instant) -> bool {
+    pub(super) fn ends_by(&self, now: Instant) -> bool {
         self.end().is_some_and(|end| now >= end)
     }
 

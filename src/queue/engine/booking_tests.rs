@@ -325,3 +325,25 @@ fn booking_notices_read_well() {
     );
     assert_eq!(Notice::BookingDropped { dj: dj(2) }.to_string(), "dj2 did not show up for their booked slot");
 }
+
+#[test]
+fn a_booked_set_ends_with_its_slot_even_while_held_or_paused() {
+    // Found by the property test: reclaiming a held booked set at its slot's end aired a
+    // set with no time left.
+    let mut c = Clock::with(Settings { grace_period: secs(60), ..Settings::default() });
+    c.publish(1, 1);
+    c.book(&[(10, 1, 0, 1000, false)]);
+    c.at(980).input(Input::ConnectionLost { conn: ConnId(1) });
+    assert_eq!(c.engine.next_deadline(), Some(c.t0 + secs(1000)), "the slot's end comes before the grace's");
+    let out = c.at(1000).publish(5, 1);
+    assert!(out.contains(&Output::PublishAccepted { conn: ConnId(5), on_air: true, position: 0 }), "{out:?}");
+    assert_eq!(c.lead(), Some((1, Some(5))), "on air again, with an ordinary set");
+    assert_eq!(c.remaining(), secs(3600));
+
+    let mut c = Clock::new();
+    c.publish(1, 1);
+    c.book(&[(10, 1, 0, 1000, false)]);
+    c.at(500).input(Input::Admin(AdminCommand::PauseTimer));
+    c.at(1000).tick();
+    assert_eq!(c.lead(), None, "a paused booked set ends with its slot too");
+}
