@@ -882,10 +882,12 @@ impl Engine {
     }
 
     /// The queue as of `now`.
-    /// The connections that may go on air without notice: the DJ next in line, if
-    /// streaming. Their publishers keep a GOP so that the switch is instant.
+    /// The connections that may go on air without notice: the members of the set on air
+    /// standing by for a hand-over, and the DJ next in line, if streaming. Their publishers
+    /// keep a GOP so that the switch is instant.
     pub fn standby(&self) -> Vec<ConnId> {
-        self.waiting.front().and_then(Place::conn).into_iter().collect()
+        let partners = self.lead.iter().flat_map(|lead| lead.place.standby_conns());
+        partners.chain(self.waiting.front().and_then(Place::conn)).collect()
     }
 
     pub fn status(&self, now: Instant) -> Status {

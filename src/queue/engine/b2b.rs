@@ -138,6 +138,11 @@ impl Place {
         self.b2b.standby.iter().find(|(member, _)| *member == user).map(|(_, conn)| *conn)
     }
 
+    /// The connections of the members standing by, ready for a hand-over.
+    pub(super) fn standby_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.b2b.standby.iter().map(|(_, conn)| *conn)
+    }
+
     /// Disconnects the members standing by: their set is over.
     pub(super) fn release_standby(&self, reason: DisconnectReason, fx: &mut Effects) {
         for (_, conn) in &self.b2b.standby {

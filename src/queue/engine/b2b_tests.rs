@@ -450,3 +450,12 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn partners_standing_by_and_the_next_in_line_are_the_standby() {
+    let mut h = Harness::alice_b2b_bob();
+    h.publish(3, CAROL);
+    assert_eq!(h.engine.standby(), vec![ConnId(2), ConnId(3)], "Bob for a hand-over, Carol for the next set");
+    h.hand_over(ALICE, BOB, Caller::Dj(UserId(BOB))).expect("Bob takes over");
+    assert_eq!(h.engine.standby(), vec![ConnId(1), ConnId(3)], "now Alice stands by");
+}
