@@ -248,3 +248,126 @@ async fn signup_to_on_air_then_admin_skips() {
         browser.close().await;
     }
 }
+
+/// Logs `name` in through the login page and lands on `path`.
+async fn log_in(browser: &crate::webdriver::Browser, name: &str, path: &str) {
+    browser.goto(path).await;
+    browser.wait_path("/login").await;
+    browser.fill("#login input[name=username]", name).await;
+    browser.fill("#login input[name=password]", PASSWORD).await;
+    browser.click("#login-submit").await;
+    browser.wait_path(path).await;
+}
+
+/// Opens `path` again until `css` is on it (for parts a page does not update live).
+async fn reload_until(browser: &crate::webdriver::Browser, path: &str, css: &str) {
+    let script = format!("return document.querySelector({css:?}) !== null;");
+    let deadline = Instant::now() + LIVE * 4;
+    browser.goto(path).await;
+    while browser.execute(&script).await != serde_json::json!(true) {
+        assert!(Instant::now() < deadline, "{css} never showed on {path}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        browser.goto(path).await;
+    }
+}
+
+/// A planned night (issue 14): an organiser books a hard-start slot on the admin console, the
+/// booked DJ sees it on their dashboard and goes on air at its start (cutting the walk-in),
+/// a second DJ joins the set back to back and takes over from their own dashboard, the
+/// viewer-facing overlay names both, and the DJ waiting next sees "You're up next".
+#[tokio::test]
+async fn booked_slot_then_back_to_back_take_over_with_up_next() {
+    if !require_tool("ffmpeg") {
+        return;
+    }
+    let Some(driver) = Driver::start().await else { return };
+    let server = Server::start(Options { swap_interval: 900, ..Options::default() });
+    let base = server.url("");
+    server.add_user("Organiser", true);
+    let keys: Vec<String> = ["Dave", "Carol", "Alice", "Bob"].iter().map(|n| server.add_user(n, false)).collect();
+    let [dave, carol, alice, bob] = [0, 1, 2, 3].map(|i| server.rtmp_url(&keys[i]));
+
+    // A walk-in is on air; Carol and the DJ to be booked wait.
+    let _dave = Ffmpeg::publish(&dave);
+    server.wait_for_queue(&["Dave"]).await;
+    let _carol = Ffmpeg::publish(&carol);
+    server.wait_for_queue(&["Dave", "Carol"]).await;
+    let _alice = Ffmpeg::publish(&alice);
+    server.wait_for_queue(&["Dave", "Carol", "Alice"]).await;
+
+    // The organiser books Alice at the next minute at least 25 s away (the form takes
+    // minutes), with a hard start, entered in the browser's own time.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let start = (now + 25).div_ceil(60) * 60;
+    let admin = driver.session("organiser", &base, Viewport::Desktop).await;
+    log_in(&admin, "Organiser", "/admin").await;
+    admin.fill("#booking-form input[name=dj_name]", "Alice").await;
+    admin
+        .execute(&format!(
+            "const d = new Date({start} * 1000), p = (n) => String(n).padStart(2, '0');
+             document.querySelector('#booking-form input[name=start]').value =
+               `${{d.getFullYear()}}-${{p(d.getMonth() + 1)}}-${{p(d.getDate())}}T${{p(d.getHours())}}:${{p(d.getMinutes())}}`;"
+        ))
+        .await;
+    admin.fill("#booking-form input[name=minutes]", "30").await;
+    admin.click("#booking-form input[name=hard_start]").await;
+    admin.click("#book").await;
+    admin.wait_path("/admin").await;
+    admin.wait_for_all("#bookings-table tr[data-booking] strong", Read::Text, LIVE, |djs| djs == ["Alice"]).await;
+    admin.screenshot("admin-booked").await;
+
+    // Alice sees her slot, and so does everyone on the timetable.
+    let alice_page = driver.session("Alice", &base, Viewport::Desktop).await;
+    log_in(&alice_page, "Alice", "/dashboard").await;
+    alice_page.wait_attr("#bookings time[data-unix]", "data-unix", |t| t == start.to_string()).await;
+    alice_page.screenshot("dashboard-booked").await;
+    let viewer = driver.session("viewer", &base, Viewport::Desktop).await;
+    viewer.goto("/timetable").await;
+    viewer.wait_text("#timetable tr[data-booking] strong", |t| t.trim() == "Alice").await;
+    viewer.screenshot("timetable").await;
+
+    // The slot opens: Alice goes on air at once, Carol is still next.
+    let until_start = Duration::from_secs(start)
+        .saturating_sub(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock"));
+    tokio::time::sleep(until_start.saturating_sub(Duration::from_secs(2))).await;
+    assert_eq!(server.queue().await, ["Dave", "Carol", "Alice"], "nothing moves before the slot");
+    server.wait_for_queue(&["Alice", "Carol"]).await;
+    let aired = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    assert!(aired >= start, "Alice went on air at {aired}, before her slot at {start}");
+    assert!(aired <= start + 10, "Alice went on air at {aired}, well after her slot at {start}");
+    alice_page.wait_for("#live-status", Read::Attr("data-state"), LIVE, |s| s == "on_air").await;
+
+    // Carol waits next and is told so on her dashboard.
+    let carol_page = driver.session("Carol", &base, Viewport::Desktop).await;
+    log_in(&carol_page, "Carol", "/dashboard").await;
+    carol_page.wait_text("#live-status-text", |t| t.contains("You're up next")).await;
+    carol_page.screenshot("dashboard-up-next").await;
+
+    // Alice adds Bob to her set; Bob starts streaming and takes over from his dashboard.
+    alice_page.goto("/dashboard").await;
+    alice_page.fill("#b2b-dj", "Bob").await;
+    alice_page.click("#b2b-add button[type=submit]").await;
+    alice_page.wait_path("/dashboard").await;
+    alice_page.wait_present("#b2b-members li[data-dj=Bob]").await;
+    let _bob = Ffmpeg::publish(&bob);
+    let bob_page = driver.session("Bob", &base, Viewport::Desktop).await;
+    log_in(&bob_page, "Bob", "/dashboard").await;
+    // The set card is drawn by the server: reloaded until Bob's stream has arrived.
+    let take_over = "#b2b-members li[data-dj=Bob] button[data-action=handover]";
+    reload_until(&bob_page, "/dashboard", take_over).await;
+    bob_page.screenshot("dashboard-b2b-standing-by").await;
+    bob_page.click(take_over).await;
+    bob_page.screenshot("dashboard-b2b-after-take-over").await;
+    reload_until(&bob_page, "/dashboard", "#b2b-members li[data-dj=Bob][data-on-air=true]").await;
+    bob_page.screenshot("dashboard-b2b-on-air").await;
+
+    // The viewers' overlay names both DJs of the set; Carol is still next.
+    viewer.goto("/overlay/now").await;
+    viewer.wait_text("#on-air-name", |t| t.contains("Alice") && t.contains("Bob")).await;
+    viewer.screenshot_over_video("overlay-now-b2b").await;
+    carol_page.wait_text("#live-status-text", |t| t.contains("You're up next")).await;
+
+    for browser in [admin, alice_page, viewer, carol_page, bob_page] {
+        browser.close().await;
+    }
+}
