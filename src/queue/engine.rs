@@ -1344,8 +1344,4 @@ use b2b::B2b;
 pub use b2b::{B2bError, B2bSnapshot, Caller, MAX_MEMBERS, MemberStatus};
 
 #[cfg(test)]
-mod b2b_tests;
-#[cfg(test)]
-mod booking_tests;
-#[cfg(test)]
 mod tests;

@@ -1122,4 +1122,6 @@ fn notices_read_well() {
     assert_eq!(notice.to_string(), "dj1's set ended: did not reconnect in time");
 }
 
+mod b2b;
+mod booking;
 mod properties;

@@ -105,16 +105,7 @@ pub async fn set_length(
         Ok(None) => return refused(&state, &organiser, StatusCode::NOT_FOUND, "No such DJ").await,
         Err(e) => return PageError::internal("looking up a DJ", e).into_response(),
     };
-    match state.store.set_default_set_secs(user.id, secs).await {
-        Ok(()) => {
-            state.queue.timetable_changed();
-            Redirect::to("/admin#timetable").into_response()
-        }
-        Err(e) => {
-            let (status, message) = store_refusal(e);
-            refused(&state, &organiser, status, &message).await
-        }
-    }
+    saved(&state, &organiser, state.store.set_default_set_secs(user.id, secs).await).await
 }
 
 #[derive(Deserialize)]
@@ -164,6 +155,21 @@ async fn refused(state: &AppState, organiser: &Organiser, status: StatusCode, me
     console(state, organiser, status, Some(message)).await
 }
 
+/// Back to the console after a timetable change (the queue reloads it), or the console
+/// again with what the store refused.
+async fn saved(state: &AppState, organiser: &Organiser, result: Result<(), StoreError>) -> Response {
+    match result {
+        Ok(()) => {
+            state.queue.timetable_changed();
+            Redirect::to("/admin#timetable").into_response()
+        }
+        Err(e) => {
+            let (status, message) = store_refusal(e);
+            refused(state, organiser, status, &message).await
+        }
+    }
+}
+
 fn store_refusal(err: StoreError) -> (StatusCode, String) {
     match err {
         StoreError::Overlap => (StatusCode::CONFLICT, "This slot overlaps another booking".into()),
@@ -202,16 +208,7 @@ pub async fn book(
         status: BookingStatus::Approved,
         created_by: Some(organiser.0.user.id),
     };
-    match state.store.create_booking(&new).await {
-        Ok(_) => {
-            state.queue.timetable_changed();
-            Redirect::to("/admin#timetable").into_response()
-        }
-        Err(e) => {
-            let (status, message) = store_refusal(e);
-            refused(&state, &organiser, status, &message).await
-        }
-    }
+    saved(&state, &organiser, state.store.create_booking(&new).await.map(drop)).await
 }
 
 /// `POST /admin/bookings/{id}/{approve|delete}`.
@@ -226,14 +223,5 @@ pub async fn booking_action(
         "delete" => state.store.delete_booking(id).await,
         _ => return PageError::new(StatusCode::NOT_FOUND, "No such booking action").into_response(),
     };
-    match result {
-        Ok(()) => {
-            state.queue.timetable_changed();
-            Redirect::to("/admin#timetable").into_response()
-        }
-        Err(e) => {
-            let (status, message) = store_refusal(e);
-            refused(&state, &organiser, status, &message).await
-        }
-    }
+    saved(&state, &organiser, result).await
 }

@@ -8,10 +8,6 @@ const ALICE: i64 = 1;
 const BOB: i64 = 2;
 const CAROL: i64 = 3;
 
-fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
 fn dj(user_id: i64) -> Dj {
     let name = match user_id {
         ALICE => "Alice".to_owned(),
@@ -71,36 +67,6 @@ impl Harness {
         h.publish(2, BOB);
         h
     }
-}
-
-fn program_changes(outputs: &[Output]) -> Vec<Option<u64>> {
-    outputs
-        .iter()
-        .filter_map(|output| match output {
-            Output::ProgramSource(source) => Some(source.map(|c| c.0)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn disconnects(outputs: &[Output]) -> Vec<(u64, DisconnectReason)> {
-    outputs
-        .iter()
-        .filter_map(|output| match output {
-            Output::Disconnect { conn, reason } => Some((conn.0, *reason)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn notices(outputs: &[Output]) -> Vec<Notice> {
-    outputs
-        .iter()
-        .filter_map(|output| match output {
-            Output::Notice(notice) => Some(notice.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn members(status: &LeadStatus) -> Vec<(i64, Option<u64>, bool)> {
