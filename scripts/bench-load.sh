@@ -5,6 +5,7 @@
 #   QUICK=1 scripts/bench-load.sh    # subset (~5 min)
 #   BENCH_N="1 10" BENCH_M=50 BENCH_LATENCY=0 DURATION=20 scripts/bench-load.sh  # custom subset
 #   BENCH_LOAD=0 BENCH_LATENCY="ms-switch" scripts/bench-load.sh                  # one latency run
+#   BENCH_LOAD=0 LAT_INPUT=nob scripts/bench-load.sh        # latency of an input without B-frames
 #   BENCH_LOAD=0 BENCH_LATENCY=0 BENCH_CEILING=1 scripts/bench-load.sh           # fan-out ceiling only
 #
 # For each server, N publishers (ffmpeg -re, ~2.5 Mbit/s 720p30) and M players: the lead
@@ -77,17 +78,22 @@ rm -f "$RUNS"/*.json
 
 # ---------------------------------------------------------------------------------------
 # Inputs: ~2.5 Mbit/s 720p30 H.264 + AAC, keyframe every 2 s (noise keeps the bitrate up).
-make_input() { # make_input FILE SOURCE SECONDS
+make_input() { # make_input FILE SOURCE SECONDS [B-FRAMES]
   [[ -s "$1" ]] && return 0
   log "encoding $(basename "$1")"
   ffmpeg -nostdin -v error -y -f lavfi -i "$2=size=1280x720:rate=30,noise=alls=12:allf=t" \
     -f lavfi -i "sine=frequency=440:sample_rate=48000" -t "$3" \
     -c:v libx264 -preset veryfast -pix_fmt yuv420p -b:v 2300k -maxrate 2300k -bufsize 4600k \
-    -g 60 -keyint_min 60 -sc_threshold 0 -c:a aac -b:a 128k -ac 2 -f flv "$1.tmp"
+    -g 60 -keyint_min 60 -sc_threshold 0 ${4:+-bf "$4"} -c:a aac -b:a 128k -ac 2 -f flv "$1.tmp"
   mv "$1.tmp" "$1"
 }
 make_input "$OUT/input.flv" testsrc2 20
 make_input "$OUT/input2.flv" testsrc 10
+# Without B-frames: the program's presentation delay (which lets a splice into a DJ who
+# uses B-frames need no pause) is then zero, so the latency runs measure the send path.
+make_input "$OUT/input-nob.flv" testsrc2 20 0
+LAT_INPUT="${LAT_INPUT:-$OUT/input.flv}"
+[[ $LAT_INPUT == nob ]] && LAT_INPUT="$OUT/input-nob.flv"
 
 # ---------------------------------------------------------------------------------------
 # motherstream accounts (made once, copied into a fresh data dir per run so no queue
@@ -258,7 +264,7 @@ run_latency() { # run_latency NAME SERVER RECEIVER(sink|play) [OTHER_PUBLISHERS 
   if [[ -n $sw ]]; then
     args+=(--key2 "${KEYS[$((MAX_PUBLISHERS + 1))]}" --file2 "$OUT/input2.flv" --switches "$SWITCHES" --stint 6)
   fi
-  start_bg "$dir/probe.log" "$PROBE" latency "${args[@]}" --file "$OUT/input.flv" \
+  start_bg "$dir/probe.log" "$PROBE" latency "${args[@]}" --file "$LAT_INPUT" \
     --duration "$LAT_DURATION" --warmup "$([[ $others$players == 00 ]] && echo 5 || echo 15)" \
     --out "$RUNS/lat-$name.json"
   local probe=$BG_PID
