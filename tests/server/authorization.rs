@@ -28,23 +28,7 @@ struct Caller {
 }
 
 async fn log_in(server: &Server, login: &str) -> Caller {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = client
-        .post(server.url("/login"))
-        .header("cookie", format!("ms_csrf={CSRF}"))
-        .form(&[("csrf", CSRF), ("username", login), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303, "page login as {login}");
-    let session = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("ms_session="))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .expect("a session cookie");
+    let session = server.page_session(login, CSRF).await;
     Caller { session: Some(session), token: Some(server.token(login).await) }
 }
 

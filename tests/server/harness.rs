@@ -251,6 +251,27 @@ impl Server {
         }
     }
 
+    /// Logs in through the login page with `csrf` as the CSRF cookie and field; returns the
+    /// session cookie's value.
+    pub async fn page_session(&self, login: &str, csrf: &str) -> String {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let resp = client
+            .post(self.url("/login"))
+            .header("cookie", format!("ms_csrf={csrf}"))
+            .form(&[("csrf", csrf), ("username", login), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303, "page login as {login}");
+        resp.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("ms_session="))
+            .map(|c| c.split(';').next().unwrap().to_owned())
+            .expect("a session cookie")
+    }
+
     /// Logs in through the API and returns the bearer token.
     pub async fn token(&self, login: &str) -> String {
         self.token_with(login, PASSWORD).await

@@ -181,28 +181,7 @@ async fn a_booked_dj_streaming_goes_on_air_at_the_booked_start() {
 /// A browser session of `login`, with the CSRF value its forms send.
 async fn browser(server: &Server, login: &str) -> reqwest::Client {
     let csrf = "f".repeat(64);
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("cookie", format!("ms_csrf={csrf}").parse().unwrap());
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .default_headers(headers)
-        .build()
-        .unwrap();
-    let resp = client
-        .post(server.url("/login"))
-        .form(&[("csrf", csrf.as_str()), ("username", login), ("password", crate::harness::PASSWORD)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    let session = resp
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("ms_session="))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .expect("a session cookie");
+    let session = server.page_session(login, &csrf).await;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("cookie", format!("ms_csrf={csrf}; ms_session={session}").parse().unwrap());
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).default_headers(headers).build().unwrap()
