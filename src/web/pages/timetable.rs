@@ -35,12 +35,7 @@ fn view(booking: &BookingRecord) -> Value {
 /// `GET /timetable`: the approved slots of the coming week. Times go out as Unix seconds
 /// and the browser shows them in the viewer's time zone.
 pub async fn page(State(state): State<AppState>, session: WebSession) -> Result<Response, PageError> {
-    let now = unix_now();
-    let bookings = state
-        .store
-        .bookings_between(now, now + PAGE_DAYS * DAY, true)
-        .await
-        .map_err(|e| PageError::internal("listing bookings", e))?;
+    let bookings = upcoming(&state, PAGE_DAYS, true).await?;
     let ctx = context! {
         active => "timetable",
         bookings => bookings.iter().map(view).collect::<Vec<_>>(),
@@ -51,13 +46,7 @@ pub async fn page(State(state): State<AppState>, session: WebSession) -> Result<
 
 /// The bookings the admin console lists, requests included.
 pub async fn console_bookings(state: &AppState) -> Result<Vec<Value>, PageError> {
-    let now = unix_now();
-    let bookings = state
-        .store
-        .bookings_between(now, now + CONSOLE_DAYS * DAY, false)
-        .await
-        .map_err(|e| PageError::internal("listing bookings", e))?;
-    Ok(bookings.iter().map(view).collect())
+    Ok(upcoming(state, CONSOLE_DAYS, false).await?.iter().map(view).collect())
 }
 
 /// The DJs with a default set length, for the admin console.
@@ -68,13 +57,18 @@ pub async fn console_set_lengths(state: &AppState) -> Result<Vec<Value>, PageErr
 
 /// The DJ's own bookings (requests too), for their dashboard.
 pub async fn own_bookings(state: &AppState, user_id: i64) -> Result<Vec<Value>, PageError> {
-    let now = unix_now();
-    let bookings = state
-        .store
-        .bookings_between(now, now + CONSOLE_DAYS * DAY, false)
-        .await
-        .map_err(|e| PageError::internal("listing bookings", e))?;
+    let bookings = upcoming(state, CONSOLE_DAYS, false).await?;
     Ok(bookings.iter().filter(|b| b.user_id == user_id).map(view).collect())
+}
+
+/// The bookings from now to `days` ahead; with `approved_only`, requests left out.
+async fn upcoming(state: &AppState, days: i64, approved_only: bool) -> Result<Vec<BookingRecord>, PageError> {
+    let now = unix_now();
+    state
+        .store
+        .bookings_between(now, now + days * DAY, approved_only)
+        .await
+        .map_err(|e| PageError::internal("listing bookings", e))
 }
 
 #[derive(Deserialize)]
