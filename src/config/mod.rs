@@ -943,10 +943,30 @@ mod tests {
     #[test]
     fn hls_section() {
         let c = resolve(StoreArgs::default(), Settings::default(), "", EnvDb::default()).unwrap();
-        assert_eq!(c.hls, HlsConfig { enabled: true, segment_seconds: 2, window: 6, low_latency: false, previews: 4 });
+        assert_eq!(
+            c.hls,
+            HlsConfig {
+                enabled: true,
+                segment_seconds: 2,
+                window: 6,
+                low_latency: false,
+                previews: 4,
+                always_on: false
+            }
+        );
         let file = "[hls]\nlow_latency = true\nwindow = 10\n";
         let c = resolve(StoreArgs::default(), Settings::default(), file, EnvDb::default()).unwrap();
-        assert_eq!(c.hls, HlsConfig { enabled: true, segment_seconds: 2, window: 10, low_latency: true, previews: 4 });
+        assert_eq!(
+            c.hls,
+            HlsConfig {
+                enabled: true,
+                segment_seconds: 2,
+                window: 10,
+                low_latency: true,
+                previews: 4,
+                always_on: false
+            }
+        );
         let typo = "[hls]\nsegment_secs = 4\n";
         assert!(resolve(StoreArgs::default(), Settings::default(), typo, EnvDb::default()).is_err());
     }

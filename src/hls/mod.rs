@@ -5,19 +5,26 @@
 //! [`segmenter::Segmenter`], applies its output to the pure [`playlist::Window`], and
 //! publishes an immutable [`Snapshot`] through a `watch` channel: requests read the latest
 //! snapshot without locking the task out, and blocking playlist reloads wait on it.
+//!
+//! Unless `[hls] always_on`, the program is muxed only while somebody fetches it: the first
+//! request starts the task (which begins with the program's current GOP, so the first
+//! segment is complete at the next keyframe), and [`IDLE`] without a request stops it and
+//! drops the window. A channel nobody watches as HLS pays neither the muxing nor the
+//! window's memory (6 segments of 2 s at 2.5 Mbit/s are about 4 MiB).
 
 pub mod mp4;
 pub mod playlist;
 pub mod preview;
 pub mod segmenter;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::media::flv::FlvTag;
 use crate::program::ProgramBus;
@@ -31,6 +38,11 @@ const PART_MS: u64 = 400;
 const PART_TARGET_MS: u64 = 500;
 /// Pause before subscribing again after the program ended or dropped this consumer.
 const RESUBSCRIBE: Duration = Duration::from_millis(500);
+/// An output nobody has fetched for this long stops being muxed (a player reloads its
+/// playlist every segment, so an open player keeps it going).
+pub const IDLE: Duration = Duration::from_secs(30);
+/// How often a running muxer checks whether it is still fetched.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Blocking requests (LL-HLS reloads, preload-hinted parts) waiting at once, all clients
 /// together; more are answered 503 at once.
 pub const MAX_WAITERS: usize = 1024;
@@ -49,11 +61,14 @@ pub struct HlsConfig {
     /// DJs' previews of their own stream muxed at once (each one segmenter and window);
     /// more are refused with 503.
     pub previews: usize,
+    /// Mux the program even while nobody fetches it, so that a first viewer finds the whole
+    /// window at once instead of waiting for a segment (up to one GOP).
+    pub always_on: bool,
 }
 
 impl Default for HlsConfig {
     fn default() -> Self {
-        Self { enabled: true, segment_seconds: 2, window: 6, low_latency: false, previews: 4 }
+        Self { enabled: true, segment_seconds: 2, window: 6, low_latency: false, previews: 4, always_on: false }
     }
 }
 
@@ -98,9 +113,51 @@ pub struct Hls {
     pub config: HlsConfig,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     pub counters: Arc<HlsCounters>,
+    demand: Arc<Demand>,
+}
+
+/// When the output was last fetched, and the muxer's wake-up when it waits for a viewer.
+#[derive(Debug, Default)]
+struct Demand {
+    last_fetch: Mutex<Option<Instant>>,
+    fetched: Notify,
+}
+
+impl Demand {
+    fn last_fetch(&self) -> MutexGuard<'_, Option<Instant>> {
+        // An `Instant` is replaced whole: a panic elsewhere leaves nothing half-done.
+        self.last_fetch.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn watched(&self) -> bool {
+        self.last_fetch().is_some_and(|at| at.elapsed() < IDLE)
+    }
+
+    /// Returns once the output has been fetched within [`IDLE`].
+    async fn wait_for_viewer(&self) {
+        loop {
+            // Registered before the check, so a fetch in between is not missed.
+            let fetched = self.fetched.notified();
+            if self.watched() {
+                return;
+            }
+            fetched.await;
+        }
+    }
 }
 
 impl Hls {
+    /// Counts a request for the output: it keeps the muxer running, or starts it.
+    pub fn fetched(&self) {
+        *self.demand.last_fetch() = Some(Instant::now());
+        self.demand.fetched.notify_one();
+    }
+
+    /// Whether the output has been fetched within [`IDLE`].
+    pub fn watched(&self) -> bool {
+        self.demand.watched()
+    }
+
     /// The latest snapshot.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
@@ -123,32 +180,62 @@ pub(crate) fn standalone(config: HlsConfig) -> (Hls, watch::Sender<Arc<Snapshot>
     let window = Window::new(config.window(1));
     let playlist = Bytes::from(window.render());
     let (tx, rx) = watch::channel(Arc::new(Snapshot { window, playlist }));
-    (Hls { config, snapshot: rx, counters: Arc::default() }, tx)
+    (Hls { config, snapshot: rx, counters: Arc::default(), demand: Arc::default() }, tx)
 }
 
 /// Starts the HLS task on `program` until `shutdown`.
 pub fn spawn(config: HlsConfig, program: ProgramBus, shutdown: watch::Receiver<bool>) -> Hls {
     let (muxer, hls) = Muxer::new(config);
-    tokio::spawn(run_program(muxer, program, shutdown));
+    let demand = (!config.always_on).then(|| hls.demand.clone());
+    tokio::spawn(run_program(muxer, program, demand, shutdown));
     hls
 }
 
-async fn run_program(mut muxer: Muxer, program: ProgramBus, mut shutdown: watch::Receiver<bool>) {
+/// Why the muxer stopped reading the program.
+enum Pause {
+    /// The program ended or dropped this consumer.
+    Dropped,
+    /// Nobody fetched the output for [`IDLE`].
+    Unwatched,
+}
+
+/// Muxes the program; with `demand`, only while it is fetched.
+async fn run_program(
+    mut muxer: Muxer,
+    program: ProgramBus,
+    demand: Option<Arc<Demand>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
-        let Some(mut subscription) = program.subscribe("hls").await else { return };
-        loop {
+        if let Some(demand) = &demand {
             tokio::select! {
-                tag = subscription.recv() => match tag {
-                    Some(tag) => muxer.push(tag),
-                    None => break,
-                },
+                () = demand.wait_for_viewer() => {}
                 _ = shutdown.changed() => return,
             }
         }
+        let Some(mut subscription) = program.subscribe("hls").await else { return };
+        let mut check = tokio::time::interval(IDLE_CHECK);
+        let pause = loop {
+            tokio::select! {
+                tag = subscription.recv() => match tag {
+                    Some(tag) => muxer.push(tag),
+                    None => break Pause::Dropped,
+                },
+                _ = check.tick(), if demand.is_some() => {
+                    if demand.as_ref().is_some_and(|d| !d.watched()) {
+                        break Pause::Unwatched;
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        };
         muxer.interrupt();
-        tokio::select! {
-            _ = tokio::time::sleep(RESUBSCRIBE) => {}
-            _ = shutdown.changed() => return,
+        match pause {
+            Pause::Unwatched => muxer.forget(),
+            Pause::Dropped => tokio::select! {
+                _ = tokio::time::sleep(RESUBSCRIBE) => {}
+                _ = shutdown.changed() => return,
+            },
         }
     }
 }
@@ -171,7 +258,7 @@ impl Muxer {
         let (tx, rx) = watch::channel(Arc::new(Snapshot { window: window.clone(), playlist }));
         let counters = Arc::new(HlsCounters::default());
         let muxer = Self { segmenter: Segmenter::new(config.segmenter()), window, tx, counters: counters.clone() };
-        (muxer, Hls { config, snapshot: rx, counters })
+        (muxer, Hls { config, snapshot: rx, counters, demand: Arc::default() })
     }
 
     fn push(&mut self, tag: FlvTag) {
@@ -183,6 +270,13 @@ impl Muxer {
     fn interrupt(&mut self) {
         self.segmenter.interrupt();
         self.publish();
+    }
+
+    /// Drops the window's segments (nobody watches); numbering goes on where it was.
+    fn forget(&mut self) {
+        self.window.clear();
+        let playlist = Bytes::from(self.window.render());
+        self.tx.send_replace(Arc::new(Snapshot { window: self.window.clone(), playlist }));
     }
 
     /// Applies what the segmenter made; a new snapshot only when something changed.
@@ -199,5 +293,55 @@ impl Muxer {
         }
         let playlist = Bytes::from(self.window.render());
         self.tx.send_replace(Arc::new(Snapshot { window: self.window.clone(), playlist }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::program::BusCommand;
+
+    /// The muxer on a stand-in program: the test sees its subscriptions.
+    fn on_demand() -> (Hls, tokio::sync::mpsc::Receiver<BusCommand>, watch::Sender<bool>) {
+        let (program, mailbox) = ProgramBus::channel();
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let hls = spawn(HlsConfig::default(), program, shutdown);
+        (hls, mailbox, shutdown_tx)
+    }
+
+    async fn subscription(mailbox: &mut tokio::sync::mpsc::Receiver<BusCommand>) -> Option<BusCommand> {
+        tokio::time::timeout(Duration::from_secs(5), mailbox.recv()).await.ok().flatten()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_program_is_muxed_from_the_first_fetch_until_idle() {
+        let (hls, mut mailbox, _shutdown) = on_demand();
+        assert!(subscription(&mut mailbox).await.is_none(), "nobody fetched: not subscribed");
+
+        hls.fetched();
+        let Some(BusCommand::Subscribe { tx, .. }) = subscription(&mut mailbox).await else {
+            panic!("a fetch subscribes the muxer to the program");
+        };
+        tokio::time::sleep(IDLE - Duration::from_secs(5)).await;
+        hls.fetched();
+        tokio::time::sleep(IDLE - Duration::from_secs(5)).await;
+        assert!(!tx.is_closed(), "fetched {:?} ago: still muxing", IDLE - Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_secs(5) + IDLE_CHECK * 2).await;
+        assert!(tx.is_closed(), "unwatched for {IDLE:?}: unsubscribed");
+
+        hls.fetched();
+        assert!(subscription(&mut mailbox).await.is_some(), "the next fetch starts it again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn always_on_muxes_without_a_viewer() {
+        let (program, mut mailbox) = ProgramBus::channel();
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let _hls = spawn(HlsConfig { always_on: true, ..HlsConfig::default() }, program, shutdown);
+        let Some(BusCommand::Subscribe { tx, .. }) = subscription(&mut mailbox).await else {
+            panic!("subscribed at once");
+        };
+        tokio::time::sleep(IDLE * 3).await;
+        assert!(!tx.is_closed());
     }
 }

@@ -54,6 +54,8 @@ pub struct Window {
     inits: Vec<(u64, Bytes)>,
     /// Discontinuities of segments dropped from the deque.
     discontinuities_dropped: u64,
+    /// The number the next segment gets: the media sequence of a playlist that lists none.
+    next_msn: u64,
     /// EXT-X-TARGETDURATION, seconds: the configured one, raised (never lowered) by longer
     /// segments, which a source with long GOPs makes.
     target_s: u64,
@@ -66,6 +68,7 @@ impl Window {
             segments: VecDeque::new(),
             inits: Vec::new(),
             discontinuities_dropped: 0,
+            next_msn: 0,
             target_s: config.segment_ms.div_ceil(1000).max(1),
         }
     }
@@ -74,6 +77,7 @@ impl Window {
         match output {
             Output::Init { id, bytes } => self.inits.push((id, bytes)),
             Output::SegmentStarted { msn, init, discontinuity, wall, .. } => {
+                self.next_msn = msn + 1;
                 self.segments.push_back(Segment { msn, init, discontinuity, wall, complete: None, parts: Vec::new() });
             }
             Output::Part { msn, duration_ms, independent, bytes, .. } => {
@@ -101,6 +105,13 @@ impl Window {
                 }
             }
         }
+    }
+
+    /// Drops every segment (nobody is watching). The init segments stay, for the segments
+    /// that follow may use them; numbering and the discontinuity count go on.
+    pub fn clear(&mut self) {
+        self.discontinuities_dropped += self.segments.iter().filter(|s| s.discontinuity).count() as u64;
+        self.segments.clear();
     }
 
     pub fn target_duration_s(&self) -> u64 {
@@ -145,7 +156,7 @@ impl Window {
             let _ = writeln!(out, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}", seconds(3 * part_ms));
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={}", seconds(part_ms));
         }
-        let first = self.segments.get(hidden).map_or(0, |s| s.msn);
+        let first = self.segments.get(hidden).map_or(self.next_msn, |s| s.msn);
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
         let _ =
             writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{}", self.discontinuities_dropped + hidden_discontinuities);
@@ -346,6 +357,25 @@ mod tests {
             playlist
                 .ends_with("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-INDEPENDENT-SEGMENTS\n")
         );
+    }
+
+    #[test]
+    fn a_cleared_window_lists_none_and_numbering_goes_on() {
+        let mut w = window(PLAIN, &[(0, false, 0), (0, true, 0), (0, false, 0)]);
+        w.clear();
+        assert_eq!(w.last_complete(), None);
+        assert!(w.get(File::Segment(2)).is_none(), "the segments' memory is let go");
+        assert!(
+            w.render()
+                .ends_with("#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n#EXT-X-INDEPENDENT-SEGMENTS\n"),
+            "never back to a number a player or a cache has seen"
+        );
+        w.apply(Output::SegmentStarted { msn: 3, init: 0, discontinuity: true, wall: UNIX_EPOCH, start_ms: 0 });
+        w.apply(Output::SegmentEnded { msn: 3, duration_ms: 2000, bytes: Bytes::from_static(b"segment") });
+        let playlist = w.render();
+        assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{playlist}");
+        assert!(playlist.contains("#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"ab-init-0.mp4\"\n"), "{playlist}");
+        assert!(w.get(File::Init(0)).is_some(), "the init segment in use stays");
     }
 
     #[test]

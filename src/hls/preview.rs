@@ -1,28 +1,19 @@
 //! Previews: a DJ's own incoming stream as HLS, so they can check picture and sound before
 //! their turn (issue 14). Muxed exactly like the program's output (the same [`Muxer`]), from
 //! the publisher's cached GOP and then its live tags; started by the first request, stopped
-//! once nobody has fetched it for [`IDLE`] or when the publisher goes, and at most
+//! once nobody has fetched it for [`super::IDLE`] or when the publisher goes, and at most
 //! `[hls] previews` at once, so a page left open costs nothing once closed and many cannot
 //! add up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
-
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
-use super::{Hls, HlsConfig, Muxer};
+use super::{Hls, HlsConfig, IDLE_CHECK, Muxer};
 use crate::hub::{Publisher, PublisherFeed};
 use crate::ids::{ConnId, UserId};
-
-/// A preview nobody has fetched for this long stops (a player reloads its playlist every
-/// segment, so an open page keeps it going).
-pub const IDLE: Duration = Duration::from_secs(30);
-/// How often a preview checks whether it is still watched.
-const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// `[hls] previews` are running: the request should be retried later.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,7 +32,6 @@ struct Running {
     id: u64,
     conn: ConnId,
     hls: Hls,
-    last_fetch: Arc<Mutex<Instant>>,
     /// Dropped when the entry is replaced: the task then stops.
     _stop: oneshot::Sender<()>,
 }
@@ -57,7 +47,7 @@ impl Previews {
         let user = publisher.dj.user_id;
         let mut running = self.lock();
         if let Some(preview) = running.get(&user).filter(|p| p.conn == publisher.conn) {
-            *lock(&preview.last_fetch) = Instant::now();
+            preview.hls.fetched();
             return Ok(preview.hls.clone());
         }
         running.remove(&user);
@@ -65,12 +55,12 @@ impl Previews {
             return Err(PreviewsFull);
         }
         let (muxer, hls) = Muxer::new(self.config);
+        hls.fetched();
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        let last_fetch = Arc::new(Mutex::new(Instant::now()));
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = Task { previews: self.clone(), user, id, last_fetch: last_fetch.clone() };
+        let task = Task { previews: self.clone(), user, id, hls: hls.clone() };
         tokio::spawn(task.run(muxer, publisher.subscribe(), stop_rx));
-        running.insert(user, Running { id, conn: publisher.conn, hls: hls.clone(), last_fetch, _stop: stop_tx });
+        running.insert(user, Running { id, conn: publisher.conn, hls: hls.clone(), _stop: stop_tx });
         Ok(hls)
     }
 
@@ -80,20 +70,16 @@ impl Previews {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<UserId, Running>> {
-        lock(&self.running)
+        // Entries are inserted and removed whole, so a panic elsewhere leaves nothing half-done.
+        self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded values are replaced whole, so a panic elsewhere leaves nothing half-done.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Task {
     previews: Previews,
     user: UserId,
     id: u64,
-    last_fetch: Arc<Mutex<Instant>>,
+    hls: Hls,
 }
 
 impl Task {
@@ -113,7 +99,7 @@ impl Task {
                     Err(RecvError::Closed) => break,
                 },
                 _ = check.tick() => {
-                    if lock(&self.last_fetch).elapsed() >= IDLE {
+                    if !self.hls.watched() {
                         break;
                     }
                 }
@@ -130,7 +116,10 @@ impl Task {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::hls::IDLE;
     use crate::queue::engine::Dj;
 
     fn publisher(conn: u64, user: i64) -> Publisher {

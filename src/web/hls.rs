@@ -51,10 +51,11 @@ fn enabled(hls: Option<&Hls>) -> Result<&Hls, ApiError> {
 
 pub(super) async fn playlist_response(hls: Option<&Hls>, query: Option<&str>) -> Result<Response, ApiError> {
     let hls = enabled(hls)?;
+    hls.fetched();
     // Without LL-HLS the playlist does not offer blocking reloads, so the query is ignored.
     let blocking = if hls.low_latency() { blocking_request(query)? } else { None };
     let snapshot = match blocking {
-        None => hls.snapshot(),
+        None => first_segment(hls).await?,
         Some((msn, part)) => {
             let now = hls.snapshot();
             // More than two segments past the playlist's last one is a request for the future.
@@ -88,8 +89,16 @@ fn blocking_request(query: Option<&str>) -> Result<Option<(u64, Option<usize>)>,
     }
 }
 
+/// The snapshot to list, once it has a segment. An output just started (on demand, or a
+/// preview) lists none for a GOP or so, and hls.js gives up on an empty live playlist (its
+/// player then reports the source unusable): the request waits, as long as a blocking reload
+/// may (503 after that: retry).
+async fn first_segment(hls: &Hls) -> Result<Arc<Snapshot>, ApiError> {
+    wait_for(hls, |s| s.window.last_complete().is_some()).await
+}
+
 /// The first snapshot `ready` accepts, waiting up to three target durations for it.
-pub(super) async fn wait_for(hls: &Hls, ready: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, ApiError> {
+async fn wait_for(hls: &Hls, ready: impl Fn(&Snapshot) -> bool) -> Result<Arc<Snapshot>, ApiError> {
     let now = hls.snapshot();
     if ready(&now) {
         return Ok(now);
@@ -127,6 +136,7 @@ impl Drop for Waiter<'_> {
 
 pub(super) async fn file_response(hls: Option<&Hls>, name: &str, headers: &HeaderMap) -> Result<Response, ApiError> {
     let hls = enabled(hls)?;
+    hls.fetched();
     let gone = || ApiError::not_found("No such HLS file (segments leave the window after a few seconds)");
     let snapshot = hls.snapshot();
     let file = snapshot.window.parse_name(name).ok_or_else(gone)?;
@@ -247,7 +257,8 @@ mod tests {
     use crate::hls::segmenter::Output;
     use crate::hls::{HlsConfig, standalone};
 
-    const LL: HlsConfig = HlsConfig { enabled: true, segment_seconds: 2, window: 3, low_latency: true, previews: 4 };
+    const LL: HlsConfig =
+        HlsConfig { enabled: true, segment_seconds: 2, window: 3, low_latency: true, previews: 4, always_on: false };
 
     fn status(result: Result<Response, ApiError>) -> StatusCode {
         result.map_or_else(|e| e.status, |r| r.status())

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use super::hls::{file_response, playlist_response, wait_for};
+use super::hls::{file_response, playlist_response};
 use super::session::WebSession;
 use crate::hls::Hls;
 use crate::ids::UserId;
@@ -26,23 +26,10 @@ pub async fn playlist(
     RawQuery(query): RawQuery,
 ) -> Response {
     let response = match open(&state, &session, user_id) {
-        Ok(hls) => match first_segment(&hls).await {
-            Ok(()) => playlist_response(Some(&hls), query.as_deref()).await,
-            Err(e) => Err(e),
-        },
+        Ok(hls) => playlist_response(Some(&hls), query.as_deref()).await,
         Err(e) => Err(e),
     };
     no_store(response)
-}
-
-/// A preview just started lists no segment for a GOP or so, and hls.js gives up on an empty
-/// live playlist (and its player then reports the source unusable): the request waits for
-/// the first segment, as long as a blocking reload may (503 after that: retry).
-async fn first_segment(hls: &Hls) -> Result<(), ApiError> {
-    if hls.snapshot().window.last_complete().is_some() {
-        return Ok(());
-    }
-    wait_for(hls, |s| s.window.last_complete().is_some()).await.map(drop)
 }
 
 /// `GET /preview/{user_id}/{file}`: its init segments, segments and parts.

@@ -131,8 +131,9 @@ async fn hls_plays_through_two_dj_switches_and_the_slate() {
     if !require_tool("ffprobe") || !require_tool("ffmpeg") {
         return;
     }
-    // A window long enough to hold the whole story, which is then read as one recording.
-    let config = "[hls]\nwindow = 60\n";
+    // A window long enough to hold the whole story, muxed from the start (not only once
+    // fetched), which is then read as one recording.
+    let config = "[hls]\nwindow = 60\nalways_on = true\n";
     let server = Server::start(Options { grace_period: 1, config: Some(config.into()), ..Options::default() });
     let alice_key = server.add_user("Alice", false);
     let bob_key = server.add_user("Bob", false);
@@ -181,7 +182,7 @@ async fn hls_under_the_profile_policy_has_one_resolution_and_no_discontinuity() 
     if !require_tool("ffprobe") || !require_tool("ffmpeg") {
         return;
     }
-    let config = "[hls]\nwindow = 60\n[channel]\noff_profile = \"transcode\"\n";
+    let config = "[hls]\nwindow = 60\nalways_on = true\n[channel]\noff_profile = \"transcode\"\n";
     let server = Server::start(Options { grace_period: 1, config: Some(config.into()), ..Options::default() });
     let alice_key = server.add_user("Alice", false);
     let bob_key = server.add_user("Bob", false);
@@ -303,6 +304,30 @@ async fn hls_http_caching_ranges_expiry_and_blocking_reload() {
     };
     assert!(value("motherstream_hls_segments_total ") >= 6.0);
     assert!(value("motherstream_hls_sent_bytes_total ") >= whole.len() as f64);
+}
+
+/// Nobody fetches the HLS output: it is not muxed. The first request starts it and waits for
+/// the first segment, so even that request gets a playlist a player can start with.
+#[tokio::test]
+async fn hls_is_muxed_once_fetched_and_the_first_request_gets_a_segment() {
+    let server = Server::start(Options::default());
+    let segments_made = |server: &Server| {
+        let url = server.url("/metrics");
+        async move {
+            let metrics = reqwest::get(url).await.unwrap().text().await.unwrap();
+            let line = metrics.lines().find(|l| l.starts_with("motherstream_hls_segments_total ")).unwrap().to_owned();
+            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+        }
+    };
+    // The slate is on air: two segments' worth of program, which nobody asked for as HLS.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(segments_made(&server).await, 0.0, "muxed without a viewer");
+
+    let response = get(&server, "/hls/program.m3u8").await;
+    assert_eq!(response.status(), 200);
+    let playlist = response.text().await.unwrap();
+    assert!(!uris(&playlist).is_empty(), "the first request waits for a segment: {playlist}");
+    assert!(segments_made(&server).await >= 1.0);
 }
 
 /// A page fed by the test: it appends the playlist's init and segments to one Media Source
@@ -442,7 +467,7 @@ async fn chromium_media_source_plays_across_a_switch_in_one_init() {
         eprintln!("skipping: chromium not installed");
         return;
     };
-    let config = "[hls]\nwindow = 60\n";
+    let config = "[hls]\nwindow = 60\nalways_on = true\n";
     let server = Server::start(Options { grace_period: 1, config: Some(config.into()), ..Options::default() });
     let key = server.add_user("Bob", false);
     let player = rtmp_player(&server).await;
