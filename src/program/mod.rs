@@ -222,8 +222,18 @@ impl Program {
         let policy_applies = self.publishers.channel().off_profile != OffProfilePolicy::Allow;
         let mut airing_poll = tokio::time::interval(AIRING_POLL);
         airing_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer for the task's life, moved to each new deadline: a DJ's stall deadline
+        // moves with every tag, and a timer made and dropped per tag costs the runtime's timer
+        // lock twice, where moving one later is an atomic store.
+        let wake = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(wake);
         loop {
             let deadline = self.director.next_deadline();
+            if let Some(at) = deadline.map(tokio::time::Instant::from_std) {
+                if wake.deadline() != at {
+                    wake.as_mut().reset(at);
+                }
+            }
             tokio::select! {
                 changed = source.changed() => {
                     if changed.is_err() {
@@ -233,7 +243,7 @@ impl Program {
                     self.resolve(Instant::now());
                 }
                 (slot, received) = next_any(&mut self.feeds) => self.on_feed(slot, received),
-                _ = sleep_until(deadline) => self.director.tick(Instant::now()),
+                () = &mut wake, if deadline.is_some() => self.director.tick(Instant::now()),
                 _ = airing_poll.tick(), if policy_applies => self.resolve(Instant::now()),
                 command = mailbox.recv() => match command {
                     Some(BusCommand::Subscribe { name, tx }) => self.fanout.add(name, tx),
@@ -364,13 +374,6 @@ async fn next_any(feeds: &mut [Option<LiveFeed>; 2]) -> (usize, Result<FlvTag, R
 async fn next(feed: &mut Option<LiveFeed>) -> Result<FlvTag, RecvError> {
     match feed {
         Some(feed) => feed.live.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }
