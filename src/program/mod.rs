@@ -229,10 +229,10 @@ impl Program {
         tokio::pin!(wake);
         loop {
             let deadline = self.director.next_deadline();
-            if let Some(at) = deadline.map(tokio::time::Instant::from_std) {
-                if wake.deadline() != at {
-                    wake.as_mut().reset(at);
-                }
+            if let Some(at) = deadline.map(tokio::time::Instant::from_std)
+                && wake.deadline() != at
+            {
+                wake.as_mut().reset(at);
             }
             tokio::select! {
                 changed = source.changed() => {
