@@ -15,7 +15,9 @@
 //! * When the set ends, every standby member is disconnected with it.
 //!
 //! The first member is the set's *host*: the name its [`Notice::OnAir`] and
-//! [`Notice::SetEnded`] carry, so that set history sees one set whoever is on air.
+//! [`Notice::SetEnded`] carry, so that set history sees one set whoever is on air. A host
+//! who leaves a set on air ends it under their name, and the set that goes on is the next
+//! member's (`SetEnded` then `OnAir`).
 
 use serde::{Deserialize, Serialize};
 
@@ -277,10 +279,19 @@ impl Engine {
         if let Some(conn) = place.standby_conn(user) {
             fx.emit(Output::Disconnect { conn, reason });
         }
+        let host = place.host().clone();
         let dj = place.b2b.members.iter().find(|dj| dj.user_id == user).cloned();
         place.drop_member(user);
+        let new_host = place.host().clone();
         if let Some(dj) = dj {
             fx.notice(Notice::MemberLeft { dj, set: place.set_name() });
+        }
+        // Set history and recordings go by the host's name: a set on air that loses its
+        // host is over, and the partners carry on with a set of their own.
+        if host.user_id == user && spot == Spot::Lead && self.lead.as_ref().is_some_and(|lead| lead.aired) {
+            let ended = if reason == DisconnectReason::Disabled { EndReason::Disabled } else { EndReason::Removed };
+            fx.notice(Notice::SetEnded { dj: host, reason: ended });
+            fx.notice(Notice::OnAir { dj: new_host });
         }
         fx.changed = true;
     }

@@ -266,6 +266,35 @@ fn removing_a_member_keeps_the_set_going() {
     assert_eq!(h.engine.handle(h.now, alone), Err(AdminError::B2b(B2bError::OnAirAlone)));
 }
 
+/// Set history and recordings go by the host's name: with the host gone mid-set, their set
+/// is over (its history row closes) and what goes on is the partner's own set.
+#[test]
+fn the_host_removed_mid_set_ends_their_set_and_the_partner_carries_on_under_their_own_name() {
+    let mut h = Harness::alice_b2b_bob();
+    let remove = Input::Admin(AdminCommand::Remove { user_id: UserId(ALICE) });
+    let out = h.engine.handle(h.now, remove).unwrap();
+    let said = notices(&out);
+    assert!(said.contains(&Notice::SetEnded { dj: dj(ALICE), reason: EndReason::Removed }), "{said:?}");
+    assert!(said.contains(&Notice::OnAir { dj: dj(BOB) }), "{said:?}");
+    assert_eq!(program_changes(&out), vec![Some(2)], "the program goes on: Bob was already streaming");
+    let out = h.input(Input::PublishStopped { conn: ConnId(2) });
+    assert!(notices(&out).contains(&Notice::SetEnded { dj: dj(BOB), reason: EndReason::Stopped }));
+
+    // The host standing by (Bob on air) and leaving the set of their own accord.
+    let mut h = Harness::alice_b2b_bob();
+    h.hand_over(ALICE, BOB, Caller::Dj(UserId(ALICE))).unwrap();
+    let leaves = Input::RemoveMember { set: UserId(ALICE), user: UserId(ALICE), by: Caller::Dj(UserId(ALICE)) };
+    let said = notices(&h.engine.handle(h.now, leaves).unwrap());
+    assert!(said.contains(&Notice::SetEnded { dj: dj(ALICE), reason: EndReason::Removed }), "{said:?}");
+    assert!(said.contains(&Notice::OnAir { dj: dj(BOB) }), "{said:?}");
+
+    // A partner who leaves changes nothing of the set's name.
+    let mut h = Harness::alice_b2b_bob();
+    let leaves = Input::RemoveMember { set: UserId(ALICE), user: UserId(BOB), by: Caller::Dj(UserId(BOB)) };
+    let said = notices(&h.engine.handle(h.now, leaves).unwrap());
+    assert!(!said.iter().any(|n| matches!(n, Notice::SetEnded { .. } | Notice::OnAir { .. })), "{said:?}");
+}
+
 #[test]
 fn members_survive_a_restart() {
     let mut h = Harness::alice_b2b_bob();
