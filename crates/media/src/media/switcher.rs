@@ -331,9 +331,11 @@ impl RecentDurations {
 
 /// Whether a source's emitted pictures cover every presentation slot up to the latest
 /// one shown, in program time: a *watermark* below which nothing is missing, and the
-/// pictures shown beyond a missing one (`ahead`). A slot below the current decode time can
-/// never be filled any more (a picture is never shown before it is decoded), so it is
-/// given up. Pictures are a frame apart; half a frame absorbs jitter.
+/// pictures shown beyond a missing one (`ahead`). A slot earlier than any picture decoded
+/// from now on can be shown can never be filled any more, so it is given up: a picture is
+/// shown no earlier than its decode time plus the source's presentation shift (a stream
+/// without B-frames that drops a frame leaves such a slot). Pictures are a frame apart;
+/// half a frame absorbs jitter.
 #[derive(Debug, Default)]
 struct PictureOrder {
     watermark: Option<i64>,
@@ -342,7 +344,8 @@ struct PictureOrder {
 }
 
 impl PictureOrder {
-    fn record(&mut self, decoded: i64, shown: i64, frame: i64) {
+    /// `earliest`: the earliest time a picture decoded from now on can be shown.
+    fn record(&mut self, earliest: i64, shown: i64, frame: i64) {
         let Some(mut watermark) = self.watermark else {
             self.watermark = Some(shown);
             return;
@@ -358,7 +361,7 @@ impl PictureOrder {
             self.ahead.clear();
         }
         while let Some(&next) = self.ahead.first() {
-            let given_up = watermark + frame + frame / 2 <= decoded;
+            let given_up = watermark + frame + frame / 2 <= earliest;
             if !continues(watermark, next) && !given_up {
                 break;
             }
@@ -846,7 +849,8 @@ impl Switcher {
                     i64::from(composition_time(tag)) + raised.as_ref().map_or(0, |_| i64::from(on_air.shift));
                 let shown = signed(ts) + composition.clamp(0, max_composition);
                 self.video.last_presentation = self.video.last_presentation.max(Some(shown));
-                on_air.pictures.record(signed(ts), shown, frame);
+                let earliest = signed(ts) + i64::from(on_air.shift).min(max_composition);
+                on_air.pictures.record(earliest, shown, frame);
                 let payload = raised.unwrap_or_else(|| tag.payload.clone());
                 on_air.tail.push(FlvTag { kind: tag.kind, timestamp: program_ts(ts), payload });
                 if on_air.pictures.is_clean() {
@@ -1630,6 +1634,25 @@ mod tests {
         assert_eq!(stamps(&rig.push(A, &aac(1040))), [(TagKind::Audio, 7)]);
         assert_eq!(stamps(&rig.push(A, &avc_inter(1066))), [(TagKind::Video, 33)]);
         assert_eq!(rig.switcher.next_timestamp(), 66);
+    }
+
+    /// An encoder that drops frames (OBS under load) leaves gaps in a stream without
+    /// B-frames: no picture can fill them, so nothing is held back for them, however long
+    /// the program's presentation delay.
+    #[test]
+    fn a_dropped_frame_holds_nothing_back_in_a_stream_without_b_frames() {
+        let config = SwitcherConfig { presentation_delay_ms: 100, ..SwitcherConfig::default() };
+        let mut rig = Rig::with(config);
+        rig.switcher.select(A);
+        rig.push_all(A, &[avc_header(1), aac_header(1)]);
+        assert!(!rig.push(A, &avc_key(0)).is_empty());
+        for ts in [33, 66, 100, 133] {
+            assert_eq!(rig.push(A, &avc_inter(ts)).len(), 1, "frame {ts} out at once");
+        }
+        // Two frames (166, 200) never come.
+        assert_eq!(rig.push(A, &avc_inter(233)).len(), 1, "the frame after the gap is not held");
+        assert_eq!(rig.push(A, &aac(240)).len(), 1, "nor the audio after it");
+        assert_eq!(rig.push(A, &avc_key(266)).len(), 1);
     }
 
     #[test]
