@@ -114,6 +114,11 @@ impl Window {
         self.segments.clear();
     }
 
+    /// The number the next segment will get.
+    pub fn next_msn(&self) -> u64 {
+        self.next_msn
+    }
+
     pub fn target_duration_s(&self) -> u64 {
         self.target_s
     }

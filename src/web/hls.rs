@@ -59,7 +59,9 @@ pub(super) async fn playlist_response(hls: Option<&Hls>, query: Option<&str>) ->
         Some((msn, part)) => {
             let now = hls.snapshot();
             // More than two segments past the playlist's last one is a request for the future.
-            if msn > now.window.last_complete().map_or(2, |last| last + 2) {
+            // A window just started on demand lists none yet: its numbering goes on from
+            // before, where a returning player left off.
+            if msn > now.window.last_complete().map_or(now.window.next_msn() + 2, |last| last + 2) {
                 return Err(ApiError::bad_request("_HLS_msn is too far ahead of the playlist"));
             }
             wait_for(hls, |s| s.window.has(msn, part)).await?
@@ -301,6 +303,24 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::ZERO, "refused at once");
         assert_eq!(hls.counters.waiters.load(Ordering::Relaxed), MAX_WAITERS);
         let far = playlist_response(Some(&hls), Some("_HLS_msn=3")).await;
+        assert_eq!(status(far), StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocking_reload_after_a_pause_in_muxing_waits_instead_of_refusing() {
+        let (hls, tx) = standalone(LL);
+        let mut snapshot = (**tx.borrow()).clone();
+        let wall = SystemTime::UNIX_EPOCH;
+        snapshot.window.apply(Output::Init { id: 0, bytes: Bytes::new() });
+        for msn in 0..10 {
+            snapshot.window.apply(Output::SegmentStarted { msn, init: 0, discontinuity: false, wall, start_ms: 0 });
+            snapshot.window.apply(Output::SegmentEnded { msn, duration_ms: 2000, bytes: Bytes::new() });
+        }
+        snapshot.window.clear();
+        tx.send_replace(Arc::new(snapshot));
+        let resumed = playlist_response(Some(&hls), Some("_HLS_msn=10&_HLS_part=0")).await;
+        assert_eq!(status(resumed), StatusCode::SERVICE_UNAVAILABLE, "waited for the part, not refused");
+        let far = playlist_response(Some(&hls), Some("_HLS_msn=13")).await;
         assert_eq!(status(far), StatusCode::BAD_REQUEST);
     }
 
