@@ -55,8 +55,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::ids::{ConnId, UserId};
 
 mod booking;
-use booking::BookingState;
 pub use booking::{Booking, MAX_BOOKINGS};
+use booking::{BookingState, RestoredBooking};
 
 /// Remaining-time thresholds at which the lead gets a [`Notice::TimeWarning`], longest first.
 const WARNING_THRESHOLDS: [Duration; 2] = [Duration::from_secs(5 * 60), Duration::from_secs(60)];
@@ -406,6 +406,13 @@ pub struct Snapshot {
     /// The members of the back-to-back sets among the places above.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub b2b: Vec<B2bSnapshot>,
+    /// Bookings whose slot has begun and that still wait for their DJ, by id: a restart
+    /// goes on with them rather than starting them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bookings_open: Vec<i64>,
+    /// Bookings whose slot has begun and that the engine is done with (honoured or dropped).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bookings_done: Vec<i64>,
 }
 
 /// The lead's set in a [`Snapshot`].
@@ -500,6 +507,8 @@ pub struct Engine {
     booking_grace: Duration,
     /// Sorted by start, without overlaps, at most [`MAX_BOOKINGS`].
     bookings: Vec<BookingState>,
+    /// After a restart, until the bookings are loaded: how far the saved ones had got.
+    restored_bookings: HashMap<i64, RestoredBooking>,
     default_set_lengths: HashMap<UserId, Duration>,
 }
 
@@ -764,6 +773,7 @@ impl Engine {
             program: None,
             booking_grace: settings.booking_grace,
             bookings: Vec::new(),
+            restored_bookings: HashMap::new(),
             default_set_lengths: HashMap::new(),
         }
     }
@@ -813,6 +823,7 @@ impl Engine {
         engine.waiting =
             snapshot.waiting.into_iter().filter(|dj| seen.insert(dj.user_id)).map(|dj| Place::new(dj, hold)).collect();
         engine.restore_b2b(snapshot.b2b);
+        engine.restore_bookings(snapshot.bookings_open, snapshot.bookings_done);
         if engine.lead.is_none() {
             // Only a hand-edited snapshot has waiters but no lead; keep the invariant. The
             // promotion of a held place has no effect worth reporting.
@@ -925,6 +936,7 @@ impl Engine {
     /// The persistent state as of `now`. The engine emits it on every change; a caller may
     /// also save it periodically so that a crash loses little of the lead's elapsed time.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let (bookings_open, bookings_done) = self.bookings_begun(now);
         Snapshot {
             swap_interval: self.swap_interval,
             block_enabled: self.block_enabled,
@@ -932,6 +944,8 @@ impl Engine {
             lead: self.lead.as_ref().map(|lead| lead.snapshot(now)),
             waiting: self.waiting.iter().map(|place| place.dj.clone()).collect(),
             b2b: self.b2b_snapshots(),
+            bookings_open,
+            bookings_done,
         }
     }
 

@@ -48,6 +48,13 @@ enum Phase {
     Closed,
 }
 
+/// How far a booking had got before a restart (see [`super::Snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RestoredBooking {
+    Open,
+    Done,
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct BookingState {
     booking: Booking,
@@ -66,6 +73,39 @@ impl BookingState {
 }
 
 impl Engine {
+    /// The ids of the bookings whose slot has begun by `now`: those still open, and those
+    /// the engine is done with.
+    pub(super) fn bookings_begun(&self, now: Instant) -> (Vec<i64>, Vec<i64>) {
+        let begun = |phase: Phase| {
+            self.bookings
+                .iter()
+                .filter(|state| state.phase == phase && state.booking.start <= now)
+                .map(|state| state.booking.id)
+                .collect()
+        };
+        (begun(Phase::Open), begun(Phase::Closed))
+    }
+
+    /// After a restart: the saved progress of bookings, applied when they are loaded.
+    pub(super) fn restore_bookings(&mut self, open: Vec<i64>, done: Vec<i64>) {
+        let open = open.into_iter().map(|id| (id, RestoredBooking::Open));
+        self.restored_bookings = open.chain(done.into_iter().map(|id| (id, RestoredBooking::Done))).collect();
+    }
+
+    /// R10 across a restart: a booking whose slot had begun is not started again (no second
+    /// cut of the set on air, no second notice). One the engine was done with stays done,
+    /// unless its DJ holds the lead: it opens again without starting, so that the set is
+    /// linked to it again (R4, R9).
+    fn restored_phase(&self, booking: &Booking) -> Phase {
+        let lead_is_booked = self.lead.as_ref().is_some_and(|lead| lead.place.dj.user_id == booking.user_id);
+        match self.restored_bookings.get(&booking.id) {
+            None => Phase::Pending,
+            Some(RestoredBooking::Open) => Phase::Open,
+            Some(RestoredBooking::Done) if lead_is_booked => Phase::Open,
+            Some(RestoredBooking::Done) => Phase::Closed,
+        }
+    }
+
     /// R8 and R10: keeps the earliest of overlapping bookings, and the state of unchanged ones.
     pub(super) fn set_bookings(&mut self, now: Instant, mut bookings: Vec<Booking>, fx: &mut Effects) {
         bookings.retain(|booking| !booking.length.is_zero());
@@ -79,10 +119,15 @@ impl Engine {
             if overlaps {
                 continue;
             }
-            let phase = self.bookings.iter().find(|old| old.booking == booking).map_or(Phase::Pending, |old| old.phase);
+            let phase = match self.bookings.iter().find(|old| old.booking == booking) {
+                Some(old) => old.phase,
+                None => self.restored_phase(&booking),
+            };
             kept.push(BookingState { booking, phase });
         }
         self.bookings = kept;
+        // The first list after a restart has taken what was saved.
+        self.restored_bookings.clear();
         // A set honouring a booking that was cancelled or changed is an ordinary set again;
         // a changed booking that is open links to it afresh (R4).
         if let Some(lead) = &mut self.lead {
@@ -156,6 +201,7 @@ impl Engine {
             }
             if state.booking.ends_by(now) {
                 state.phase = Phase::Closed;
+                fx.changed = true;
                 continue;
             }
             if now < state.booking.start {
@@ -166,6 +212,8 @@ impl Engine {
             let opening = state.phase == Phase::Pending;
             state.phase = Phase::Open;
             if opening {
+                // Saved, so that a restart does not start it again.
+                fx.changed = true;
                 fx.notice(Notice::BookingStarted { dj: booking.dj(), hard_start: booking.hard_start });
             }
             self.apply_open_booking(index, &booking, opening, grace_end, now, fx);
@@ -211,6 +259,7 @@ impl Engine {
             }
             (None, _) if grace_end.is_some_and(|grace_end| now >= grace_end) => {
                 state.phase = Phase::Closed;
+                fx.changed = true;
                 fx.notice(Notice::BookingDropped { dj: booking.dj() });
             }
             _ => {}

@@ -917,6 +917,8 @@ fn saved() -> Snapshot {
         lead: Some(LeadSnapshot { dj: dj(1), budget: secs(3600), elapsed: secs(3000), paused: false }),
         waiting: vec![dj(2), dj(3)],
         b2b: Vec::new(),
+        bookings_open: Vec::new(),
+        bookings_done: Vec::new(),
     }
 }
 
@@ -1078,6 +1080,8 @@ fn restore_repairs_an_inconsistent_snapshot() {
         lead: None,
         waiting: vec![dj(2), dj(3), dj(2)],
         b2b: Vec::new(),
+        bookings_open: Vec::new(),
+        bookings_done: Vec::new(),
     };
     let status = Engine::restore(Settings::default(), snapshot, t0).status(t0);
     assert_eq!(status.swap_interval, secs(3600), "a zero interval falls back to the settings");

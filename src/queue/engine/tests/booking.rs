@@ -268,3 +268,24 @@ fn a_booked_set_ends_with_its_slot_even_while_held_or_paused() {
     c.at(secs(1000)).tick();
     assert_eq!(c.lead(), None, "a paused booked set ends with its slot too");
 }
+
+#[test]
+fn a_restart_after_a_hard_start_does_not_cut_the_walk_in_again() {
+    let mut c = Harness::with(Settings { booking_grace: secs(300), ..Settings::default() });
+    c.publish(1, 1);
+    c.publish(2, 2);
+    c.book(&[(10, 3, 600, 3600, true)]);
+    c.at(secs(600)).tick();
+    assert_eq!(c.lead(), Some((2, Some(2))), "the hard start cut dj1; dj3 is absent");
+    c.at(secs(900)).tick();
+    let saved = c.engine.snapshot(c.now);
+    let restarted = c.t0 + secs(1000);
+    c.engine = Engine::restore(Settings { booking_grace: secs(300), ..Settings::default() }, saved, restarted);
+    c.now = restarted;
+    c.at(secs(1010)).publish(2, 2);
+    let out = c.book(&[(10, 3, 600, 3600, true)]);
+    assert!(disconnects(&out).is_empty(), "{out:?}");
+    let out = c.at(secs(1020)).tick();
+    assert!(disconnects(&out).is_empty(), "{out:?}");
+    assert_eq!(c.lead(), Some((2, Some(2))));
+}

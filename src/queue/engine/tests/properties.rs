@@ -127,6 +127,8 @@ fn start() -> impl Strategy<Value = Option<Snapshot>> {
                 }),
                 waiting: waiting.into_iter().map(dj).collect(),
                 b2b: Vec::new(),
+                bookings_open: Vec::new(),
+                bookings_done: Vec::new(),
             }
         });
     prop::option::of(snapshot)
