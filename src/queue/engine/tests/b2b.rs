@@ -18,28 +18,10 @@ fn dj(user_id: i64) -> Dj {
     Dj { user_id: UserId(user_id), dj_name: name }
 }
 
-struct Harness {
-    engine: Engine,
-    t0: Instant,
-    now: Instant,
-}
-
+/// The shared virtual-clock harness, with the DJs named as above.
 impl Harness {
-    fn new() -> Self {
-        let t0 = Instant::now();
-        Harness { engine: Engine::new(Settings::default()), t0, now: t0 }
-    }
-
-    fn at(&mut self, at: Duration) -> &mut Self {
-        self.now = self.t0 + at;
-        self
-    }
-
-    fn input(&mut self, input: Input) -> Vec<Output> {
-        self.engine.handle(self.now, input).expect("only commands fail")
-    }
-
-    fn publish(&mut self, conn: u64, user: i64) -> Vec<Output> {
+    /// Connection `conn` starts publishing as `user` (a named DJ).
+    fn stream(&mut self, conn: u64, user: i64) -> Vec<Output> {
         self.input(Input::PublishRequested { conn: ConnId(conn), dj: dj(user) })
     }
 
@@ -51,20 +33,16 @@ impl Harness {
         self.engine.handle(self.now, Input::HandOver { set: UserId(set), to: UserId(to), by })
     }
 
-    fn status(&self) -> Status {
-        self.engine.status(self.now)
-    }
-
-    fn lead(&self) -> LeadStatus {
+    fn set_lead(&self) -> LeadStatus {
         self.status().lead.expect("a lead")
     }
 
     /// Alice on air on connection 1, Bob in her set and standing by on connection 2.
     fn alice_b2b_bob() -> Self {
         let mut h = Harness::new();
-        h.publish(1, ALICE);
+        h.stream(1, ALICE);
         h.add(ALICE, BOB, Caller::Dj(UserId(ALICE))).expect("the lead adds a partner");
-        h.publish(2, BOB);
+        h.stream(2, BOB);
         h
     }
 }
@@ -76,20 +54,20 @@ fn members(status: &LeadStatus) -> Vec<(i64, Option<u64>, bool)> {
 #[test]
 fn a_partner_who_publishes_stands_by_in_the_set_instead_of_queueing() {
     let mut h = Harness::new();
-    h.publish(1, ALICE);
+    h.stream(1, ALICE);
     let added = h.add(ALICE, BOB, Caller::Dj(UserId(ALICE))).unwrap();
     assert_eq!(notices(&added), vec![Notice::MemberAdded { dj: dj(BOB), set: "Alice b2b Bob".to_owned() }]);
     assert!(added.iter().any(|o| matches!(o, Output::Persist(s) if s.b2b.len() == 1)));
 
-    let out = h.publish(2, BOB);
+    let out = h.stream(2, BOB);
     assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(2), on_air: false, position: 0 });
     assert_eq!(notices(&out), vec![Notice::StandingBy { dj: dj(BOB), set: "Alice b2b Bob".to_owned() }]);
     assert!(program_changes(&out).is_empty(), "standing by does not touch the program");
     assert!(h.status().waiting.is_empty(), "Bob did not queue separately");
-    assert_eq!(members(&h.lead()), vec![(ALICE, Some(1), true), (BOB, Some(2), false)]);
+    assert_eq!(members(&h.set_lead()), vec![(ALICE, Some(1), true), (BOB, Some(2), false)]);
 
     // A second connection of the same member is refused like a double publish.
-    let again = h.publish(3, BOB);
+    let again = h.stream(3, BOB);
     assert_eq!(again, vec![Output::PublishRejected { conn: ConnId(3), reason: RejectReason::AlreadyPublishing }]);
 }
 
@@ -104,7 +82,7 @@ fn a_hand_over_switches_the_program_and_the_set_clock_keeps_running() {
         vec![Notice::HandedOver { from: dj(ALICE), to: dj(BOB), set: "Alice b2b Bob".to_owned(), automatic: false }]
     );
     assert!(disconnects(&out).is_empty(), "Alice stays connected, standing by");
-    let lead = h.lead();
+    let lead = h.set_lead();
     assert_eq!(lead.conn, Some(ConnId(2)));
     assert_eq!(lead.elapsed, secs(100));
     assert_eq!(members(&lead), vec![(ALICE, Some(1), false), (BOB, Some(2), true)]);
@@ -113,14 +91,14 @@ fn a_hand_over_switches_the_program_and_the_set_clock_keeps_running() {
     h.at(secs(250));
     let back = h.hand_over(BOB, ALICE, Caller::Admin).unwrap();
     assert_eq!(program_changes(&back), vec![Some(1)]);
-    assert_eq!(h.lead().elapsed, secs(250));
-    assert_eq!(h.lead().remaining, secs(3600 - 250));
+    assert_eq!(h.set_lead().elapsed, secs(250));
+    assert_eq!(h.set_lead().remaining, secs(3600 - 250));
 }
 
 #[test]
 fn a_hand_over_to_a_member_who_is_not_live_is_refused_and_changes_nothing() {
     let mut h = Harness::new();
-    h.publish(1, ALICE);
+    h.stream(1, ALICE);
     h.add(ALICE, BOB, Caller::Admin).unwrap();
     let before = h.status();
     assert_eq!(h.hand_over(ALICE, BOB, Caller::Dj(UserId(ALICE))), Err(AdminError::B2b(B2bError::NotLive)));
@@ -133,7 +111,7 @@ fn a_hand_over_to_a_member_who_is_not_live_is_refused_and_changes_nothing() {
 #[test]
 fn only_members_and_admins_may_change_a_set() {
     let mut h = Harness::alice_b2b_bob();
-    h.publish(3, CAROL); // queued with her own set
+    h.stream(3, CAROL); // queued with her own set
     let carol = Caller::Dj(UserId(CAROL));
     assert_eq!(h.hand_over(ALICE, BOB, carol), Err(AdminError::B2b(B2bError::NotAllowed)));
     assert_eq!(h.add(ALICE, 9, carol), Err(AdminError::B2b(B2bError::NotAllowed)));
@@ -143,7 +121,7 @@ fn only_members_and_admins_may_change_a_set() {
     assert_eq!(h.add(42, BOB, Caller::Admin), Err(AdminError::B2b(B2bError::NoSuchSet)));
     // Bob, a partner, may name the set by himself and add a third DJ.
     h.add(BOB, 4, Caller::Dj(UserId(BOB))).unwrap();
-    assert_eq!(h.lead().members.len(), 3);
+    assert_eq!(h.set_lead().members.len(), 3);
 }
 
 #[test]
@@ -160,11 +138,11 @@ fn the_member_on_air_who_drops_hands_over_to_the_one_standing_by_without_slate()
         automatic: true
     }));
     h.at(secs(90));
-    assert_eq!(h.lead().elapsed, secs(90), "the clock never stopped");
-    assert_eq!(members(&h.lead()), vec![(ALICE, None, false), (BOB, Some(2), true)]);
+    assert_eq!(h.set_lead().elapsed, secs(90), "the clock never stopped");
+    assert_eq!(members(&h.set_lead()), vec![(ALICE, None, false), (BOB, Some(2), true)]);
 
     // Alice comes back: she stands by, and may take over again.
-    h.publish(5, ALICE);
+    h.stream(5, ALICE);
     let back = h.hand_over(ALICE, ALICE, Caller::Dj(UserId(ALICE))).unwrap();
     assert_eq!(program_changes(&back), vec![Some(5)]);
 }
@@ -180,7 +158,7 @@ fn a_stalled_member_on_air_is_disconnected_and_replaced() {
 #[test]
 fn with_nobody_standing_by_the_lead_gets_its_grace_and_a_member_can_resume_the_set() {
     let mut h = Harness::new();
-    h.publish(1, ALICE);
+    h.stream(1, ALICE);
     h.add(ALICE, BOB, Caller::Admin).unwrap();
     h.at(secs(10));
     let out = h.input(Input::ConnectionLost { conn: ConnId(1) });
@@ -189,18 +167,18 @@ fn with_nobody_standing_by_the_lead_gets_its_grace_and_a_member_can_resume_the_s
 
     // Bob starts streaming within the grace: the set goes back on air with him.
     h.at(secs(15));
-    let out = h.publish(2, BOB);
+    let out = h.stream(2, BOB);
     assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(2), on_air: true, position: 0 });
     assert_eq!(program_changes(&out), vec![Some(2)]);
     assert!(notices(&out).contains(&Notice::Resumed { dj: dj(ALICE) }), "the set, named by its host, resumes");
     h.at(secs(20));
-    assert_eq!(h.lead().elapsed, secs(15), "the clock stood still only while the slate was on");
+    assert_eq!(h.set_lead().elapsed, secs(15), "the clock stood still only while the slate was on");
 }
 
 #[test]
 fn the_end_of_the_set_releases_every_member() {
     let mut h = Harness::alice_b2b_bob();
-    h.publish(3, CAROL);
+    h.stream(3, CAROL);
     h.hand_over(ALICE, BOB, Caller::Admin).unwrap();
     h.at(secs(3600));
     let out = h.input(Input::Tick);
@@ -209,7 +187,7 @@ fn the_end_of_the_set_releases_every_member() {
     assert_eq!(gone, vec![(1, DisconnectReason::SlotElapsed), (2, DisconnectReason::SlotElapsed)]);
     assert!(notices(&out).contains(&Notice::SetEnded { dj: dj(ALICE), reason: EndReason::SlotElapsed }));
     assert_eq!(program_changes(&out), vec![Some(3)]);
-    assert!(h.lead().members.is_empty());
+    assert!(h.set_lead().members.is_empty());
 }
 
 #[test]
@@ -231,10 +209,10 @@ fn the_set_ends_when_its_last_member_stops() {
 #[test]
 fn a_queued_set_forms_before_it_airs_and_goes_on_with_whoever_streams() {
     let mut h = Harness::new();
-    h.publish(3, CAROL);
-    h.publish(1, ALICE);
+    h.stream(3, CAROL);
+    h.stream(1, ALICE);
     h.add(ALICE, BOB, Caller::Dj(UserId(ALICE))).unwrap();
-    let out = h.publish(2, BOB);
+    let out = h.stream(2, BOB);
     assert_eq!(out[0], Output::PublishAccepted { conn: ConnId(2), on_air: false, position: 1 });
     assert_eq!(h.status().waiting.len(), 1);
     // Alice leaves the queue; the set keeps its place with Bob.
@@ -251,7 +229,7 @@ fn removing_a_member_keeps_the_set_going() {
     let out = h.engine.handle(h.now, Input::Admin(AdminCommand::Remove { user_id: UserId(ALICE) })).unwrap();
     assert_eq!(disconnects(&out), vec![(1, DisconnectReason::Removed)]);
     assert_eq!(program_changes(&out), vec![Some(2)]);
-    assert!(h.lead().members.is_empty(), "a set of one is a solo set again");
+    assert!(h.set_lead().members.is_empty(), "a set of one is a solo set again");
 
     let mut h = Harness::alice_b2b_bob();
     let by_bob = Input::RemoveMember { set: UserId(ALICE), user: UserId(BOB), by: Caller::Dj(UserId(BOB)) };
@@ -260,7 +238,7 @@ fn removing_a_member_keeps_the_set_going() {
     assert!(program_changes(&out).is_empty());
 
     let mut h = Harness::new();
-    h.publish(1, ALICE);
+    h.stream(1, ALICE);
     h.add(ALICE, BOB, Caller::Admin).unwrap();
     let alone = Input::RemoveMember { set: UserId(ALICE), user: UserId(ALICE), by: Caller::Admin };
     assert_eq!(h.engine.handle(h.now, alone), Err(AdminError::B2b(B2bError::OnAirAlone)));
@@ -449,7 +427,7 @@ mod properties {
 #[test]
 fn partners_standing_by_and_the_next_in_line_are_the_standby() {
     let mut h = Harness::alice_b2b_bob();
-    h.publish(3, CAROL);
+    h.stream(3, CAROL);
     assert_eq!(h.engine.standby(), vec![ConnId(2), ConnId(3)], "Bob for a hand-over, Carol for the next set");
     h.hand_over(ALICE, BOB, Caller::Dj(UserId(BOB))).expect("Bob takes over");
     assert_eq!(h.engine.standby(), vec![ConnId(1), ConnId(3)], "now Alice stands by");
