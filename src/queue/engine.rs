@@ -936,7 +936,7 @@ impl Engine {
     /// The persistent state as of `now`. The engine emits it on every change; a caller may
     /// also save it periodically so that a crash loses little of the lead's elapsed time.
     pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let (bookings_open, bookings_done) = self.bookings_begun(now);
+        let (bookings_open, bookings_done) = self.bookings_begun();
         Snapshot {
             swap_interval: self.swap_interval,
             block_enabled: self.block_enabled,

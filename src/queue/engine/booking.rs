@@ -73,15 +73,11 @@ impl BookingState {
 }
 
 impl Engine {
-    /// The ids of the bookings whose slot has begun by `now`: those still open, and those
-    /// the engine is done with.
-    pub(super) fn bookings_begun(&self, now: Instant) -> (Vec<i64>, Vec<i64>) {
+    /// The ids of the bookings whose slot has begun: those still open, and those the engine
+    /// is done with.
+    pub(super) fn bookings_begun(&self) -> (Vec<i64>, Vec<i64>) {
         let begun = |phase: Phase| {
-            self.bookings
-                .iter()
-                .filter(|state| state.phase == phase && state.booking.start <= now)
-                .map(|state| state.booking.id)
-                .collect()
+            self.bookings.iter().filter(|state| state.phase == phase).map(|state| state.booking.id).collect()
         };
         (begun(Phase::Open), begun(Phase::Closed))
     }
@@ -92,16 +88,20 @@ impl Engine {
         self.restored_bookings = open.chain(done.into_iter().map(|id| (id, RestoredBooking::Done))).collect();
     }
 
+    /// Whether the DJ streaming on the lead's place is the booked one.
+    fn lead_is_booked(&self, booking: &Booking) -> bool {
+        self.lead.as_ref().is_some_and(|lead| lead.place.dj.user_id == booking.user_id)
+    }
+
     /// R10 across a restart: a booking whose slot had begun is not started again (no second
     /// cut of the set on air, no second notice). One the engine was done with stays done,
     /// unless its DJ holds the lead: it opens again without starting, so that the set is
     /// linked to it again (R4, R9).
     fn restored_phase(&self, booking: &Booking) -> Phase {
-        let lead_is_booked = self.lead.as_ref().is_some_and(|lead| lead.place.dj.user_id == booking.user_id);
         match self.restored_bookings.get(&booking.id) {
             None => Phase::Pending,
             Some(RestoredBooking::Open) => Phase::Open,
-            Some(RestoredBooking::Done) if lead_is_booked => Phase::Open,
+            Some(RestoredBooking::Done) if self.lead_is_booked(booking) => Phase::Open,
             Some(RestoredBooking::Done) => Phase::Closed,
         }
     }
@@ -238,8 +238,7 @@ impl Engine {
                 fx.changed = true;
             }
         }
-        let lead_is_booked = self.lead.as_ref().is_some_and(|lead| lead.place.dj.user_id == booking.user_id);
-        if opening && booking.hard_start && !lead_is_booked && self.lead.is_some() {
+        if opening && booking.hard_start && !self.lead_is_booked(booking) && self.lead.is_some() {
             // R3; a booked DJ who turns up later cuts in when publishing (`queue_up`).
             self.end_set(now, EndReason::SlotElapsed, Some(DisconnectReason::SlotElapsed), fx);
         }
