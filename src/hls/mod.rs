@@ -98,6 +98,13 @@ pub struct Snapshot {
     pub playlist: Bytes,
 }
 
+impl Snapshot {
+    /// `window` as it is now, with its playlist rendered.
+    fn of(window: &Window) -> Arc<Self> {
+        Arc::new(Self { window: window.clone(), playlist: Bytes::from(window.render()) })
+    }
+}
+
 /// Flow counters of the HLS output.
 #[derive(Debug, Default)]
 pub struct HlsCounters {
@@ -177,9 +184,7 @@ impl Hls {
 /// An `Hls` fed by the returned sender instead of a task, for tests of what is served.
 #[cfg(test)]
 pub(crate) fn standalone(config: HlsConfig) -> (Hls, watch::Sender<Arc<Snapshot>>) {
-    let window = Window::new(config.window(1));
-    let playlist = Bytes::from(window.render());
-    let (tx, rx) = watch::channel(Arc::new(Snapshot { window, playlist }));
+    let (tx, rx) = watch::channel(Snapshot::of(&Window::new(config.window(1))));
     (Hls { config, snapshot: rx, counters: Arc::default(), demand: Arc::default() }, tx)
 }
 
@@ -254,8 +259,7 @@ impl Muxer {
         // File names carry the start time, so a restarted muxer never reuses a cached name.
         let run = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let window = Window::new(config.window(run));
-        let playlist = Bytes::from(window.render());
-        let (tx, rx) = watch::channel(Arc::new(Snapshot { window: window.clone(), playlist }));
+        let (tx, rx) = watch::channel(Snapshot::of(&window));
         let counters = Arc::new(HlsCounters::default());
         let muxer = Self { segmenter: Segmenter::new(config.segmenter()), window, tx, counters: counters.clone() };
         (muxer, Hls { config, snapshot: rx, counters, demand: Arc::default() })
@@ -275,8 +279,7 @@ impl Muxer {
     /// Drops the window's segments (nobody watches); numbering goes on where it was.
     fn forget(&mut self) {
         self.window.clear();
-        let playlist = Bytes::from(self.window.render());
-        self.tx.send_replace(Arc::new(Snapshot { window: self.window.clone(), playlist }));
+        self.tx.send_replace(Snapshot::of(&self.window));
     }
 
     /// Applies what the segmenter made; a new snapshot only when something changed.
@@ -291,8 +294,7 @@ impl Muxer {
             }
             self.window.apply(output);
         }
-        let playlist = Bytes::from(self.window.render());
-        self.tx.send_replace(Arc::new(Snapshot { window: self.window.clone(), playlist }));
+        self.tx.send_replace(Snapshot::of(&self.window));
     }
 }
 
