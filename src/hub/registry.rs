@@ -12,7 +12,7 @@ use crate::channel::health::{self, Health};
 use crate::channel::profile::{HeadersKey, declared_fps};
 use crate::channel::{ChannelConfig, Difference, OffProfilePolicy, StreamProfile, differences};
 use crate::hub::transcoder::{TranscodeState, Transcoder};
-use crate::ids::ConnId;
+use crate::ids::{ConnId, UserId};
 use crate::media::flv::FlvTag;
 use crate::media::gop::GopCache;
 use crate::media::stats::{PublisherStats, StatsSnapshot};
@@ -362,6 +362,12 @@ impl Publishers {
 
     pub fn all(&self) -> Vec<Arc<Publisher>> {
         self.lock().by_conn.values().cloned().collect()
+    }
+
+    /// `user`'s newest connection: should their old one not have been dropped yet, the new
+    /// one is what they stream now.
+    pub fn newest_of(&self, user: UserId) -> Option<Arc<Publisher>> {
+        self.lock().by_conn.values().filter(|p| p.dj.user_id == user).max_by_key(|p| p.conn).cloned()
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {

@@ -56,9 +56,7 @@ impl UpNextLookup {
                 None
             }
         };
-        // The newest connection, should the DJ's old one not have been dropped yet.
-        let publisher = self.publishers.all().into_iter().filter(|p| p.dj.user_id == user).max_by_key(|p| p.conn);
-        let advice = publisher.map(|p| p.health(Instant::now()).1.advice).unwrap_or_default();
+        let advice = self.publishers.newest_of(user).map(|p| p.health(Instant::now()).1.advice).unwrap_or_default();
         UpNextDetails { user: account.filter(|u| u.is_active), advice }
     }
 }

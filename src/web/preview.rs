@@ -52,14 +52,7 @@ fn open(state: &AppState, session: &WebSession, user_id: i64) -> Result<Hls, Api
     if viewer.id != user_id && !viewer.is_admin {
         return Err(not_streaming());
     }
-    // The newest connection, should a DJ's old one not have been dropped yet.
-    let publisher = state
-        .publishers
-        .all()
-        .into_iter()
-        .filter(|p| p.dj.user_id == UserId(user_id))
-        .max_by_key(|p| p.conn)
-        .ok_or_else(not_streaming)?;
+    let publisher = state.publishers.newest_of(UserId(user_id)).ok_or_else(not_streaming)?;
     state
         .previews
         .open(&publisher)

@@ -148,8 +148,7 @@ pub async fn preview(
     if member.user.id != user_id && !member.user.is_admin {
         return Err(not_streaming());
     }
-    let publisher = state.publishers.all().into_iter().find(|p| p.dj.user_id == UserId(user_id));
-    let publisher = publisher.ok_or_else(not_streaming)?;
+    let publisher = state.publishers.newest_of(UserId(user_id)).ok_or_else(not_streaming)?;
     Ok(render(
         "preview.html",
         context! {
