@@ -892,7 +892,6 @@ impl Engine {
         Ok(outputs)
     }
 
-    /// The queue as of `now`.
     /// The connections that may go on air without notice: the members of the set on air
     /// standing by for a hand-over, and the DJ next in line, if streaming. Their publishers
     /// keep a GOP so that the switch is instant.
@@ -901,6 +900,7 @@ impl Engine {
         partners.chain(self.waiting.front().and_then(Place::conn)).collect()
     }
 
+    /// The queue as of `now`.
     pub fn status(&self, now: Instant) -> Status {
         Status {
             lead: self.lead.as_ref().map(|lead| LeadStatus {
