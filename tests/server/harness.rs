@@ -16,6 +16,11 @@ pub const PASSWORD: &str = "correct horse battery";
 /// How long tests wait for the server to reach an expected state before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The command-line options that announce sets on the Discord webhook at `url`.
+pub fn discord_args(url: String) -> Vec<String> {
+    vec!["--discord-notifications".into(), "true".into(), "--discord-webhook-url".into(), url]
+}
+
 /// Server options for one test.
 #[derive(Clone)]
 pub struct Options {

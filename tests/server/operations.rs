@@ -108,15 +108,8 @@ async fn sigterm_mid_set_finishes_everything_cleanly() {
 #[tokio::test]
 async fn discord_webhook_announces_who_is_on_air() {
     let webhook = crate::webhook::Webhook::start([]).await;
-    let server = Server::start(Options {
-        extra_args: vec![
-            "--discord-notifications".into(),
-            "true".into(),
-            "--discord-webhook-url".into(),
-            webhook.url(),
-        ],
-        ..Options::default()
-    });
+    let server =
+        Server::start(Options { extra_args: crate::harness::discord_args(webhook.url()), ..Options::default() });
     let key = server.add_user("Alice", false);
     let alice = Dj::publish(server.rtmp, &key).await.unwrap();
     server.wait_for_queue(&["Alice"]).await;

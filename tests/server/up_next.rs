@@ -21,12 +21,7 @@ fn options(sink: &SmtpSink, webhook: &Webhook, swap_interval: u64) -> Options {
     Options {
         swap_interval,
         config: Some(format!("{}public_url = \"https://radio.example.org\"\n", sink.config())),
-        extra_args: vec![
-            "--discord-notifications".into(),
-            "true".into(),
-            "--discord-webhook-url".into(),
-            webhook.url(),
-        ],
+        extra_args: crate::harness::discord_args(webhook.url()),
         ..Options::default()
     }
 }
