@@ -60,10 +60,10 @@ def player_rates(r):
         return "–"
     return f"{fmt(p.get('kbps_p10'), '.0f')} / {fmt(p.get('kbps_median'), '.0f')}"
 
-lines.append("| server | N publishers | M players | CPU s | CPU % | peak RSS MiB | CPU vs nginx | RSS vs nginx "
+lines.append("| server | N publishers | M players | CPU s | of which user s | CPU % | peak RSS MiB | CPU vs nginx | RSS vs nginx "
              "| PSS / anonymous MiB at end | context switches/s | destination kbit/s | player kbit/s p10 / median "
              "| publishers / players alive at end | machine busy % |")
-lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for (server, n, m) in sorted(loads, key=lambda k: (k[1], k[2], k[0] != "motherstream")):
     r = loads[(server, n, m)]
     ref = loads.get(("nginx", n, m))
@@ -75,7 +75,7 @@ for (server, n, m) in sorted(loads, key=lambda k: (k[1], k[2], k[0] != "motherst
     else:
         cpu_ratio = rss_ratio = "1.00x" if server == "nginx" else "n/a"
     lines.append(
-        f"| {server} | {n} | {m} | {r['cpu_s']:.2f} | {r['cpu_pct']:.1f} | {rss:.1f} | {cpu_ratio} | {rss_ratio} "
+        f"| {server} | {n} | {m} | {r['cpu_s']:.2f} | {fmt(r.get('user_cpu_s'), '.2f')} | {r['cpu_pct']:.1f} | {rss:.1f} | {cpu_ratio} | {rss_ratio} "
         f"| {fmt(r.get('pss_mib'), '.1f')} / {fmt(r.get('anonymous_mib'), '.1f')} "
         f"| {fmt(r.get('context_switches_per_s'), '.0f')} | {fmt(r.get('sink_kbit_s'), '.0f')} | {player_rates(r)} "
         f"| {r['publishers_alive']}/{n} · {r['players_alive']}/{m} | {r['machine_busy_pct']:.0f} |")

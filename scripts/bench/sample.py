@@ -4,7 +4,9 @@
 usage: sample.py PID SECONDS OUT.json
 
 CPU: utime+stime of PID and all its descendants (nginx: master + workers; motherstream:
-one process, all threads), from /proc/PID/stat, at the start and end of the window.
+one process, all threads), from /proc/PID/stat, at the start and end of the window; also
+the user-mode part alone (utime), which tells the server's own code from the kernel's
+socket and scheduling work.
 Memory: peak over 0.5 s samples of the summed VmRSS, and the summed VmHWM at the end
 (VmHWM covers the process's whole life, including start-up); at the end of the window, the
 summed Pss (pages shared between nginx's master and worker count once) and Anonymous
@@ -43,12 +45,13 @@ def tree(pid):
 
 
 def cpu_ticks(pid):
+    """(utime, stime) of PID in clock ticks; zeros if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime
+        return int(fields[11]), int(fields[12])
     except OSError:
-        return 0
+        return 0, 0
 
 
 def kib(pid, key, source="status"):
@@ -114,7 +117,10 @@ def main():
         time.sleep(0.5)
     elapsed = time.monotonic() - t0
     pids_end = tree(pid)
-    cpu = sum(cpu_ticks(p) - start_cpu.get(p, 0) for p in pids_end) / TICK
+    spent = [(u - start_cpu.get(p, (0, 0))[0], s - start_cpu.get(p, (0, 0))[1]) for p in pids_end
+             for u, s in [cpu_ticks(p)]]
+    user = sum(u for u, _ in spent) / TICK
+    cpu = user + sum(s for _, s in spent) / TICK
     switches = sum(context_switches(p) - start_cs.get(p, 0) for p in pids_end)
     hwm = sum(kib(p, "VmHWM") for p in pids_end)
     pss = sum(kib(p, "Pss", "smaps_rollup") for p in pids_end)
@@ -127,6 +133,7 @@ def main():
         "elapsed_s": elapsed,
         "cpu_s": cpu,
         "cpu_pct": 100.0 * cpu / elapsed,
+        "user_cpu_s": user,
         "context_switches_per_s": switches / elapsed,
         "peak_rss_mib": peak_rss / 1024,
         "vmhwm_mib": hwm / 1024,
