@@ -333,7 +333,9 @@ async fn hls_is_muxed_once_fetched_and_the_first_request_gets_a_segment() {
 /// A page fed by the test: it appends the playlist's init and segments to one Media Source
 /// `SourceBuffer` and reports back what Chromium made of them.
 const MSE_PAGE: &str = r#"<!doctype html><video id=v muted playsinline></video><script>
-const log = (m) => fetch('/result?' + encodeURIComponent(m));
+// One report at a time: concurrent fetches may arrive out of order, 'DONE' before the rest.
+let reported = Promise.resolve();
+const log = (m) => { reported = reported.then(() => fetch('/result?' + encodeURIComponent(m))); };
 const hls = new URLSearchParams(location.search).get('hls');
 const v = document.getElementById('v');
 v.addEventListener('error', () => log('ERROR video ' + (v.error && v.error.message)));
