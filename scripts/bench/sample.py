@@ -117,10 +117,13 @@ def main():
         time.sleep(0.5)
     elapsed = time.monotonic() - t0
     pids_end = tree(pid)
-    spent = [(u - start_cpu.get(p, (0, 0))[0], s - start_cpu.get(p, (0, 0))[1]) for p in pids_end
-             for u, s in [cpu_ticks(p)]]
-    user = sum(u for u, _ in spent) / TICK
-    cpu = user + sum(s for _, s in spent) / TICK
+    user_ticks = system_ticks = 0
+    for p in pids_end:
+        (user0, system0), (user1, system1) = start_cpu.get(p, (0, 0)), cpu_ticks(p)
+        user_ticks += user1 - user0
+        system_ticks += system1 - system0
+    user = user_ticks / TICK
+    cpu = (user_ticks + system_ticks) / TICK
     switches = sum(context_switches(p) - start_cs.get(p, 0) for p in pids_end)
     hwm = sum(kib(p, "VmHWM") for p in pids_end)
     pss = sum(kib(p, "Pss", "smaps_rollup") for p in pids_end)
